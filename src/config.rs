@@ -1,0 +1,431 @@
+//! Settings. Flags win over environment variables, variables over the TOML file, the file over the
+//! built-in defaults (README.md documents every key).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// What the command line (flag or its environment variable, as clap resolves them) says.
+#[derive(Debug, Default, Clone)]
+pub struct CommandLine {
+    pub db: Option<PathBuf>,
+    pub scripts: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db: PathBuf,
+    pub scripts: PathBuf,
+    pub listen: String,
+    /// `None`: a token is generated on first start and kept beside the database.
+    pub api_token: Option<String>,
+    pub delivery: DeliverySettings,
+    pub sandbox: SandboxLimits,
+    pub tracking: TrackingSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Delay before the second attempt, the third, and so on; its length is the number of retries.
+    pub retry_schedule: Vec<Duration>,
+    pub timeout: Duration,
+    /// Ranges a target may resolve to although they are private, loopback or link-local.
+    pub allow_targets: Vec<IpNet>,
+    /// Requests in flight at once, over all targets.
+    pub max_in_flight: usize,
+    /// Requests in flight at once to one hook, so that a slow target cannot take every slot.
+    pub max_in_flight_per_hook: usize,
+    /// The longest `Retry-After` herald honours; a longer one is cut to this.
+    pub max_retry_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxLimits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    /// Wall-clock budget of one script run, database queries included.
+    pub time_budget: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrackingSettings {
+    /// How often the change log is looked at when nothing woke herald. Cheap: one `PRAGMA data_version`.
+    pub poll_interval: Duration,
+    /// Changes read and committed together.
+    pub batch_size: usize,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            retry_schedule: parse_retry_schedule(DEFAULT_RETRY_SCHEDULE).expect("default schedule"),
+            timeout: Duration::from_secs(15),
+            allow_targets: Vec::new(),
+            max_in_flight: 64,
+            max_in_flight_per_hook: 8,
+            max_retry_after: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            max_operations: 5_000_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_string_size: 1 << 20,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            time_budget: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for TrackingSettings {
+    fn default() -> Self {
+        TrackingSettings {
+            poll_interval: Duration::from_millis(2),
+            batch_size: 500,
+        }
+    }
+}
+
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5,300,1800,7200,18000,36000,36000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    db: Option<PathBuf>,
+    scripts: Option<PathBuf>,
+    listen: Option<String>,
+    api_token: Option<String>,
+    #[serde(default)]
+    delivery: FileDelivery,
+    #[serde(default)]
+    sandbox: FileSandbox,
+    #[serde(default)]
+    tracking: FileTracking,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDelivery {
+    retry_schedule: Option<Vec<f64>>,
+    timeout_secs: Option<f64>,
+    allow_targets: Option<Vec<String>>,
+    max_in_flight: Option<usize>,
+    max_in_flight_per_hook: Option<usize>,
+    max_retry_after_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSandbox {
+    max_operations: Option<u64>,
+    max_call_levels: Option<usize>,
+    max_expr_depth: Option<usize>,
+    max_string_size: Option<usize>,
+    max_array_size: Option<usize>,
+    max_map_size: Option<usize>,
+    time_budget_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTracking {
+    poll_interval_ms: Option<u64>,
+    batch_size: Option<usize>,
+}
+
+impl Config {
+    /// Built-in defaults everywhere; what tests and embedders start from.
+    pub fn with_paths(db: impl Into<PathBuf>, scripts: impl Into<PathBuf>) -> Config {
+        Config {
+            db: db.into(),
+            scripts: scripts.into(),
+            listen: "127.0.0.1:8080".into(),
+            api_token: None,
+            delivery: DeliverySettings::default(),
+            sandbox: SandboxLimits::default(),
+            tracking: TrackingSettings::default(),
+        }
+    }
+
+    /// Layers the command line over the process environment over the config file over the defaults.
+    pub fn load(cli: &CommandLine) -> Result<Config, ConfigError> {
+        Self::load_with_env(cli, |name| std::env::var(name).ok())
+    }
+
+    pub fn load_with_env(
+        cli: &CommandLine,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut config = Config::with_paths("herald.db", "scripts");
+        if let Some(v) = file.db {
+            config.db = v;
+        }
+        if let Some(v) = file.scripts {
+            config.scripts = v;
+        }
+        if let Some(v) = file.listen {
+            config.listen = v;
+        }
+        config.api_token = file.api_token;
+        config.apply_file_sections(file.delivery, file.sandbox, file.tracking)?;
+
+        if let Some(v) = env("HERALD_API_TOKEN").filter(|v| !v.is_empty()) {
+            config.api_token = Some(v);
+        }
+        if let Some(v) = env("HERALD_RETRY_SCHEDULE") {
+            config.delivery.retry_schedule =
+                parse_retry_schedule(&v).map_err(|message| ConfigError::Invalid {
+                    name: "HERALD_RETRY_SCHEDULE".into(),
+                    message,
+                })?;
+        }
+        if let Some(v) = env("HERALD_DELIVERY_TIMEOUT") {
+            config.delivery.timeout =
+                parse_seconds(&v).map_err(|message| ConfigError::Invalid {
+                    name: "HERALD_DELIVERY_TIMEOUT".into(),
+                    message,
+                })?;
+        }
+        if let Some(v) = env("HERALD_ALLOW_TARGETS") {
+            config.delivery.allow_targets =
+                parse_ranges(v.split(',')).map_err(|message| ConfigError::Invalid {
+                    name: "HERALD_ALLOW_TARGETS".into(),
+                    message,
+                })?;
+        }
+
+        if let Some(v) = &cli.db {
+            config.db = v.clone();
+        }
+        if let Some(v) = &cli.scripts {
+            config.scripts = v.clone();
+        }
+        if let Some(v) = &cli.listen {
+            config.listen = v.clone();
+        }
+        Ok(config)
+    }
+
+    fn apply_file_sections(
+        &mut self,
+        delivery: FileDelivery,
+        sandbox: FileSandbox,
+        tracking: FileTracking,
+    ) -> Result<(), ConfigError> {
+        let invalid = |name: &str, message: String| ConfigError::Invalid {
+            name: name.into(),
+            message,
+        };
+        let d = &mut self.delivery;
+        if let Some(v) = delivery.retry_schedule {
+            d.retry_schedule = v
+                .iter()
+                .map(|s| seconds(*s))
+                .collect::<Result<_, _>>()
+                .map_err(|m| invalid("delivery.retry_schedule", m))?;
+        }
+        if let Some(v) = delivery.timeout_secs {
+            d.timeout = seconds(v).map_err(|m| invalid("delivery.timeout_secs", m))?;
+        }
+        if let Some(v) = delivery.allow_targets {
+            d.allow_targets = parse_ranges(v.iter().map(String::as_str))
+                .map_err(|m| invalid("delivery.allow_targets", m))?;
+        }
+        if let Some(v) = delivery.max_in_flight {
+            d.max_in_flight = v.max(1);
+        }
+        if let Some(v) = delivery.max_in_flight_per_hook {
+            d.max_in_flight_per_hook = v.max(1);
+        }
+        if let Some(v) = delivery.max_retry_after_secs {
+            d.max_retry_after =
+                seconds(v).map_err(|m| invalid("delivery.max_retry_after_secs", m))?;
+        }
+        let s = &mut self.sandbox;
+        s.max_operations = sandbox.max_operations.unwrap_or(s.max_operations);
+        s.max_call_levels = sandbox.max_call_levels.unwrap_or(s.max_call_levels);
+        s.max_expr_depth = sandbox.max_expr_depth.unwrap_or(s.max_expr_depth);
+        s.max_string_size = sandbox.max_string_size.unwrap_or(s.max_string_size);
+        s.max_array_size = sandbox.max_array_size.unwrap_or(s.max_array_size);
+        s.max_map_size = sandbox.max_map_size.unwrap_or(s.max_map_size);
+        if let Some(ms) = sandbox.time_budget_ms {
+            s.time_budget = Duration::from_millis(ms);
+        }
+        let t = &mut self.tracking;
+        if let Some(ms) = tracking.poll_interval_ms {
+            t.poll_interval = Duration::from_millis(ms.max(1));
+        }
+        if let Some(n) = tracking.batch_size {
+            t.batch_size = n.max(1);
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn seconds(value: f64) -> Result<Duration, String> {
+    if value.is_finite() && value >= 0.0 && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!("{value} is not a number of seconds"))
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{}' is not a number of seconds", text.trim()))?;
+    seconds(value)
+}
+
+/// `"5,300,1800"` -> 5 s, 5 min, 30 min. Fractions are allowed (`0.2`), an empty list means no retry.
+pub fn parse_retry_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(parse_seconds)
+        .collect()
+}
+
+/// CIDR ranges (`127.0.0.0/8`) or single addresses (`10.0.0.7`).
+pub fn parse_ranges<'a>(parts: impl Iterator<Item = &'a str>) -> Result<Vec<IpNet>, String> {
+    parts
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<IpNet>()
+                .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("'{part}' is not a CIDR range such as 127.0.0.0/8"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(cli: CommandLine, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with_env(&cli, |name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = load(CommandLine::default(), &[]).unwrap();
+        assert_eq!(config.db, PathBuf::from("herald.db"));
+        assert_eq!(config.scripts, PathBuf::from("scripts"));
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        let secs: Vec<u64> = config
+            .delivery
+            .retry_schedule
+            .iter()
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(secs, [5, 300, 1800, 7200, 18000, 36000, 36000]);
+        assert_eq!(config.delivery.timeout, Duration::from_secs(15));
+        assert!(config.delivery.allow_targets.is_empty());
+    }
+
+    #[test]
+    fn flags_win_over_variables_and_variables_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "db = 'from-file.db'\nlisten = '127.0.0.1:9000'\n[delivery]\ntimeout_secs = 3\nretry_schedule = [1, 2]\n",
+        )
+        .unwrap();
+        let cli = CommandLine {
+            db: Some("from-flag.db".into()),
+            config: Some(file),
+            ..Default::default()
+        };
+        let config = load(cli, &[("HERALD_DELIVERY_TIMEOUT", "7")]).unwrap();
+        assert_eq!(config.db, PathBuf::from("from-flag.db"));
+        assert_eq!(config.listen, "127.0.0.1:9000");
+        assert_eq!(config.delivery.timeout, Duration::from_secs(7));
+        assert_eq!(config.delivery.retry_schedule.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_what_is_wrong() {
+        let err = load(
+            CommandLine::default(),
+            &[("HERALD_RETRY_SCHEDULE", "5,soon")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "HERALD_RETRY_SCHEDULE: 'soon' is not a number of seconds"
+        );
+        let err = load(
+            CommandLine::default(),
+            &[("HERALD_ALLOW_TARGETS", "10.0.0.0/33")],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("'10.0.0.0/33' is not a CIDR range"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "[delivery]\ntimeout = 3\n").unwrap();
+        let cli = CommandLine {
+            config: Some(file),
+            ..Default::default()
+        };
+        let err = load(cli, &[]).unwrap_err();
+        assert!(err.to_string().contains("unknown field `timeout`"), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+//! herald: a webhook trigger runtime for applications whose data lives in SQLite.
+//!
+//! # Layout
+//!
+//! Data flows one way through the modules:
+//!
+//! change ([`tracking`]) -> notification script ([`scripts`]) -> trigger -> body script ([`events`])
+//! -> outbox ([`store`]) -> delivery worker ([`delivery`]) -> attempt log ([`store`]).
+//!
+//! - [`config`]: settings from flags, environment variables and an optional TOML file.
+//! - [`store`]: the only module that speaks SQL; migrations, the change log, hooks, the outbox.
+//! - [`scripts`]: the sandboxed rhai engine, the script registry, diagnostics with file, line and column.
+//! - [`tracking`]: consumes the change log in commit order and turns changes into events.
+//! - [`events`]: renders an event's payload with its body script.
+//! - [`delivery`]: claims due deliveries, signs and POSTs them, records every attempt, schedules retries.
+//! - [`http`]: the REST hooks endpoints, health endpoints, authentication and the JSON error shape.
+//! - [`server`]: the composition root that starts all of the above and stops them on shutdown.
+//! - [`commands`]: `herald check` and `herald fire`, the command-line tools beside `serve`.
+
+pub mod clock;
+//pub mod commands;
+pub mod config;
+//pub mod delivery;
+pub mod events;
+//pub mod http;
+pub mod ids;
+pub mod scripts;
+//pub mod server;
+pub mod store;
+pub mod tracking;
+
+pub use config::Config;
+//pub use server::serve;

@@ -1,0 +1,299 @@
+//! Scripts: what they are called, how they are compiled, and the sandbox they run in.
+//!
+//! The file name says what a script is (see `CONTRACT.md`):
+//! `GetWebhookResponseBody_<Trigger>.rhai` defines a trigger and builds its payload;
+//! `SysNotification_<Table>_ParseForEach.rhai` runs for each changed row of `<Table>` and makes that
+//! table tracked. Every script is compiled once into an AST shared by all runs; a [`ScriptSet`] is an
+//! immutable snapshot of the folder, swapped whole in the [`ScriptRegistry`].
+
+mod diagnostic;
+mod sandbox;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+
+pub use diagnostic::Diagnostic;
+pub use sandbox::{build_engine, Fired, Sandbox, SandboxPool};
+
+use crate::config::SandboxLimits;
+
+const BODY_PREFIX: &str = "GetWebhookResponseBody_";
+const NOTIFICATION_PREFIX: &str = "SysNotification_";
+const NOTIFICATION_SUFFIX: &str = "_ParseForEach";
+/// The application's schema, applied at start; not a script.
+pub const SCHEMA_FILE: &str = "schema.sql";
+
+/// What a script file is, from its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptKind {
+    /// Builds the payload of trigger `trigger`.
+    Body { trigger: String },
+    /// Runs for each changed row of `table`.
+    Notification { table: String },
+}
+
+/// `[A-Za-z0-9_]+`, the shape of trigger and table names.
+fn is_name(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl ScriptKind {
+    /// `None` for a file that is not a herald script at all (not `.rhai`).
+    pub fn from_file_name(file_name: &str) -> Option<Result<ScriptKind, String>> {
+        let stem = file_name.strip_suffix(".rhai")?;
+        if let Some(trigger) = stem.strip_prefix(BODY_PREFIX) {
+            return Some(if is_name(trigger) {
+                Ok(ScriptKind::Body {
+                    trigger: trigger.to_owned(),
+                })
+            } else {
+                Err(format!(
+                    "trigger name '{trigger}' must be letters, digits and underscores"
+                ))
+            });
+        }
+        if let Some(rest) = stem.strip_prefix(NOTIFICATION_PREFIX) {
+            return Some(match rest.strip_suffix(NOTIFICATION_SUFFIX) {
+                Some(table) if is_name(table) => Ok(ScriptKind::Notification {
+                    table: table.to_owned(),
+                }),
+                _ => Err(format!(
+                    "a notification script is named {NOTIFICATION_PREFIX}<Table>{NOTIFICATION_SUFFIX}.rhai"
+                )),
+            });
+        }
+        Some(Err(format!(
+            "not a herald script name: expected {BODY_PREFIX}<Trigger>.rhai or \
+             {NOTIFICATION_PREFIX}<Table>{NOTIFICATION_SUFFIX}.rhai"
+        )))
+    }
+}
+
+/// One compiled script.
+#[derive(Debug)]
+pub struct Script {
+    pub file_name: String,
+    pub kind: ScriptKind,
+    pub ast: rhai::AST,
+    /// The first 16 hex digits of the SHA-256 of the source: which version rendered an event.
+    pub hash: String,
+}
+
+/// Every script of the folder, compiled; what failed to compile is in `diagnostics`.
+#[derive(Debug, Default)]
+pub struct ScriptSet {
+    pub folder: PathBuf,
+    body: BTreeMap<String, Arc<Script>>,
+    notification: BTreeMap<String, Arc<Script>>,
+    trigger_names: Arc<BTreeSet<String>>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// `schema.sql`, when the folder has one.
+    pub schema_sql: Option<String>,
+}
+
+impl ScriptSet {
+    /// Reads and compiles every `.rhai` file of `folder` (not its subfolders). A file that fails is
+    /// left out and described in `diagnostics`; the others are usable.
+    pub fn load(folder: &Path, limits: &SandboxLimits) -> std::io::Result<ScriptSet> {
+        let engine = build_engine(limits);
+        let mut set = ScriptSet {
+            folder: folder.to_owned(),
+            ..ScriptSet::default()
+        };
+        let mut entries: Vec<_> = std::fs::read_dir(folder)?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        entries.sort();
+        for file_name in entries {
+            let path = folder.join(&file_name);
+            if file_name == SCHEMA_FILE {
+                set.schema_sql = Some(std::fs::read_to_string(&path)?);
+                continue;
+            }
+            let kind = match ScriptKind::from_file_name(&file_name) {
+                None => continue,
+                Some(Err(message)) => {
+                    set.diagnostics
+                        .push(Diagnostic::new(&file_name, None, message));
+                    continue;
+                }
+                Some(Ok(kind)) => kind,
+            };
+            let source = match std::fs::read_to_string(&path) {
+                Ok(source) => source,
+                Err(e) => {
+                    set.diagnostics.push(Diagnostic::new(
+                        &file_name,
+                        None,
+                        format!("cannot read: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            match compile(&engine, &file_name, &kind, &source) {
+                Ok(script) => set.insert(script),
+                Err(diagnostic) => set.diagnostics.push(diagnostic),
+            }
+        }
+        set.trigger_names = Arc::new(set.body.keys().cloned().collect());
+        Ok(set)
+    }
+
+    fn insert(&mut self, script: Script) {
+        let script = Arc::new(script);
+        match &script.kind {
+            ScriptKind::Body { trigger } => self.body.insert(trigger.clone(), script),
+            ScriptKind::Notification { table } => self.notification.insert(table.clone(), script),
+        };
+    }
+
+    pub fn body(&self, trigger: &str) -> Option<&Arc<Script>> {
+        self.body.get(trigger)
+    }
+
+    pub fn notification(&self, table: &str) -> Option<&Arc<Script>> {
+        self.notification.get(table)
+    }
+
+    /// The triggers defined by body scripts, sorted.
+    pub fn trigger_names(&self) -> &Arc<BTreeSet<String>> {
+        &self.trigger_names
+    }
+
+    /// The tables that have a notification script, sorted.
+    pub fn tracked_tables(&self) -> Vec<String> {
+        self.notification.keys().cloned().collect()
+    }
+}
+
+/// The variables each kind of script finds in scope. Declared at compile time so that a misspelt
+/// variable is a compile error (`herald check` finds it) rather than a failed event.
+pub(crate) fn scope_variables(kind: &ScriptKind) -> &'static [&'static str] {
+    match kind {
+        ScriptKind::Body { .. } => &["row_id", "sample", "change"],
+        ScriptKind::Notification { .. } => {
+            &["table", "row_id", "action", "action_key", "row", "old_row"]
+        }
+    }
+}
+
+fn compile(
+    engine: &rhai::Engine,
+    file_name: &str,
+    kind: &ScriptKind,
+    source: &str,
+) -> Result<Script, Diagnostic> {
+    let mut scope = rhai::Scope::new();
+    for name in scope_variables(kind) {
+        scope.push_dynamic(*name, rhai::Dynamic::UNIT);
+    }
+    let mut ast = engine
+        .compile_with_scope(&scope, source)
+        .map_err(|e| Diagnostic::from_parse_error(file_name, &e))?;
+    ast.set_source(file_name);
+    let digest = Sha256::digest(source.as_bytes());
+    let hash = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Script {
+        file_name: file_name.to_owned(),
+        kind: kind.clone(),
+        ast,
+        hash,
+    })
+}
+
+/// The live set of scripts. Readers take a snapshot (an `Arc`) and keep it for a whole run, so a
+/// reload never changes a script under a run that uses it.
+pub struct ScriptRegistry {
+    current: RwLock<Arc<ScriptSet>>,
+}
+
+impl ScriptRegistry {
+    pub fn new(set: ScriptSet) -> ScriptRegistry {
+        ScriptRegistry {
+            current: RwLock::new(Arc::new(set)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<ScriptSet> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, set: ScriptSet) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_say_what_a_script_is() {
+        assert_eq!(
+            ScriptKind::from_file_name("GetWebhookResponseBody_NewOpportunity.rhai"),
+            Some(Ok(ScriptKind::Body {
+                trigger: "NewOpportunity".into()
+            }))
+        );
+        assert_eq!(
+            ScriptKind::from_file_name("SysNotification_Deal_Line_ParseForEach.rhai"),
+            Some(Ok(ScriptKind::Notification {
+                table: "Deal_Line".into()
+            }))
+        );
+        assert_eq!(ScriptKind::from_file_name("schema.sql"), None);
+        assert!(matches!(
+            ScriptKind::from_file_name("GetWebhookResponseBody_New-Thing.rhai"),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            ScriptKind::from_file_name("SysNotification_Deal.rhai"),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            ScriptKind::from_file_name("helpers.rhai"),
+            Some(Err(_))
+        ));
+    }
+
+    #[test]
+    fn a_folder_loads_with_its_errors_located() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("GetWebhookResponseBody_Ok.rhai"),
+            "#{ id: row_id }",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("GetWebhookResponseBody_Broken.rhai"),
+            "let x = 1;\nlet y = ;\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("SysNotification_Deal_ParseForEach.rhai"),
+            "if actoin == \"1\" {}",
+        )
+        .unwrap();
+        let set = ScriptSet::load(dir.path(), &SandboxLimits::default()).unwrap();
+        assert!(set.body("Ok").is_some());
+        assert!(set.body("Broken").is_none());
+        let rendered: Vec<String> = set.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert!(
+            rendered[0].starts_with("GetWebhookResponseBody_Broken.rhai:2:9: "),
+            "{rendered:?}"
+        );
+        assert!(
+            rendered[1].starts_with("SysNotification_Deal_ParseForEach.rhai:1:4: ")
+                && rendered[1].contains("actoin"),
+            "{rendered:?}"
+        );
+    }
+}

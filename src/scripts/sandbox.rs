@@ -1,0 +1,462 @@
+//! The sandbox: one rhai engine with every limit set, the host functions of the contract, and the
+//! two ways to run a script (a notification for a change, a body for an event).
+//!
+//! A [`Sandbox`] belongs to one thread at a time and owns its read-only database connection; the
+//! host functions reach that connection and the list of fired triggers through [`RunState`].
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope};
+
+use super::{Diagnostic, Script, ScriptKind};
+use crate::config::SandboxLimits;
+use crate::store::{Cell, Change, ReadOnlyDb, Row, Store, StoreError};
+
+/// A trigger fired by a notification script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub trigger: String,
+    pub row_id: i64,
+}
+
+/// The wall-clock deadline of the current run, shared by the engine's progress callback and the
+/// database connection's progress handler.
+struct Deadline {
+    epoch: Instant,
+    /// Nanoseconds after `epoch`; `u64::MAX` when no run is active.
+    until: AtomicU64,
+}
+
+impl Deadline {
+    fn start(&self, budget: Duration) {
+        let until = self.epoch.elapsed() + budget;
+        self.until.store(
+            until.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn passed(&self) -> bool {
+        self.epoch.elapsed().as_nanos() as u64 > self.until.load(Ordering::Relaxed)
+    }
+}
+
+/// What host functions need during one run.
+struct RunState {
+    db: Mutex<ReadOnlyDb>,
+    deadline: Arc<Deadline>,
+    /// Only notification scripts may fire triggers.
+    may_fire: AtomicBool,
+    fired: Mutex<Vec<Fired>>,
+    known_triggers: Mutex<Arc<BTreeSet<String>>>,
+    /// The script running now, to tag `print` and `debug` lines.
+    script: Mutex<String>,
+    max_rows: usize,
+}
+
+fn runtime_error(message: String) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        message.into(),
+        rhai::Position::NONE,
+    ))
+}
+
+/// An engine with every limit set explicitly (rhai's defaults differ between debug and release
+/// builds), no `eval`, no modules (the `no_module` feature), strict variables, and errors for missing
+/// map properties so that `row.titel` fails loudly instead of yielding `()`.
+pub fn build_engine(limits: &SandboxLimits) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_variables(1_000)
+        .set_max_functions(256)
+        .set_strict_variables(true)
+        .set_fail_on_invalid_map_property(true);
+    engine.disable_symbol("eval");
+    // Until a run installs its own, print and debug go to the log untagged rather than to stdout.
+    engine.on_print(|text| tracing::info!(target: "herald::script", "{text}"));
+    engine.on_debug(|text, source, _| {
+        tracing::debug!(target: "herald::script", script = source.unwrap_or(""), "{text}")
+    });
+    engine
+}
+
+pub struct Sandbox {
+    engine: Engine,
+    state: Arc<RunState>,
+    limits: SandboxLimits,
+}
+
+impl Sandbox {
+    pub fn new(limits: &SandboxLimits, db: ReadOnlyDb) -> Sandbox {
+        let deadline = Arc::new(Deadline {
+            epoch: Instant::now(),
+            until: AtomicU64::new(u64::MAX),
+        });
+        {
+            let deadline = deadline.clone();
+            db.set_interrupt_check(move || deadline.passed());
+        }
+        let state = Arc::new(RunState {
+            db: Mutex::new(db),
+            deadline,
+            may_fire: AtomicBool::new(false),
+            fired: Mutex::new(Vec::new()),
+            known_triggers: Mutex::new(Arc::default()),
+            script: Mutex::new(String::new()),
+            max_rows: limits.max_array_size,
+        });
+        let mut engine = build_engine(limits);
+        register_host_functions(&mut engine, &state);
+        Sandbox {
+            engine,
+            state,
+            limits: limits.clone(),
+        }
+    }
+
+    /// Runs a notification script for one change and returns the triggers it fired. A script that
+    /// fails fires nothing: its partial work is dropped with the error.
+    pub fn run_notification(
+        &self,
+        script: &Script,
+        change: &Change,
+        known_triggers: &Arc<BTreeSet<String>>,
+    ) -> Result<Vec<Fired>, Diagnostic> {
+        *lock(&self.state.known_triggers) = known_triggers.clone();
+        lock(&self.state.fired).clear();
+        let mut scope = Scope::new();
+        scope.push_constant("table", change.table.clone());
+        scope.push_constant("row_id", change.row_id);
+        scope.push_constant("action", change.action.code());
+        scope.push_constant("action_key", change.action.key());
+        scope.push_constant_dynamic("row", json_to_dynamic(&change.row));
+        scope.push_constant_dynamic(
+            "old_row",
+            change
+                .old_row
+                .as_ref()
+                .map_or(Dynamic::UNIT, json_to_dynamic),
+        );
+        self.state.may_fire.store(true, Ordering::Relaxed);
+        let result = self.eval(script, &mut scope);
+        self.state.may_fire.store(false, Ordering::Relaxed);
+        let fired = std::mem::take(&mut *lock(&self.state.fired));
+        result.map(|_| fired)
+    }
+
+    /// Runs a body script for one event: the payload, a JSON object.
+    pub fn render(
+        &self,
+        script: &Script,
+        row_id: Option<i64>,
+        change: Option<&Change>,
+    ) -> Result<serde_json::Value, Diagnostic> {
+        let mut scope = body_scope(row_id, false, change);
+        let value = self.eval(script, &mut scope)?;
+        let json = self.to_json(script, &value)?;
+        if json.is_object() {
+            Ok(json)
+        } else {
+            Err(Diagnostic::new(
+                &script.file_name,
+                None,
+                format!(
+                    "a body script must return a map (the payload), not {}",
+                    value.type_name()
+                ),
+            ))
+        }
+    }
+
+    /// Runs a body script in sample mode: the payloads perform-list returns, newest first.
+    pub fn samples(&self, script: &Script) -> Result<Vec<serde_json::Value>, Diagnostic> {
+        let mut scope = body_scope(None, true, None);
+        let value = self.eval(script, &mut scope)?;
+        match self.to_json(script, &value)? {
+            serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => Ok(items),
+            object @ serde_json::Value::Object(_) => Ok(vec![object]),
+            _ => Err(Diagnostic::new(
+                &script.file_name,
+                None,
+                format!(
+                    "with `sample` true a body script must return an array of maps (or one map), not {}",
+                    value.type_name()
+                ),
+            )),
+        }
+    }
+
+    fn eval(&self, script: &Script, scope: &mut Scope<'_>) -> Result<Dynamic, Diagnostic> {
+        *lock(&self.state.script) = script.file_name.clone();
+        self.state.deadline.start(self.limits.time_budget);
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(scope, &script.ast);
+        self.state.deadline.until.store(u64::MAX, Ordering::Relaxed);
+        result.map_err(|e| {
+            Diagnostic::from_eval_error(&script.file_name, &e, || {
+                format!(
+                    "the script ran past its time budget of {} ms",
+                    self.limits.time_budget.as_millis()
+                )
+            })
+        })
+    }
+
+    fn to_json(&self, script: &Script, value: &Dynamic) -> Result<serde_json::Value, Diagnostic> {
+        serde_json::to_value(value).map_err(|e| {
+            Diagnostic::new(
+                &script.file_name,
+                None,
+                format!("the returned value cannot be turned into JSON: {e}"),
+            )
+        })
+    }
+
+    pub fn kind_of(script: &Script) -> &ScriptKind {
+        &script.kind
+    }
+}
+
+fn body_scope(row_id: Option<i64>, sample: bool, change: Option<&Change>) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_constant_dynamic("row_id", row_id.map_or(Dynamic::UNIT, Dynamic::from_int));
+    scope.push_constant("sample", sample);
+    scope.push_constant_dynamic("change", change.map_or(Dynamic::UNIT, change_to_dynamic));
+    scope
+}
+
+/// The change that fired an event, as body scripts see it in `change`.
+fn change_to_dynamic(change: &Change) -> Dynamic {
+    let mut map = Map::new();
+    map.insert("table".into(), change.table.clone().into());
+    map.insert("row_id".into(), Dynamic::from_int(change.row_id));
+    map.insert("action".into(), change.action.code().into());
+    map.insert("action_key".into(), change.action.key().into());
+    map.insert("row".into(), json_to_dynamic(&change.row));
+    map.insert(
+        "old_row".into(),
+        change
+            .old_row
+            .as_ref()
+            .map_or(Dynamic::UNIT, json_to_dynamic),
+    );
+    map.into()
+}
+
+fn json_to_dynamic(value: &serde_json::Value) -> Dynamic {
+    rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn cell_to_dynamic(cell: Cell) -> Dynamic {
+    match cell {
+        Cell::Null => Dynamic::UNIT,
+        Cell::Integer(n) => Dynamic::from_int(n),
+        Cell::Real(x) => Dynamic::from_float(x),
+        Cell::Text(t) => t.into(),
+        Cell::Blob(b) => Dynamic::from_blob(b),
+    }
+}
+
+fn row_to_map(row: Row) -> Dynamic {
+    let map: Map = row
+        .into_iter()
+        .map(|(name, cell)| (name.into(), cell_to_dynamic(cell)))
+        .collect();
+    map.into()
+}
+
+fn dynamic_to_cell(
+    function: &str,
+    index: usize,
+    value: &Dynamic,
+) -> Result<Cell, Box<EvalAltResult>> {
+    if value.is_unit() {
+        Ok(Cell::Null)
+    } else if let Ok(n) = value.as_int() {
+        Ok(Cell::Integer(n))
+    } else if let Ok(x) = value.as_float() {
+        Ok(Cell::Real(x))
+    } else if let Ok(b) = value.as_bool() {
+        Ok(Cell::Integer(b as i64))
+    } else if value.is_string() || value.is_char() {
+        Ok(Cell::Text(value.to_string()))
+    } else if value.is_blob() {
+        Ok(Cell::Blob(value.clone().cast::<rhai::Blob>()))
+    } else {
+        Err(runtime_error(format!(
+            "{function}: parameter {} is {}; parameters are numbers, strings, booleans or ()",
+            index + 1,
+            value.type_name()
+        )))
+    }
+}
+
+fn run_query(
+    state: &RunState,
+    function: &str,
+    sql: &str,
+    params: &Array,
+) -> Result<Vec<Row>, Box<EvalAltResult>> {
+    let cells = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| dynamic_to_cell(function, i, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    lock(&state.db)
+        .query(sql, &cells, state.max_rows)
+        .map_err(|e| runtime_error(format!("{function}: {e}")))
+}
+
+fn register_host_functions(engine: &mut Engine, state: &Arc<RunState>) {
+    {
+        let state = state.clone();
+        engine.on_print(move |text| {
+            tracing::info!(target: "herald::script", script = %lock(&state.script), "{text}")
+        });
+    }
+    {
+        let state = state.clone();
+        engine.on_debug(move |text, _, position| {
+            tracing::debug!(target: "herald::script", script = %lock(&state.script), %position, "{text}")
+        });
+    }
+    {
+        let state = state.clone();
+        engine.on_progress(move |operations| {
+            // Reading the clock every operation would cost more than the script; every 1024 is
+            // well under a millisecond apart.
+            if operations % 1024 == 0 && state.deadline.passed() {
+                Some(Dynamic::UNIT)
+            } else {
+                None
+            }
+        });
+    }
+    {
+        let state = state.clone();
+        engine.register_fn(
+            "trigger_webhook_event",
+            move |name: &str, row_id: Dynamic| -> Result<(), Box<EvalAltResult>> {
+                if !state.may_fire.load(Ordering::Relaxed) {
+                    return Err(runtime_error(
+                        "trigger_webhook_event: only notification scripts fire triggers".into(),
+                    ));
+                }
+                if !lock(&state.known_triggers).contains(name) {
+                    return Err(runtime_error(format!(
+                        "trigger_webhook_event: unknown trigger '{name}' (no GetWebhookResponseBody_{name}.rhai)"
+                    )));
+                }
+                let row_id = row_id
+                    .as_int()
+                    .ok()
+                    .or_else(|| row_id.clone().into_string().ok().and_then(|s| s.trim().parse().ok()))
+                    .ok_or_else(|| {
+                        runtime_error(format!(
+                            "trigger_webhook_event: row_id must be an integer, not {}",
+                            row_id.type_name()
+                        ))
+                    })?;
+                lock(&state.fired).push(Fired {
+                    trigger: name.to_owned(),
+                    row_id,
+                });
+                Ok(())
+            },
+        );
+    }
+    {
+        let state = state.clone();
+        engine.register_fn(
+            "db_query",
+            move |sql: &str, params: Array| -> Result<Array, Box<EvalAltResult>> {
+                Ok(run_query(&state, "db_query", sql, &params)?
+                    .into_iter()
+                    .map(row_to_map)
+                    .collect())
+            },
+        );
+    }
+    {
+        let state = state.clone();
+        engine.register_fn(
+            "db_query",
+            move |sql: &str| -> Result<Array, Box<EvalAltResult>> {
+                Ok(run_query(&state, "db_query", sql, &Array::new())?
+                    .into_iter()
+                    .map(row_to_map)
+                    .collect())
+            },
+        );
+    }
+    {
+        let state = state.clone();
+        engine.register_fn(
+            "db_query_one",
+            move |sql: &str, params: Array| -> Result<Dynamic, Box<EvalAltResult>> {
+                Ok(run_query(&state, "db_query_one", sql, &params)?
+                    .into_iter()
+                    .next()
+                    .map_or(Dynamic::UNIT, row_to_map))
+            },
+        );
+    }
+    {
+        let state = state.clone();
+        engine.register_fn(
+            "db_query_one",
+            move |sql: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+                Ok(run_query(&state, "db_query_one", sql, &Array::new())?
+                    .into_iter()
+                    .next()
+                    .map_or(Dynamic::UNIT, row_to_map))
+            },
+        );
+    }
+    engine.register_fn("now", crate::clock::now_rfc3339);
+}
+
+/// Sandboxes for request handlers: building one costs an engine and a connection, so they are kept.
+pub struct SandboxPool {
+    store: Store,
+    limits: SandboxLimits,
+    idle: Mutex<Vec<Sandbox>>,
+}
+
+impl SandboxPool {
+    pub fn new(store: Store, limits: SandboxLimits) -> SandboxPool {
+        SandboxPool {
+            store,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` with a sandbox (blocking: call from a blocking thread).
+    pub fn with<T>(&self, f: impl FnOnce(&Sandbox) -> T) -> Result<T, StoreError> {
+        let sandbox = match lock(&self.idle).pop() {
+            Some(sandbox) => sandbox,
+            None => Sandbox::new(&self.limits, self.store.read_only()?),
+        };
+        let result = f(&sandbox);
+        let mut idle = lock(&self.idle);
+        if idle.len() < 8 {
+            idle.push(sandbox);
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,419 @@
+//! Datatracking in the database: the triggers that log every change of a tracked table, and the
+//! reading of that log in commit order.
+//!
+//! Why triggers: they run inside the writer's own transaction, whatever the writer is (herald, the
+//! application, the `sqlite3` shell), so a change is logged if and only if it commits. SQLite has one
+//! writer at a time, so the log's AUTOINCREMENT ids are in commit order.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use super::outbox::{insert_events, insert_failures, NewEvent, ScriptFailure};
+use super::{open_connection, quote_ident, quote_literal, Result, Store, StoreError};
+
+/// What happened to a row, with the codes of the CRM that herald mirrors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Action {
+    const ALL: [Action; 3] = [Action::Insert, Action::Update, Action::Delete];
+
+    /// `"1"`, `"2"` or `"3"`: the `action` scripts see.
+    pub fn code(self) -> &'static str {
+        match self {
+            Action::Insert => "1",
+            Action::Update => "2",
+            Action::Delete => "3",
+        }
+    }
+
+    /// `"insert"`, `"update"` or `"delete"`: the `action_key` scripts see.
+    pub fn key(self) -> &'static str {
+        match self {
+            Action::Insert => "insert",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+
+    fn from_number(n: i64) -> Option<Action> {
+        match n {
+            1 => Some(Action::Insert),
+            2 => Some(Action::Update),
+            3 => Some(Action::Delete),
+            _ => None,
+        }
+    }
+
+    fn number(self) -> i64 {
+        match self {
+            Action::Insert => 1,
+            Action::Update => 2,
+            Action::Delete => 3,
+        }
+    }
+}
+
+/// One logged change of one row.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: i64,
+    pub table: String,
+    pub row_id: i64,
+    pub action: Action,
+    /// The row after the change; for a delete, before it.
+    pub row: serde_json::Value,
+    /// The row before an update or a delete; `None` for an insert.
+    pub old_row: Option<serde_json::Value>,
+    pub changed_at: i64,
+}
+
+/// A table herald was asked to track but cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingProblem {
+    pub table: String,
+    pub message: String,
+}
+
+const TRIGGER_PREFIX: &str = "herald_track_";
+
+fn trigger_name(table: &str, action: Action) -> String {
+    format!("{TRIGGER_PREFIX}{table}_{}", action.key())
+}
+
+/// `json_object('id', NEW."id", ...)`. Blobs become hex text: `json_object` refuses blobs, and a
+/// tracking trigger must never make the application's write fail.
+fn row_json(columns: &[String], side: &str) -> String {
+    let fields: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let value = format!("{side}.{}", quote_ident(c));
+            format!(
+                "{}, CASE WHEN typeof({value}) = 'blob' THEN hex({value}) ELSE {value} END",
+                quote_literal(c)
+            )
+        })
+        .collect();
+    format!("json_object({})", fields.join(", "))
+}
+
+fn trigger_sql(table: &str, columns: &[String], action: Action) -> String {
+    let (event, row_id, row, old_row) = match action {
+        Action::Insert => (
+            "INSERT",
+            "NEW.rowid",
+            row_json(columns, "NEW"),
+            "NULL".into(),
+        ),
+        Action::Update => (
+            "UPDATE",
+            "NEW.rowid",
+            row_json(columns, "NEW"),
+            row_json(columns, "OLD"),
+        ),
+        Action::Delete => (
+            "DELETE",
+            "OLD.rowid",
+            row_json(columns, "OLD"),
+            "NULL".into(),
+        ),
+    };
+    format!(
+        "CREATE TRIGGER {name} AFTER {event} ON {table_q} BEGIN \
+         INSERT INTO herald_changes (table_name, row_id, action, row_json, old_row_json) \
+         VALUES ({table_lit}, {row_id}, {number}, {row}, {old_row}); END",
+        name = quote_ident(&trigger_name(table, action)),
+        table_q = quote_ident(table),
+        table_lit = quote_literal(table),
+        number = action.number(),
+    )
+}
+
+fn table_columns(conn: &Connection, table: &str) -> Result<Option<Vec<String>>> {
+    let exists: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote_ident(table)))?;
+    let columns = stmt
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(columns))
+}
+
+fn has_rowid(conn: &Connection, table: &str) -> bool {
+    conn.prepare(&format!("SELECT rowid FROM {} LIMIT 0", quote_ident(table)))
+        .is_ok()
+}
+
+impl Store {
+    /// Makes the tracking triggers match `tables`: creates or refreshes them (a table whose columns
+    /// changed gets new triggers) and drops herald's triggers from tables no longer tracked. Returns
+    /// the tables that cannot be tracked, with why; the others are tracked regardless.
+    pub fn sync_tracking(&self, tables: &[String]) -> Result<Vec<TrackingProblem>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+        let mut problems = Vec::new();
+        for table in tables {
+            let Some(columns) = table_columns(&tx, table)? else {
+                problems.push(TrackingProblem {
+                    table: table.clone(),
+                    message: format!("table {table} does not exist in the database"),
+                });
+                continue;
+            };
+            if !has_rowid(&tx, table) {
+                problems.push(TrackingProblem {
+                    table: table.clone(),
+                    message: format!(
+                        "table {table} is WITHOUT ROWID; herald tracks rowid tables only"
+                    ),
+                });
+                continue;
+            }
+            for action in Action::ALL {
+                wanted.insert(
+                    trigger_name(table, action),
+                    trigger_sql(table, &columns, action),
+                );
+            }
+        }
+        let existing: Vec<(String, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'herald\\_track\\_%' ESCAPE '\\'",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows
+        };
+        let mut changed = false;
+        for (name, sql) in &existing {
+            if wanted.get(name) != Some(sql) {
+                tx.execute_batch(&format!("DROP TRIGGER {}", quote_ident(name)))?;
+                changed = true;
+            }
+        }
+        for (name, sql) in &wanted {
+            if !existing.iter().any(|(n, s)| n == name && s == sql) {
+                tx.execute_batch(sql)?;
+                changed = true;
+            }
+        }
+        tx.commit()?;
+        if changed {
+            tracing::info!(tables = ?tables, "tracking triggers updated");
+        }
+        Ok(problems)
+    }
+
+    /// Stores what a batch of changes produced and moves the consumer's position past them, in one
+    /// transaction: after a crash the batch is either wholly consumed or not at all, so every change
+    /// turns into its events exactly once.
+    pub fn commit_consumed_changes(
+        &self,
+        from_position: i64,
+        to_position: i64,
+        events: &[NewEvent],
+        failures: &[ScriptFailure],
+    ) -> Result<usize> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let moved = tx.execute(
+            "UPDATE herald_state SET value = ?2 WHERE key = 'tracking.position' AND value = ?1",
+            (from_position, to_position),
+        )?;
+        if moved != 1 {
+            return Err(StoreError::ConcurrentConsumer);
+        }
+        let deliveries = insert_events(&tx, events)?;
+        insert_failures(&tx, failures)?;
+        tx.execute("DELETE FROM herald_changes WHERE id <= ?1", [to_position])?;
+        tx.commit()?;
+        Ok(deliveries)
+    }
+}
+
+/// The consumer's own connection: cheap change detection and batched reads of the log.
+pub struct ChangeReader {
+    conn: Connection,
+}
+
+impl ChangeReader {
+    pub(super) fn open(path: &Path) -> Result<ChangeReader> {
+        let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(ChangeReader { conn })
+    }
+
+    /// Changes whenever another connection commits: one look at the WAL index, no file read.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Changes whenever any connection changes the schema (a column added to a tracked table).
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA schema_version", [], |r| r.get(0))?)
+    }
+
+    /// Where the consumer stands: the id of the last change whose events are stored.
+    pub fn position(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT value FROM herald_state WHERE key = 'tracking.position'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The next `limit` changes after `position`, oldest first.
+    pub fn read_after(&self, position: i64, limit: usize) -> Result<Vec<Change>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, table_name, row_id, action, row_json, old_row_json, changed_at
+             FROM herald_changes WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let raw = stmt
+            .query_map((position, limit as i64), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut changes = Vec::with_capacity(raw.len());
+        for (id, table, row_id, action, row_json, old_row_json, changed_at) in raw {
+            let Some(action) = Action::from_number(action) else {
+                tracing::warn!(
+                    change_id = id,
+                    action,
+                    "skipping a change with an unknown action"
+                );
+                continue;
+            };
+            let row: serde_json::Value = serde_json::from_str(&row_json)?;
+            let old_row = match (action, old_row_json) {
+                (Action::Delete, _) => Some(row.clone()),
+                (_, Some(text)) => Some(serde_json::from_str(&text)?),
+                (_, None) => None,
+            };
+            changes.push(Change {
+                id,
+                table,
+                row_id,
+                action,
+                row,
+                old_row,
+                changed_at,
+            });
+        }
+        Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_deal() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .apply_schema(
+                "schema.sql",
+                "CREATE TABLE Deal (id INTEGER PRIMARY KEY, title TEXT, photo BLOB)",
+            )
+            .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn triggers_log_each_action_with_the_row_before_and_after() {
+        let (dir, store) = store_with_deal();
+        assert!(store.sync_tracking(&["Deal".into()]).unwrap().is_empty());
+        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        app.execute_batch(
+            "INSERT INTO Deal VALUES (7, 'Roof', x'00ff');
+             UPDATE Deal SET title = 'Roof and walls' WHERE id = 7;
+             DELETE FROM Deal WHERE id = 7;",
+        )
+        .unwrap();
+        let reader = store.change_reader().unwrap();
+        let changes = reader.read_after(0, 10).unwrap();
+        let actions: Vec<Action> = changes.iter().map(|c| c.action).collect();
+        assert_eq!(actions, [Action::Insert, Action::Update, Action::Delete]);
+        assert_eq!(changes[0].row["photo"], "00FF");
+        assert_eq!(changes[0].old_row, None);
+        assert_eq!(changes[1].row["title"], "Roof and walls");
+        assert_eq!(changes[1].old_row.as_ref().unwrap()["title"], "Roof");
+        assert_eq!(changes[2].row["title"], "Roof and walls");
+        assert!(changes.iter().all(|c| c.row_id == 7 && c.table == "Deal"));
+    }
+
+    #[test]
+    fn untracking_drops_the_triggers_and_missing_tables_are_reported() {
+        let (dir, store) = store_with_deal();
+        let problems = store
+            .sync_tracking(&["Deal".into(), "Nope".into()])
+            .unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].message,
+            "table Nope does not exist in the database"
+        );
+        store.sync_tracking(&[]).unwrap();
+        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        app.execute("INSERT INTO Deal (title) VALUES ('x')", [])
+            .unwrap();
+        assert!(store
+            .change_reader()
+            .unwrap()
+            .read_after(0, 10)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_new_column_refreshes_the_triggers() {
+        let (dir, store) = store_with_deal();
+        store.sync_tracking(&["Deal".into()]).unwrap();
+        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        app.execute_batch("ALTER TABLE Deal ADD COLUMN stage TEXT")
+            .unwrap();
+        store.sync_tracking(&["Deal".into()]).unwrap();
+        app.execute("INSERT INTO Deal (title, stage) VALUES ('x', 'won')", [])
+            .unwrap();
+        let changes = store.change_reader().unwrap().read_after(0, 10).unwrap();
+        assert_eq!(changes[0].row["stage"], "won");
+    }
+
+    #[test]
+    fn the_position_moves_only_from_where_it_stood() {
+        let (_dir, store) = store_with_deal();
+        store.commit_consumed_changes(0, 5, &[], &[]).unwrap();
+        assert!(matches!(
+            store.commit_consumed_changes(0, 9, &[], &[]),
+            Err(StoreError::ConcurrentConsumer)
+        ));
+        assert_eq!(store.change_reader().unwrap().position().unwrap(), 5);
+    }
+}

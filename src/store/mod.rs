@@ -1,0 +1,147 @@
+//! Storage: the only module that speaks SQL.
+//!
+//! One SQLite file holds the application's tables and herald's own (prefixed `herald_`). herald keeps
+//! its write transactions short because the application writes to the same file: every write here is
+//! one `BEGIN IMMEDIATE` transaction that does a bounded amount of work and commits.
+//!
+//! Times are Unix milliseconds (UTC). Public ids are prefixed strings (see [`crate::ids`]); internal
+//! ordering uses integer sequence numbers.
+
+mod changes;
+mod hooks;
+mod migrations;
+mod outbox;
+mod read_only;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use changes::{Action, Change, ChangeReader, TrackingProblem};
+pub use hooks::{Hook, HookOrigin, NewHook};
+pub use outbox::{
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, NewEvent, NextStep,
+    ScriptFailure, StoredAttempt,
+};
+pub use read_only::{Cell, QueryError, ReadOnlyDb, Row};
+
+/// How long a connection waits for the application's write lock before giving up with "busy".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored JSON is malformed: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot apply {file}: {message}")]
+    Schema { file: String, message: String },
+    #[error("another herald process consumed the change log at the same time")]
+    ConcurrentConsumer,
+}
+
+impl StoreError {
+    /// The database was locked by someone else for longer than the busy time-out: worth retrying.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// herald's handle on the database. Cheap to clone; every method blocks, so async callers use
+/// `spawn_blocking`.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// herald's one writing connection. A std mutex: it is only ever held inside blocking code,
+    /// never across an `.await`, and SQLite would serialise the writes anyway.
+    writer: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, switches it to WAL and brings herald's tables to the
+    /// latest version.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut conn = open_connection(path, OpenFlags::default())?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrations::migrate(&mut conn)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(conn),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolls back an open
+        // transaction when the next one begins, so poisoning carries no meaning here.
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs the application's schema script (`schema.sql`). It must be idempotent.
+    pub fn apply_schema(&self, file_name: &str, sql: &str) -> Result<()> {
+        let conn = self.writer();
+        conn.execute_batch(sql).map_err(|e| StoreError::Schema {
+            file: file_name.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// A connection that cannot write, for scripts' `db_query`.
+    pub fn read_only(&self) -> Result<ReadOnlyDb> {
+        ReadOnlyDb::open(&self.inner.path)
+    }
+
+    /// A connection of its own for the change-log consumer.
+    pub fn change_reader(&self) -> Result<ChangeReader> {
+        ChangeReader::open(&self.inner.path)
+    }
+
+    /// Whether the database answers a trivial read (for `/readyz`).
+    pub fn ping(&self) -> Result<()> {
+        let conn = open_connection(&self.inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.query_row("SELECT count(*) FROM herald_state", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // NORMAL is crash-safe in WAL mode: a process crash loses nothing committed; only a power cut can
+    // lose the last transactions, never corrupt the file.
+    if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    Ok(conn)
+}
+
+/// Quotes an identifier for SQL (`Deal` -> `"Deal"`).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL (`it's` -> `'it''s'`).
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

@@ -1,0 +1,570 @@
+//! The outbox: events, one delivery per event per hook, and one attempt row per try.
+//!
+//! An event's payload is stored once, on the event; deliveries point at it. A delivery is due when
+//! `next_attempt_at <= now`; claiming it sets that column to the end of a lease, so a delivery whose
+//! worker died becomes due again by itself (at least once, never lost).
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
+
+use super::hooks::delete_hook_in;
+use super::{Result, Store};
+use crate::clock::now_ms;
+
+/// An event ready to store: its payload is already rendered.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub trigger: String,
+    pub row_id: Option<i64>,
+    /// The JSON body, exactly as it will be sent.
+    pub payload: String,
+    /// The change that fired it; `None` when fired by hand.
+    pub change_id: Option<i64>,
+    /// Which version of the body script rendered it.
+    pub script_hash: Option<String>,
+}
+
+/// A script that failed while handling a change or rendering an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptFailure {
+    pub script: String,
+    pub line: Option<u32>,
+    pub col: Option<u32>,
+    pub message: String,
+    pub trigger: Option<String>,
+    pub table: Option<String>,
+    pub row_id: Option<i64>,
+    pub change_id: Option<i64>,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its first attempt.
+    Pending,
+    /// An attempt is in flight.
+    Delivering,
+    /// A target answered 2xx.
+    Delivered,
+    /// An attempt failed; another is scheduled.
+    Retrying,
+    /// Every attempt failed, or the target answered 410 Gone.
+    Failed,
+    /// Dropped without delivery: its hook was deleted or disabled.
+    Discarded,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivering => "delivering",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivering,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Retrying,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Discarded,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A delivery claimed by the worker, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub seq: i64,
+    /// Sent as `webhook-id`.
+    pub message_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub hook_id: String,
+    pub target_url: String,
+    pub secret: String,
+    pub authorization: Option<String>,
+    pub event_id: String,
+    pub trigger: String,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Success,
+    /// The target answered, with a status that is not 2xx (3xx included: redirects are not followed).
+    HttpError,
+    Timeout,
+    /// No answer: refused, reset, DNS failure, TLS failure.
+    ConnectionError,
+    /// herald refused to send: the target resolves to a refused address range.
+    Refused,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::HttpError => "http_error",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::ConnectionError => "connection_error",
+            AttemptOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    RetryAt(i64),
+    Failed,
+    /// The target answered 410 Gone: the hook goes, the delivery fails.
+    HookGone,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_seq: i64,
+    pub hook_id: String,
+    pub attempt: u32,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<u16>,
+    /// JSON object of the request headers, secrets masked.
+    pub request_headers: String,
+    /// JSON object of the response headers.
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub next: NextStep,
+}
+
+/// An attempt as stored, for the logs and tests.
+#[derive(Debug, Clone)]
+pub struct StoredAttempt {
+    pub attempt: u32,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub status_code: Option<u16>,
+    pub request_headers: String,
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Stores events and fans each out to the enabled hooks that take its trigger. Returns the number of
+/// deliveries created.
+pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<usize> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    let mut hooks_by_trigger: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO herald_events (id, trigger_name, row_id, payload, change_id, script_hash, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+    )?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts, next_attempt_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
+    )?;
+    let mut deliveries = 0;
+    for event in events {
+        if !hooks_by_trigger.contains_key(event.trigger.as_str()) {
+            let mut stmt = tx.prepare_cached(
+                "SELECT h.id FROM herald_hook_events e JOIN herald_hooks h ON h.id = e.hook_id
+                 WHERE e.event_name = ?1 AND h.enabled = 1",
+            )?;
+            let ids = stmt
+                .query_map([&event.trigger], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            hooks_by_trigger.insert(&event.trigger, ids);
+        }
+        let seq: i64 = insert_event.query_row(
+            (
+                crate::ids::event_id(),
+                &event.trigger,
+                event.row_id,
+                &event.payload,
+                event.change_id,
+                &event.script_hash,
+                now,
+            ),
+            |r| r.get(0),
+        )?;
+        for hook_id in &hooks_by_trigger[event.trigger.as_str()] {
+            insert_delivery.execute((crate::ids::message_id(), seq, hook_id, now))?;
+            deliveries += 1;
+        }
+    }
+    Ok(deliveries)
+}
+
+pub(super) fn insert_failures(tx: &Transaction<'_>, failures: &[ScriptFailure]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO herald_script_failures
+         (script, line, col, message, trigger_name, table_name, row_id, change_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let now = now_ms();
+    for f in failures {
+        stmt.execute((
+            &f.script,
+            f.line,
+            f.col,
+            &f.message,
+            &f.trigger,
+            &f.table,
+            f.row_id,
+            f.change_id,
+            now,
+        ))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Stores events fired outside the change log (by hand, by the API) and fans them out.
+    pub fn insert_events(&self, events: &[NewEvent]) -> Result<usize> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let deliveries = insert_events(&tx, events)?;
+        tx.commit()?;
+        Ok(deliveries)
+    }
+
+    /// Claims up to `limit` due deliveries, oldest due first, leasing each until `now + lease_ms`.
+    /// A hook never gets more than `per_hook_limit` in flight, counting `in_flight`. Deliveries whose
+    /// hook is gone or disabled are discarded on the way.
+    pub fn claim_due(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        in_flight: &HashMap<String, usize>,
+        per_hook_limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let saturated = saturated_hooks(in_flight, per_hook_limit);
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT d.seq, d.id, d.attempts, d.hook_id, e.id, e.trigger_name, e.payload,
+                        h.target_url, h.secret, h.authorization, h.enabled
+                 FROM herald_deliveries d
+                 JOIN herald_events e ON e.seq = d.event_seq
+                 LEFT JOIN herald_hooks h ON h.id = d.hook_id
+                 WHERE d.next_attempt_at <= ?1
+                   AND d.hook_id NOT IN (SELECT value FROM json_each(?2))
+                 ORDER BY d.next_attempt_at
+                 LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map((now, &saturated, limit as i64), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<bool>>(10)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows
+        };
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        {
+            let mut lease = tx.prepare_cached(
+                "UPDATE herald_deliveries SET status = 'delivering', next_attempt_at = ?2, updated_at = ?3
+                 WHERE seq = ?1",
+            )?;
+            let mut discard = tx.prepare_cached(
+                "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
+                 WHERE seq = ?1",
+            )?;
+            for row in rows {
+                let (seq, message_id, attempts, hook_id, event_id, trigger, payload) =
+                    (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
+                let (Some(target_url), Some(secret), Some(true)) = (row.7, row.8, row.10) else {
+                    discard.execute((seq, now))?;
+                    continue;
+                };
+                let busy = in_flight.get(&hook_id).copied().unwrap_or(0)
+                    + taken.get(&hook_id).copied().unwrap_or(0);
+                if busy >= per_hook_limit {
+                    continue;
+                }
+                *taken.entry(hook_id.clone()).or_default() += 1;
+                lease.execute((seq, now + lease_ms, now))?;
+                claimed.push(ClaimedDelivery {
+                    seq,
+                    message_id,
+                    attempt: attempts + 1,
+                    hook_id,
+                    target_url,
+                    secret,
+                    authorization: row.9,
+                    event_id,
+                    trigger,
+                    payload,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// The earliest time a delivery of a hook that has room falls due, if any.
+    pub fn next_due(
+        &self,
+        in_flight: &HashMap<String, usize>,
+        per_hook_limit: usize,
+    ) -> Result<Option<i64>> {
+        let saturated = saturated_hooks(in_flight, per_hook_limit);
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT min(next_attempt_at) FROM herald_deliveries
+             WHERE next_attempt_at IS NOT NULL
+               AND hook_id NOT IN (SELECT value FROM json_each(?1))",
+        )?;
+        Ok(stmt.query_row([&saturated], |r| r.get(0))?)
+    }
+
+    /// Records finished attempts and moves their deliveries on, in one transaction.
+    pub fn record_attempts(&self, records: &[AttemptRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO herald_attempts
+                 (delivery_seq, attempt, started_at, duration_ms, outcome, status_code,
+                  request_headers, response_headers, response_body, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE herald_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, updated_at = ?5
+                 WHERE seq = ?1",
+            )?;
+            for r in records {
+                insert.execute((
+                    r.delivery_seq,
+                    r.attempt,
+                    r.started_at,
+                    r.duration_ms,
+                    r.outcome.as_str(),
+                    r.status_code,
+                    &r.request_headers,
+                    &r.response_headers,
+                    &r.response_body,
+                    &r.error,
+                ))?;
+                let (status, next_at) = match r.next {
+                    NextStep::Delivered => (DeliveryStatus::Delivered, None),
+                    NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                    NextStep::Failed | NextStep::HookGone => (DeliveryStatus::Failed, None),
+                };
+                update.execute((r.delivery_seq, status.as_str(), r.attempt, next_at, now))?;
+            }
+        }
+        for r in records.iter().filter(|r| r.next == NextStep::HookGone) {
+            let origin: Option<String> = tx
+                .query_row(
+                    "SELECT origin FROM herald_hooks WHERE id = ?1",
+                    [&r.hook_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match origin.as_deref() {
+                Some("subscription") => {
+                    delete_hook_in(&tx, &r.hook_id)?;
+                    tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: subscription removed");
+                }
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE herald_hooks SET enabled = 0 WHERE id = ?1",
+                        [&r.hook_id],
+                    )?;
+                    tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: hook disabled");
+                }
+                None => {}
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The status of one delivery, by its message id.
+    pub fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>> {
+        let conn = self.writer();
+        let status: Option<String> = conn
+            .query_row(
+                "SELECT status FROM herald_deliveries WHERE id = ?1",
+                [message_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(status.as_deref().and_then(DeliveryStatus::parse))
+    }
+
+    /// Every attempt made for one delivery, in order.
+    pub fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code,
+                    a.request_headers, a.response_headers, a.response_body, a.error
+             FROM herald_attempts a JOIN herald_deliveries d ON d.seq = a.delivery_seq
+             WHERE d.id = ?1 ORDER BY a.seq",
+        )?;
+        let rows = stmt
+            .query_map([message_id], |r| {
+                Ok(StoredAttempt {
+                    attempt: r.get(0)?,
+                    started_at: r.get(1)?,
+                    duration_ms: r.get(2)?,
+                    outcome: r.get(3)?,
+                    status_code: r.get(4)?,
+                    request_headers: r.get(5)?,
+                    response_headers: r.get(6)?,
+                    response_body: r.get(7)?,
+                    error: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The newest script failures, newest first.
+    pub fn recent_script_failures(&self, limit: usize) -> Result<Vec<ScriptFailure>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT script, line, col, message, trigger_name, table_name, row_id, change_id
+             FROM herald_script_failures ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(ScriptFailure {
+                    script: r.get(0)?,
+                    line: r.get(1)?,
+                    col: r.get(2)?,
+                    message: r.get(3)?,
+                    trigger: r.get(4)?,
+                    table: r.get(5)?,
+                    row_id: r.get(6)?,
+                    change_id: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+/// The hooks at their in-flight limit, as a JSON array for `json_each`.
+fn saturated_hooks(in_flight: &HashMap<String, usize>, per_hook_limit: usize) -> String {
+    let ids: Vec<&String> = in_flight
+        .iter()
+        .filter(|(_, n)| **n >= per_hook_limit)
+        .map(|(id, _)| id)
+        .collect();
+    serde_json::to_string(&ids).expect("strings serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{HookOrigin, NewHook};
+
+    fn setup() -> (tempfile::TempDir, Store, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let hook = store
+            .create_hook(NewHook {
+                target_url: "http://127.0.0.1:9/x".into(),
+                secret: "whsec_c2VjcmV0".into(),
+                authorization: None,
+                description: String::new(),
+                origin: HookOrigin::Subscription,
+                events: vec!["NewOpportunity".into()],
+            })
+            .unwrap();
+        (dir, store, hook.id)
+    }
+
+    fn event(trigger: &str) -> NewEvent {
+        NewEvent {
+            trigger: trigger.into(),
+            row_id: Some(1),
+            payload: "{\"id\":1}".into(),
+            change_id: None,
+            script_hash: None,
+        }
+    }
+
+    #[test]
+    fn events_fan_out_to_hooks_of_their_trigger_only() {
+        let (_dir, store, _hook) = setup();
+        assert_eq!(
+            store
+                .insert_events(&[event("NewOpportunity"), event("DealWon")])
+                .unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_claim_leases_and_respects_the_per_hook_limit() {
+        let (_dir, store, hook) = setup();
+        for _ in 0..5 {
+            store.insert_events(&[event("NewOpportunity")]).unwrap();
+        }
+        let now = now_ms();
+        let none = HashMap::new();
+        let first = store.claim_due(now, 60_000, 10, &none, 2).unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].attempt, 1);
+        let in_flight = HashMap::from([(hook.clone(), 2)]);
+        assert!(store
+            .claim_due(now, 60_000, 10, &in_flight, 2)
+            .unwrap()
+            .is_empty());
+        // A lease that ran out (the worker died) makes the delivery due again.
+        let later = store
+            .claim_due(now + 60_001, 60_000, 10, &none, 10)
+            .unwrap();
+        assert_eq!(later.len(), 5);
+    }
+
+    #[test]
+    fn deleting_the_hook_discards_what_waits() {
+        let (_dir, store, hook) = setup();
+        store.insert_events(&[event("NewOpportunity")]).unwrap();
+        assert!(store.delete_hook(&hook).unwrap());
+        assert!(store
+            .claim_due(now_ms(), 1000, 10, &HashMap::new(), 8)
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.next_due(&HashMap::new(), 8).unwrap(), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! The connection scripts query through. Read-only by construction: opened with
+//! `SQLITE_OPEN_READ_ONLY`, `query_only` on, and an authorizer that allows reading the application's
+//! tables and nothing else (no writes, no ATTACH, no PRAGMA, no peek at herald's own tables, which
+//! hold secrets).
+
+use std::path::Path;
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+
+use super::{open_connection, Result};
+
+/// A value read from or bound to SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// One result row: column names with their values, in the query's order.
+pub type Row = Vec<(String, Cell)>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("only reads are allowed: this statement would change the database")]
+    NotAReadOnlyStatement,
+    #[error("more than {0} rows; add a LIMIT")]
+    TooManyRows(usize),
+    #[error("{0}")]
+    Sqlite(String),
+}
+
+pub struct ReadOnlyDb {
+    conn: Connection,
+}
+
+fn authorize(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Select | AuthAction::Recursive | AuthAction::Function { .. } => {
+            Authorization::Allow
+        }
+        AuthAction::Read { table_name, .. } if table_name.starts_with("herald_") => {
+            Authorization::Deny
+        }
+        AuthAction::Read { .. } => Authorization::Allow,
+        _ => Authorization::Deny,
+    }
+}
+
+impl ReadOnlyDb {
+    pub(super) fn open(path: &Path) -> Result<ReadOnlyDb> {
+        let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        conn.authorizer(Some(authorize));
+        Ok(ReadOnlyDb { conn })
+    }
+
+    /// Calls `interrupted` every few thousand SQLite instructions; a query stops with an error as
+    /// soon as it returns true. This is how a script's wall-clock budget covers its queries.
+    pub fn set_interrupt_check(&self, interrupted: impl FnMut() -> bool + Send + 'static) {
+        self.conn.progress_handler(4_000, Some(interrupted));
+    }
+
+    /// Runs one read statement and returns at most `max_rows` rows.
+    pub fn query(
+        &self,
+        sql: &str,
+        params: &[Cell],
+        max_rows: usize,
+    ) -> Result<Vec<Row>, QueryError> {
+        let sqlite = |e: rusqlite::Error| QueryError::Sqlite(describe(e));
+        let mut stmt = self.conn.prepare_cached(sql).map_err(sqlite)?;
+        if !stmt.readonly() {
+            return Err(QueryError::NotAReadOnlyStatement);
+        }
+        let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let values: Vec<Value> = params.iter().map(to_sql).collect();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(values.iter()))
+            .map_err(sqlite)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sqlite)? {
+            if out.len() == max_rows {
+                return Err(QueryError::TooManyRows(max_rows));
+            }
+            let mut cells = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let cell = match row.get_ref(i).map_err(sqlite)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(n) => Cell::Integer(n),
+                    ValueRef::Real(x) => Cell::Real(x),
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+                };
+                cells.push((name.clone(), cell));
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+}
+
+fn to_sql(cell: &Cell) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Integer(n) => Value::Integer(*n),
+        Cell::Real(x) => Value::Real(*x),
+        Cell::Text(t) => Value::Text(t.clone()),
+        Cell::Blob(b) => Value::Blob(b.clone()),
+    }
+}
+
+/// SQLite's own message, without rusqlite's wrapping, plus a hint for the errors scripts meet.
+fn describe(error: rusqlite::Error) -> String {
+    match &error {
+        rusqlite::Error::SqliteFailure(e, message) => {
+            let text = message.clone().unwrap_or_else(|| e.to_string());
+            match e.code {
+                rusqlite::ErrorCode::AuthorizationForStatementDenied => format!(
+                    "{text}: scripts may only read the application's tables (not herald_*, no ATTACH or PRAGMA)"
+                ),
+                rusqlite::ErrorCode::OperationInterrupted => {
+                    "query interrupted: the script ran out of its time budget".into()
+                }
+                _ => text,
+            }
+        }
+        rusqlite::Error::InvalidParameterCount(given, expected) => {
+            format!("the statement takes {expected} parameters, {given} given")
+        }
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn db() -> (tempfile::TempDir, ReadOnlyDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .apply_schema("schema.sql", "CREATE TABLE Deal (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO Deal VALUES (1, 'Roof'), (2, 'Walls');")
+            .unwrap();
+        let ro = store.read_only().unwrap();
+        (dir, ro)
+    }
+
+    #[test]
+    fn reads_rows_with_bound_parameters() {
+        let (_dir, ro) = db();
+        let rows = ro
+            .query(
+                "SELECT id, title FROM Deal WHERE id = ?",
+                &[Cell::Integer(2)],
+                10,
+            )
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![
+                ("id".to_string(), Cell::Integer(2)),
+                ("title".to_string(), Cell::Text("Walls".into()))
+            ]]
+        );
+    }
+
+    #[test]
+    fn writes_attach_pragmas_and_herald_tables_are_refused() {
+        let (_dir, ro) = db();
+        for sql in [
+            "DELETE FROM Deal",
+            "INSERT INTO Deal (title) VALUES ('x')",
+            "ATTACH DATABASE '/tmp/x.db' AS x",
+            "PRAGMA query_only = OFF",
+            "SELECT secret FROM herald_hooks",
+        ] {
+            let err = ro.query(sql, &[], 10).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    QueryError::NotAReadOnlyStatement | QueryError::Sqlite(_)
+                ),
+                "{sql}: {err}"
+            );
+        }
+        assert_eq!(
+            ro.query("SELECT count(*) AS n FROM Deal", &[], 10).unwrap()[0][0].1,
+            Cell::Integer(2)
+        );
+    }
+
+    #[test]
+    fn row_count_is_capped() {
+        let (_dir, ro) = db();
+        let err = ro.query("SELECT * FROM Deal", &[], 1).unwrap_err();
+        assert_eq!(err.to_string(), "more than 1 rows; add a LIMIT");
+    }
+}

@@ -1,0 +1,242 @@
+//! The change-log consumer: reads tracked changes in commit order, runs each table's notification
+//! script once per changed row, renders the events it fires, and stores them.
+//!
+//! It runs on a thread of its own (rusqlite and rhai block). It notices other processes' commits with
+//! `PRAGMA data_version`, a look at the WAL index that costs microseconds, so it can look every few
+//! milliseconds instead of sleeping a second between looks.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::TrackingSettings;
+use crate::events::{render_event, RenderError};
+use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
+use crate::store::{Change, ChangeReader, NewEvent, ScriptFailure, Store, StoreError};
+
+/// What one change produced.
+#[derive(Debug, Default)]
+pub struct ChangeOutcome {
+    pub events: Vec<NewEvent>,
+    pub failures: Vec<ScriptFailure>,
+}
+
+/// Runs the notification script of the change's table and renders every trigger it fires. A failing
+/// script or body script costs that change (or that event) only, recorded as a failure.
+pub fn process_change(
+    sandbox: &Sandbox,
+    scripts: &ScriptSet,
+    change: &Change,
+    out: &mut ChangeOutcome,
+) {
+    let Some(script) = scripts.notification(&change.table) else {
+        // The table stopped being tracked between the change and now.
+        return;
+    };
+    let fired = match sandbox.run_notification(script, change, scripts.trigger_names()) {
+        Ok(fired) => fired,
+        Err(diagnostic) => {
+            tracing::warn!(change_id = change.id, table = %change.table, row_id = change.row_id, "{diagnostic}");
+            out.failures.push(ScriptFailure {
+                script: diagnostic.file,
+                line: diagnostic.position.map(|p| p.0),
+                col: diagnostic.position.map(|p| p.1),
+                message: diagnostic.message,
+                trigger: None,
+                table: Some(change.table.clone()),
+                row_id: Some(change.row_id),
+                change_id: Some(change.id),
+            });
+            return;
+        }
+    };
+    for fired in fired {
+        match render_event(sandbox, scripts, &fired.trigger, fired.row_id, Some(change)) {
+            Ok(event) => out.events.push(event),
+            Err(error) => {
+                tracing::warn!(change_id = change.id, trigger = %fired.trigger, row_id = fired.row_id, "{error}");
+                let (script, position, message) = match error {
+                    RenderError::Script(d) => (d.file, d.position, d.message),
+                    RenderError::UnknownTrigger(_) => {
+                        (script.file_name.clone(), None, error.to_string())
+                    }
+                };
+                out.failures.push(ScriptFailure {
+                    script,
+                    line: position.map(|p| p.0),
+                    col: position.map(|p| p.1),
+                    message,
+                    trigger: Some(fired.trigger),
+                    table: Some(change.table.clone()),
+                    row_id: Some(fired.row_id),
+                    change_id: Some(change.id),
+                });
+            }
+        }
+    }
+}
+
+pub struct Tracker {
+    store: Store,
+    registry: Arc<ScriptRegistry>,
+    sandbox: Sandbox,
+    reader: ChangeReader,
+    settings: TrackingSettings,
+    /// Told whenever new deliveries were stored.
+    deliveries_waiting: Arc<Notify>,
+}
+
+impl Tracker {
+    pub fn new(
+        store: Store,
+        registry: Arc<ScriptRegistry>,
+        sandbox: Sandbox,
+        settings: TrackingSettings,
+        deliveries_waiting: Arc<Notify>,
+    ) -> Result<Tracker, StoreError> {
+        let reader = store.change_reader()?;
+        Ok(Tracker {
+            store,
+            registry,
+            sandbox,
+            reader,
+            settings,
+            deliveries_waiting,
+        })
+    }
+
+    /// Runs on a thread of its own until `stop` is set; `alive` says whether it still runs.
+    pub fn spawn(
+        self,
+        stop: Arc<AtomicBool>,
+        alive: Arc<AtomicBool>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("herald-tracking".into())
+            .spawn(move || {
+                alive.store(true, Ordering::SeqCst);
+                self.run(&stop);
+                alive.store(false, Ordering::SeqCst);
+            })
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        let mut seen_data_version = None;
+        let mut seen_schema_version = self.reader.schema_version().ok();
+        let mut backoff = Backoff::default();
+        let mut more_waiting = true;
+        while !stop.load(Ordering::Relaxed) {
+            let data_version = match self.reader.data_version() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("cannot read the change log: {e}");
+                    backoff.sleep(stop);
+                    continue;
+                }
+            };
+            if !more_waiting && seen_data_version == Some(data_version) {
+                std::thread::sleep(self.settings.poll_interval);
+                continue;
+            }
+            seen_data_version = Some(data_version);
+            let schema_version = self.reader.schema_version().ok();
+            if schema_version != seen_schema_version {
+                // An application migration may have added a column: refresh the triggers so `row`
+                // carries it.
+                seen_schema_version = schema_version;
+                let tables = self.registry.current().tracked_tables();
+                if let Err(e) = self.store.sync_tracking(&tables) {
+                    tracing::warn!("cannot refresh the tracking triggers: {e}");
+                }
+            }
+            match self.consume_batch(stop) {
+                Ok(consumed) => {
+                    more_waiting = consumed == self.settings.batch_size;
+                    backoff.reset();
+                }
+                Err(e) => {
+                    tracing::warn!("change log consumer: {e}; retrying");
+                    more_waiting = true;
+                    backoff.sleep(stop);
+                }
+            }
+        }
+    }
+
+    /// Consumes at most one batch; returns how many changes it consumed.
+    fn consume_batch(&mut self, stop: &AtomicBool) -> Result<usize, StoreError> {
+        let position = self.reader.position()?;
+        let changes = self.reader.read_after(position, self.settings.batch_size)?;
+        let Some(last) = changes.last() else {
+            return Ok(0);
+        };
+        let to_position = last.id;
+        let scripts = self.registry.current();
+        let mut outcome = ChangeOutcome::default();
+        for change in &changes {
+            process_change(&self.sandbox, &scripts, change, &mut outcome);
+        }
+        // The scripts ran once; only the commit is retried, so a busy database never runs a script
+        // twice for the same change.
+        let mut backoff = Backoff::default();
+        loop {
+            match self.store.commit_consumed_changes(
+                position,
+                to_position,
+                &outcome.events,
+                &outcome.failures,
+            ) {
+                Ok(deliveries) => {
+                    if deliveries > 0 {
+                        self.deliveries_waiting.notify_one();
+                    }
+                    tracing::debug!(
+                        changes = changes.len(),
+                        events = outcome.events.len(),
+                        deliveries,
+                        "changes consumed"
+                    );
+                    return Ok(changes.len());
+                }
+                Err(StoreError::ConcurrentConsumer) => {
+                    tracing::warn!(
+                        "another herald process consumed these changes; skipping them here"
+                    );
+                    return Ok(0);
+                }
+                Err(e) if e.is_busy() && !stop.load(Ordering::Relaxed) => {
+                    tracing::warn!("database busy while storing events; retrying");
+                    backoff.sleep(stop);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 50 ms to 5 s, waking early when asked to stop.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    fn sleep(&mut self, stop: &AtomicBool) {
+        let delay =
+            Duration::from_millis(50u64 << self.failures.min(7)).min(Duration::from_secs(5));
+        self.failures += 1;
+        let step = Duration::from_millis(20);
+        let mut slept = Duration::ZERO;
+        while slept < delay && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(step);
+            slept += step;
+        }
+    }
+}
