@@ -305,7 +305,7 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 fn seconds(value: f64) -> Result<Duration, String> {
-    if value.is_finite() && value >= 0.0 && value < 1e9 {
+    if (0.0..1e9).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(format!("{value} is not a number of seconds"))

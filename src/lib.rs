@@ -18,16 +18,16 @@
 //! - [`commands`]: `herald check` and `herald fire`, the command-line tools beside `serve`.
 
 pub mod clock;
-//pub mod commands;
+pub mod commands;
 pub mod config;
-//pub mod delivery;
+pub mod delivery;
 pub mod events;
-//pub mod http;
+pub mod http;
 pub mod ids;
 pub mod scripts;
-//pub mod server;
+pub mod server;
 pub mod store;
 pub mod tracking;
 
 pub use config::Config;
-//pub use server::serve;
+pub use server::serve;

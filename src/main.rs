@@ -1,1 +1,125 @@
-fn main() {}
+//! The `herald` binary: command line, configuration, logging, signals; the work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use herald::config::{CommandLine, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Webhook trigger runtime for SQLite applications"
+)]
+struct Cli {
+    /// The SQLite database file (the application's and herald's tables).
+    #[arg(long, global = true, env = "HERALD_DB")]
+    db: Option<PathBuf>,
+    /// The folder of scripts (GetWebhookResponseBody_*.rhai, SysNotification_*_ParseForEach.rhai, schema.sql).
+    #[arg(long, global = true, env = "HERALD_SCRIPTS")]
+    scripts: Option<PathBuf>,
+    /// The address the HTTP API listens on.
+    #[arg(long, global = true, env = "HERALD_LISTEN")]
+    listen: Option<String>,
+    /// A TOML file of settings (see README.md).
+    #[arg(long, global = true, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs everything: datatracking, triggers, delivery worker and HTTP API.
+    Serve,
+    /// Compiles every script; prints file:line:col: message per error; exits 1 on any error.
+    Check,
+    /// Fires a trigger by hand for one row.
+    Fire {
+        trigger: String,
+        row_id: i64,
+        /// Prints the payload and delivers nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(&CommandLine {
+        db: cli.db,
+        scripts: cli.scripts,
+        listen: cli.listen,
+        config: cli.config,
+    }) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let result = match cli.command {
+        Command::Serve => serve(config),
+        Command::Check => herald::commands::check(&config, &mut stdout).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
+        Command::Fire {
+            trigger,
+            row_id,
+            dry_run,
+        } => herald::commands::fire(&config, &trigger, row_id, dry_run, &mut stdout)
+            .map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("herald: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        herald::serve(config, listener, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -145,3 +145,32 @@ fn quote_ident(name: &str) -> String {
 fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+/// The tables that exist in the database file (if it exists; it is opened read-only and never
+/// created) or that `schema_sql` creates: what `herald check` checks notification scripts against.
+pub fn known_tables(
+    db: &Path,
+    schema_sql: Option<&str>,
+) -> Result<std::collections::BTreeSet<String>> {
+    fn tables_of(conn: &Connection) -> Result<Vec<String>> {
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?;
+        let names = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+    let mut tables = std::collections::BTreeSet::new();
+    if db.exists() {
+        let conn = open_connection(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        tables.extend(tables_of(&conn)?);
+    }
+    if let Some(sql) = schema_sql {
+        let scratch = Connection::open_in_memory()?;
+        scratch.execute_batch(sql).map_err(|e| StoreError::Schema {
+            file: "schema.sql".into(),
+            message: e.to_string(),
+        })?;
+        tables.extend(tables_of(&scratch)?);
+    }
+    Ok(tables)
+}

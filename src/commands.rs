@@ -1,0 +1,72 @@
+//! `herald check` and `herald fire`: the command-line tools beside `serve`.
+
+use std::io::Write;
+
+use crate::config::Config;
+use crate::events::render_event;
+use crate::scripts::{Sandbox, ScriptSet};
+use crate::server::prepare;
+use crate::store::known_tables;
+
+/// Compiles every script and checks that each notification script's table exists (in the database
+/// or in `schema.sql`). Prints one `file:line:col: message` line per problem to `out`; returns
+/// whether there were none.
+pub fn check(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
+    let scripts = ScriptSet::load(&config.scripts, &config.sandbox)?;
+    let mut problems: Vec<String> = scripts.diagnostics.iter().map(|d| d.to_string()).collect();
+    match known_tables(&config.db, scripts.schema_sql.as_deref()) {
+        Ok(tables) => {
+            for table in scripts.tracked_tables() {
+                if !tables.contains(&table) {
+                    let file = scripts
+                        .notification(&table)
+                        .map(|s| s.file_name.clone())
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "{file}: table {table} does not exist in {} or schema.sql",
+                        config.db.display()
+                    ));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("schema.sql: {e}")),
+    }
+    for problem in &problems {
+        writeln!(out, "{problem}")?;
+    }
+    let body = scripts.trigger_names().len();
+    let notification = scripts.tracked_tables().len();
+    if problems.is_empty() {
+        writeln!(
+            out,
+            "ok: {body} body scripts, {notification} notification scripts in {}",
+            config.scripts.display()
+        )?;
+    }
+    Ok(problems.is_empty())
+}
+
+/// Fires `trigger` for `row_id` by hand. With `dry_run` prints the payload and stores nothing;
+/// otherwise stores the event for every subscribed hook (a running `herald serve` delivers it).
+pub fn fire(
+    config: &Config,
+    trigger: &str,
+    row_id: i64,
+    dry_run: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let (store, scripts) = prepare(config)?;
+    let sandbox = Sandbox::new(&config.sandbox, store.read_only()?);
+    let event = render_event(&sandbox, &scripts, trigger, row_id, None)?;
+    if dry_run {
+        let payload: serde_json::Value = serde_json::from_str(&event.payload)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&payload)?)?;
+        return Ok(());
+    }
+    let deliveries = store.insert_events(std::slice::from_ref(&event))?;
+    writeln!(
+        out,
+        "fired {trigger} for row {row_id}: {deliveries} deliveries queued"
+    )?;
+    Ok(())
+}

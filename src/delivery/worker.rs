@@ -1,0 +1,473 @@
+//! The delivery worker.
+//!
+//! One loop claims due deliveries in batches and starts one task per attempt; finished attempts come
+//! back over a channel and are recorded in batches. A hook has at most
+//! `max_in_flight_per_hook` attempts in flight, so a slow or dead target holds only its own slots and
+//! never the healthy targets' ones.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::retry::{parse_retry_after, AttemptResult, RetryPolicy};
+use super::signing::sign;
+use super::target::{GuardedResolver, TargetError, TargetPolicy};
+use super::{RESPONSE_BODY_CAP, USER_AGENT};
+use crate::clock::now_ms;
+use crate::config::DeliverySettings;
+use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, Store, StoreError};
+
+/// Signs and sends one attempt and says what it came to.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    policy: Arc<TargetPolicy>,
+    retry: RetryPolicy,
+}
+
+impl Sender {
+    pub fn new(settings: &DeliverySettings) -> Sender {
+        let policy = Arc::new(TargetPolicy::new(settings.allow_targets.clone()));
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .build()
+            .expect("the HTTP client's settings are valid");
+        Sender {
+            client,
+            policy,
+            retry: RetryPolicy {
+                schedule: settings.retry_schedule.clone(),
+                max_retry_after: settings.max_retry_after,
+            },
+        }
+    }
+
+    pub async fn attempt(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
+        let started_at = now_ms();
+        let clock = Instant::now();
+        let timestamp = started_at / 1000;
+        let mut record = AttemptRecord {
+            delivery_seq: delivery.seq,
+            hook_id: delivery.hook_id.clone(),
+            attempt: delivery.attempt,
+            started_at,
+            duration_ms: 0,
+            outcome: AttemptOutcome::ConnectionError,
+            status_code: None,
+            request_headers: "{}".into(),
+            response_headers: None,
+            response_body: None,
+            error: None,
+            next: crate::store::NextStep::Failed,
+        };
+        let result = match self.prepare(delivery, timestamp) {
+            Err((outcome, error)) => {
+                record.outcome = outcome;
+                record.error = Some(error);
+                AttemptResult::Failure { retry_after: None }
+            }
+            Ok(headers) => {
+                record.request_headers = masked_headers_json(&headers);
+                self.send(delivery, headers, &mut record).await
+            }
+        };
+        record.duration_ms = clock.elapsed().as_millis() as i64;
+        record.next = self.retry.next_step(delivery.attempt, result, now_ms());
+        record
+    }
+
+    /// The request's headers, or why it cannot be sent at all.
+    fn prepare(
+        &self,
+        delivery: &ClaimedDelivery,
+        timestamp: i64,
+    ) -> Result<HeaderMap, (AttemptOutcome, String)> {
+        let url = self
+            .policy
+            .parse(&delivery.target_url)
+            .map_err(|e| (AttemptOutcome::Refused, e.to_string()))?;
+        // An address written in the URL skips the resolver, so it is checked here.
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(address) = literal {
+            if let Some(kind) = self.policy.refusal(address) {
+                let error = TargetError::Refused {
+                    host: address.to_string(),
+                    address,
+                    kind,
+                };
+                return Err((AttemptOutcome::Refused, error.to_string()));
+            }
+        }
+        let signature = sign(
+            &delivery.secret,
+            &delivery.message_id,
+            timestamp,
+            delivery.payload.as_bytes(),
+        )
+        .map_err(|e| (AttemptOutcome::Refused, format!("cannot sign: {e}")))?;
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &'static str, value: &str| -> Result<(), (AttemptOutcome, String)> {
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                (
+                    AttemptOutcome::Refused,
+                    format!("the {name} header has characters HTTP does not allow"),
+                )
+            })?;
+            headers.insert(HeaderName::from_static(name), value);
+            Ok(())
+        };
+        put("content-type", "application/json")?;
+        put("user-agent", USER_AGENT)?;
+        put("webhook-id", &delivery.message_id)?;
+        put("webhook-timestamp", &timestamp.to_string())?;
+        put("webhook-signature", &signature)?;
+        put("herald-event", &delivery.trigger)?;
+        if let Some(authorization) = &delivery.authorization {
+            put("authorization", authorization)?;
+        }
+        Ok(headers)
+    }
+
+    async fn send(
+        &self,
+        delivery: &ClaimedDelivery,
+        headers: HeaderMap,
+        record: &mut AttemptRecord,
+    ) -> AttemptResult {
+        let sent = self
+            .client
+            .post(&delivery.target_url)
+            .headers(headers)
+            .body(delivery.payload.clone())
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                record.outcome = if error.is_timeout() {
+                    AttemptOutcome::Timeout
+                } else if refused_by_policy(&error) {
+                    AttemptOutcome::Refused
+                } else {
+                    AttemptOutcome::ConnectionError
+                };
+                record.error = Some(error_chain(&error));
+                return AttemptResult::Failure { retry_after: None };
+            }
+        };
+        let status = response.status();
+        record.status_code = Some(status.as_u16());
+        record.response_headers = Some(headers_json(response.headers()));
+        let retry_after = if matches!(status.as_u16(), 429 | 503) {
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        } else {
+            None
+        };
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = RESPONSE_BODY_CAP - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if body.len() >= RESPONSE_BODY_CAP {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    record.error = Some(format!(
+                        "reading the response body: {}",
+                        error_chain(&error)
+                    ));
+                    break;
+                }
+            }
+        }
+        record.response_body = Some(String::from_utf8_lossy(&body).into_owned());
+        if status.is_success() {
+            record.outcome = AttemptOutcome::Success;
+            AttemptResult::Success
+        } else {
+            record.outcome = AttemptOutcome::HttpError;
+            if status == reqwest::StatusCode::GONE {
+                AttemptResult::Gone
+            } else {
+                AttemptResult::Failure { retry_after }
+            }
+        }
+    }
+}
+
+fn refused_by_policy(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<TargetError>().is_some() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// reqwest's own message is "error sending request"; the cause is further down the chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+fn headers_json(headers: &HeaderMap) -> String {
+    let mut map = serde_json::Map::new();
+    for name in headers.keys() {
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        map.insert(name.as_str().to_owned(), values.join(", ").into());
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The request headers as logged: the authorization header keeps its scheme and loses its secret.
+fn masked_headers_json(headers: &HeaderMap) -> String {
+    let mut masked = headers.clone();
+    if let Some(value) = masked.get_mut(reqwest::header::AUTHORIZATION) {
+        let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let shown = match text.split_once(' ') {
+            Some((scheme, _)) => format!("{scheme} ********"),
+            None => "********".into(),
+        };
+        *value = HeaderValue::from_str(&shown).unwrap_or(HeaderValue::from_static("********"));
+    }
+    headers_json(&masked)
+}
+
+/// The loop that keeps deliveries moving.
+pub struct Worker {
+    store: Store,
+    sender: Sender,
+    settings: DeliverySettings,
+    /// Notified when new deliveries are stored, so they go out at once rather than at the next look.
+    deliveries_waiting: Arc<Notify>,
+}
+
+/// Claims per look; more are claimed at once when the batch came back full.
+const CLAIM_BATCH: usize = 100;
+/// The longest the worker sleeps without looking, in case a delivery was stored by another process.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        settings: DeliverySettings,
+        deliveries_waiting: Arc<Notify>,
+    ) -> Worker {
+        Worker {
+            sender: Sender::new(&settings),
+            store,
+            settings,
+            deliveries_waiting,
+        }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        (self.settings.timeout + Duration::from_secs(30)).as_millis() as i64
+    }
+
+    /// Runs until `shutdown` turns true; then lets attempts in flight finish within the delivery
+    /// time-out, records them, and returns. An attempt cut off there stays leased and is retried
+    /// after the lease, by this process or the next.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, alive: Arc<AtomicBool>) {
+        alive.store(true, Ordering::SeqCst);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AttemptRecord>();
+        let mut in_flight: HashMap<String, usize> = HashMap::new();
+        let mut total_in_flight = 0usize;
+        let mut unrecorded: Vec<AttemptRecord> = Vec::new();
+        let mut stopping_since: Option<Instant> = None;
+        let mut failures = 0u32;
+        loop {
+            if *shutdown.borrow() && stopping_since.is_none() {
+                stopping_since = Some(Instant::now());
+            }
+            if !unrecorded.is_empty() {
+                // An earlier batch could not be recorded (database busy): it goes first.
+                self.record(&mut unrecorded).await;
+            }
+            let mut wait = MAX_IDLE;
+            if stopping_since.is_none() {
+                let room = self.settings.max_in_flight.saturating_sub(total_in_flight);
+                if room > 0 {
+                    match self.claim(room.min(CLAIM_BATCH), &in_flight).await {
+                        Ok(claimed) => {
+                            failures = 0;
+                            let full = claimed.len() == room.min(CLAIM_BATCH);
+                            for delivery in claimed {
+                                *in_flight.entry(delivery.hook_id.clone()).or_default() += 1;
+                                total_in_flight += 1;
+                                let sender = self.sender.clone();
+                                let done = done_tx.clone();
+                                tokio::spawn(async move {
+                                    let record = sender.attempt(&delivery).await;
+                                    let _ = done.send(record);
+                                });
+                            }
+                            wait = if full {
+                                Duration::ZERO
+                            } else {
+                                self.until_next_due(&in_flight).await
+                            };
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!("cannot claim deliveries: {e}");
+                            wait = backoff(failures);
+                        }
+                    }
+                }
+            } else if total_in_flight == 0
+                || stopping_since
+                    .is_some_and(|t| t.elapsed() > self.settings.timeout + Duration::from_secs(1))
+            {
+                if !unrecorded.is_empty() {
+                    self.record(&mut unrecorded).await;
+                }
+                break;
+            }
+
+            tokio::select! {
+                biased;
+                Some(record) = done_rx.recv() => {
+                    let mut finished = vec![record];
+                    while let Ok(record) = done_rx.try_recv() {
+                        finished.push(record);
+                    }
+                    for record in &finished {
+                        if let Some(n) = in_flight.get_mut(&record.hook_id) {
+                            *n -= 1;
+                            if *n == 0 {
+                                in_flight.remove(&record.hook_id);
+                            }
+                        }
+                    }
+                    total_in_flight -= finished.len().min(total_in_flight);
+                    unrecorded.extend(finished);
+                    self.record(&mut unrecorded).await;
+                }
+                _ = self.deliveries_waiting.notified(), if stopping_since.is_none() => {}
+                _ = shutdown.changed(), if stopping_since.is_none() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        alive.store(false, Ordering::SeqCst);
+    }
+
+    async fn claim(
+        &self,
+        limit: usize,
+        in_flight: &HashMap<String, usize>,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let store = self.store.clone();
+        let in_flight = in_flight.clone();
+        let per_hook = self.settings.max_in_flight_per_hook;
+        let lease = self.lease_ms();
+        blocking(move || store.claim_due(now_ms(), lease, limit, &in_flight, per_hook)).await
+    }
+
+    async fn until_next_due(&self, in_flight: &HashMap<String, usize>) -> Duration {
+        let store = self.store.clone();
+        let in_flight = in_flight.clone();
+        let per_hook = self.settings.max_in_flight_per_hook;
+        match blocking(move || store.next_due(&in_flight, per_hook)).await {
+            Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64).min(MAX_IDLE),
+            Ok(None) => MAX_IDLE,
+            Err(e) => {
+                tracing::warn!("cannot read the next due delivery: {e}");
+                MAX_IDLE
+            }
+        }
+    }
+
+    /// Records finished attempts; on failure keeps them for the next try, so no outcome is lost.
+    async fn record(&self, records: &mut Vec<AttemptRecord>) {
+        let batch = std::mem::take(records);
+        for record in &batch {
+            tracing::info!(
+                delivery_seq = record.delivery_seq,
+                hook_id = %record.hook_id,
+                attempt = record.attempt,
+                outcome = record.outcome.as_str(),
+                status = record.status_code,
+                duration_ms = record.duration_ms,
+                next = ?record.next,
+                "attempt finished"
+            );
+        }
+        let store = self.store.clone();
+        let result = blocking({
+            let batch = batch.clone();
+            move || store.record_attempts(&batch)
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("cannot record {} attempts yet: {e}", batch.len());
+            *records = batch;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(50u64 << failures.min(7)).min(Duration::from_secs(5))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_authorization_header_is_masked_in_the_log() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static("Basic c3a24b8208ac"),
+        );
+        headers.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        let logged: serde_json::Value =
+            serde_json::from_str(&masked_headers_json(&headers)).unwrap();
+        assert_eq!(logged["authorization"], "Basic ********");
+        assert_eq!(logged["webhook-id"], "msg_1");
+    }
+}

@@ -1,0 +1,49 @@
+//! `/healthz`: the process answers. `/readyz`: the database answers and the tracker and delivery
+//! worker run; a load balancer or an orchestrator sends traffic only while it says ready.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{blocking, AppState};
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let store = state.store.clone();
+    let database = blocking(move || store.ping().map_err(super::ApiError::from))
+        .await
+        .is_ok();
+    let tracker = state.tracker_alive.load(Ordering::SeqCst);
+    let worker = state.worker_alive.load(Ordering::SeqCst);
+    let checks = json!({"database": database, "tracking": tracker, "delivery": worker});
+    if database && tracker && worker {
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "checks": checks})),
+        )
+    } else {
+        let failing: Vec<&str> = [
+            ("database", database),
+            ("tracking", tracker),
+            ("delivery", worker),
+        ]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "not_ready",
+                "checks": checks,
+                "error": {"code": "not_ready", "message": format!("not ready: {}", failing.join(", "))}
+            })),
+        )
+    }
+}

@@ -1,0 +1,217 @@
+//! The REST hooks endpoints, with the CRM's names and Zapier's semantics: subscribe a target URL to a
+//! trigger, unsubscribe, and sample payloads (perform-list).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{blocking, ApiError, AppJson, AppQuery, AppState};
+use crate::clock::rfc3339_ms;
+use crate::delivery::signing::generate_secret;
+use crate::delivery::TargetError;
+use crate::events::{sample_payloads, RenderError};
+use crate::store::{HookOrigin, NewHook};
+
+/// The most samples perform-list returns, and its default.
+const MAX_SAMPLES: usize = 100;
+
+#[derive(Deserialize)]
+pub struct SubscribeIn {
+    event: Option<String>,
+    #[serde(alias = "targetUrl", alias = "hookUrl")]
+    target_url: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct SubscriptionOut {
+    id: String,
+    /// The id again, under the name CRM integrations built on this pattern read.
+    #[serde(rename = "codeWebhookSubscription")]
+    code_webhook_subscription: String,
+    event: String,
+    target_url: String,
+    /// The signing secret; shown here once.
+    secret: String,
+    created_at: String,
+}
+
+fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        _ => Err(ApiError::missing_field(name)),
+    }
+}
+
+fn known_trigger(state: &AppState, event: &str) -> Result<(), ApiError> {
+    if state.registry.current().body(event).is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "unknown_trigger",
+            format!("no trigger named '{event}' (no GetWebhookResponseBody_{event}.rhai)"),
+        ))
+    }
+}
+
+pub async fn subscribe(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<SubscribeIn>,
+) -> Result<(StatusCode, Json<SubscriptionOut>), ApiError> {
+    let event = required(body.event, "event")?;
+    let target_url = required(body.target_url, "target_url")?;
+    known_trigger(&state, &event)?;
+    let url = state.targets.check(&target_url).await.map_err(|e| {
+        let code = match e {
+            TargetError::Refused { .. } => "refused_target",
+            TargetError::Unresolvable(_) => "unresolvable_target",
+            _ => "invalid_target_url",
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+    })?;
+    let store = state.store.clone();
+    let new = NewHook {
+        target_url: url.to_string(),
+        secret: generate_secret(),
+        authorization: None,
+        description: String::new(),
+        origin: HookOrigin::Subscription,
+        events: vec![event.clone()],
+    };
+    let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;
+    tracing::info!(hook_id = %hook.id, %event, target = %hook.target_url, "subscribed");
+    Ok((
+        StatusCode::CREATED,
+        Json(SubscriptionOut {
+            code_webhook_subscription: hook.id.clone(),
+            id: hook.id,
+            event,
+            target_url: hook.target_url,
+            secret: hook.secret,
+            created_at: rfc3339_ms(hook.created_at),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct UnsubscribeIn {
+    #[serde(alias = "codeWebhookSubscription")]
+    id: Option<Value>,
+}
+
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<UnsubscribeIn>,
+) -> Result<Json<Value>, ApiError> {
+    let id = match body.id {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "the field 'id' must be the subscription's id, a string",
+            ))
+        }
+        None => return Err(ApiError::missing_field("id")),
+    };
+    delete_subscription(state, id).await
+}
+
+pub async fn unsubscribe_by_path(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    delete_subscription(state, id).await
+}
+
+async fn delete_subscription(state: AppState, id: String) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let hook_id = id.clone();
+    let deleted = blocking(move || store.delete_hook(&hook_id).map_err(ApiError::from)).await?;
+    if !deleted {
+        return Err(ApiError::not_found(
+            "unknown_subscription",
+            format!("no subscription with id '{id}'"),
+        ));
+    }
+    tracing::info!(hook_id = %id, "unsubscribed");
+    Ok(Json(serde_json::json!({"id": id, "deleted": true})))
+}
+
+#[derive(Deserialize)]
+pub struct PerformListQuery {
+    event: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct PerformListIn {
+    event: Option<String>,
+    limit: Option<Value>,
+}
+
+pub async fn perform_list_query(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<PerformListQuery>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let limit = parse_limit(query.limit.map(Value::String))?;
+    perform_list(state, required(query.event, "event")?, limit).await
+}
+
+pub async fn perform_list_body(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<PerformListIn>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let limit = parse_limit(body.limit)?;
+    perform_list(state, required(body.event, "event")?, limit).await
+}
+
+fn parse_limit(limit: Option<Value>) -> Result<usize, ApiError> {
+    let parsed = match &limit {
+        None => return Ok(MAX_SAMPLES),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(_) => None,
+    };
+    match parsed {
+        Some(n) if (1..=MAX_SAMPLES as u64).contains(&n) => Ok(n as usize),
+        _ => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_limit",
+            format!("limit must be a whole number from 1 to {MAX_SAMPLES}"),
+        )),
+    }
+}
+
+async fn perform_list(
+    state: AppState,
+    event: String,
+    limit: usize,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    known_trigger(&state, &event)?;
+    let scripts = state.registry.current();
+    let sandboxes = state.sandboxes.clone();
+    let samples = blocking(move || {
+        sandboxes
+            .with(|sandbox| sample_payloads(sandbox, &scripts, &event, limit))
+            .map_err(ApiError::from)
+    })
+    .await?;
+    match samples {
+        Ok(samples) => Ok(Json(samples)),
+        Err(RenderError::UnknownTrigger(name)) => Err(ApiError::not_found(
+            "unknown_trigger",
+            format!("no trigger named '{name}'"),
+        )),
+        Err(RenderError::Script(diagnostic)) => {
+            tracing::warn!("perform-list: {diagnostic}");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "script_failed",
+                format!("the body script failed: {diagnostic}"),
+            ))
+        }
+    }
+}

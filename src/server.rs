@@ -1,0 +1,133 @@
+//! The composition root: opens the database, loads the scripts, and runs the tracker, the delivery
+//! worker and the HTTP API until shutdown.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+use crate::delivery::{TargetPolicy, Worker};
+use crate::http::{router, AppState};
+use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet, SCHEMA_FILE};
+use crate::store::Store;
+use crate::tracking::Tracker;
+
+/// The database, migrated, with the application's schema applied and the tracking triggers in place,
+/// and the scripts compiled. Script errors are logged; the scripts that compiled are live.
+pub fn prepare(config: &Config) -> anyhow::Result<(Store, ScriptSet)> {
+    let store = Store::open(&config.db)
+        .with_context(|| format!("cannot open the database {}", config.db.display()))?;
+    let scripts = ScriptSet::load(&config.scripts, &config.sandbox).with_context(|| {
+        format!(
+            "cannot read the scripts folder {}",
+            config.scripts.display()
+        )
+    })?;
+    for diagnostic in &scripts.diagnostics {
+        tracing::error!("{diagnostic}");
+    }
+    if let Some(sql) = &scripts.schema_sql {
+        store.apply_schema(SCHEMA_FILE, sql)?;
+    }
+    for problem in store.sync_tracking(&scripts.tracked_tables())? {
+        tracing::error!(table = %problem.table, "cannot track: {}", problem.message);
+    }
+    Ok((store, scripts))
+}
+
+/// Where the generated API token is kept: beside the database.
+pub fn token_file(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".api-token");
+    PathBuf::from(name)
+}
+
+/// The configured token, or the one kept beside the database (generated on first start).
+pub fn api_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(token) = &config.api_token {
+        return Ok(token.clone());
+    }
+    let path = token_file(&config.db);
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        if !token.trim().is_empty() {
+            tracing::info!(path = %path.display(), "API token read from file");
+            return Ok(token.trim().to_owned());
+        }
+    }
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &token)
+        .with_context(|| format!("cannot write the API token to {}", path.display()))?;
+    tracing::info!(path = %path.display(), "API token generated and stored");
+    Ok(token)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// Runs herald on `listener` until `shutdown` completes, then stops taking requests, lets attempts in
+/// flight finish (within the delivery time-out) and returns.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let prepared_config = config.clone();
+    let (store, scripts) = tokio::task::spawn_blocking(move || prepare(&prepared_config)).await??;
+    let token: Arc<str> = api_token(&config)?.into();
+    let registry = Arc::new(ScriptRegistry::new(scripts));
+    let deliveries_waiting = Arc::new(Notify::new());
+
+    let tracker_alive = Arc::new(AtomicBool::new(false));
+    let stop_tracking = Arc::new(AtomicBool::new(false));
+    let tracker = Tracker::new(
+        store.clone(),
+        registry.clone(),
+        Sandbox::new(&config.sandbox, store.read_only()?),
+        config.tracking.clone(),
+        deliveries_waiting.clone(),
+    )?;
+    let tracker_thread = tracker.spawn(stop_tracking.clone(), tracker_alive.clone())?;
+
+    let worker_alive = Arc::new(AtomicBool::new(false));
+    let (stop_worker, worker_shutdown) = watch::channel(false);
+    let worker = Worker::new(store.clone(), config.delivery.clone(), deliveries_waiting);
+    let worker_task = tokio::spawn(worker.run(worker_shutdown, worker_alive.clone()));
+
+    let state = AppState {
+        sandboxes: Arc::new(SandboxPool::new(store.clone(), config.sandbox.clone())),
+        targets: Arc::new(TargetPolicy::new(config.delivery.allow_targets.clone())),
+        store,
+        registry,
+        token,
+        tracker_alive,
+        worker_alive,
+    };
+    tracing::info!(address = %listener.local_addr()?, "herald listening");
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("shutting down: finishing deliveries in flight");
+    stop_tracking.store(true, Ordering::SeqCst);
+    let _ = stop_worker.send(true);
+    if let Err(e) = worker_task.await {
+        tracing::error!("delivery worker ended abnormally: {e}");
+    }
+    tokio::task::spawn_blocking(move || tracker_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the tracking thread panicked"))?;
+    tracing::info!("herald stopped");
+    served.context("the HTTP server failed")
+}
