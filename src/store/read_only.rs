@@ -121,7 +121,7 @@ fn describe(error: rusqlite::Error) -> String {
             let text = message.clone().unwrap_or_else(|| e.to_string());
             match e.code {
                 rusqlite::ErrorCode::AuthorizationForStatementDenied => format!(
-                    "{text}: scripts may only read the application's tables (not herald_*, no ATTACH or PRAGMA)"
+                    "{text}: scripts may only read the application's tables (no writes, no herald_* tables, no ATTACH or PRAGMA)"
                 ),
                 rusqlite::ErrorCode::OperationInterrupted => {
                     "query interrupted: the script ran out of its time budget".into()

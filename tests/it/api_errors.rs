@@ -1,0 +1,193 @@
+//! Every bad request gets a 4xx with the contract's JSON error and changes nothing.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn assert_error(status: u16, body: &Value, expected_status: u16, expected_code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], expected_code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_4xx_and_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let client = &herald.client;
+    let subscribe = herald.url("/EPT_WebhookSubscribe");
+
+    // Authentication.
+    let r = client
+        .post(&subscribe)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_error(
+        r.status().as_u16(),
+        &r.json().await.unwrap(),
+        401,
+        "missing_token",
+    );
+    let r = client
+        .post(&subscribe)
+        .bearer_auth("wrong")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        r.status().as_u16(),
+        &r.json().await.unwrap(),
+        401,
+        "invalid_token",
+    );
+
+    // Bodies.
+    let r = client
+        .post(&subscribe)
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"event\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        r.status().as_u16(),
+        &r.json().await.unwrap(),
+        400,
+        "malformed_json",
+    );
+    let r = client
+        .post(&subscribe)
+        .bearer_auth(TOKEN)
+        .body("event=NewOpportunity")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        r.status().as_u16(),
+        &r.json().await.unwrap(),
+        415,
+        "unsupported_media_type",
+    );
+    let r = client
+        .post(&subscribe)
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"event\": \"{}\"}}",
+            "x".repeat(2 * 1024 * 1024)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        r.status().as_u16(),
+        &r.json().await.unwrap(),
+        413,
+        "body_too_large",
+    );
+
+    let cases = [
+        (
+            json!({"target_url": "http://127.0.0.1:9/x"}),
+            422,
+            "missing_field",
+        ),
+        (json!({"event": "NewOpportunity"}), 422, "missing_field"),
+        (
+            json!({"event": 42, "target_url": "http://127.0.0.1:9/x"}),
+            422,
+            "invalid_body",
+        ),
+        (
+            json!({"event": "NoSuchTrigger", "target_url": "http://127.0.0.1:9/x"}),
+            404,
+            "unknown_trigger",
+        ),
+        (
+            json!({"event": "NewOpportunity", "target_url": "ftp://127.0.0.1/x"}),
+            422,
+            "invalid_target_url",
+        ),
+        (
+            json!({"event": "NewOpportunity", "targetUrl": "not a url"}),
+            422,
+            "invalid_target_url",
+        ),
+        (
+            json!({"event": "NewOpportunity", "hookUrl": "http://10.0.0.1/x"}),
+            422,
+            "refused_target",
+        ),
+        (
+            json!({"event": "NewOpportunity", "target_url": "http://169.254.169.254/latest"}),
+            422,
+            "refused_target",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got_status, got) = herald.post("/EPT_WebhookSubscribe", body.clone()).await;
+        assert_error(got_status, &got, status, code);
+    }
+
+    let (status, body) = herald
+        .post("/EPT_WebhookUnsubscribe", json!({"id": "hook_nope"}))
+        .await;
+    assert_error(status, &body, 404, "unknown_subscription");
+    let (status, body) = herald.post("/EPT_WebhookUnsubscribe", json!({})).await;
+    assert_error(status, &body, 422, "missing_field");
+    let r = client
+        .delete(herald.url("/EPT_WebhookSubscribe/hook_nope"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        r.status().as_u16(),
+        &r.json().await.unwrap(),
+        404,
+        "unknown_subscription",
+    );
+
+    let (status, body) = herald
+        .get("/EPT_WebhookPerformList?event=NoSuchTrigger")
+        .await;
+    assert_error(status, &body, 404, "unknown_trigger");
+    let (status, body) = herald.get("/EPT_WebhookPerformList").await;
+    assert_error(status, &body, 422, "missing_field");
+    for limit in ["0", "101", "ten"] {
+        let (status, body) = herald
+            .get(&format!(
+                "/EPT_WebhookPerformList?event=NewOpportunity&limit={limit}"
+            ))
+            .await;
+        assert_error(status, &body, 422, "invalid_limit");
+    }
+
+    let (status, body) = herald.get("/no/such/route").await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = herald.get("/EPT_WebhookSubscribe").await;
+    assert_error(status, &body, 405, "method_not_allowed");
+
+    // Nothing was created by any of it.
+    let hooks: i64 = herald
+        .app()
+        .query_row("SELECT count(*) FROM herald_hooks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hooks, 0);
+
+    // Health needs no token.
+    let r = client.get(herald.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    herald.stop().await;
+}

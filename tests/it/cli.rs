@@ -1,0 +1,83 @@
+//! The binary's commands: `herald check` and `herald fire --dry-run`.
+
+use std::process::Command;
+
+use crate::support::demo_scripts;
+
+fn herald(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .env_remove("HERALD_DB")
+        .env_remove("HERALD_SCRIPTS")
+        .env_remove("HERALD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_passes_on_the_demo_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_scripts(dir.path());
+    let output = herald(&["check"], dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("3 body scripts, 2 notification scripts"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_a_syntax_error_with_file_line_and_column_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    std::fs::write(
+        scripts.join("GetWebhookResponseBody_Broken.rhai"),
+        "// a comment\nlet deal = db_query_one(\"SELECT 1\");\nlet x = ;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scripts.join("SysNotification_Invoice_ParseForEach.rhai"),
+        "// tracks a table that does not exist\n",
+    )
+    .unwrap();
+    let output = herald(&["check"], dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("GetWebhookResponseBody_Broken.rhai:3:9: ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("SysNotification_Invoice_ParseForEach.rhai: table Invoice does not exist"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn fire_dry_run_prints_the_payload_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_scripts(dir.path());
+    let output = herald(&["fire", "NewOpportunity", "1000", "--dry-run"], dir.path());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let payload: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(payload["id"], 1000);
+    assert_eq!(payload["title"], "Facade renovation");
+    let conn = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
+    let events: i64 = conn
+        .query_row("SELECT count(*) FROM herald_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 0);
+
+    let output = herald(&["fire", "NoSuchTrigger", "1", "--dry-run"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown trigger 'NoSuchTrigger'"));
+}

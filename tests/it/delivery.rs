@@ -1,0 +1,227 @@
+//! Durable delivery: retries, 410, a restart with the receiver down, and isolation of slow targets.
+
+use std::time::Duration;
+
+use herald::store::DeliveryStatus;
+
+use crate::support::*;
+
+fn insert_project_deal(herald: &TestHerald, title: &str) {
+    herald
+        .app()
+        .execute(
+            "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 1, 1)",
+            [title],
+        )
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_is_retried_and_the_delivery_ends_delivered_with_every_attempt_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    receiver.queue(Answer {
+        status: 500,
+        headers: vec![("x-trace", "abc".into())],
+        body: "database on fire".into(),
+        delay: Duration::ZERO,
+    });
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/flaky"))
+        .await;
+    insert_project_deal(&herald, "Retry me");
+
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    assert_eq!(got[0].body, got[1].body);
+    let retry_gap = got[1].at - got[0].at;
+    assert!(
+        retry_gap >= Duration::from_millis(150),
+        "the retry waited the schedule's 200 ms ±20 %: {retry_gap:?}"
+    );
+
+    let message_id = got[0].header("webhook-id").to_owned();
+    let store = herald.store();
+    let status = eventually(Duration::from_secs(5), || {
+        store
+            .delivery_status(&message_id)
+            .unwrap()
+            .filter(|s| *s == DeliveryStatus::Delivered)
+    })
+    .await;
+    assert_eq!(status, Some(DeliveryStatus::Delivered));
+    let attempts = store.attempts_of(&message_id).unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].status_code, Some(500));
+    assert_eq!(attempts[0].outcome, "http_error");
+    assert_eq!(
+        attempts[0].response_body.as_deref(),
+        Some("database on fire")
+    );
+    let headers: serde_json::Value =
+        serde_json::from_str(attempts[0].response_headers.as_deref().unwrap()).unwrap();
+    assert_eq!(headers["x-trace"], "abc");
+    assert_eq!(attempts[1].status_code, Some(200));
+    assert_eq!(attempts[1].outcome, "success");
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failure_and_the_last_failure_fails_the_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.delivery.retry_schedule = vec![Duration::from_millis(100)];
+    let herald = TestHerald::start(config).await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_always(Answer {
+        status: 302,
+        headers: vec![("location", receiver.url("/elsewhere"))],
+        body: String::new(),
+        delay: Duration::ZERO,
+    });
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/moved"))
+        .await;
+    insert_project_deal(&herald, "Redirected");
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert!(got
+        .iter()
+        .all(|r| r.header("herald-event") == "NewOpportunity"));
+    let message_id = got[0].header("webhook-id").to_owned();
+    let store = herald.store();
+    let status = eventually(Duration::from_secs(5), || {
+        store
+            .delivery_status(&message_id)
+            .unwrap()
+            .filter(|s| *s == DeliveryStatus::Failed)
+    })
+    .await;
+    assert_eq!(status, Some(DeliveryStatus::Failed));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "no attempt after the schedule ran out"
+    );
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_removes_the_subscription_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_always(Answer::status(410));
+    let subscription = herald
+        .subscribe("NewOpportunity", &receiver.url("/gone"))
+        .await;
+    insert_project_deal(&herald, "first");
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    let id = subscription["id"].as_str().unwrap().to_owned();
+    let store = herald.store();
+    let removed = eventually(Duration::from_secs(5), || {
+        store.get_hook(&id).unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(removed.is_some(), "the subscription is gone after a 410");
+    insert_project_deal(&herald, "second");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "a 410 is not retried and nothing more is sent"
+    );
+    let (status, body) = herald
+        .post("/EPT_WebhookUnsubscribe", serde_json::json!({"id": id}))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_accepted_before_a_restart_is_delivered_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.delivery.retry_schedule = vec![Duration::from_millis(300); 5];
+
+    // The receiver's port, reserved and then closed: the receiver is down.
+    let port = {
+        let probe = TestReceiver::start().await;
+        let addr = probe.addr;
+        probe.stop();
+        addr
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let herald = TestHerald::start(config.clone()).await;
+    herald
+        .subscribe("NewOpportunity", &format!("http://{port}/later"))
+        .await;
+    insert_project_deal(&herald, "Survives a restart");
+    // Wait until herald has tried and failed at least once, then stop it.
+    let tried = eventually(Duration::from_secs(10), || {
+        let failed: i64 = herald
+            .app()
+            .query_row(
+                "SELECT count(*) FROM herald_attempts WHERE outcome = 'connection_error'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (failed > 0).then_some(())
+    })
+    .await;
+    assert!(tried.is_some(), "herald tried while the receiver was down");
+    herald.stop().await;
+
+    let receiver = TestReceiver::start_on(port).await;
+    let herald = TestHerald::start(config).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["title"], "Survives a restart");
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_target_does_not_hold_up_a_healthy_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.delivery.timeout = Duration::from_secs(5);
+    config.delivery.max_in_flight_per_hook = 2;
+    let herald = TestHerald::start(config).await;
+    let hanging = TestReceiver::start().await;
+    hanging.answer_always(Answer {
+        delay: Duration::from_secs(4),
+        ..Answer::status(200)
+    });
+    let healthy = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &hanging.url("/slow"))
+        .await;
+    herald
+        .subscribe("NewOpportunity", &healthy.url("/fast"))
+        .await;
+
+    let app = herald.app();
+    for i in 0..10 {
+        app.execute(
+            "INSERT INTO Deal (title, is_project) VALUES (?1, 1)",
+            [format!("deal {i}")],
+        )
+        .unwrap();
+    }
+    // All ten reach the healthy target long before the hanging one answers even its first two.
+    let got = healthy.wait_for(10, Duration::from_secs(3)).await;
+    assert_eq!(got.len(), 10);
+    assert!(
+        hanging.received().len() <= 2,
+        "the hanging target holds at most its own two slots"
+    );
+    herald.stop().await;
+}

@@ -1,0 +1,151 @@
+//! Scripts that fail: each costs its own event, recorded with file, line and column; the rest goes on.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// The demo folder plus a trigger `Hostile` whose body script is `body`, fired for every Deal whose
+/// title is 'hostile'.
+fn scripts_with_hostile_body(dir: &Path, body: &str) -> std::path::PathBuf {
+    let scripts = demo_scripts(dir);
+    std::fs::write(scripts.join("GetWebhookResponseBody_Hostile.rhai"), body).unwrap();
+    let notification =
+        std::fs::read_to_string(scripts.join("SysNotification_Deal_ParseForEach.rhai")).unwrap();
+    std::fs::write(
+        scripts.join("SysNotification_Deal_ParseForEach.rhai"),
+        format!("{notification}\nif action == \"1\" && row.title == \"hostile\" {{\n    trigger_webhook_event(\"Hostile\", row_id);\n}}\n"),
+    )
+    .unwrap();
+    scripts
+}
+
+async fn hostile_event_fails_and_others_go_on(
+    body: &str,
+    expected_message: &str,
+    expected_line: u32,
+) {
+    hostile_event_fails_with(body, expected_message, expected_line, |_| {}).await
+}
+
+async fn hostile_event_fails_with(
+    body: &str,
+    expected_message: &str,
+    expected_line: u32,
+    tweak: impl FnOnce(&mut herald::Config),
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = scripts_with_hostile_body(dir.path(), body);
+    let mut config = test_config(dir.path(), &scripts);
+    config.sandbox.time_budget = Duration::from_millis(300);
+    tweak(&mut config);
+    let herald = TestHerald::start(config).await;
+    let receiver = TestReceiver::start().await;
+    herald.subscribe("Hostile", &receiver.url("/hostile")).await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/fine"))
+        .await;
+
+    let app = herald.app();
+    app.execute(
+        "INSERT INTO Deal (title, is_project) VALUES ('hostile', 0)",
+        [],
+    )
+    .unwrap();
+    app.execute(
+        "INSERT INTO Deal (title, is_project) VALUES ('after', 1)",
+        [],
+    )
+    .unwrap();
+
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["title"], "after");
+    let store = herald.store();
+    let failure = eventually(Duration::from_secs(5), || {
+        store.recent_script_failures(10).unwrap().into_iter().next()
+    })
+    .await
+    .expect("the failure is recorded");
+    assert_eq!(failure.script, "GetWebhookResponseBody_Hostile.rhai");
+    assert_eq!(failure.trigger.as_deref(), Some("Hostile"));
+    assert_eq!(failure.line, Some(expected_line), "{failure:?}");
+    assert!(failure.col.is_some());
+    assert!(
+        failure.message.contains(expected_message),
+        "{} does not mention {expected_message}",
+        failure.message
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the hostile event was not delivered"
+    );
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_fails_its_event_within_the_time_budget() {
+    // No operation limit: only the wall-clock budget can stop it.
+    hostile_event_fails_with(
+        "let n = 0;\nloop {\n    n += 1;\n}\n",
+        "time budget of 300 ms",
+        3,
+        |config| config.sandbox.max_operations = 0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_loop_breaks_the_operation_limit() {
+    hostile_event_fails_with(
+        "let n = 0;\nloop {\n    n += 1;\n}\n",
+        "too many operations",
+        3,
+        |config| {
+            config.sandbox.max_operations = 100_000;
+            config.sandbox.time_budget = Duration::from_secs(30);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_string_breaks_the_size_limit() {
+    hostile_event_fails_and_others_go_on(
+        "let s = \"x\";\nloop {\n    s += s;\n}\n",
+        "Length of string too large",
+        3,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_db_query_fails_its_event() {
+    hostile_event_fails_and_others_go_on(
+        "// tries to write\nlet rows = db_query(\"DELETE FROM Deal\", []);\n#{ n: rows.len() }\n",
+        "db_query: not authorized: scripts may only read",
+        2,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_column_names_the_function_and_the_column() {
+    hostile_event_fails_and_others_go_on(
+        "\nlet deal = db_query_one(\"SELECT titel FROM Deal WHERE id = ?\", [row_id]);\n#{ title: deal.titel }\n",
+        "db_query_one: no such column: titel",
+        2,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_fails_its_event() {
+    hostile_event_fails_and_others_go_on(
+        "fn down(n) {\n    down(n + 1)\n}\ndown(0)\n",
+        "call stack too deep",
+        4,
+    )
+    .await;
+}

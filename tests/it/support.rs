@@ -1,0 +1,301 @@
+//! What every test needs: a herald on a temp database, a receiver that records what it gets, and
+//! bounded waiting.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use herald::Config;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const TOKEN: &str = "test-token";
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A copy of the repository's demo scripts in `dir/scripts`.
+pub fn demo_scripts(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let target = dir.join("scripts");
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+    }
+    target
+}
+
+/// Settings for tests: quick retries, loopback targets allowed, a known token.
+pub fn test_config(dir: &Path, scripts: &Path) -> Config {
+    let mut config = Config::with_paths(dir.join("herald.db"), scripts);
+    config.api_token = Some(TOKEN.into());
+    config.delivery.allow_targets = vec!["127.0.0.0/8".parse().unwrap()];
+    config.delivery.retry_schedule = vec![Duration::from_millis(200); 3];
+    config.delivery.timeout = Duration::from_secs(2);
+    config
+}
+
+pub struct TestHerald {
+    pub addr: SocketAddr,
+    pub db: PathBuf,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestHerald {
+    pub async fn start(config: Config) -> TestHerald {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let db = config.db.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(herald::serve(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let herald = TestHerald {
+            addr,
+            db,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task,
+        };
+        for _ in 0..200 {
+            if let Ok(r) = herald.client.get(herald.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return herald;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("herald did not become ready");
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("herald stops within 10 s")
+            .unwrap()
+            .unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A connection of the application's own, as another process would have.
+    pub fn app(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
+    }
+
+    pub fn store(&self) -> herald::store::Store {
+        herald::store::Store::open(&self.db).unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Subscribes `target` to `event`; returns the response (id, secret, ...).
+    pub async fn subscribe(&self, event: &str, target: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/EPT_WebhookSubscribe",
+                serde_json::json!({"event": event, "target_url": target}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// How the receiver answers: a status, headers, a body and an optional delay.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Vec<Received>,
+    /// Answers to give, in order; when empty, `default`.
+    queued: VecDeque<Answer>,
+    default: Option<Answer>,
+}
+
+pub struct TestReceiver {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestReceiver {
+    pub async fn start() -> TestReceiver {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> TestReceiver {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let handler_state = state.clone();
+        let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let state = handler_state.clone();
+            async move {
+                let answer = {
+                    let mut s = state.lock().unwrap();
+                    s.received.push(Received {
+                        headers,
+                        body,
+                        at: Instant::now(),
+                    });
+                    s.queued
+                        .pop_front()
+                        .or_else(|| s.default.clone())
+                        .unwrap_or_else(|| Answer::status(200))
+                };
+                tokio::time::sleep(answer.delay).await;
+                let mut response =
+                    (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+                for (name, value) in answer.headers {
+                    response.headers_mut().insert(name, value.parse().unwrap());
+                }
+                response
+            }
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        TestReceiver {
+            addr,
+            state,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn queue(&self, answer: Answer) {
+        self.state.lock().unwrap().queued.push_back(answer);
+    }
+
+    pub fn answer_always(&self, answer: Answer) {
+        self.state.lock().unwrap().default = Some(answer);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Waits (at most `timeout`) until at least `count` requests arrived; returns them all.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        eventually(timeout, || {
+            let received = self.received();
+            (received.len() >= count).then_some(received)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "expected {count} deliveries within {timeout:?}, got {}",
+                self.received().len()
+            )
+        })
+    }
+
+    pub fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for TestReceiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
