@@ -1,19 +1,20 @@
-//! `herald check` and `herald fire`: the command-line tools beside `serve`.
+//! `herald check`, `herald fire` and `herald sample`: the command-line tools beside `serve`, for
+//! script authors. Each prints what went wrong with the file, line, column and offending line.
 
 use std::io::Write;
 
 use crate::config::Config;
-use crate::events::render_event;
+use crate::events::{render_event, sample_payloads};
 use crate::scripts::{Sandbox, ScriptSet};
 use crate::server::prepare;
 use crate::store::known_tables;
 
 /// Compiles every script and checks that each notification script's table exists (in the database
-/// or in `schema.sql`). Prints one `file:line:col: message` line per problem to `out`; returns
-/// whether there were none.
+/// or in `schema.sql`). Prints `file:line:col: message` per problem to `out`, followed by the
+/// offending line and a caret; returns whether there were none.
 pub fn check(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
     let scripts = ScriptSet::load(&config.scripts, &config.sandbox)?;
-    let mut problems: Vec<String> = scripts.diagnostics.iter().map(|d| d.to_string()).collect();
+    let mut problems: Vec<String> = scripts.diagnostics.iter().map(|d| d.render()).collect();
     match known_tables(&config.db, scripts.schema_sql.as_deref()) {
         Ok(tables) => {
             for table in scripts.tracked_tables() {
@@ -68,5 +69,20 @@ pub fn fire(
         out,
         "fired {trigger} for row {row_id}: {deliveries} deliveries queued"
     )?;
+    Ok(())
+}
+
+/// Prints what perform-list would return for `trigger`: at most `limit` sample payloads, newest
+/// first, as a JSON array. Stores nothing.
+pub fn sample(
+    config: &Config,
+    trigger: &str,
+    limit: usize,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let (store, scripts) = prepare(config)?;
+    let sandbox = Sandbox::new(&config.sandbox, store.read_only()?);
+    let samples = sample_payloads(&sandbox, &scripts, trigger, limit)?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&samples)?)?;
     Ok(())
 }

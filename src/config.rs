@@ -24,6 +24,8 @@ pub struct Config {
     pub listen: String,
     /// `None`: a token is generated on first start and kept beside the database.
     pub api_token: Option<String>,
+    /// Reload scripts when a file of the scripts folder changes.
+    pub watch_scripts: bool,
     pub delivery: DeliverySettings,
     pub sandbox: SandboxLimits,
     pub tracking: TrackingSettings,
@@ -122,6 +124,7 @@ struct FileConfig {
     scripts: Option<PathBuf>,
     listen: Option<String>,
     api_token: Option<String>,
+    watch_scripts: Option<bool>,
     #[serde(default)]
     delivery: FileDelivery,
     #[serde(default)]
@@ -168,6 +171,7 @@ impl Config {
             scripts: scripts.into(),
             listen: "127.0.0.1:8080".into(),
             api_token: None,
+            watch_scripts: true,
             delivery: DeliverySettings::default(),
             sandbox: SandboxLimits::default(),
             tracking: TrackingSettings::default(),
@@ -198,6 +202,7 @@ impl Config {
             config.listen = v;
         }
         config.api_token = file.api_token;
+        config.watch_scripts = file.watch_scripts.unwrap_or(true);
         config.apply_file_sections(file.delivery, file.sandbox, file.tracking)?;
 
         if let Some(v) = env("HERALD_API_TOKEN").filter(|v| !v.is_empty()) {

@@ -11,7 +11,8 @@ use crate::store::{Change, NewEvent};
 pub enum RenderError {
     #[error("unknown trigger '{0}': there is no GetWebhookResponseBody_{0}.rhai")]
     UnknownTrigger(String),
-    #[error("{0}")]
+    /// Shown with the offending line and a caret.
+    #[error("{}", .0.render())]
     Script(Diagnostic),
 }
 

@@ -10,12 +10,13 @@
 //! - [`config`]: settings from flags, environment variables and an optional TOML file.
 //! - [`store`]: the only module that speaks SQL; migrations, the change log, hooks, the outbox.
 //! - [`scripts`]: the sandboxed rhai engine, the script registry, diagnostics with file, line and column.
+//! - [`reload`]: watches the scripts folder and swaps in the new scripts when a file changes.
 //! - [`tracking`]: consumes the change log in commit order and turns changes into events.
 //! - [`events`]: renders an event's payload with its body script.
 //! - [`delivery`]: claims due deliveries, signs and POSTs them, records every attempt, schedules retries.
 //! - [`http`]: the REST hooks endpoints, health endpoints, authentication and the JSON error shape.
 //! - [`server`]: the composition root that starts all of the above and stops them on shutdown.
-//! - [`commands`]: `herald check` and `herald fire`, the command-line tools beside `serve`.
+//! - [`commands`]: `herald check`, `herald fire` and `herald sample`, the command-line tools beside `serve`.
 
 pub mod clock;
 pub mod commands;
@@ -24,6 +25,7 @@ pub mod delivery;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod reload;
 pub mod scripts;
 pub mod server;
 pub mod store;

@@ -35,6 +35,13 @@ enum Command {
     Serve,
     /// Compiles every script; prints file:line:col: message per error; exits 1 on any error.
     Check,
+    /// Prints the sample payloads perform-list would return for a trigger; delivers nothing.
+    Sample {
+        trigger: String,
+        /// The most samples to print.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
     /// Fires a trigger by hand for one row.
     Fire {
         trigger: String,
@@ -82,6 +89,10 @@ fn main() -> ExitCode {
             dry_run,
         } => herald::commands::fire(&config, &trigger, row_id, dry_run, &mut stdout)
             .map(|()| ExitCode::SUCCESS),
+        Command::Sample { trigger, limit } => {
+            herald::commands::sample(&config, &trigger, limit, &mut stdout)
+                .map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("herald: {e:#}");

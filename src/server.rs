@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::Config;
 use crate::delivery::{TargetPolicy, Worker};
 use crate::http::{router, AppState};
+use crate::reload::ScriptWatcher;
 use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet, SCHEMA_FILE};
 use crate::store::Store;
 use crate::tracking::Tracker;
@@ -88,6 +89,14 @@ pub async fn serve(
     let (store, scripts) = tokio::task::spawn_blocking(move || prepare(&prepared_config)).await??;
     let token: Arc<str> = api_token(&config)?.into();
     let registry = Arc::new(ScriptRegistry::new(scripts));
+    let watcher = if config.watch_scripts {
+        Some(
+            ScriptWatcher::start(registry.clone(), store.clone(), config.sandbox.clone())
+                .context("cannot watch the scripts folder")?,
+        )
+    } else {
+        None
+    };
     let deliveries_waiting = Arc::new(Notify::new());
 
     let tracker_alive = Arc::new(AtomicBool::new(false));
@@ -120,6 +129,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     tracing::info!("shutting down: finishing deliveries in flight");
+    drop(watcher);
     stop_tracking.store(true, Ordering::SeqCst);
     let _ = stop_worker.send(true);
     if let Err(e) = worker_task.await {

@@ -39,7 +39,7 @@ pub fn process_change(
     let fired = match sandbox.run_notification(script, change, scripts.trigger_names()) {
         Ok(fired) => fired,
         Err(diagnostic) => {
-            tracing::warn!(change_id = change.id, table = %change.table, row_id = change.row_id, "{diagnostic}");
+            tracing::warn!(change_id = change.id, table = %change.table, row_id = change.row_id, "{}", diagnostic.render());
             out.failures.push(ScriptFailure {
                 script: diagnostic.file,
                 line: diagnostic.position.map(|p| p.0),

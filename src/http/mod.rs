@@ -1,10 +1,11 @@
-//! The HTTP API: the REST hooks endpoints, health endpoints, bearer-token authentication and the
+//! The HTTP API: the REST hooks endpoints, the admin API under `/api/v1`, health endpoints, bearer-token authentication and the
 //! error shape. The only module that knows status codes; it calls into `store`, `scripts` and
 //! `events` and adds nothing of its own to what they decide.
 
 mod error;
 mod health;
 mod rest_hooks;
+mod scripts;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             "/EPT_WebhookPerformList",
             get(rest_hooks::perform_list_query).post(rest_hooks::perform_list_body),
         )
+        .route("/api/v1/scripts", get(scripts::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(protected)

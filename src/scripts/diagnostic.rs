@@ -1,4 +1,5 @@
-//! A located script error: `file:line:col: message`, the form editors and `herald check` use.
+//! A located script error: `file:line:col: message`, the form editors and `herald check` use, with
+//! the offending line and a caret under the column when the source is known.
 
 use std::fmt;
 
@@ -8,6 +9,8 @@ pub struct Diagnostic {
     /// 1-based line and column, when rhai knows where.
     pub position: Option<(u32, u32)>,
     pub message: String,
+    /// The offending source line, when the position and the source are known.
+    pub source_line: Option<String>,
 }
 
 impl Diagnostic {
@@ -16,6 +19,7 @@ impl Diagnostic {
             file: file.to_owned(),
             position,
             message: message.into(),
+            source_line: None,
         }
     }
 
@@ -25,6 +29,38 @@ impl Diagnostic {
 
     pub fn column(&self) -> Option<u32> {
         self.position.map(|(_, col)| col)
+    }
+
+    /// Attaches the offending line of `source`.
+    pub fn with_source(mut self, source: &str) -> Diagnostic {
+        if let Some((line, _)) = self.position {
+            self.source_line = source
+                .lines()
+                .nth(line.saturating_sub(1) as usize)
+                .map(str::to_owned);
+        }
+        self
+    }
+
+    /// The one-line form, then the offending line with a caret under the column:
+    ///
+    /// ```text
+    /// GetWebhookResponseBody_Broken.rhai:3:9: Unexpected ';'
+    ///     let x = ;
+    ///             ^
+    /// ```
+    pub fn render(&self) -> String {
+        let mut text = self.to_string();
+        if let (Some(line), Some((_, col))) = (&self.source_line, self.position) {
+            // Keep the line's own tabs before the caret so that it lines up in any terminal.
+            let pad: String = line
+                .chars()
+                .take(col.saturating_sub(1) as usize)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            text.push_str(&format!("\n    {line}\n    {pad}^"));
+        }
+        text
     }
 
     pub(crate) fn from_parse_error(file: &str, error: &rhai::ParseError) -> Diagnostic {
@@ -81,5 +117,22 @@ impl fmt::Display for Diagnostic {
             Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file, self.message),
             None => write!(f, "{}: {}", self.file, self.message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_offending_line_with_a_caret() {
+        let d = Diagnostic::new("x.rhai", Some((2, 9)), "Expecting an expression")
+            .with_source("let a = 1;\nlet x = ;\n");
+        assert_eq!(
+            d.render(),
+            "x.rhai:2:9: Expecting an expression\n    let x = ;\n            ^"
+        );
+        let unlocated = Diagnostic::new("x.rhai", None, "cannot read");
+        assert_eq!(unlocated.render(), "x.rhai: cannot read");
     }
 }

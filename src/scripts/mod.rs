@@ -78,8 +78,22 @@ pub struct Script {
     pub file_name: String,
     pub kind: ScriptKind,
     pub ast: rhai::AST,
+    /// The text it was compiled from, to show the offending line of an error.
+    pub source: String,
     /// The first 16 hex digits of the SHA-256 of the source: which version rendered an event.
     pub hash: String,
+}
+
+/// What the folder holds under one file name.
+#[derive(Debug)]
+pub struct ScriptEntry<'a> {
+    pub file_name: &'a str,
+    /// `None` for a file whose name is not a valid script name.
+    pub kind: Option<ScriptKind>,
+    /// The version in use.
+    pub live: Option<&'a Arc<Script>>,
+    /// Why the file on disk is not in use.
+    pub error: Option<&'a Diagnostic>,
 }
 
 /// Every script of the folder, compiled; what failed to compile is in `diagnostics`.
@@ -92,15 +106,75 @@ pub struct ScriptSet {
     pub diagnostics: Vec<Diagnostic>,
     /// `schema.sql`, when the folder has one.
     pub schema_sql: Option<String>,
+    /// When the folder was read, Unix milliseconds.
+    pub loaded_at: i64,
 }
 
 impl ScriptSet {
     /// Reads and compiles every `.rhai` file of `folder` (not its subfolders). A file that fails is
     /// left out and described in `diagnostics`; the others are usable.
     pub fn load(folder: &Path, limits: &SandboxLimits) -> std::io::Result<ScriptSet> {
+        Self::load_over(folder, limits, None)
+    }
+
+    /// Loads the folder again after a change. A file that no longer compiles keeps its previous
+    /// working version live (and its error is in `diagnostics`); a file that is gone is gone. A file
+    /// whose text did not change is not compiled again.
+    pub fn reload(&self, limits: &SandboxLimits) -> std::io::Result<ScriptSet> {
+        Self::load_over(&self.folder, limits, Some(self))
+    }
+
+    /// The live script loaded from `file_name`, if any.
+    pub fn by_file(&self, file_name: &str) -> Option<&Arc<Script>> {
+        self.body
+            .values()
+            .chain(self.notification.values())
+            .find(|s| s.file_name == file_name)
+    }
+
+    /// Every live script, body scripts first, each group sorted by name.
+    pub fn scripts(&self) -> impl Iterator<Item = &Arc<Script>> {
+        self.body.values().chain(self.notification.values())
+    }
+
+    /// One entry per file of the folder that is (or claims to be) a script, sorted by file name:
+    /// its live version, its error, or both when an edit broke a working script.
+    pub fn entries(&self) -> Vec<ScriptEntry<'_>> {
+        let mut entries: BTreeMap<&str, ScriptEntry<'_>> = BTreeMap::new();
+        for script in self.scripts() {
+            entries.insert(
+                &script.file_name,
+                ScriptEntry {
+                    file_name: &script.file_name,
+                    kind: Some(script.kind.clone()),
+                    live: Some(script),
+                    error: None,
+                },
+            );
+        }
+        for diagnostic in &self.diagnostics {
+            entries
+                .entry(&diagnostic.file)
+                .or_insert_with(|| ScriptEntry {
+                    file_name: &diagnostic.file,
+                    kind: ScriptKind::from_file_name(&diagnostic.file).and_then(Result::ok),
+                    live: None,
+                    error: None,
+                })
+                .error = Some(diagnostic);
+        }
+        entries.into_values().collect()
+    }
+
+    fn load_over(
+        folder: &Path,
+        limits: &SandboxLimits,
+        previous: Option<&ScriptSet>,
+    ) -> std::io::Result<ScriptSet> {
         let engine = build_engine(limits);
         let mut set = ScriptSet {
             folder: folder.to_owned(),
+            loaded_at: crate::clock::now_ms(),
             ..ScriptSet::default()
         };
         let mut entries: Vec<_> = std::fs::read_dir(folder)?
@@ -135,17 +209,34 @@ impl ScriptSet {
                     continue;
                 }
             };
-            match compile(&engine, &file_name, &kind, &source) {
-                Ok(script) => set.insert(script),
-                Err(diagnostic) => set.diagnostics.push(diagnostic),
+            let old = previous.and_then(|p| p.by_file(&file_name));
+            if let Some(old) = old.filter(|old| old.source == source) {
+                set.insert(old.clone());
+                continue;
+            }
+            let compiled = if source.trim().is_empty() {
+                // Most likely caught between an editor's truncate and its write; an empty script
+                // is never what its author meant to run.
+                Err(Diagnostic::new(&file_name, None, "the file is empty"))
+            } else {
+                compile(&engine, &file_name, &kind, &source)
+            };
+            match compiled {
+                Ok(script) => set.insert(Arc::new(script)),
+                Err(diagnostic) => {
+                    if let Some(old) = old {
+                        // A broken edit never replaces a working version.
+                        set.insert(old.clone());
+                    }
+                    set.diagnostics.push(diagnostic.with_source(&source));
+                }
             }
         }
         set.trigger_names = Arc::new(set.body.keys().cloned().collect());
         Ok(set)
     }
 
-    fn insert(&mut self, script: Script) {
-        let script = Arc::new(script);
+    fn insert(&mut self, script: Arc<Script>) {
         match &script.kind {
             ScriptKind::Body { trigger } => self.body.insert(trigger.clone(), script),
             ScriptKind::Notification { table } => self.notification.insert(table.clone(), script),
@@ -202,6 +293,7 @@ fn compile(
         file_name: file_name.to_owned(),
         kind: kind.clone(),
         ast,
+        source: source.to_owned(),
         hash,
     })
 }
@@ -295,5 +387,45 @@ mod tests {
                 && rendered[1].contains("actoin"),
             "{rendered:?}"
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_working_versions_over_broken_or_empty_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = SandboxLimits::default();
+        let body = dir.path().join("GetWebhookResponseBody_A.rhai");
+        std::fs::write(&body, "#{ v: 1 }").unwrap();
+        std::fs::write(dir.path().join("GetWebhookResponseBody_B.rhai"), "#{}").unwrap();
+        let first = ScriptSet::load(dir.path(), &limits).unwrap();
+        let working = first.body("A").unwrap().clone();
+
+        std::fs::write(&body, "#{ v: }").unwrap();
+        let broken = first.reload(&limits).unwrap();
+        assert!(Arc::ptr_eq(broken.body("A").unwrap(), &working));
+        assert_eq!(broken.diagnostics.len(), 1);
+        assert_eq!(
+            broken.diagnostics[0].source_line.as_deref(),
+            Some("#{ v: }")
+        );
+        assert!(
+            Arc::ptr_eq(broken.body("B").unwrap(), first.body("B").unwrap()),
+            "an unchanged file is not compiled again"
+        );
+
+        std::fs::write(&body, "").unwrap();
+        let empty = broken.reload(&limits).unwrap();
+        assert!(Arc::ptr_eq(empty.body("A").unwrap(), &working));
+        assert_eq!(empty.diagnostics[0].message, "the file is empty");
+
+        std::fs::write(&body, "#{ v: 2 }").unwrap();
+        std::fs::remove_file(dir.path().join("GetWebhookResponseBody_B.rhai")).unwrap();
+        let fixed = empty.reload(&limits).unwrap();
+        assert_ne!(fixed.body("A").unwrap().hash, working.hash);
+        assert!(fixed.diagnostics.is_empty());
+        assert!(fixed.body("B").is_none());
+        assert_eq!(fixed.trigger_names().iter().collect::<Vec<_>>(), ["A"]);
+        let entries = fixed.entries();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].file_name, "GetWebhookResponseBody_A.rhai");
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope};
 
-use super::{Diagnostic, Script, ScriptKind};
+use super::{Diagnostic, Script};
 use crate::config::SandboxLimits;
 use crate::store::{Cell, Change, ReadOnlyDb, Row, Store, StoreError};
 
@@ -209,6 +209,7 @@ impl Sandbox {
                     self.limits.time_budget.as_millis()
                 )
             })
+            .with_source(&script.source)
         })
     }
 
@@ -220,10 +221,6 @@ impl Sandbox {
                 format!("the returned value cannot be turned into JSON: {e}"),
             )
         })
-    }
-
-    pub fn kind_of(script: &Script) -> &ScriptKind {
-        &script.kind
     }
 }
 

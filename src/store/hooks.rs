@@ -131,6 +131,18 @@ impl Store {
         Ok(Some(hook))
     }
 
+    /// Every trigger some hook receives, with how many hooks receive it, sorted by name.
+    pub fn subscribed_triggers(&self) -> Result<Vec<(String, usize)>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT event_name, count(*) FROM herald_hook_events GROUP BY event_name ORDER BY event_name",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     /// Deletes a hook. Deliveries already made stay in the log; those still waiting are discarded.
     /// Returns whether the hook existed.
     pub fn delete_hook(&self, id: &str) -> Result<bool> {

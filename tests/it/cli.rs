@@ -1,4 +1,4 @@
-//! The binary's commands: `herald check` and `herald fire --dry-run`.
+//! The binary's commands: `herald check`, `herald fire --dry-run` and `herald sample`.
 
 use std::process::Command;
 
@@ -53,6 +53,10 @@ fn check_reports_a_syntax_error_with_file_line_and_column_and_exits_1() {
         "{stdout}"
     );
     assert!(
+        stdout.contains("GetWebhookResponseBody_Broken.rhai:3:9: Unexpected ';'\n    let x = ;\n            ^\n"),
+        "the offending line and a caret: {stdout}"
+    );
+    assert!(
         stdout.contains("SysNotification_Invoice_ParseForEach.rhai: table Invoice does not exist"),
         "{stdout}"
     );
@@ -80,4 +84,52 @@ fn fire_dry_run_prints_the_payload_and_stores_nothing() {
     let output = herald(&["fire", "NoSuchTrigger", "1", "--dry-run"], dir.path());
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown trigger 'NoSuchTrigger'"));
+}
+
+#[test]
+fn sample_prints_what_perform_list_returns_and_fails_with_the_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let sample = |args: &[&str]| {
+        let output = herald(args, dir.path());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let samples = sample(&["sample", "NewOpportunity"]);
+    assert_eq!(samples.as_array().unwrap().len(), 1, "{samples}");
+    assert_eq!(samples[0]["id"], 1000);
+    assert_eq!(samples[0]["title"], "Facade renovation");
+
+    let conn = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
+    conn.execute(
+        "INSERT INTO Deal (id, title, is_project) VALUES (5000, 'Newest', 1)",
+        [],
+    )
+    .unwrap();
+    let samples = sample(&["sample", "NewOpportunity", "--limit", "1"]);
+    assert_eq!(samples.as_array().unwrap().len(), 1, "{samples}");
+    assert_eq!(samples[0]["id"], 5000);
+
+    std::fs::write(
+        scripts.join("GetWebhookResponseBody_NewOpportunity.rhai"),
+        "// reads a column that does not exist\ndb_query(\"SELECT titel FROM Deal\", [])\n",
+    )
+    .unwrap();
+    let output = herald(&["sample", "NewOpportunity"], dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "GetWebhookResponseBody_NewOpportunity.rhai:2:1: db_query: no such column: titel"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\n    db_query(\"SELECT titel FROM Deal\", [])\n    ^"),
+        "{stderr}"
+    );
 }

@@ -4,6 +4,7 @@
 mod api_errors;
 mod cli;
 mod delivery;
+mod reload;
 mod scripts;
 mod spine;
 mod support;

@@ -1,0 +1,105 @@
+//! `GET /api/v1/scripts`: what the scripts folder holds, which version of each script is live, what
+//! failed to compile (with line, column and the offending line), and which subscribed triggers have
+//! lost their body script.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+
+use super::{blocking, ApiError, AppState};
+use crate::clock::rfc3339_ms;
+use crate::scripts::{Diagnostic, ScriptEntry, ScriptKind};
+
+#[derive(Serialize)]
+pub struct ScriptsOut {
+    folder: String,
+    loaded_at: String,
+    scripts: Vec<ScriptOut>,
+    /// The triggers defined by body scripts: what can be subscribed to.
+    triggers: Vec<String>,
+    tracked_tables: Vec<String>,
+    /// Triggers that hooks receive but no body script defines any more.
+    missing_triggers: Vec<MissingTrigger>,
+}
+
+#[derive(Serialize)]
+struct ScriptOut {
+    file: String,
+    /// `body`, `notification`, or `null` for a file whose name is not a script name.
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    table: Option<String>,
+    /// `ok`: the file on disk is live. `error`: it is not; when `hash` is set, an earlier version is.
+    status: &'static str,
+    /// The content hash of the live version, as events record it.
+    hash: Option<String>,
+    error: Option<ErrorOut>,
+}
+
+#[derive(Serialize)]
+pub struct ErrorOut {
+    line: Option<u32>,
+    column: Option<u32>,
+    message: String,
+    source_line: Option<String>,
+    /// `file:line:col: message`, the offending line and a caret under the column.
+    text: String,
+}
+
+impl From<&Diagnostic> for ErrorOut {
+    fn from(d: &Diagnostic) -> ErrorOut {
+        ErrorOut {
+            line: d.line(),
+            column: d.column(),
+            message: d.message.clone(),
+            source_line: d.source_line.clone(),
+            text: d.render(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MissingTrigger {
+    trigger: String,
+    hooks: usize,
+}
+
+fn script_out(entry: &ScriptEntry<'_>) -> ScriptOut {
+    let (kind, trigger, table) = match &entry.kind {
+        Some(ScriptKind::Body { trigger }) => (Some("body"), Some(trigger.clone()), None),
+        Some(ScriptKind::Notification { table }) => {
+            (Some("notification"), None, Some(table.clone()))
+        }
+        None => (None, None, None),
+    };
+    ScriptOut {
+        file: entry.file_name.to_owned(),
+        kind,
+        trigger,
+        table,
+        status: if entry.error.is_some() { "error" } else { "ok" },
+        hash: entry.live.map(|s| s.hash.clone()),
+        error: entry.error.map(ErrorOut::from),
+    }
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<ScriptsOut>, ApiError> {
+    let scripts = state.registry.current();
+    let store = state.store.clone();
+    let subscribed = blocking(move || store.subscribed_triggers().map_err(ApiError::from)).await?;
+    let triggers = scripts.trigger_names();
+    Ok(Json(ScriptsOut {
+        folder: scripts.folder.display().to_string(),
+        loaded_at: rfc3339_ms(scripts.loaded_at),
+        scripts: scripts.entries().iter().map(script_out).collect(),
+        triggers: triggers.iter().cloned().collect(),
+        tracked_tables: scripts.tracked_tables(),
+        missing_triggers: subscribed
+            .into_iter()
+            .filter(|(trigger, _)| !triggers.contains(trigger))
+            .map(|(trigger, hooks)| MissingTrigger { trigger, hooks })
+            .collect(),
+    }))
+}
