@@ -1,11 +1,17 @@
-//! Events: a trigger fired for a row, rendered into its payload by the trigger's body script.
+//! Events: what hooks receive. Two kinds, both stored with their payload rendered once, so that every
+//! delivery and every retry sends the same bytes:
 //!
-//! The payload is rendered once, when the trigger fires, and stored: every delivery and every retry
-//! sends those same bytes, and a row deleted since can still be described (its last state is in the
-//! `change` a body script receives).
+//! - a **trigger event**, fired by a notification script (`trigger_webhook_event`), whose payload its
+//!   body script builds;
+//! - a **resource event** (`Deal.create`, `Deal.update`, `Deal.delete`), one cell of the resource grid,
+//!   whose payload is an envelope around the changed row; no script is involved.
+//!
+//! Every event carries the scope of the row that changed (its company and project), which decides
+//! which scoped hooks receive it.
 
+use crate::clock::rfc3339_ms;
 use crate::scripts::{Diagnostic, Sandbox, ScriptSet};
-use crate::store::{Change, NewEvent};
+use crate::store::{Action, Change, NewEvent, ReadOnlyDb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -16,27 +22,125 @@ pub enum RenderError {
     Script(Diagnostic),
 }
 
-/// Renders trigger `trigger` for `row_id` into an event ready to store.
+/// The resource event types, in grid order.
+pub const RESOURCE_ACTIONS: [&str; 3] = ["create", "update", "delete"];
+
+/// `create`, `update` or `delete`: the event type of a change.
+pub fn event_type(action: Action) -> &'static str {
+    match action {
+        Action::Insert => "create",
+        Action::Update => "update",
+        Action::Delete => "delete",
+    }
+}
+
+/// `Deal.update`: the name hooks select a resource event by. Trigger names cannot contain a dot,
+/// so the two never collide.
+pub fn resource_event_name(table: &str, event_type: &str) -> String {
+    format!("{table}.{event_type}")
+}
+
+/// `("Deal", "update")` for `Deal.update`; `None` for a trigger name.
+pub fn parse_resource_event(name: &str) -> Option<(&str, &str)> {
+    name.split_once('.')
+}
+
+/// The company and project a changed row belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowScope {
+    pub company_id: Option<i64>,
+    pub project_id: Option<i64>,
+}
+
+/// Where a row belongs:
+/// - its project is its `project_id` column, or, for a row of the `Project` table, the row itself;
+/// - its company is its `company_id` column, or, for a row of the `Company` table, the row itself, or
+///   else the `company_id` of its project in the `Project` table.
+pub fn scope_of(change: &Change, db: &ReadOnlyDb) -> RowScope {
+    let column = |name: &str| change.row.get(name).and_then(serde_json::Value::as_i64);
+    let project_id = column("project_id").or_else(|| is_table(change, "Project"));
+    let company_id = column("company_id")
+        .or_else(|| is_table(change, "Company"))
+        .or_else(|| project_id.and_then(|p| db.company_of_project(p)));
+    RowScope {
+        company_id,
+        project_id,
+    }
+}
+
+fn is_table(change: &Change, table: &str) -> Option<i64> {
+    change
+        .table
+        .eq_ignore_ascii_case(table)
+        .then_some(change.row_id)
+}
+
+/// Renders trigger `trigger` for `row_id` into an event ready to store. `change` is the change that
+/// fired it (`None` when fired by hand); the event takes that change's resource and scope.
 pub fn render_event(
     sandbox: &Sandbox,
     scripts: &ScriptSet,
     trigger: &str,
     row_id: i64,
-    change: Option<&Change>,
+    change: Option<(&Change, RowScope)>,
 ) -> Result<NewEvent, RenderError> {
     let script = scripts
         .body(trigger)
         .ok_or_else(|| RenderError::UnknownTrigger(trigger.to_owned()))?;
     let payload = sandbox
-        .render(script, Some(row_id), change)
+        .render(script, Some(row_id), change.map(|(c, _)| c))
         .map_err(RenderError::Script)?;
+    let scope = change.map(|(_, s)| s).unwrap_or_default();
     Ok(NewEvent {
+        id: crate::ids::event_id(),
         trigger: trigger.to_owned(),
         row_id: Some(row_id),
         payload: payload.to_string(),
-        change_id: change.map(|c| c.id),
+        change_id: change.map(|(c, _)| c.id),
         script_hash: Some(script.hash.clone()),
+        resource_name: change.map(|(c, _)| c.table.clone()),
+        event_type: change.map(|(c, _)| event_type(c.action).to_owned()),
+        company_id: scope.company_id,
+        project_id: scope.project_id,
     })
+}
+
+/// The resource event of a change, its payload the envelope:
+///
+/// ```json
+/// {"id": "evt_...", "timestamp": "2026-11-24T10:00:00.123Z", "resource_name": "Deal",
+///  "resource_id": 1000, "event_type": "update", "company_id": 1, "project_id": 10,
+///  "row": {...}, "old_row": {...}}
+/// ```
+///
+/// `row` is the row after the change (before it, for a delete); `old_row` the row before an update or
+/// delete, `null` for a create.
+pub fn resource_event(change: &Change, scope: RowScope) -> NewEvent {
+    let id = crate::ids::event_id();
+    let kind = event_type(change.action);
+    let payload = serde_json::json!({
+        "id": id,
+        "timestamp": rfc3339_ms(change.changed_at),
+        "resource_name": change.table,
+        "resource_id": change.row_id,
+        "event_type": kind,
+        "company_id": scope.company_id,
+        "project_id": scope.project_id,
+        "row": change.row,
+        "old_row": change.old_row,
+    });
+    NewEvent {
+        trigger: resource_event_name(&change.table, kind),
+        id,
+        row_id: Some(change.row_id),
+        payload: payload.to_string(),
+        change_id: Some(change.id),
+        script_hash: None,
+        resource_name: Some(change.table.clone()),
+        event_type: Some(kind.to_owned()),
+        company_id: scope.company_id,
+        project_id: scope.project_id,
+    }
 }
 
 /// The sample payloads of a trigger (the perform-list path), newest first, at most `limit`.

@@ -1,10 +1,12 @@
 //! The change-log consumer: reads tracked changes in commit order, runs each table's notification
-//! script once per changed row, renders the events it fires, and stores them.
+//! script once per changed row, renders the events it fires, adds the resource events hooks select,
+//! and stores them.
 //!
 //! It runs on a thread of its own (rusqlite and rhai block). It notices other processes' commits with
 //! `PRAGMA data_version`, a look at the WAL index that costs microseconds, so it can look every few
 //! milliseconds instead of sleeping a second between looks.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,9 +15,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::TrackingSettings;
-use crate::events::{render_event, RenderError};
+use crate::events::{
+    event_type, render_event, resource_event, resource_event_name, scope_of, RenderError,
+};
 use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
-use crate::store::{Change, ChangeReader, NewEvent, ScriptFailure, Store, StoreError};
+use crate::store::{Change, ChangeReader, NewEvent, ReadOnlyDb, ScriptFailure, Store, StoreError};
 
 /// What one change produced.
 #[derive(Debug, Default)]
@@ -24,19 +28,39 @@ pub struct ChangeOutcome {
     pub failures: Vec<ScriptFailure>,
 }
 
-/// Runs the notification script of the change's table and renders every trigger it fires. A failing
-/// script or body script costs that change (or that event) only, recorded as a failure.
-pub fn process_change(
-    sandbox: &Sandbox,
-    scripts: &ScriptSet,
-    change: &Change,
-    out: &mut ChangeOutcome,
-) {
-    let Some(script) = scripts.notification(&change.table) else {
+/// What handling a change needs besides the scripts.
+pub struct ChangeContext<'a> {
+    pub sandbox: &'a Sandbox,
+    pub scripts: &'a ScriptSet,
+    /// The resource events (`Deal.update`) some enabled hook selects, read once per batch.
+    pub resource_events: &'a BTreeSet<String>,
+    /// Finds a row's company through its project.
+    pub scope_db: &'a ReadOnlyDb,
+}
+
+/// Runs the notification script of the change's table, renders every trigger it fires, and adds the
+/// change's resource event when a hook selects it. A failing script or body script costs that change
+/// (or that event) only, recorded as a failure.
+pub fn process_change(context: &ChangeContext<'_>, change: &Change, out: &mut ChangeOutcome) {
+    let resource_event_name = resource_event_name(&change.table, event_type(change.action));
+    let wants_resource_event = context.resource_events.contains(&resource_event_name);
+    let script = context.scripts.notification(&change.table);
+    if script.is_none() && !wants_resource_event {
         // The table stopped being tracked between the change and now.
         return;
+    }
+    let scope = scope_of(change, context.scope_db);
+    if wants_resource_event {
+        out.events.push(resource_event(change, scope));
+    }
+    let Some(script) = script else {
+        return;
     };
-    let fired = match sandbox.run_notification(script, change, scripts.trigger_names()) {
+    let fired = match context.sandbox.run_notification(
+        script,
+        change,
+        context.scripts.trigger_names(),
+    ) {
         Ok(fired) => fired,
         Err(diagnostic) => {
             tracing::warn!(change_id = change.id, table = %change.table, row_id = change.row_id, "{}", diagnostic.render());
@@ -54,7 +78,13 @@ pub fn process_change(
         }
     };
     for fired in fired {
-        match render_event(sandbox, scripts, &fired.trigger, fired.row_id, Some(change)) {
+        match render_event(
+            context.sandbox,
+            context.scripts,
+            &fired.trigger,
+            fired.row_id,
+            Some((change, scope)),
+        ) {
             Ok(event) => out.events.push(event),
             Err(error) => {
                 tracing::warn!(change_id = change.id, trigger = %fired.trigger, row_id = fired.row_id, "{error}");
@@ -83,6 +113,7 @@ pub struct Tracker {
     store: Store,
     registry: Arc<ScriptRegistry>,
     sandbox: Sandbox,
+    scope_db: ReadOnlyDb,
     reader: ChangeReader,
     settings: TrackingSettings,
     /// Told whenever new deliveries were stored.
@@ -98,10 +129,12 @@ impl Tracker {
         deliveries_waiting: Arc<Notify>,
     ) -> Result<Tracker, StoreError> {
         let reader = store.change_reader()?;
+        let scope_db = store.read_only()?;
         Ok(Tracker {
             store,
             registry,
             sandbox,
+            scope_db,
             reader,
             settings,
             deliveries_waiting,
@@ -175,9 +208,16 @@ impl Tracker {
         };
         let to_position = last.id;
         let scripts = self.registry.current();
+        let resource_events = self.store.subscribed_resource_events()?;
+        let context = ChangeContext {
+            sandbox: &self.sandbox,
+            scripts: &scripts,
+            resource_events: &resource_events,
+            scope_db: &self.scope_db,
+        };
         let mut outcome = ChangeOutcome::default();
         for change in &changes {
-            process_change(&self.sandbox, &scripts, change, &mut outcome);
+            process_change(&context, change, &mut outcome);
         }
         // The scripts ran once; only the commit is retried, so a busy database never runs a script
         // twice for the same change.

@@ -15,3 +15,25 @@ pub const RESPONSE_BODY_CAP: usize = 20 * 1024;
 
 /// `user-agent` of every delivery.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
+
+/// An authorization header as herald shows it after it was saved: the scheme, never the credential
+/// (`Basic c3a2...` -> `Basic ********`).
+pub fn mask_authorization(value: &str) -> String {
+    match value.trim().split_once(' ') {
+        Some((scheme, _)) => format!("{scheme} ********"),
+        None => "********".into(),
+    }
+}
+
+/// A signing secret as herald shows it after creation: the prefix and the last four characters.
+pub fn mask_secret(secret: &str) -> String {
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("whsec_********{tail}")
+}

@@ -59,6 +59,7 @@ impl Sender {
         let timestamp = started_at / 1000;
         let mut record = AttemptRecord {
             delivery_seq: delivery.seq,
+            url: delivery.target_url.clone(),
             hook_id: delivery.hook_id.clone(),
             attempt: delivery.attempt,
             started_at,
@@ -113,13 +114,21 @@ impl Sender {
                 return Err((AttemptOutcome::Refused, error.to_string()));
             }
         }
-        let signature = sign(
-            &delivery.secret,
-            &delivery.message_id,
-            timestamp,
-            delivery.payload.as_bytes(),
-        )
-        .map_err(|e| (AttemptOutcome::Refused, format!("cannot sign: {e}")))?;
+        // While a rotated secret's grace period lasts, both signatures go, space-separated, so a
+        // receiver still on the old secret and one already on the new both verify.
+        let mut signatures = Vec::with_capacity(2);
+        for secret in std::iter::once(&delivery.secret).chain(&delivery.previous_secret) {
+            signatures.push(
+                sign(
+                    secret,
+                    &delivery.message_id,
+                    timestamp,
+                    delivery.payload.as_bytes(),
+                )
+                .map_err(|e| (AttemptOutcome::Refused, format!("cannot sign: {e}")))?,
+            );
+        }
+        let signature = signatures.join(" ");
         let mut headers = HeaderMap::new();
         let mut put = |name: &'static str, value: &str| -> Result<(), (AttemptOutcome, String)> {
             let value = HeaderValue::from_str(value).map_err(|_| {
@@ -257,11 +266,7 @@ fn headers_json(headers: &HeaderMap) -> String {
 fn masked_headers_json(headers: &HeaderMap) -> String {
     let mut masked = headers.clone();
     if let Some(value) = masked.get_mut(reqwest::header::AUTHORIZATION) {
-        let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        let shown = match text.split_once(' ') {
-            Some((scheme, _)) => format!("{scheme} ********"),
-            None => "********".into(),
-        };
+        let shown = super::mask_authorization(&String::from_utf8_lossy(value.as_bytes()));
         *value = HeaderValue::from_str(&shown).unwrap_or(HeaderValue::from_static("********"));
     }
     headers_json(&masked)

@@ -12,7 +12,7 @@ use crate::clock::rfc3339_ms;
 use crate::delivery::signing::generate_secret;
 use crate::delivery::TargetError;
 use crate::events::{sample_payloads, RenderError};
-use crate::store::{HookOrigin, NewHook};
+use crate::store::{HookOrigin, NewHook, Scope};
 
 /// The most samples perform-list returns, and its default.
 const MAX_SAMPLES: usize = 100;
@@ -77,6 +77,8 @@ pub async fn subscribe(
         authorization: None,
         description: String::new(),
         origin: HookOrigin::Subscription,
+        scope: Scope::Everything,
+        enabled: true,
         events: vec![event.clone()],
     };
     let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;

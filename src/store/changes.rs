@@ -5,7 +5,7 @@
 //! application, the `sqlite3` shell), so a change is logged if and only if it commits. SQLite has one
 //! writer at a time, so the log's AUTOINCREMENT ids are in commit order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -162,12 +162,25 @@ impl Store {
     /// Makes the tracking triggers match `tables`: creates or refreshes them (a table whose columns
     /// changed gets new triggers) and drops herald's triggers from tables no longer tracked. Returns
     /// the tables that cannot be tracked, with why; the others are tracked regardless.
-    pub fn sync_tracking(&self, tables: &[String]) -> Result<Vec<TrackingProblem>> {
+    ///
+    /// `script_tables` are the tables with a notification script; the tables of the resource events
+    /// hooks select (`Deal.update`) are tracked as well, so ticking a grid cell needs no script.
+    pub fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tables: BTreeSet<String> = script_tables.iter().cloned().collect();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT DISTINCT substr(event_name, 1, instr(event_name, '.') - 1)
+                 FROM herald_hook_events WHERE instr(event_name, '.') > 0",
+            )?;
+            for table in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                tables.insert(table?);
+            }
+        }
         let mut wanted: BTreeMap<String, String> = BTreeMap::new();
         let mut problems = Vec::new();
-        for table in tables {
+        for table in &tables {
             let Some(columns) = table_columns(&tx, table)? else {
                 problems.push(TrackingProblem {
                     table: table.clone(),
@@ -218,6 +231,24 @@ impl Store {
             tracing::info!(tables = ?tables, "tracking triggers updated");
         }
         Ok(problems)
+    }
+
+    /// The application's tables that can be tracked (rowid tables, not SQLite's or herald's own):
+    /// the resources of the grid.
+    pub fn application_tables(&self) -> Result<Vec<String>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name FROM sqlite_schema WHERE type = 'table'
+               AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'herald\\_%' ESCAPE '\\'
+             ORDER BY name",
+        )?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(names
+            .into_iter()
+            .filter(|table| has_rowid(&conn, table))
+            .collect())
     }
 
     /// Stores what a batch of changes produced and moves the consumer's position past them, in one

@@ -1,7 +1,11 @@
-//! Hooks: where events go. A subscription made through `EPT_WebhookSubscribe` is a hook with one
-//! trigger; the admin API (later) creates hooks with a scope and a grid of resource events.
+//! Hooks: where events go. A hook has a target URL, a signing secret, an optional authorization
+//! header, a scope, and the events it receives: trigger names (`NewOpportunity`) and resource events
+//! (`Deal.update`, one cell of the resource grid). A subscription made through
+//! `EPT_WebhookSubscribe` is a hook with one trigger and no scope.
 
-use rusqlite::{OptionalExtension, Row, TransactionBehavior};
+use std::collections::BTreeSet;
+
+use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::{Result, Store};
 use crate::clock::now_ms;
@@ -15,7 +19,7 @@ pub enum HookOrigin {
 }
 
 impl HookOrigin {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             HookOrigin::Subscription => "subscription",
             HookOrigin::Admin => "admin",
@@ -31,6 +35,35 @@ impl HookOrigin {
     }
 }
 
+/// Which events of the application a hook may receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every event (subscriptions made through the REST hooks endpoints).
+    Everything,
+    /// Events whose row belongs to this company.
+    Company(i64),
+    /// Events whose row belongs to this project.
+    Project(i64),
+}
+
+impl Scope {
+    fn columns(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Scope::Everything => (None, None),
+            Scope::Company(id) => (Some(id), None),
+            Scope::Project(id) => (None, Some(id)),
+        }
+    }
+
+    fn from_columns(company_id: Option<i64>, project_id: Option<i64>) -> Scope {
+        match (company_id, project_id) {
+            (_, Some(project)) => Scope::Project(project),
+            (Some(company), None) => Scope::Company(company),
+            (None, None) => Scope::Everything,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewHook {
     pub target_url: String,
@@ -38,7 +71,9 @@ pub struct NewHook {
     pub authorization: Option<String>,
     pub description: String,
     pub origin: HookOrigin,
-    /// Trigger names (and, later, resource events) the hook receives.
+    pub scope: Scope,
+    pub enabled: bool,
+    /// Trigger names and resource events (`Deal.create`) the hook receives.
     pub events: Vec<String>,
 }
 
@@ -47,18 +82,43 @@ pub struct Hook {
     pub id: String,
     pub target_url: String,
     pub secret: String,
+    /// The secret before the last rotation, and until when (Unix ms) deliveries are signed with it too.
+    pub previous_secret: Option<(String, i64)>,
     pub authorization: Option<String>,
     pub description: String,
     pub origin: HookOrigin,
+    pub scope: Scope,
     pub enabled: bool,
     pub created_at: i64,
+    pub updated_at: i64,
     pub events: Vec<String>,
 }
 
-const HOOK_COLUMNS: &str =
-    "id, target_url, secret, authorization, description, origin, enabled, created_at";
+/// A change to a hook; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct HookPatch {
+    pub target_url: Option<String>,
+    /// `Some(None)` removes the header.
+    pub authorization: Option<Option<String>>,
+    pub description: Option<String>,
+    pub scope: Option<Scope>,
+    pub enabled: Option<bool>,
+}
+
+/// Which hooks a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct HookFilter {
+    pub company_id: Option<i64>,
+    pub project_id: Option<i64>,
+}
+
+const HOOK_COLUMNS: &str = "id, target_url, secret, authorization, description, origin, enabled, \
+     created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at";
 
 fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
+    let previous_secret: Option<String> = row.get(10)?;
+    let previous_until: Option<i64> = row.get(11)?;
+    let created_at: i64 = row.get(7)?;
     Ok(Hook {
         id: row.get(0)?,
         target_url: row.get(1)?,
@@ -67,80 +127,225 @@ fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
         description: row.get(4)?,
         origin: HookOrigin::parse(&row.get::<_, String>(5)?),
         enabled: row.get(6)?,
-        created_at: row.get(7)?,
+        created_at,
+        scope: Scope::from_columns(row.get(8)?, row.get(9)?),
+        previous_secret: previous_secret.zip(previous_until),
+        updated_at: row.get::<_, Option<i64>>(12)?.unwrap_or(created_at),
         events: Vec::new(),
     })
+}
+
+fn load_events(conn: &rusqlite::Connection, hook: &mut Hook) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_name FROM herald_hook_events WHERE hook_id = ?1 ORDER BY event_name",
+    )?;
+    hook.events = stmt
+        .query_map([&hook.id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+fn get_hook_in(conn: &rusqlite::Connection, id: &str) -> Result<Option<Hook>> {
+    let hook = conn
+        .query_row(
+            &format!("SELECT {HOOK_COLUMNS} FROM herald_hooks WHERE id = ?1"),
+            [id],
+            hook_from_row,
+        )
+        .optional()?;
+    let Some(mut hook) = hook else {
+        return Ok(None);
+    };
+    load_events(conn, &mut hook)?;
+    Ok(Some(hook))
 }
 
 impl Store {
     pub fn create_hook(&self, new: NewHook) -> Result<Hook> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let hook = Hook {
-            id: crate::ids::hook_id(),
-            target_url: new.target_url,
-            secret: new.secret,
-            authorization: new.authorization,
-            description: new.description,
-            origin: new.origin,
-            enabled: true,
-            created_at: now_ms(),
-            events: new.events,
-        };
+        let now = now_ms();
+        let (company_id, project_id) = new.scope.columns();
+        let id = crate::ids::hook_id();
         tx.execute(
-            "INSERT INTO herald_hooks (id, target_url, secret, authorization, description, origin, enabled, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
+            "INSERT INTO herald_hooks (id, target_url, secret, authorization, description, origin,
+                                       enabled, created_at, updated_at, company_id, project_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
             (
-                &hook.id,
-                &hook.target_url,
-                &hook.secret,
-                &hook.authorization,
-                &hook.description,
-                hook.origin.as_str(),
-                hook.created_at,
+                &id,
+                &new.target_url,
+                &new.secret,
+                &new.authorization,
+                &new.description,
+                new.origin.as_str(),
+                new.enabled,
+                now,
+                company_id,
+                project_id,
             ),
         )?;
-        for event in &hook.events {
+        for event in &new.events {
             tx.execute(
                 "INSERT OR IGNORE INTO herald_hook_events (hook_id, event_name) VALUES (?1, ?2)",
-                (&hook.id, event),
+                (&id, event),
             )?;
         }
+        let hook = get_hook_in(&tx, &id)?.expect("inserted in this transaction");
         tx.commit()?;
         Ok(hook)
     }
 
     pub fn get_hook(&self, id: &str) -> Result<Option<Hook>> {
+        get_hook_in(&self.writer(), id)
+    }
+
+    /// Hooks newest first, at most `limit`, after the hook `after` (a cursor: the last id of the
+    /// previous page).
+    pub fn list_hooks(
+        &self,
+        filter: &HookFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Hook>> {
         let conn = self.writer();
-        let hook = conn
-            .query_row(
-                &format!("SELECT {HOOK_COLUMNS} FROM herald_hooks WHERE id = ?1"),
-                [id],
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {HOOK_COLUMNS} FROM herald_hooks
+             WHERE (?1 IS NULL OR company_id = ?1) AND (?2 IS NULL OR project_id = ?2)
+               AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4"
+        ))?;
+        let mut hooks = stmt
+            .query_map(
+                (filter.company_id, filter.project_id, after, limit as i64),
                 hook_from_row,
-            )
-            .optional()?;
-        let Some(mut hook) = hook else {
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for hook in &mut hooks {
+            load_events(&conn, hook)?;
+        }
+        Ok(hooks)
+    }
+
+    /// Applies `patch`; `None` when there is no such hook. Disabling a hook discards what waits for it.
+    pub fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(mut hook) = get_hook_in(&tx, id)? else {
             return Ok(None);
         };
-        let mut stmt = conn.prepare_cached(
-            "SELECT event_name FROM herald_hook_events WHERE hook_id = ?1 ORDER BY event_name",
+        if let Some(url) = &patch.target_url {
+            hook.target_url = url.clone();
+        }
+        if let Some(authorization) = &patch.authorization {
+            hook.authorization = authorization.clone();
+        }
+        if let Some(description) = &patch.description {
+            hook.description = description.clone();
+        }
+        if let Some(scope) = patch.scope {
+            hook.scope = scope;
+        }
+        let now = now_ms();
+        if let Some(enabled) = patch.enabled {
+            if hook.enabled && !enabled {
+                discard_waiting(&tx, id, now)?;
+            }
+            hook.enabled = enabled;
+        }
+        hook.updated_at = now;
+        let (company_id, project_id) = hook.scope.columns();
+        tx.execute(
+            "UPDATE herald_hooks SET target_url = ?2, authorization = ?3, description = ?4,
+                    company_id = ?5, project_id = ?6, enabled = ?7, updated_at = ?8
+             WHERE id = ?1",
+            (
+                id,
+                &hook.target_url,
+                &hook.authorization,
+                &hook.description,
+                company_id,
+                project_id,
+                hook.enabled,
+                now,
+            ),
         )?;
-        hook.events = stmt
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        tx.commit()?;
         Ok(Some(hook))
+    }
+
+    /// Replaces the signing secret; the old one keeps signing (beside the new) until `grace_until`.
+    pub fn rotate_secret(
+        &self,
+        id: &str,
+        new_secret: &str,
+        grace_until: i64,
+    ) -> Result<Option<Hook>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let changed = tx.execute(
+            "UPDATE herald_hooks SET previous_secret = secret, previous_secret_until = ?3,
+                    secret = ?2, updated_at = ?4
+             WHERE id = ?1",
+            (id, new_secret, grace_until, now),
+        )?;
+        let hook = if changed == 1 {
+            get_hook_in(&tx, id)?
+        } else {
+            None
+        };
+        tx.commit()?;
+        Ok(hook)
+    }
+
+    /// Ticks (`selected`) or clears one event of a hook: a trigger name or a resource event. Returns
+    /// `None` when there is no such hook, else whether anything changed.
+    pub fn set_hook_event(&self, id: &str, event: &str, selected: bool) -> Result<Option<bool>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT 1 FROM herald_hooks WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let changed = if selected {
+            tx.execute(
+                "INSERT OR IGNORE INTO herald_hook_events (hook_id, event_name) VALUES (?1, ?2)",
+                (id, event),
+            )?
+        } else {
+            tx.execute(
+                "DELETE FROM herald_hook_events WHERE hook_id = ?1 AND event_name = ?2",
+                (id, event),
+            )?
+        };
+        tx.execute(
+            "UPDATE herald_hooks SET updated_at = ?2 WHERE id = ?1",
+            (id, now_ms()),
+        )?;
+        tx.commit()?;
+        Ok(Some(changed > 0))
     }
 
     /// Every trigger some hook receives, with how many hooks receive it, sorted by name.
     pub fn subscribed_triggers(&self) -> Result<Vec<(String, usize)>> {
         let conn = self.writer();
         let mut stmt = conn.prepare_cached(
-            "SELECT event_name, count(*) FROM herald_hook_events GROUP BY event_name ORDER BY event_name",
+            "SELECT event_name, count(*) FROM herald_hook_events
+             WHERE instr(event_name, '.') = 0 GROUP BY event_name ORDER BY event_name",
         )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
+    }
+
+    /// The resource events (`Deal.update`) that at least one enabled hook receives.
+    pub fn subscribed_resource_events(&self) -> Result<BTreeSet<String>> {
+        subscribed_resource_events(&self.writer())
     }
 
     /// Deletes a hook. Deliveries already made stay in the log; those still waiting are discarded.
@@ -154,16 +359,33 @@ impl Store {
     }
 }
 
+pub(super) fn subscribed_resource_events(conn: &rusqlite::Connection) -> Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT e.event_name FROM herald_hook_events e
+         JOIN herald_hooks h ON h.id = e.hook_id
+         WHERE h.enabled = 1 AND instr(e.event_name, '.') > 0",
+    )?;
+    let names = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names)
+}
+
+fn discard_waiting(tx: &Transaction<'_>, hook_id: &str, now: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
+         WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL AND status != 'delivering'",
+        (hook_id, now),
+    )?;
+    Ok(())
+}
+
 /// Deletes a hook and discards its waiting deliveries. An attempt in flight finishes and is recorded;
 /// its delivery is then discarded at the next claim because the hook is gone.
-pub(super) fn delete_hook_in(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<bool> {
+pub(super) fn delete_hook_in(tx: &Transaction<'_>, id: &str) -> Result<bool> {
     let deleted = tx.execute("DELETE FROM herald_hooks WHERE id = ?1", [id])? > 0;
     if deleted {
-        tx.execute(
-            "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
-             WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL AND status != 'delivering'",
-            (id, now_ms()),
-        )?;
+        discard_waiting(tx, id, now_ms())?;
     }
     Ok(deleted)
 }

@@ -104,6 +104,24 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 2: hooks as administrators configure them (secret rotation), events that say what they are
+    // about (resource, type, scope) for the history and scope filtering, the URL of each attempt.
+    r#"
+    ALTER TABLE herald_hooks ADD COLUMN previous_secret TEXT;
+    ALTER TABLE herald_hooks ADD COLUMN previous_secret_until INTEGER;
+    ALTER TABLE herald_hooks ADD COLUMN updated_at INTEGER;
+    UPDATE herald_hooks SET updated_at = created_at;
+
+    ALTER TABLE herald_events ADD COLUMN resource_name TEXT;
+    ALTER TABLE herald_events ADD COLUMN event_type TEXT;
+    ALTER TABLE herald_events ADD COLUMN company_id INTEGER;
+    ALTER TABLE herald_events ADD COLUMN project_id INTEGER;
+    CREATE INDEX herald_events_by_time ON herald_events(created_at);
+
+    ALTER TABLE herald_attempts ADD COLUMN url TEXT;
+    CREATE INDEX herald_deliveries_by_event ON herald_deliveries(event_seq);
+    CREATE INDEX herald_script_failures_by_time ON herald_script_failures(created_at);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

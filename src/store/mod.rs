@@ -8,6 +8,7 @@
 //! ordering uses integer sequence numbers.
 
 mod changes;
+mod history;
 mod hooks;
 mod migrations;
 mod outbox;
@@ -20,7 +21,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use changes::{Action, Change, ChangeReader, TrackingProblem};
-pub use hooks::{Hook, HookOrigin, NewHook};
+pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
+pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
 pub use outbox::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, NewEvent, NextStep,
     ScriptFailure, StoredAttempt,

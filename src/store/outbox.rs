@@ -15,6 +15,9 @@ use crate::clock::now_ms;
 /// An event ready to store: its payload is already rendered.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// `evt_...`, chosen before rendering so that a payload can carry it.
+    pub id: String,
+    /// A trigger name (`NewOpportunity`) or a resource event (`Deal.update`): what hooks select.
     pub trigger: String,
     pub row_id: Option<i64>,
     /// The JSON body, exactly as it will be sent.
@@ -23,6 +26,13 @@ pub struct NewEvent {
     pub change_id: Option<i64>,
     /// Which version of the body script rendered it.
     pub script_hash: Option<String>,
+    /// The table whose change it is about, when it comes from a change.
+    pub resource_name: Option<String>,
+    /// `create`, `update` or `delete`, when it comes from a change.
+    pub event_type: Option<String>,
+    /// The scope of the changed row, which decides which scoped hooks receive it.
+    pub company_id: Option<i64>,
+    pub project_id: Option<i64>,
 }
 
 /// A script that failed while handling a change or rendering an event.
@@ -92,6 +102,8 @@ pub struct ClaimedDelivery {
     pub hook_id: String,
     pub target_url: String,
     pub secret: String,
+    /// The secret before a rotation, while its grace period lasts: deliveries carry both signatures.
+    pub previous_secret: Option<String>,
     pub authorization: Option<String>,
     pub event_id: String,
     pub trigger: String,
@@ -135,6 +147,8 @@ pub enum NextStep {
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub delivery_seq: i64,
+    /// Where the request went (the hook's URL at the time).
+    pub url: String,
     pub hook_id: String,
     pub attempt: u32,
     pub started_at: i64,
@@ -164,47 +178,60 @@ pub struct StoredAttempt {
     pub error: Option<String>,
 }
 
-/// Stores events and fans each out to the enabled hooks that take its trigger. Returns the number of
-/// deliveries created.
+/// Stores events and fans each out to the enabled hooks that select it and whose scope it is in. An
+/// event no hook receives is not stored: there is nobody to deliver it to and no history to show it
+/// in. Returns the number of deliveries created.
 pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<usize> {
     if events.is_empty() {
         return Ok(0);
     }
     let now = now_ms();
-    let mut hooks_by_trigger: HashMap<&str, Vec<String>> = HashMap::new();
     let mut insert_event = tx.prepare_cached(
-        "INSERT INTO herald_events (id, trigger_name, row_id, payload, change_id, script_hash, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+        "INSERT INTO herald_events (id, trigger_name, row_id, payload, change_id, script_hash,
+                                    resource_name, event_type, company_id, project_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING seq",
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts, next_attempt_at, created_at, updated_at)
          VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
     )?;
+    // A hook without a scope takes everything; a project-level hook its project's events; a
+    // company-level hook its company's.
+    let mut receivers = tx.prepare_cached(
+        "SELECT h.id FROM herald_hook_events e JOIN herald_hooks h ON h.id = e.hook_id
+         WHERE e.event_name = ?1 AND h.enabled = 1
+           AND ((h.company_id IS NULL AND h.project_id IS NULL)
+                OR (h.project_id IS NOT NULL AND h.project_id = ?3)
+                OR (h.project_id IS NULL AND h.company_id = ?2))
+         ORDER BY h.id",
+    )?;
     let mut deliveries = 0;
     for event in events {
-        if !hooks_by_trigger.contains_key(event.trigger.as_str()) {
-            let mut stmt = tx.prepare_cached(
-                "SELECT h.id FROM herald_hook_events e JOIN herald_hooks h ON h.id = e.hook_id
-                 WHERE e.event_name = ?1 AND h.enabled = 1",
-            )?;
-            let ids = stmt
-                .query_map([&event.trigger], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            hooks_by_trigger.insert(&event.trigger, ids);
+        let hooks = receivers
+            .query_map((&event.trigger, event.company_id, event.project_id), |r| {
+                r.get::<_, String>(0)
+            })?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        if hooks.is_empty() {
+            continue;
         }
         let seq: i64 = insert_event.query_row(
             (
-                crate::ids::event_id(),
+                &event.id,
                 &event.trigger,
                 event.row_id,
                 &event.payload,
                 event.change_id,
                 &event.script_hash,
+                &event.resource_name,
+                &event.event_type,
+                event.company_id,
+                event.project_id,
                 now,
             ),
             |r| r.get(0),
         )?;
-        for hook_id in &hooks_by_trigger[event.trigger.as_str()] {
+        for hook_id in &hooks {
             insert_delivery.execute((crate::ids::message_id(), seq, hook_id, now))?;
             deliveries += 1;
         }
@@ -262,7 +289,8 @@ impl Store {
         let rows = {
             let mut stmt = tx.prepare_cached(
                 "SELECT d.seq, d.id, d.attempts, d.hook_id, e.id, e.trigger_name, e.payload,
-                        h.target_url, h.secret, h.authorization, h.enabled
+                        h.target_url, h.secret, h.authorization, h.enabled,
+                        CASE WHEN h.previous_secret_until > ?1 THEN h.previous_secret END
                  FROM herald_deliveries d
                  JOIN herald_events e ON e.seq = d.event_seq
                  LEFT JOIN herald_hooks h ON h.id = d.hook_id
@@ -285,6 +313,7 @@ impl Store {
                         r.get::<_, Option<String>>(8)?,
                         r.get::<_, Option<String>>(9)?,
                         r.get::<_, Option<bool>>(10)?,
+                        r.get::<_, Option<String>>(11)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -322,6 +351,7 @@ impl Store {
                     hook_id,
                     target_url,
                     secret,
+                    previous_secret: row.11,
                     authorization: row.9,
                     event_id,
                     trigger,
@@ -361,8 +391,8 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO herald_attempts
                  (delivery_seq, attempt, started_at, duration_ms, outcome, status_code,
-                  request_headers, response_headers, response_body, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                  request_headers, response_headers, response_body, error, url)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut update = tx.prepare_cached(
                 "UPDATE herald_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, updated_at = ?5
@@ -380,6 +410,7 @@ impl Store {
                     &r.response_headers,
                     &r.response_body,
                     &r.error,
+                    &r.url,
                 ))?;
                 let (status, next_at) = match r.next {
                     NextStep::Delivered => (DeliveryStatus::Delivered, None),
@@ -494,7 +525,7 @@ fn saturated_hooks(in_flight: &HashMap<String, usize>, per_hook_limit: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{HookOrigin, NewHook};
+    use crate::store::{HookOrigin, NewHook, Scope};
 
     fn setup() -> (tempfile::TempDir, Store, String) {
         let dir = tempfile::tempdir().unwrap();
@@ -506,6 +537,8 @@ mod tests {
                 authorization: None,
                 description: String::new(),
                 origin: HookOrigin::Subscription,
+                scope: Scope::Everything,
+                enabled: true,
                 events: vec!["NewOpportunity".into()],
             })
             .unwrap();
@@ -514,11 +547,16 @@ mod tests {
 
     fn event(trigger: &str) -> NewEvent {
         NewEvent {
+            id: crate::ids::event_id(),
             trigger: trigger.into(),
             row_id: Some(1),
             payload: "{\"id\":1}".into(),
             change_id: None,
             script_hash: None,
+            resource_name: None,
+            event_type: None,
+            company_id: None,
+            project_id: None,
         }
     }
 

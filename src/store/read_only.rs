@@ -104,6 +104,25 @@ impl ReadOnlyDb {
     }
 }
 
+impl ReadOnlyDb {
+    /// The `company_id` of row `project_id` of the application's `Project` table: how a row that
+    /// names only its project is placed in a company. `None` when there is no such table, row or
+    /// column.
+    pub fn company_of_project(&self, project_id: i64) -> Option<i64> {
+        let rows = self
+            .query(
+                "SELECT company_id FROM Project WHERE id = ?1",
+                &[Cell::Integer(project_id)],
+                1,
+            )
+            .ok()?;
+        match rows.first()?.first()? {
+            (_, Cell::Integer(id)) => Some(*id),
+            _ => None,
+        }
+    }
+}
+
 fn to_sql(cell: &Cell) -> Value {
     match cell {
         Cell::Null => Value::Null,
