@@ -21,6 +21,12 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// Unix milliseconds of an RFC 3339 time (`2026-11-24T08:00:00Z`, any offset); `None` when malformed.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// RFC 3339 text for now, in UTC.
 pub fn now_rfc3339() -> String {
     rfc3339_ms(now_ms())

@@ -29,6 +29,24 @@ pub struct Config {
     pub delivery: DeliverySettings,
     pub sandbox: SandboxLimits,
     pub tracking: TrackingSettings,
+    pub retention: RetentionSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    /// Events (with their deliveries and attempts) and script failures older than this are deleted.
+    pub max_age: Duration,
+    /// How often the clean-up runs.
+    pub interval: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            max_age: Duration::from_secs(28 * 24 * 3600),
+            interval: Duration::from_secs(600),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +149,15 @@ struct FileConfig {
     sandbox: FileSandbox,
     #[serde(default)]
     tracking: FileTracking,
+    #[serde(default)]
+    retention: FileRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    days: Option<f64>,
+    interval_secs: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +202,7 @@ impl Config {
             delivery: DeliverySettings::default(),
             sandbox: SandboxLimits::default(),
             tracking: TrackingSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 
@@ -204,6 +232,19 @@ impl Config {
         config.api_token = file.api_token;
         config.watch_scripts = file.watch_scripts.unwrap_or(true);
         config.apply_file_sections(file.delivery, file.sandbox, file.tracking)?;
+        if let Some(days) = file.retention.days {
+            config.retention.max_age =
+                seconds(days * 86_400.0).map_err(|message| ConfigError::Invalid {
+                    name: "retention.days".into(),
+                    message,
+                })?;
+        }
+        if let Some(v) = file.retention.interval_secs {
+            config.retention.interval = seconds(v).map_err(|message| ConfigError::Invalid {
+                name: "retention.interval_secs".into(),
+                message,
+            })?;
+        }
 
         if let Some(v) = env("HERALD_API_TOKEN").filter(|v| !v.is_empty()) {
             config.api_token = Some(v);
@@ -212,6 +253,17 @@ impl Config {
             config.delivery.retry_schedule =
                 parse_retry_schedule(&v).map_err(|message| ConfigError::Invalid {
                     name: "HERALD_RETRY_SCHEDULE".into(),
+                    message,
+                })?;
+        }
+        if let Some(v) = env("HERALD_RETENTION_DAYS") {
+            let days: f64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "HERALD_RETENTION_DAYS".into(),
+                message: format!("'{}' is not a number of days", v.trim()),
+            })?;
+            config.retention.max_age =
+                seconds(days * 86_400.0).map_err(|message| ConfigError::Invalid {
+                    name: "HERALD_RETENTION_DAYS".into(),
                     message,
                 })?;
         }

@@ -14,6 +14,7 @@
 //! - [`tracking`]: consumes the change log in commit order and turns changes into events.
 //! - [`events`]: renders an event's payload with its body script.
 //! - [`delivery`]: claims due deliveries, signs and POSTs them, records every attempt, schedules retries.
+//! - [`retention`]: deletes events older than the retention window, in small batches.
 //! - [`http`]: the REST hooks endpoints, health endpoints, authentication and the JSON error shape.
 //! - [`server`]: the composition root that starts all of the above and stops them on shutdown.
 //! - [`commands`]: `herald check`, `herald fire` and `herald sample`, the command-line tools beside `serve`.
@@ -26,6 +27,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod reload;
+pub mod retention;
 pub mod scripts;
 pub mod server;
 pub mod store;

@@ -112,7 +112,16 @@ pub async fn serve(
 
     let worker_alive = Arc::new(AtomicBool::new(false));
     let (stop_worker, worker_shutdown) = watch::channel(false);
-    let worker = Worker::new(store.clone(), config.delivery.clone(), deliveries_waiting);
+    let worker = Worker::new(
+        store.clone(),
+        config.delivery.clone(),
+        deliveries_waiting.clone(),
+    );
+    let retention_task = tokio::spawn(crate::retention::run(
+        store.clone(),
+        config.retention.clone(),
+        worker_shutdown.clone(),
+    ));
     let worker_task = tokio::spawn(worker.run(worker_shutdown, worker_alive.clone()));
 
     let state = AppState {
@@ -123,6 +132,7 @@ pub async fn serve(
         token,
         tracker_alive,
         worker_alive,
+        deliveries_waiting,
     };
     tracing::info!(address = %listener.local_addr()?, "herald listening");
     let served = axum::serve(listener, router(state))
@@ -135,6 +145,7 @@ pub async fn serve(
     if let Err(e) = worker_task.await {
         tracing::error!("delivery worker ended abnormally: {e}");
     }
+    let _ = retention_task.await;
     tokio::task::spawn_blocking(move || tracker_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the tracking thread panicked"))?;

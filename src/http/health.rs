@@ -10,10 +10,19 @@ use serde_json::{json, Value};
 
 use super::{blocking, AppState};
 
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "Up", body = Object)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
+/// The database answers and the tracker and delivery worker run.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "Not ready, with the failing checks", body = Object),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = state.store.clone();
     let database = blocking(move || store.ping().map_err(super::ApiError::from))

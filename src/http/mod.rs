@@ -2,24 +2,30 @@
 //! error shape. The only module that knows status codes; it calls into `store`, `scripts` and
 //! `events` and adds nothing of its own to what they decide.
 
+mod catalogue;
 mod error;
 mod health;
+mod history;
+mod hooks;
+mod openapi;
 mod rest_hooks;
 mod scripts;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::Router;
 
 pub use error::{ApiError, AppJson, AppQuery};
+pub use openapi::document as openapi_document;
 
-use crate::delivery::TargetPolicy;
+use crate::delivery::{TargetError, TargetPolicy};
 use crate::scripts::{SandboxPool, ScriptRegistry};
 use crate::store::Store;
 
@@ -35,26 +41,18 @@ pub struct AppState {
     pub token: Arc<str>,
     pub tracker_alive: Arc<AtomicBool>,
     pub worker_alive: Arc<AtomicBool>,
+    /// Wakes the delivery worker when a request made deliveries due (a retry).
+    pub deliveries_waiting: Arc<Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route("/EPT_WebhookSubscribe", post(rest_hooks::subscribe))
-        .route(
-            "/EPT_WebhookSubscribe/{id}",
-            delete(rest_hooks::unsubscribe_by_path),
-        )
-        .route("/EPT_WebhookUnsubscribe", post(rest_hooks::unsubscribe))
-        .route(
-            "/EPT_WebhookPerformList",
-            get(rest_hooks::perform_list_query).post(rest_hooks::perform_list_body),
-        )
-        .route("/api/v1/scripts", get(scripts::list))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let (protected, _) = openapi::protected_routes().split_for_parts();
+    let (public, _) = openapi::public_routes().split_for_parts();
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(protected)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -116,4 +114,60 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(ApiError::internal)?
+}
+
+/// A target URL as herald will call it, or a 422 that says exactly what is wrong with it: not
+/// http(s), a host that does not resolve, or an address in a refused range.
+pub(crate) async fn checked_target(state: &AppState, url: &str) -> Result<String, ApiError> {
+    match state.targets.check(url).await {
+        Ok(url) => Ok(url.to_string()),
+        Err(e) => {
+            let code = match e {
+                TargetError::Refused { .. } => "refused_target",
+                TargetError::Unresolvable(_) => "unresolvable_target",
+                _ => "invalid_target_url",
+            };
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                e.to_string(),
+            ))
+        }
+    }
+}
+
+/// The most entries one page of a listing holds, and the default (the Procore pages' 25).
+pub(crate) const MAX_PAGE: usize = 100;
+pub(crate) const DEFAULT_PAGE: usize = 25;
+
+/// `cursor` and `limit` of a listing: a cursor is the `next_cursor` of the previous page.
+pub(crate) fn parse_page(
+    cursor: Option<&str>,
+    limit: Option<&str>,
+) -> Result<(Option<i64>, usize), ApiError> {
+    let cursor = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                format!("cursor '{text}' is not one this API gave out; pass next_cursor of the previous page"),
+            )
+        })?),
+    };
+    let limit = match limit.map(str::trim).filter(|l| !l.is_empty()) {
+        None => DEFAULT_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_limit",
+                    format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+                )
+            })?,
+    };
+    Ok((cursor, limit))
 }

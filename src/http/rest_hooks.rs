@@ -7,24 +7,28 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{blocking, ApiError, AppJson, AppQuery, AppState};
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::ErrorBody;
+use super::{blocking, checked_target, ApiError, AppJson, AppQuery, AppState};
 use crate::clock::rfc3339_ms;
 use crate::delivery::signing::generate_secret;
-use crate::delivery::TargetError;
 use crate::events::{sample_payloads, RenderError};
 use crate::store::{HookOrigin, NewHook, Scope};
 
 /// The most samples perform-list returns, and its default.
 const MAX_SAMPLES: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SubscribeIn {
+    /// The trigger to receive.
     event: Option<String>,
+    /// Where to POST each event (`targetUrl` and `hookUrl` are accepted too).
     #[serde(alias = "targetUrl", alias = "hookUrl")]
     target_url: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SubscriptionOut {
     id: String,
     /// The id again, under the name CRM integrations built on this pattern read.
@@ -55,6 +59,13 @@ fn known_trigger(state: &AppState, event: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Subscribes a target URL to a trigger (REST hooks). The secret is in this answer only.
+#[utoipa::path(post, path = "/EPT_WebhookSubscribe", tag = "rest-hooks", request_body = SubscribeIn,
+    responses(
+        (status = 201, body = SubscriptionOut),
+        (status = 404, description = "Unknown trigger", body = ErrorBody),
+        (status = 422, description = "Missing field or bad target URL", body = ErrorBody),
+    ))]
 pub async fn subscribe(
     State(state): State<AppState>,
     AppJson(body): AppJson<SubscribeIn>,
@@ -62,17 +73,10 @@ pub async fn subscribe(
     let event = required(body.event, "event")?;
     let target_url = required(body.target_url, "target_url")?;
     known_trigger(&state, &event)?;
-    let url = state.targets.check(&target_url).await.map_err(|e| {
-        let code = match e {
-            TargetError::Refused { .. } => "refused_target",
-            TargetError::Unresolvable(_) => "unresolvable_target",
-            _ => "invalid_target_url",
-        };
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
-    })?;
+    let url = checked_target(&state, &target_url).await?;
     let store = state.store.clone();
     let new = NewHook {
-        target_url: url.to_string(),
+        target_url: url,
         secret: generate_secret(),
         authorization: None,
         description: String::new(),
@@ -96,16 +100,31 @@ pub async fn subscribe(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct UnsubscribeIn {
+    /// The subscription's id (`codeWebhookSubscription` is accepted too).
     #[serde(alias = "codeWebhookSubscription")]
+    #[schema(value_type = Option<String>)]
     id: Option<Value>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct UnsubscribedOut {
+    id: String,
+    deleted: bool,
+}
+
+/// Removes a subscription.
+#[utoipa::path(post, path = "/EPT_WebhookUnsubscribe", tag = "rest-hooks", request_body = UnsubscribeIn,
+    responses(
+        (status = 200, body = UnsubscribedOut),
+        (status = 404, description = "Unknown subscription", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
 pub async fn unsubscribe(
     State(state): State<AppState>,
     AppJson(body): AppJson<UnsubscribeIn>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UnsubscribedOut>, ApiError> {
     let id = match body.id {
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
         Some(Value::Number(n)) => n.to_string(),
@@ -121,14 +140,21 @@ pub async fn unsubscribe(
     delete_subscription(state, id).await
 }
 
+/// Removes a subscription, by its id in the path.
+#[utoipa::path(delete, path = "/EPT_WebhookSubscribe/{id}", tag = "rest-hooks",
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses((status = 200, body = UnsubscribedOut), (status = 404, body = ErrorBody)))]
 pub async fn unsubscribe_by_path(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UnsubscribedOut>, ApiError> {
     delete_subscription(state, id).await
 }
 
-async fn delete_subscription(state: AppState, id: String) -> Result<Json<Value>, ApiError> {
+async fn delete_subscription(
+    state: AppState,
+    id: String,
+) -> Result<Json<UnsubscribedOut>, ApiError> {
     let store = state.store.clone();
     let hook_id = id.clone();
     let deleted = blocking(move || store.delete_hook(&hook_id).map_err(ApiError::from)).await?;
@@ -139,21 +165,34 @@ async fn delete_subscription(state: AppState, id: String) -> Result<Json<Value>,
         ));
     }
     tracing::info!(hook_id = %id, "unsubscribed");
-    Ok(Json(serde_json::json!({"id": id, "deleted": true})))
+    Ok(Json(UnsubscribedOut { id, deleted: true }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PerformListQuery {
+    /// The trigger.
     event: Option<String>,
+    /// 1 to 100, default 100.
     limit: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PerformListIn {
     event: Option<String>,
+    /// 1 to 100, default 100.
+    #[schema(value_type = Option<u32>)]
     limit: Option<Value>,
 }
 
+/// Sample payloads of a trigger, newest first, in the shape of live deliveries.
+#[utoipa::path(get, path = "/EPT_WebhookPerformList", tag = "rest-hooks", params(PerformListQuery),
+    responses(
+        (status = 200, description = "Sample payloads", body = Vec<Object>),
+        (status = 404, description = "Unknown trigger", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 500, description = "The body script failed", body = ErrorBody),
+    ))]
 pub async fn perform_list_query(
     State(state): State<AppState>,
     AppQuery(query): AppQuery<PerformListQuery>,
@@ -162,6 +201,14 @@ pub async fn perform_list_query(
     perform_list(state, required(query.event, "event")?, limit).await
 }
 
+/// Sample payloads of a trigger, with the trigger in the body.
+#[utoipa::path(post, path = "/EPT_WebhookPerformList", tag = "rest-hooks", request_body = PerformListIn,
+    responses(
+        (status = 200, description = "Sample payloads", body = Vec<Object>),
+        (status = 404, description = "Unknown trigger", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 500, description = "The body script failed", body = ErrorBody),
+    ))]
 pub async fn perform_list_body(
     State(state): State<AppState>,
     AppJson(body): AppJson<PerformListIn>,

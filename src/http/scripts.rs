@@ -5,12 +5,14 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{blocking, ApiError, AppState};
 use crate::clock::rfc3339_ms;
+use crate::events::parse_resource_event;
 use crate::scripts::{Diagnostic, ScriptEntry, ScriptKind};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ScriptsOut {
     folder: String,
     loaded_at: String,
@@ -22,8 +24,8 @@ pub struct ScriptsOut {
     missing_triggers: Vec<MissingTrigger>,
 }
 
-#[derive(Serialize)]
-struct ScriptOut {
+#[derive(Serialize, ToSchema)]
+pub struct ScriptOut {
     file: String,
     /// `body`, `notification`, or `null` for a file whose name is not a script name.
     kind: Option<&'static str>,
@@ -38,7 +40,7 @@ struct ScriptOut {
     error: Option<ErrorOut>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ErrorOut {
     line: Option<u32>,
     column: Option<u32>,
@@ -60,8 +62,8 @@ impl From<&Diagnostic> for ErrorOut {
     }
 }
 
-#[derive(Serialize)]
-struct MissingTrigger {
+#[derive(Serialize, ToSchema)]
+pub struct MissingTrigger {
     trigger: String,
     hooks: usize,
 }
@@ -85,10 +87,12 @@ fn script_out(entry: &ScriptEntry<'_>) -> ScriptOut {
     }
 }
 
+/// The scripts folder: what is live, what failed to compile, which subscribed triggers are missing.
+#[utoipa::path(get, path = "/api/v1/scripts", tag = "scripts", responses((status = 200, body = ScriptsOut)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ScriptsOut>, ApiError> {
     let scripts = state.registry.current();
     let store = state.store.clone();
-    let subscribed = blocking(move || store.subscribed_triggers().map_err(ApiError::from)).await?;
+    let subscribed = blocking(move || store.hooks_per_event().map_err(ApiError::from)).await?;
     let triggers = scripts.trigger_names();
     Ok(Json(ScriptsOut {
         folder: scripts.folder.display().to_string(),
@@ -98,7 +102,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ScriptsOut>, Api
         tracked_tables: scripts.tracked_tables(),
         missing_triggers: subscribed
             .into_iter()
-            .filter(|(trigger, _)| !triggers.contains(trigger))
+            .filter(|(name, _)| parse_resource_event(name).is_none() && !triggers.contains(name))
             .map(|(trigger, hooks)| MissingTrigger { trigger, hooks })
             .collect(),
     }))

@@ -251,6 +251,51 @@ impl Store {
             .collect())
     }
 
+    /// The newest row of an application table (by rowid) as a JSON object, with its rowid: what a
+    /// resource event's sample shows. `None` when the table is empty or is not an application table.
+    pub fn newest_row(&self, table: &str) -> Result<Option<(i64, serde_json::Value)>> {
+        if table.starts_with("herald_") || table.starts_with("sqlite_") {
+            return Ok(None);
+        }
+        let conn = self.writer();
+        let Some(columns) = table_columns(&conn, table)? else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT rowid, {} FROM {} ORDER BY rowid DESC LIMIT 1",
+            columns
+                .iter()
+                .map(|c| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote_ident(table)
+        );
+        let row = conn
+            .query_row(&sql, [], |r| {
+                let mut object = serde_json::Map::new();
+                for (i, name) in columns.iter().enumerate() {
+                    let value = match r.get_ref(i + 1)? {
+                        rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                        rusqlite::types::ValueRef::Integer(n) => n.into(),
+                        rusqlite::types::ValueRef::Real(x) => x.into(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned().into()
+                        }
+                        // Hex, as the tracking triggers write blobs.
+                        rusqlite::types::ValueRef::Blob(b) => b
+                            .iter()
+                            .map(|byte| format!("{byte:02X}"))
+                            .collect::<String>()
+                            .into(),
+                    };
+                    object.insert(name.clone(), value);
+                }
+                Ok((r.get::<_, i64>(0)?, serde_json::Value::Object(object)))
+            })
+            .optional()?;
+        Ok(row)
+    }
+
     /// Stores what a batch of changes produced and moves the consumer's position past them, in one
     /// transaction: after a crash the batch is either wholly consumed or not at all, so every change
     /// turns into its events exactly once.

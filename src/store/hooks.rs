@@ -330,12 +330,13 @@ impl Store {
         Ok(Some(changed > 0))
     }
 
-    /// Every trigger some hook receives, with how many hooks receive it, sorted by name.
-    pub fn subscribed_triggers(&self) -> Result<Vec<(String, usize)>> {
+    /// Every event name (trigger or resource event) some hook selects, with how many hooks select
+    /// it, sorted by name.
+    pub fn hooks_per_event(&self) -> Result<Vec<(String, usize)>> {
         let conn = self.writer();
         let mut stmt = conn.prepare_cached(
             "SELECT event_name, count(*) FROM herald_hook_events
-             WHERE instr(event_name, '.') = 0 GROUP BY event_name ORDER BY event_name",
+             GROUP BY event_name ORDER BY event_name",
         )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on an ephemeral loopback port, a real SQLite file written by a
 //! separate connection, the demo scripts (or scripts written to a temp folder), and a real receiver.
 
+mod admin;
 mod api_errors;
 mod cli;
 mod delivery;

@@ -137,6 +137,28 @@ impl TestHerald {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any request with the token; `body` is sent as JSON when given.
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates an admin hook; returns the response (with the secret whole).
+    pub async fn create_hook(&self, body: Value) -> Value {
+        let (status, hook) = self.post("/api/v1/hooks", body).await;
+        assert_eq!(status, 201, "{hook}");
+        hook
+    }
+
     /// Subscribes `target` to `event`; returns the response (id, secret, ...).
     pub async fn subscribe(&self, event: &str, target: &str) -> Value {
         let (status, body) = self

@@ -1,0 +1,472 @@
+//! A hook's past: the deliveries log (one entry per attempt, newest first, 25 a page, "only
+//! failures"), one attempt in full, the event history with its statuses and filters, and the actions
+//! on it (retry one event, retry every failed event since a time, discard a waiting one).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::hooks::unknown_hook;
+use super::openapi::ErrorBody;
+use super::{blocking, parse_page, ApiError, AppJson, AppQuery, AppState};
+use crate::clock::rfc3339_ms;
+use crate::events::RESOURCE_ACTIONS;
+use crate::store::{AttemptEntry, DeliveryStatus, EventAction, EventFilter, HookEvent};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveriesQuery {
+    /// `true`: only attempts that did not succeed.
+    only_failures: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 25.
+    limit: Option<String>,
+}
+
+/// One attempt, as a line of the deliveries log.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryOut {
+    /// The attempt's id, for `GET .../deliveries/{delivery_id}`.
+    id: i64,
+    event_id: String,
+    /// The trigger name or resource event (`Deal.update`).
+    event: String,
+    resource_name: Option<String>,
+    resource_id: Option<i64>,
+    event_type: Option<String>,
+    /// The `webhook-id` header: the same for every attempt of the event to this hook.
+    webhook_id: String,
+    /// 1 for the first attempt.
+    attempt: u32,
+    started_at: String,
+    duration_ms: i64,
+    /// `success`, `http_error`, `timeout`, `connection_error` or `refused`.
+    outcome: String,
+    succeeded: bool,
+    /// The target's HTTP status, when it answered.
+    response_status: Option<u16>,
+    error: Option<String>,
+}
+
+impl From<AttemptEntry> for DeliveryOut {
+    fn from(a: AttemptEntry) -> DeliveryOut {
+        DeliveryOut {
+            id: a.seq,
+            event_id: a.event_id,
+            event: a.event_name,
+            resource_name: a.resource_name,
+            resource_id: a.resource_id,
+            event_type: a.event_type,
+            webhook_id: a.message_id,
+            attempt: a.attempt,
+            started_at: rfc3339_ms(a.started_at),
+            duration_ms: a.duration_ms,
+            succeeded: a.outcome == "success",
+            outcome: a.outcome,
+            response_status: a.status_code,
+            error: a.error,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryPage {
+    deliveries: Vec<DeliveryOut>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestOut {
+    url: Option<String>,
+    /// The headers sent; the authorization header shows its scheme only.
+    #[schema(value_type = Object)]
+    headers: Value,
+    /// The body sent (JSON).
+    #[schema(value_type = Object)]
+    payload: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResponseOut {
+    status: Option<u16>,
+    #[schema(value_type = Option<Object>)]
+    headers: Option<Value>,
+    /// As received, cut at 20 KiB.
+    body: Option<String>,
+}
+
+/// One attempt in full.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryDetailOut {
+    #[serde(flatten)]
+    summary: DeliveryOut,
+    request: RequestOut,
+    response: ResponseOut,
+}
+
+fn truthy(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
+    match value.map(str::trim) {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{name} must be true or false, not '{other}'"),
+        )),
+    }
+}
+
+async fn hook_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let store = state.store.clone();
+    let hook_id = id.to_owned();
+    match blocking(move || store.get_hook(&hook_id).map_err(ApiError::from)).await? {
+        Some(_) => Ok(()),
+        None => Err(unknown_hook(id)),
+    }
+}
+
+/// The deliveries log of a hook: every attempt, newest first.
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/deliveries", tag = "history",
+    params(("id" = String, Path, description = "The hook's id"), DeliveriesQuery),
+    responses(
+        (status = 200, body = DeliveryPage),
+        (status = 400, description = "Bad cursor or filter", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Page size out of range", body = ErrorBody),
+    ))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AppQuery(query): AppQuery<DeliveriesQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let only_failures = truthy("only_failures", query.only_failures.as_deref())?;
+    let (cursor, limit) = parse_page(query.cursor.as_deref(), query.limit.as_deref())?;
+    hook_exists(&state, &id).await?;
+    let store = state.store.clone();
+    let page = blocking(move || {
+        store
+            .hook_attempts(&id, only_failures, cursor, limit)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(DeliveryPage {
+        deliveries: page.items.into_iter().map(DeliveryOut::from).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
+}
+
+/// One attempt in full: the request (URL, headers, payload) and the response (status, headers, body).
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/deliveries/{delivery_id}", tag = "history",
+    params(
+        ("id" = String, Path, description = "The hook's id"),
+        ("delivery_id" = i64, Path, description = "The attempt's id from the deliveries log"),
+    ),
+    responses((status = 200, body = DeliveryDetailOut), (status = 404, body = ErrorBody)))]
+pub async fn delivery(
+    State(state): State<AppState>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<Json<DeliveryDetailOut>, ApiError> {
+    let unknown = || {
+        ApiError::not_found(
+            "unknown_delivery",
+            format!("hook '{id}' has no delivery '{delivery_id}'"),
+        )
+    };
+    let seq: i64 = delivery_id.trim().parse().map_err(|_| unknown())?;
+    hook_exists(&state, &id).await?;
+    let store = state.store.clone();
+    let hook_id = id.clone();
+    let detail = blocking(move || store.hook_attempt(&hook_id, seq).map_err(ApiError::from))
+        .await?
+        .ok_or_else(unknown)?;
+    let json = |text: &str| serde_json::from_str(text).unwrap_or(Value::String(text.to_owned()));
+    Ok(Json(DeliveryDetailOut {
+        request: RequestOut {
+            url: detail.url,
+            headers: json(&detail.request_headers),
+            payload: json(&detail.payload),
+        },
+        response: ResponseOut {
+            status: detail.entry.status_code,
+            headers: detail.response_headers.as_deref().map(json),
+            body: detail.response_body,
+        },
+        summary: DeliveryOut::from(detail.entry),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// pending, delivering, delivered, retrying, failed or discarded.
+    status: Option<String>,
+    /// A table name, like `Deal`.
+    resource: Option<String>,
+    /// create, update or delete.
+    event_type: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 25.
+    limit: Option<String>,
+}
+
+/// One event of a hook and where its delivery to that hook stands.
+#[derive(Serialize, ToSchema)]
+pub struct EventOut {
+    /// The event's id (`evt_...`), for retry and discard.
+    id: String,
+    webhook_id: String,
+    /// The trigger name or resource event (`Deal.update`).
+    event: String,
+    resource_name: Option<String>,
+    resource_id: Option<i64>,
+    event_type: Option<String>,
+    company_id: Option<i64>,
+    project_id: Option<i64>,
+    /// pending: waiting for its first attempt; delivering: an attempt is in flight; delivered: the
+    /// target answered 2xx; retrying: an attempt failed and another is scheduled; failed: every
+    /// attempt failed, or the target answered 410; discarded: dropped without delivery (by hand, or
+    /// because the hook was disabled or deleted).
+    status: &'static str,
+    attempts: u32,
+    next_attempt_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<HookEvent> for EventOut {
+    fn from(e: HookEvent) -> EventOut {
+        EventOut {
+            id: e.event_id,
+            webhook_id: e.message_id,
+            event: e.event_name,
+            resource_name: e.resource_name,
+            resource_id: e.resource_id,
+            event_type: e.event_type,
+            company_id: e.company_id,
+            project_id: e.project_id,
+            status: e.status.as_str(),
+            attempts: e.attempts,
+            next_attempt_at: e.next_attempt_at.map(rfc3339_ms),
+            created_at: rfc3339_ms(e.created_at),
+            updated_at: rfc3339_ms(e.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    events: Vec<EventOut>,
+    next_cursor: Option<String>,
+}
+
+/// The event history of a hook, newest first, within the retention window.
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/events", tag = "history",
+    params(("id" = String, Path, description = "The hook's id"), EventsQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, description = "Bad cursor", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Bad status, event type or page size", body = ErrorBody),
+    ))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AppQuery(query): AppQuery<EventsQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    let status = match query.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_status",
+                format!("no status '{text}': pending, delivering, delivered, retrying, failed or discarded"),
+            )
+        })?),
+    };
+    let event_type = query.event_type.filter(|t| !t.trim().is_empty());
+    if let Some(t) = &event_type {
+        if !RESOURCE_ACTIONS.contains(&t.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_event_type",
+                format!("no event type '{t}': create, update or delete"),
+            ));
+        }
+    }
+    let (cursor, limit) = parse_page(query.cursor.as_deref(), query.limit.as_deref())?;
+    hook_exists(&state, &id).await?;
+    let filter = EventFilter {
+        status,
+        resource_name: query.resource.filter(|r| !r.trim().is_empty()),
+        event_type,
+    };
+    let store = state.store.clone();
+    let page = blocking(move || {
+        store
+            .hook_events(&id, &filter, cursor, limit)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(EventPage {
+        events: page.items.into_iter().map(EventOut::from).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventActionOut {
+    event_id: String,
+    status: &'static str,
+}
+
+fn action_result(
+    result: EventAction,
+    hook_id: &str,
+    event_id: String,
+    done: DeliveryStatus,
+    conflict_code: &'static str,
+) -> Result<Json<EventActionOut>, ApiError> {
+    match result {
+        EventAction::Done => Ok(Json(EventActionOut {
+            event_id,
+            status: done.as_str(),
+        })),
+        EventAction::NotFound => Err(ApiError::not_found(
+            "unknown_event",
+            format!("hook '{hook_id}' has no event '{event_id}'"),
+        )),
+        EventAction::Conflict(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            conflict_code,
+            format!("event '{event_id}' is {}", status.as_str()),
+        )),
+    }
+}
+
+/// Delivers one event to the hook again, now: one more attempt for a failed or discarded event, a
+/// new delivery of a delivered one, an earlier attempt for a retrying one.
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/events/{event_id}/retry", tag = "history",
+    params(
+        ("id" = String, Path, description = "The hook's id"),
+        ("event_id" = String, Path, description = "The event's id (evt_...)"),
+    ),
+    responses(
+        (status = 202, body = EventActionOut),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "An attempt is in flight", body = ErrorBody),
+    ))]
+pub async fn retry_event(
+    State(state): State<AppState>,
+    Path((id, event_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<EventActionOut>), ApiError> {
+    hook_exists(&state, &id).await?;
+    let store = state.store.clone();
+    let (hook_id, event) = (id.clone(), event_id.clone());
+    let result = blocking(move || {
+        store
+            .retry_hook_event(&hook_id, &event)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    let out = action_result(
+        result,
+        &id,
+        event_id,
+        DeliveryStatus::Pending,
+        "event_in_flight",
+    )?;
+    state.deliveries_waiting.notify_one();
+    tracing::info!(hook_id = %id, event_id = %out.event_id, "event retried by hand");
+    Ok((StatusCode::ACCEPTED, out))
+}
+
+/// Drops a waiting event (pending or retrying) without delivering it.
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/events/{event_id}/discard", tag = "history",
+    params(
+        ("id" = String, Path, description = "The hook's id"),
+        ("event_id" = String, Path, description = "The event's id (evt_...)"),
+    ),
+    responses(
+        (status = 200, body = EventActionOut),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The event is not waiting", body = ErrorBody),
+    ))]
+pub async fn discard_event(
+    State(state): State<AppState>,
+    Path((id, event_id)): Path<(String, String)>,
+) -> Result<Json<EventActionOut>, ApiError> {
+    hook_exists(&state, &id).await?;
+    let store = state.store.clone();
+    let (hook_id, event) = (id.clone(), event_id.clone());
+    let result = blocking(move || {
+        store
+            .discard_hook_event(&hook_id, &event)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    action_result(
+        result,
+        &id,
+        event_id,
+        DeliveryStatus::Discarded,
+        "event_not_waiting",
+    )
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFailedIn {
+    /// RFC 3339: retry the failed events created at or after this time.
+    since: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RetryFailedOut {
+    retried: usize,
+}
+
+/// Retries every failed event of the hook created since a time: recovery after the target's outage.
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/retry-failed", tag = "history",
+    request_body = RetryFailedIn,
+    params(("id" = String, Path, description = "The hook's id")),
+    responses(
+        (status = 202, body = RetryFailedOut),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Missing or malformed time", body = ErrorBody),
+    ))]
+pub async fn retry_failed(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<RetryFailedIn>,
+) -> Result<(StatusCode, Json<RetryFailedOut>), ApiError> {
+    let since = body
+        .since
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::missing_field("since"))?;
+    let since_ms = crate::clock::parse_rfc3339_ms(since.trim()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_time",
+            format!("since '{since}' is not an RFC 3339 time like 2026-11-24T08:00:00Z"),
+        )
+    })?;
+    hook_exists(&state, &id).await?;
+    let store = state.store.clone();
+    let hook_id = id.clone();
+    let retried = blocking(move || {
+        store
+            .retry_failed_since(&hook_id, since_ms)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    if retried > 0 {
+        state.deliveries_waiting.notify_one();
+    }
+    tracing::info!(hook_id = %id, retried, %since, "failed events retried by hand");
+    Ok((StatusCode::ACCEPTED, Json(RetryFailedOut { retried })))
+}

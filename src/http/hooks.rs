@@ -1,0 +1,707 @@
+//! `/api/v1/hooks`: hooks as administrators configure them. A hook has a scope (a company or a
+//! project), a notification endpoint, an optional authorization header, a signing secret and the
+//! events it receives: cells of the resource grid (`Deal.update`) and named triggers. Each cell is
+//! its own request and takes effect for the very next change; there is no "submit".
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::ErrorBody;
+use super::{blocking, checked_target, parse_page, ApiError, AppJson, AppQuery, AppState};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::delivery::signing::generate_secret;
+use crate::delivery::{mask_authorization, mask_secret};
+use crate::events::{parse_resource_event, resource_event_name, RESOURCE_ACTIONS};
+use crate::store::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
+
+/// The longest authorization header and description herald stores.
+const MAX_AUTHORIZATION: usize = 4096;
+const MAX_DESCRIPTION: usize = 1000;
+/// How long a rotated secret keeps signing beside the new one, unless the request says otherwise.
+const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+
+/// A hook as the API shows it: the secret and the authorization header masked.
+#[derive(Serialize, ToSchema)]
+pub struct HookOut {
+    id: String,
+    /// `admin` (made here) or `subscription` (made through `EPT_WebhookSubscribe`).
+    origin: &'static str,
+    /// `company`, `project`, or `all` for a subscription, which has no scope.
+    scope: &'static str,
+    company_id: Option<i64>,
+    project_id: Option<i64>,
+    target_url: String,
+    description: String,
+    /// The scheme only (`Basic ********`); never the credential.
+    authorization: Option<String>,
+    /// Whole only in the answers of create and rotate-secret; masked everywhere else.
+    secret: String,
+    /// While a rotated secret still signs beside the new one: until when (RFC 3339).
+    previous_secret_valid_until: Option<String>,
+    enabled: bool,
+    /// `enabled` or `disabled`.
+    status: &'static str,
+    /// Trigger names and resource events (`Deal.update`) the hook receives.
+    events: Vec<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl HookOut {
+    fn masked(hook: Hook) -> HookOut {
+        let secret = mask_secret(&hook.secret);
+        HookOut::with_secret(hook, secret)
+    }
+
+    fn with_secret(hook: Hook, secret: String) -> HookOut {
+        let (scope, company_id, project_id) = match hook.scope {
+            Scope::Everything => ("all", None, None),
+            Scope::Company(id) => ("company", Some(id), None),
+            Scope::Project(id) => ("project", None, Some(id)),
+        };
+        let now = now_ms();
+        HookOut {
+            id: hook.id,
+            origin: hook.origin.as_str(),
+            scope,
+            company_id,
+            project_id,
+            target_url: hook.target_url,
+            description: hook.description,
+            authorization: hook.authorization.as_deref().map(mask_authorization),
+            secret,
+            previous_secret_valid_until: hook
+                .previous_secret
+                .filter(|(_, until)| *until > now)
+                .map(|(_, until)| rfc3339_ms(until)),
+            enabled: hook.enabled,
+            status: if hook.enabled { "enabled" } else { "disabled" },
+            events: hook.events,
+            created_at: rfc3339_ms(hook.created_at),
+            updated_at: rfc3339_ms(hook.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateHookIn {
+    /// The notification endpoint: an http or https URL.
+    #[serde(alias = "endpoint")]
+    target_url: Option<String>,
+    /// Company-level hook: events whose row belongs to this company. Give this or `project_id`.
+    company_id: Option<i64>,
+    /// Project-level hook: events whose row belongs to this project. Give this or `company_id`.
+    project_id: Option<i64>,
+    /// Sent verbatim as the `Authorization` header of each delivery (`Basic c3a2...`, `Bearer ...`).
+    authorization: Option<String>,
+    description: Option<String>,
+    /// Trigger names and resource events (`Deal.create`) to receive from the start.
+    #[serde(default)]
+    events: Vec<String>,
+    /// Defaults to true.
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateHookIn {
+    #[serde(alias = "endpoint")]
+    target_url: Option<String>,
+    /// `null` removes the header.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    authorization: Option<Option<String>>,
+    description: Option<String>,
+    enabled: Option<bool>,
+    /// Moves the hook to this company (give this or `project_id`, not both).
+    company_id: Option<i64>,
+    /// Moves the hook to this project.
+    project_id: Option<i64>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListHooksQuery {
+    /// Only hooks of this company.
+    company_id: Option<String>,
+    /// Only hooks of this project.
+    project_id: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 100, default 25.
+    limit: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HookPage {
+    hooks: Vec<HookOut>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretIn {
+    /// How long the old secret keeps signing beside the new one, in seconds (default 86400, at most
+    /// 30 days; 0 drops it at once).
+    grace_seconds: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    id: String,
+    deleted: bool,
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+pub(crate) fn unknown_hook(id: &str) -> ApiError {
+    ApiError::not_found("unknown_hook", format!("no hook with id '{id}'"))
+}
+
+fn scope_of(company_id: Option<i64>, project_id: Option<i64>) -> Result<Scope, ApiError> {
+    match (company_id, project_id) {
+        (Some(company), None) => Ok(Scope::Company(company)),
+        (None, Some(project)) => Ok(Scope::Project(project)),
+        (None, None) => Err(unprocessable(
+            "invalid_scope",
+            "a hook needs a scope: give company_id (a company-level hook) or project_id (a project-level hook)",
+        )),
+        (Some(_), Some(_)) => Err(unprocessable(
+            "invalid_scope",
+            "give company_id or project_id, not both: a hook is company-level or project-level",
+        )),
+    }
+}
+
+fn checked_authorization(value: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.len() > MAX_AUTHORIZATION
+        || axum::http::HeaderValue::from_str(&value).is_err()
+        || value.chars().any(|c| c.is_control())
+    {
+        return Err(unprocessable(
+            "invalid_authorization",
+            format!("the authorization header must be printable text of at most {MAX_AUTHORIZATION} bytes, like 'Basic c3a2...' or 'Bearer ...'"),
+        ));
+    }
+    Ok(Some(value))
+}
+
+fn checked_description(value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION => Err(unprocessable(
+            "invalid_description",
+            format!("the description is longer than {MAX_DESCRIPTION} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Checks that every name is a trigger defined by a body script or a resource event of an
+/// application table.
+pub(crate) async fn checked_events(
+    state: &AppState,
+    events: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let scripts = state.registry.current();
+    let store = state.store.clone();
+    let tables = blocking(move || store.application_tables().map_err(ApiError::from)).await?;
+    for name in &events {
+        match parse_resource_event(name) {
+            Some((table, action)) => {
+                if !tables.iter().any(|t| t == table) {
+                    return Err(unprocessable(
+                        "unknown_resource",
+                        format!("'{name}': there is no table {table} to track"),
+                    ));
+                }
+                if !RESOURCE_ACTIONS.contains(&action) {
+                    return Err(unprocessable(
+                        "unknown_action",
+                        format!("'{name}': the actions are create, update and delete"),
+                    ));
+                }
+            }
+            None if scripts.body(name).is_some() => {}
+            None => {
+                return Err(unprocessable(
+                    "unknown_event",
+                    format!("'{name}' is neither a trigger (no GetWebhookResponseBody_{name}.rhai) nor a resource event like Deal.create"),
+                ))
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Installs or drops tracking triggers so that the selected resource events are caught from the very
+/// next change.
+pub(crate) async fn sync_tracking(state: &AppState) -> Result<(), ApiError> {
+    let store = state.store.clone();
+    let tables = state.registry.current().tracked_tables();
+    let problems = blocking(move || store.sync_tracking(&tables).map_err(ApiError::from)).await?;
+    for problem in problems {
+        tracing::error!(table = %problem.table, "cannot track: {}", problem.message);
+    }
+    Ok(())
+}
+
+async fn load(state: &AppState, id: String) -> Result<Hook, ApiError> {
+    let store = state.store.clone();
+    let hook_id = id.clone();
+    blocking(move || store.get_hook(&hook_id).map_err(ApiError::from))
+        .await?
+        .ok_or_else(|| unknown_hook(&id))
+}
+
+/// Creates a hook; its secret is in this answer and never again.
+#[utoipa::path(post, path = "/api/v1/hooks", tag = "hooks", request_body = CreateHookIn,
+    responses(
+        (status = 201, description = "The hook, its secret whole", body = HookOut),
+        (status = 422, description = "Bad endpoint, scope, header or event", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<CreateHookIn>,
+) -> Result<(StatusCode, Json<HookOut>), ApiError> {
+    let target_url = body
+        .target_url
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| ApiError::missing_field("target_url"))?;
+    let scope = scope_of(body.company_id, body.project_id)?;
+    let authorization = checked_authorization(body.authorization)?;
+    let description = checked_description(body.description)?.unwrap_or_default();
+    let target_url = checked_target(&state, target_url.trim()).await?;
+    let events = checked_events(&state, body.events).await?;
+    let new = NewHook {
+        target_url,
+        secret: generate_secret(),
+        authorization,
+        description,
+        origin: HookOrigin::Admin,
+        scope,
+        enabled: body.enabled.unwrap_or(true),
+        events,
+    };
+    let store = state.store.clone();
+    let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;
+    sync_tracking(&state).await?;
+    tracing::info!(hook_id = %hook.id, target = %hook.target_url, "hook created");
+    let secret = hook.secret.clone();
+    Ok((
+        StatusCode::CREATED,
+        Json(HookOut::with_secret(hook, secret)),
+    ))
+}
+
+/// Lists hooks, newest first.
+#[utoipa::path(get, path = "/api/v1/hooks", tag = "hooks", params(ListHooksQuery),
+    responses(
+        (status = 200, body = HookPage),
+        (status = 400, description = "Bad cursor or filter", body = ErrorBody),
+        (status = 422, description = "Page size out of range", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<ListHooksQuery>,
+) -> Result<Json<HookPage>, ApiError> {
+    let number = |name: &str, value: Option<String>| -> Result<Option<i64>, ApiError> {
+        value
+            .map(|v| {
+                v.trim().parse::<i64>().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        format!("{name} must be a whole number"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let filter = HookFilter {
+        company_id: number("company_id", query.company_id)?,
+        project_id: number("project_id", query.project_id)?,
+    };
+    let (_, limit) = parse_page(None, query.limit.as_deref())?;
+    // Hook ids are time-ordered: the cursor is the last id of the previous page.
+    let cursor = match query
+        .cursor
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+    {
+        Some(c) if c.starts_with("hook_") && c.len() < 64 => Some(c),
+        Some(c) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                format!(
+                "cursor '{c}' is not one this API gave out; pass next_cursor of the previous page"
+            ),
+            ))
+        }
+        None => None,
+    };
+    let store = state.store.clone();
+    let mut hooks = blocking(move || {
+        store
+            .list_hooks(&filter, cursor.as_deref(), limit + 1)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    let next_cursor = if hooks.len() > limit {
+        hooks.truncate(limit);
+        hooks.last().map(|h| h.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(HookPage {
+        hooks: hooks.into_iter().map(HookOut::masked).collect(),
+        next_cursor,
+    }))
+}
+
+/// One hook.
+#[utoipa::path(get, path = "/api/v1/hooks/{id}", tag = "hooks",
+    params(("id" = String, Path, description = "The hook's id")),
+    responses((status = 200, body = HookOut), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<HookOut>, ApiError> {
+    Ok(Json(HookOut::masked(load(&state, id).await?)))
+}
+
+/// Changes a hook's endpoint, header, description, scope or status. Disabling a hook discards the
+/// deliveries waiting for it.
+#[utoipa::path(patch, path = "/api/v1/hooks/{id}", tag = "hooks", request_body = UpdateHookIn,
+    params(("id" = String, Path, description = "The hook's id")),
+    responses(
+        (status = 200, body = HookOut),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<UpdateHookIn>,
+) -> Result<Json<HookOut>, ApiError> {
+    let existing = load(&state, id.clone()).await?;
+    let scope = if body.company_id.is_some() || body.project_id.is_some() {
+        if existing.origin == HookOrigin::Subscription {
+            return Err(unprocessable(
+                "invalid_scope",
+                "a subscription made through EPT_WebhookSubscribe has no scope",
+            ));
+        }
+        Some(scope_of(body.company_id, body.project_id)?)
+    } else {
+        None
+    };
+    let target_url = match body.target_url {
+        Some(url) => Some(checked_target(&state, url.trim()).await?),
+        None => None,
+    };
+    let patch = HookPatch {
+        target_url,
+        authorization: body.authorization.map(checked_authorization).transpose()?,
+        description: checked_description(body.description)?,
+        scope,
+        enabled: body.enabled,
+    };
+    let store = state.store.clone();
+    let hook_id = id.clone();
+    let hook = blocking(move || store.update_hook(&hook_id, &patch).map_err(ApiError::from))
+        .await?
+        .ok_or_else(|| unknown_hook(&id))?;
+    if patch_enabled_changed(&existing, &hook) {
+        sync_tracking(&state).await?;
+        state.deliveries_waiting.notify_one();
+    }
+    tracing::info!(hook_id = %hook.id, "hook updated");
+    Ok(Json(HookOut::masked(hook)))
+}
+
+fn patch_enabled_changed(before: &Hook, after: &Hook) -> bool {
+    before.enabled != after.enabled
+}
+
+/// Deletes a hook. Its deliveries log stays until the retention window passes; what waits is discarded.
+#[utoipa::path(delete, path = "/api/v1/hooks/{id}", tag = "hooks",
+    params(("id" = String, Path, description = "The hook's id")),
+    responses((status = 200, body = Deleted), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let store = state.store.clone();
+    let hook_id = id.clone();
+    if !blocking(move || store.delete_hook(&hook_id).map_err(ApiError::from)).await? {
+        return Err(unknown_hook(&id));
+    }
+    sync_tracking(&state).await?;
+    tracing::info!(hook_id = %id, "hook deleted");
+    Ok(Json(Deleted { id, deleted: true }))
+}
+
+/// Replaces the signing secret. The new secret is in this answer and never again; the old one keeps
+/// signing beside it (two signatures per delivery) for the grace period, so receivers can switch
+/// without losing a delivery.
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/rotate-secret", tag = "hooks",
+    request_body(content = RotateSecretIn, description = "Optional"),
+    params(("id" = String, Path, description = "The hook's id")),
+    responses(
+        (status = 200, description = "The hook, its new secret whole", body = HookOut),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<HookOut>, ApiError> {
+    // The body is optional: no body means the default grace period.
+    let body: RotateSecretIn = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateSecretIn::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            let status = if e.is_data() {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let code = if e.is_data() {
+                "invalid_body"
+            } else {
+                "malformed_json"
+            };
+            ApiError::new(status, code, e.to_string())
+        })?
+    };
+    let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+    if grace > MAX_GRACE_SECS {
+        return Err(unprocessable(
+            "invalid_grace",
+            format!("grace_seconds must be at most {MAX_GRACE_SECS} (30 days)"),
+        ));
+    }
+    let secret = generate_secret();
+    let store = state.store.clone();
+    let hook_id = id.clone();
+    let new_secret = secret.clone();
+    let until = now_ms() + grace as i64 * 1000;
+    let hook = blocking(move || {
+        store
+            .rotate_secret(&hook_id, &new_secret, until)
+            .map_err(ApiError::from)
+    })
+    .await?
+    .ok_or_else(|| unknown_hook(&id))?;
+    tracing::info!(hook_id = %id, grace_seconds = grace, "hook secret rotated");
+    Ok(Json(HookOut::with_secret(hook, secret)))
+}
+
+/// The resource grid of a hook: every application table with its create/update/delete cells, and the
+/// named triggers beside it.
+#[derive(Serialize, ToSchema)]
+pub struct GridOut {
+    resources: Vec<GridRow>,
+    triggers: Vec<TriggerCell>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GridRow {
+    resource: String,
+    create: bool,
+    update: bool,
+    delete: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TriggerCell {
+    trigger: String,
+    selected: bool,
+    /// False when the hook selects a trigger whose body script is gone.
+    available: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CellOut {
+    hook_id: String,
+    /// `Deal.update` or a trigger name.
+    event: String,
+    selected: bool,
+}
+
+/// The grid of one hook.
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/grid", tag = "hooks",
+    params(("id" = String, Path, description = "The hook's id")),
+    responses((status = 200, body = GridOut), (status = 404, body = ErrorBody)))]
+pub async fn grid(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<GridOut>, ApiError> {
+    let hook = load(&state, id).await?;
+    let store = state.store.clone();
+    let tables = blocking(move || store.application_tables().map_err(ApiError::from)).await?;
+    let selected = |name: &str| hook.events.iter().any(|e| e == name);
+    let resources = tables
+        .into_iter()
+        .map(|table| GridRow {
+            create: selected(&resource_event_name(&table, "create")),
+            update: selected(&resource_event_name(&table, "update")),
+            delete: selected(&resource_event_name(&table, "delete")),
+            resource: table,
+        })
+        .collect();
+    let scripts = state.registry.current();
+    let mut triggers: Vec<TriggerCell> = scripts
+        .trigger_names()
+        .iter()
+        .map(|t| TriggerCell {
+            trigger: t.clone(),
+            selected: selected(t),
+            available: true,
+        })
+        .collect();
+    for event in &hook.events {
+        if parse_resource_event(event).is_none() && scripts.body(event).is_none() {
+            triggers.push(TriggerCell {
+                trigger: event.clone(),
+                selected: true,
+                available: false,
+            });
+        }
+    }
+    Ok(Json(GridOut {
+        resources,
+        triggers,
+    }))
+}
+
+async fn set_cell(
+    state: AppState,
+    id: String,
+    event: String,
+    selected: bool,
+) -> Result<Json<CellOut>, ApiError> {
+    if selected {
+        checked_events(&state, vec![event.clone()]).await?;
+    }
+    let store = state.store.clone();
+    let (hook_id, name) = (id.clone(), event.clone());
+    blocking(move || {
+        store
+            .set_hook_event(&hook_id, &name, selected)
+            .map_err(ApiError::from)
+    })
+    .await?
+    .ok_or_else(|| unknown_hook(&id))?;
+    if parse_resource_event(&event).is_some() {
+        sync_tracking(&state).await?;
+    }
+    tracing::info!(hook_id = %id, %event, selected, "hook event selection changed");
+    Ok(Json(CellOut {
+        hook_id: id,
+        event,
+        selected,
+    }))
+}
+
+fn checked_cell(resource: &str, action: &str) -> Result<String, ApiError> {
+    if !RESOURCE_ACTIONS.contains(&action) {
+        return Err(ApiError::not_found(
+            "unknown_action",
+            format!("no action '{action}': the actions are create, update and delete"),
+        ));
+    }
+    Ok(resource_event_name(resource, action))
+}
+
+/// Ticks one cell of the grid: the hook receives `<resource>.<action>` from the next change on.
+#[utoipa::path(put, path = "/api/v1/hooks/{id}/grid/{resource}/{action}", tag = "hooks",
+    params(
+        ("id" = String, Path, description = "The hook's id"),
+        ("resource" = String, Path, description = "A table of the application"),
+        ("action" = String, Path, description = "create, update or delete"),
+    ),
+    responses(
+        (status = 200, body = CellOut),
+        (status = 404, description = "Unknown hook or action", body = ErrorBody),
+        (status = 422, description = "Unknown resource", body = ErrorBody),
+    ))]
+pub async fn tick_cell(
+    State(state): State<AppState>,
+    Path((id, resource, action)): Path<(String, String, String)>,
+) -> Result<Json<CellOut>, ApiError> {
+    let event = checked_cell(&resource, &action)?;
+    set_cell(state, id, event, true).await
+}
+
+/// Clears one cell of the grid: the next change is not delivered to this hook.
+#[utoipa::path(delete, path = "/api/v1/hooks/{id}/grid/{resource}/{action}", tag = "hooks",
+    params(
+        ("id" = String, Path, description = "The hook's id"),
+        ("resource" = String, Path, description = "A table of the application"),
+        ("action" = String, Path, description = "create, update or delete"),
+    ),
+    responses((status = 200, body = CellOut), (status = 404, body = ErrorBody)))]
+pub async fn clear_cell(
+    State(state): State<AppState>,
+    Path((id, resource, action)): Path<(String, String, String)>,
+) -> Result<Json<CellOut>, ApiError> {
+    let event = checked_cell(&resource, &action)?;
+    set_cell(state, id, event, false).await
+}
+
+/// Selects a named trigger for the hook.
+#[utoipa::path(put, path = "/api/v1/hooks/{id}/triggers/{trigger}", tag = "hooks",
+    params(
+        ("id" = String, Path, description = "The hook's id"),
+        ("trigger" = String, Path, description = "A trigger defined by a body script"),
+    ),
+    responses(
+        (status = 200, body = CellOut),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Unknown trigger", body = ErrorBody),
+    ))]
+pub async fn select_trigger(
+    State(state): State<AppState>,
+    Path((id, trigger)): Path<(String, String)>,
+) -> Result<Json<CellOut>, ApiError> {
+    if parse_resource_event(&trigger).is_some() {
+        return Err(unprocessable(
+            "unknown_event",
+            "resource events are selected through /grid/{resource}/{action}",
+        ));
+    }
+    set_cell(state, id, trigger, true).await
+}
+
+/// Stops the hook receiving a named trigger.
+#[utoipa::path(delete, path = "/api/v1/hooks/{id}/triggers/{trigger}", tag = "hooks",
+    params(
+        ("id" = String, Path, description = "The hook's id"),
+        ("trigger" = String, Path, description = "A trigger name"),
+    ),
+    responses((status = 200, body = CellOut), (status = 404, body = ErrorBody)))]
+pub async fn unselect_trigger(
+    State(state): State<AppState>,
+    Path((id, trigger)): Path<(String, String)>,
+) -> Result<Json<CellOut>, ApiError> {
+    set_cell(state, id, trigger, false).await
+}

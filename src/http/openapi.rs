@@ -1,0 +1,114 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations by utoipa: the routes are
+//! registered through `utoipa_axum`'s router, so a route cannot exist without its documentation and
+//! the document cannot list a route that does not exist.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{catalogue, health, history, hooks, rest_hooks, scripts, AppState};
+
+/// Every error: a 4xx (or an opaque 5xx) with this body.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// snake_case, stable: what programs test.
+    code: String,
+    /// What is wrong, in words: what people read.
+    message: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "herald",
+        description = "Webhook trigger runtime for SQLite applications: REST hooks endpoints, the admin API under /api/v1, health endpoints. Every endpoint but /healthz and /readyz takes `Authorization: Bearer <token>`.",
+    ),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "rest-hooks", description = "Subscribe, unsubscribe and sample, with the CRM's endpoint names"),
+        (name = "hooks", description = "Hooks as administrators configure them, and their resource grid"),
+        (name = "history", description = "Deliveries log and event history of a hook"),
+        (name = "catalogue", description = "What a hook can select"),
+        (name = "scripts", description = "The scripts folder as herald sees it"),
+        (name = "operations", description = "Health and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The routes behind the bearer token.
+pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(rest_hooks::subscribe))
+        .routes(routes!(rest_hooks::unsubscribe_by_path))
+        .routes(routes!(rest_hooks::unsubscribe))
+        .routes(routes!(
+            rest_hooks::perform_list_query,
+            rest_hooks::perform_list_body
+        ))
+        .routes(routes!(hooks::create, hooks::list))
+        .routes(routes!(hooks::get, hooks::update, hooks::delete))
+        .routes(routes!(hooks::rotate_secret))
+        .routes(routes!(hooks::grid))
+        .routes(routes!(hooks::tick_cell, hooks::clear_cell))
+        .routes(routes!(hooks::select_trigger, hooks::unselect_trigger))
+        .routes(routes!(history::deliveries))
+        .routes(routes!(history::delivery))
+        .routes(routes!(history::events))
+        .routes(routes!(history::retry_event))
+        .routes(routes!(history::discard_event))
+        .routes(routes!(history::retry_failed))
+        .routes(routes!(catalogue::list))
+        .routes(routes!(scripts::list))
+        .routes(routes!(openapi_json))
+}
+
+/// The routes anyone may call.
+pub(super) fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
+/// The whole document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    protected_routes().merge(public_routes()).into_openapi()
+}
+
+static DOCUMENT: OnceLock<String> = OnceLock::new();
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
+pub async fn openapi_json() -> impl IntoResponse {
+    let json = DOCUMENT.get_or_init(|| {
+        document()
+            .to_json()
+            .expect("the generated document serialises")
+    });
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str())
+}
