@@ -122,6 +122,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX herald_deliveries_by_event ON herald_deliveries(event_seq);
     CREATE INDEX herald_script_failures_by_time ON herald_script_failures(created_at);
     "#,
+    // 3: waiting deliveries by hook, so that claims seek per hook instead of scanning the outbox.
+    r#"
+    CREATE INDEX herald_deliveries_waiting ON herald_deliveries(hook_id, next_attempt_at)
+        WHERE next_attempt_at IS NOT NULL;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

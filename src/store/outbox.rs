@@ -272,9 +272,13 @@ impl Store {
         Ok(deliveries)
     }
 
-    /// Claims up to `limit` due deliveries, oldest due first, leasing each until `now + lease_ms`.
-    /// A hook never gets more than `per_hook_limit` in flight, counting `in_flight`. Deliveries whose
+    /// Claims up to `limit` due deliveries, leasing each until `now + lease_ms`. Hooks are served
+    /// oldest due first, each up to its room under `per_hook_limit` (counting `in_flight`), so a hook
+    /// with a large backlog or a slow target never hides another hook's deliveries. Deliveries whose
     /// hook is gone or disabled are discarded on the way.
+    ///
+    /// The cost is one index seek per hook with waiting deliveries plus the rows claimed, however
+    /// large the backlog: nothing here scans the outbox.
     pub fn claim_due(
         &self,
         now: i64,
@@ -283,80 +287,79 @@ impl Store {
         in_flight: &HashMap<String, usize>,
         per_hook_limit: usize,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let saturated = saturated_hooks(in_flight, per_hook_limit);
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let rows = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT d.seq, d.id, d.attempts, d.hook_id, e.id, e.trigger_name, e.payload,
-                        h.target_url, h.secret, h.authorization, h.enabled,
-                        CASE WHEN h.previous_secret_until > ?1 THEN h.previous_secret END
-                 FROM herald_deliveries d
-                 JOIN herald_events e ON e.seq = d.event_seq
-                 LEFT JOIN herald_hooks h ON h.id = d.hook_id
-                 WHERE d.next_attempt_at <= ?1
-                   AND d.hook_id NOT IN (SELECT value FROM json_each(?2))
-                 ORDER BY d.next_attempt_at
-                 LIMIT ?3",
-            )?;
-            let rows = stmt
-                .query_map((now, &saturated, limit as i64), |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, u32>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                        r.get::<_, Option<String>>(9)?,
-                        r.get::<_, Option<bool>>(10)?,
-                        r.get::<_, Option<String>>(11)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows
-        };
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut taken: HashMap<String, usize> = HashMap::new();
+        let room_of =
+            |hook: &str| per_hook_limit.saturating_sub(in_flight.get(hook).copied().unwrap_or(0));
+        let mut due: Vec<(i64, String)> = waiting_hooks(&tx)?
+            .into_iter()
+            .filter(|(hook, oldest)| *oldest <= now && room_of(hook) > 0)
+            .map(|(hook, oldest)| (oldest, hook))
+            .collect();
+        due.sort();
+        let mut claimed = Vec::with_capacity(limit);
         {
+            let mut hook_stmt = tx.prepare_cached(
+                "SELECT target_url, secret, authorization,
+                        CASE WHEN previous_secret_until > ?2 THEN previous_secret END
+                 FROM herald_hooks WHERE id = ?1 AND enabled = 1",
+            )?;
+            let mut rows_stmt = tx.prepare_cached(
+                "SELECT d.seq, d.id, d.attempts, e.id, e.trigger_name, e.payload
+                 FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
+                 WHERE d.hook_id = ?1 AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ?2
+                 ORDER BY d.next_attempt_at LIMIT ?3",
+            )?;
+            let mut discard = tx.prepare_cached(
+                "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
+                 WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?2",
+            )?;
             let mut lease = tx.prepare_cached(
                 "UPDATE herald_deliveries SET status = 'delivering', next_attempt_at = ?2, updated_at = ?3
                  WHERE seq = ?1",
             )?;
-            let mut discard = tx.prepare_cached(
-                "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
-                 WHERE seq = ?1",
-            )?;
-            for row in rows {
-                let (seq, message_id, attempts, hook_id, event_id, trigger, payload) =
-                    (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
-                let (Some(target_url), Some(secret), Some(true)) = (row.7, row.8, row.10) else {
-                    discard.execute((seq, now))?;
+            for (_, hook_id) in due {
+                let wanted = room_of(&hook_id).min(limit - claimed.len());
+                if wanted == 0 {
+                    break;
+                }
+                let hook: Option<(String, String, Option<String>, Option<String>)> = hook_stmt
+                    .query_row((&hook_id, now), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()?;
+                let Some((target_url, secret, authorization, previous_secret)) = hook else {
+                    discard.execute((&hook_id, now))?;
                     continue;
                 };
-                let busy = in_flight.get(&hook_id).copied().unwrap_or(0)
-                    + taken.get(&hook_id).copied().unwrap_or(0);
-                if busy >= per_hook_limit {
-                    continue;
+                let rows = rows_stmt
+                    .query_map((&hook_id, now, wanted as i64), |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, u32>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, String>(5)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                for (seq, message_id, attempts, event_id, trigger, payload) in rows {
+                    lease.execute((seq, now + lease_ms, now))?;
+                    claimed.push(ClaimedDelivery {
+                        seq,
+                        message_id,
+                        attempt: attempts + 1,
+                        hook_id: hook_id.clone(),
+                        target_url: target_url.clone(),
+                        secret: secret.clone(),
+                        previous_secret: previous_secret.clone(),
+                        authorization: authorization.clone(),
+                        event_id,
+                        trigger,
+                        payload,
+                    });
                 }
-                *taken.entry(hook_id.clone()).or_default() += 1;
-                lease.execute((seq, now + lease_ms, now))?;
-                claimed.push(ClaimedDelivery {
-                    seq,
-                    message_id,
-                    attempt: attempts + 1,
-                    hook_id,
-                    target_url,
-                    secret,
-                    previous_secret: row.11,
-                    authorization: row.9,
-                    event_id,
-                    trigger,
-                    payload,
-                });
             }
         }
         tx.commit()?;
@@ -369,14 +372,12 @@ impl Store {
         in_flight: &HashMap<String, usize>,
         per_hook_limit: usize,
     ) -> Result<Option<i64>> {
-        let saturated = saturated_hooks(in_flight, per_hook_limit);
         let conn = self.writer();
-        let mut stmt = conn.prepare_cached(
-            "SELECT min(next_attempt_at) FROM herald_deliveries
-             WHERE next_attempt_at IS NOT NULL
-               AND hook_id NOT IN (SELECT value FROM json_each(?1))",
-        )?;
-        Ok(stmt.query_row([&saturated], |r| r.get(0))?)
+        Ok(waiting_hooks(&conn)?
+            .into_iter()
+            .filter(|(hook, _)| in_flight.get(hook).copied().unwrap_or(0) < per_hook_limit)
+            .map(|(_, oldest)| oldest)
+            .min())
     }
 
     /// Records finished attempts and moves their deliveries on, in one transaction.
@@ -512,14 +513,26 @@ impl Store {
     }
 }
 
-/// The hooks at their in-flight limit, as a JSON array for `json_each`.
-fn saturated_hooks(in_flight: &HashMap<String, usize>, per_hook_limit: usize) -> String {
-    let ids: Vec<&String> = in_flight
-        .iter()
-        .filter(|(_, n)| **n >= per_hook_limit)
-        .map(|(id, _)| id)
-        .collect();
-    serde_json::to_string(&ids).expect("strings serialise")
+/// Every hook with waiting deliveries (due or not, leased ones included), with its earliest
+/// `next_attempt_at`. A skip scan over the index on `(hook_id, next_attempt_at)`: one seek per hook.
+fn waiting_hooks(conn: &rusqlite::Connection) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hook_id, next_attempt_at FROM herald_deliveries INDEXED BY herald_deliveries_waiting
+         WHERE next_attempt_at IS NOT NULL AND hook_id > ?1
+         ORDER BY hook_id, next_attempt_at LIMIT 1",
+    )?;
+    let mut hooks = Vec::new();
+    let mut after = String::new();
+    while let Some((hook, oldest)) = stmt
+        .query_row([&after], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()?
+    {
+        after.clone_from(&hook);
+        hooks.push((hook, oldest));
+    }
+    Ok(hooks)
 }
 
 #[cfg(test)]
@@ -604,5 +617,43 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(store.next_due(&HashMap::new(), 8).unwrap(), None);
+    }
+
+    #[test]
+    fn a_saturated_hooks_backlog_does_not_hide_another_hooks_delivery() {
+        let (_dir, store, busy) = setup();
+        for _ in 0..50 {
+            store.insert_events(&[event("NewOpportunity")]).unwrap();
+        }
+        let other = store
+            .create_hook(NewHook {
+                target_url: "http://127.0.0.1:9/other".into(),
+                secret: "whsec_c2VjcmV0".into(),
+                authorization: None,
+                description: String::new(),
+                origin: HookOrigin::Subscription,
+                scope: Scope::Everything,
+                enabled: true,
+                events: vec!["DealWon".into()],
+            })
+            .unwrap();
+        store.insert_events(&[event("DealWon")]).unwrap();
+        let in_flight = HashMap::from([(busy.clone(), 8)]);
+        let claimed = store
+            .claim_due(now_ms(), 60_000, 10, &in_flight, 8)
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].hook_id, other.id);
+        let next = store.next_due(&in_flight, 8).unwrap().unwrap();
+        assert!(
+            next > now_ms() + 50_000,
+            "only the other's lease end is left"
+        );
+        // With room again, the busy hook's oldest come first, up to its room.
+        let claimed = store
+            .claim_due(now_ms(), 60_000, 100, &HashMap::new(), 8)
+            .unwrap();
+        assert_eq!(claimed.len(), 8);
+        assert!(claimed.iter().all(|c| c.hook_id == busy));
     }
 }

@@ -1,0 +1,781 @@
+//! The pipeline benchmark: `cargo bench --bench pipeline` (full sizes) or
+//! `cargo bench --bench pipeline -- --quick` (a hundredth of them).
+//!
+//! Every scenario runs the real `herald` binary on a temporary SQLite file with the demo scripts,
+//! written by a separate connection, delivering to a receiver on loopback that answers 200 at once.
+//! Each figure is printed beside a baseline measured in the same run, as a ratio, because the
+//! machines are shared and absolute numbers mean little. The table also goes to
+//! `target/bench/pipeline.json`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::Router;
+use herald::store::{HookOrigin, NewEvent, NewHook, Scope, Store};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "bench-token";
+
+/// Sizes of one run.
+struct Sizes {
+    throughput_events: usize,
+    latency_rate: u64,
+    latency_secs: u64,
+    fanout_events: usize,
+    fanout_hooks: usize,
+    backlog_small: usize,
+    backlog_large: usize,
+    renders: usize,
+    inserts: usize,
+}
+
+impl Sizes {
+    fn full() -> Sizes {
+        Sizes {
+            throughput_events: 100_000,
+            latency_rate: 1_000,
+            latency_secs: 30,
+            fanout_events: 2_000,
+            fanout_hooks: 100,
+            backlog_small: 10_000,
+            backlog_large: 1_000_000,
+            renders: 20_000,
+            inserts: 20_000,
+        }
+    }
+
+    fn quick() -> Sizes {
+        Sizes {
+            throughput_events: 2_000,
+            latency_rate: 500,
+            latency_secs: 3,
+            fanout_events: 200,
+            fanout_hooks: 20,
+            backlog_small: 1_000,
+            backlog_large: 10_000,
+            renders: 2_000,
+            inserts: 2_000,
+        }
+    }
+}
+
+/// What the receiver saw: a count, and for latency runs the arrival time of each payload id.
+#[derive(Default)]
+struct Seen {
+    count: AtomicU64,
+    arrivals: Mutex<Option<HashMap<i64, Instant>>>,
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let state = seen.clone();
+        let app = Router::new().fallback(move |body: Bytes| {
+            let seen = state.clone();
+            async move {
+                let now = Instant::now();
+                if let Some(arrivals) = seen.arrivals.lock().unwrap().as_mut() {
+                    if let Ok(payload) = serde_json::from_slice::<Value>(&body) {
+                        if let Some(id) = payload["id"].as_i64() {
+                            arrivals.insert(id, now);
+                        }
+                    }
+                }
+                seen.count.fetch_add(1, Ordering::Relaxed);
+                ""
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, seen }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn count(&self) -> u64 {
+        self.seen.count.load(Ordering::Relaxed)
+    }
+
+    fn reset(&self, record_arrivals: bool) {
+        self.seen.count.store(0, Ordering::Relaxed);
+        *self.seen.arrivals.lock().unwrap() = record_arrivals.then(HashMap::new);
+    }
+
+    /// Waits until `count` requests arrived; returns when the last did (roughly: polled every ms).
+    async fn wait_for(&self, count: u64, timeout: Duration) -> Instant {
+        let start = Instant::now();
+        while self.count() < count {
+            if start.elapsed() > timeout {
+                panic!(
+                    "only {} of {count} deliveries within {timeout:?}",
+                    self.count()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Instant::now()
+    }
+}
+
+/// A herald process on a temporary database with the demo scripts.
+struct Herald {
+    child: Child,
+    addr: SocketAddr,
+    db: PathBuf,
+    client: reqwest::Client,
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn demo_scripts(dir: &Path) -> PathBuf {
+    let target = dir.join("scripts");
+    std::fs::create_dir_all(&target).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+    }
+    target
+}
+
+impl Herald {
+    async fn start(dir: &Path) -> Herald {
+        let addr = free_port();
+        let db = dir.join("bench.db");
+        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("serve")
+            .arg("--db")
+            .arg(&db)
+            .arg("--scripts")
+            .arg(dir.join("scripts"))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .env("HERALD_API_TOKEN", TOKEN)
+            .env("HERALD_ALLOW_TARGETS", "127.0.0.0/8")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the herald binary runs");
+        let herald = Herald {
+            child,
+            addr,
+            db,
+            client: reqwest::Client::new(),
+        };
+        for _ in 0..400 {
+            if let Ok(r) = herald.client.get(herald.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return herald;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("herald did not become ready");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn subscribe(&self, event: &str, target: &str) {
+        let r = self
+            .client
+            .post(self.url("/EPT_WebhookSubscribe"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"event": event, "target_url": target}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
+    /// Peak resident memory so far, in MiB (VmHWM).
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    fn stop(mut self) {
+        terminate(&self.child);
+        let _ = self.child.wait();
+    }
+}
+
+/// SIGTERM, so that herald shuts down as it would in production.
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
+
+fn app_connection(db: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+/// Inserts `count` project deals in transactions of 100 (blocking).
+fn insert_deals(db: &Path, count: usize) {
+    let mut conn = app_connection(db);
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(100);
+        let tx = conn.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
+                     VALUES ('Bench deal', 1000.0, 'lead', 1, 1, 10)",
+                )
+                .unwrap();
+            for _ in 0..n {
+                stmt.execute([]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        left -= n;
+    }
+}
+
+/// One line of the report.
+struct Row {
+    scenario: &'static str,
+    figure: String,
+    value: f64,
+    unit: &'static str,
+    baseline: String,
+    baseline_value: f64,
+    /// `value / baseline_value`, or the inverse when lower is better; what the target speaks of.
+    ratio: f64,
+    target: &'static str,
+}
+
+/// Bare loopback POSTs with the same client settings and at most `concurrency` in flight.
+async fn bare_post_rate(receiver: &Receiver, count: usize, concurrency: usize) -> f64 {
+    let client = reqwest::Client::new();
+    let body = json!({"id": 1, "title": "Bench deal", "amount": 1000.0}).to_string();
+    receiver.reset(false);
+    let start = Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    for _ in 0..count {
+        let permit = semaphore.clone().acquire_owned().await.unwrap();
+        let client = client.clone();
+        let body = body.clone();
+        let url = receiver.url("/bare");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            drop(permit);
+        });
+    }
+    receiver
+        .wait_for(count as u64, Duration::from_secs(600))
+        .await;
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn throughput(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) -> f64 {
+    let bare = bare_post_rate(receiver, sizes.throughput_events, 8).await;
+    let dir = tempfile::tempdir().unwrap();
+    demo_scripts(dir.path());
+    let herald = Herald::start(dir.path()).await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/throughput"))
+        .await;
+    receiver.reset(false);
+    let db = herald.db.clone();
+    let n = sizes.throughput_events;
+    let start = Instant::now();
+    let writer = tokio::task::spawn_blocking(move || insert_deals(&db, n));
+    let done = receiver.wait_for(n as u64, Duration::from_secs(1800)).await;
+    writer.await.unwrap();
+    let rate = n as f64 / (done - start).as_secs_f64();
+    rows.push(Row {
+        scenario: "throughput",
+        figure: format!("events/s, {n} inserts in transactions of 100, 1 subscriber"),
+        value: rate,
+        unit: "events/s",
+        baseline: "bare loopback POST rate, 8 in flight".into(),
+        baseline_value: bare,
+        ratio: rate / bare,
+        target: ">= 0.50",
+    });
+    herald.stop();
+    rate
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+async fn latency(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
+    let interval = Duration::from_nanos(1_000_000_000 / sizes.latency_rate);
+    let total = (sizes.latency_rate * sizes.latency_secs) as usize;
+
+    // Baseline: the bare POST round trip at the same rate.
+    let client = reqwest::Client::new();
+    let mut bare = Vec::with_capacity(total);
+    let mut ticker = tokio::time::interval(interval);
+    let url = receiver.url("/bare");
+    let (sender, mut results) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..total {
+        ticker.tick().await;
+        let client = client.clone();
+        let url = url.clone();
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            client.post(url).body("{}").send().await.unwrap();
+            let _ = sender.send(start.elapsed().as_secs_f64() * 1000.0);
+        });
+    }
+    drop(sender);
+    while let Some(ms) = results.recv().await {
+        bare.push(ms);
+    }
+    bare.sort_by(|a, b| a.total_cmp(b));
+
+    let dir = tempfile::tempdir().unwrap();
+    demo_scripts(dir.path());
+    let herald = Herald::start(dir.path()).await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/latency"))
+        .await;
+    receiver.reset(true);
+    let db = herald.db.clone();
+    let rate = sizes.latency_rate;
+    let committed = tokio::task::spawn_blocking(move || {
+        let conn = app_connection(&db);
+        let mut stmt = conn
+            .prepare(
+                "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
+                 VALUES ('Latency deal', 1.0, 'lead', 1, 1, 10)",
+            )
+            .unwrap();
+        let mut commits = Vec::with_capacity(total);
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + Duration::from_nanos(i as u64 * 1_000_000_000 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            stmt.execute([]).unwrap();
+            commits.push((conn.last_insert_rowid(), Instant::now()));
+        }
+        commits
+    })
+    .await
+    .unwrap();
+    receiver
+        .wait_for(total as u64, Duration::from_secs(600))
+        .await;
+    let arrivals = receiver.seen.arrivals.lock().unwrap().take().unwrap();
+    let mut latencies: Vec<f64> = committed
+        .iter()
+        .filter_map(|(id, at)| arrivals.get(id).map(|r| (*r - *at).as_secs_f64() * 1000.0))
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    for (name, p) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
+        let value = percentile(&latencies, p);
+        let base = percentile(&bare, p);
+        rows.push(Row {
+            scenario: "latency",
+            figure: format!(
+                "{name} ms commit to receipt at {rate}/s for {} s",
+                sizes.latency_secs
+            ),
+            value,
+            unit: "ms",
+            baseline: format!("bare POST round trip {name}"),
+            baseline_value: base,
+            ratio: value / base,
+            target: if name == "p99" { "< 10 ms" } else { "" },
+        });
+    }
+    herald.stop();
+}
+
+async fn fanout(sizes: &Sizes, receiver: &Receiver, throughput_rate: f64, rows: &mut Vec<Row>) {
+    let dir = tempfile::tempdir().unwrap();
+    demo_scripts(dir.path());
+    let herald = Herald::start(dir.path()).await;
+    for i in 0..sizes.fanout_hooks {
+        herald
+            .subscribe("NewOpportunity", &receiver.url(&format!("/fanout/{i}")))
+            .await;
+    }
+    receiver.reset(false);
+    let db = herald.db.clone();
+    let n = sizes.fanout_events;
+    let expected = (n * sizes.fanout_hooks) as u64;
+    let start = Instant::now();
+    let writer = tokio::task::spawn_blocking(move || insert_deals(&db, n));
+    let done = receiver.wait_for(expected, Duration::from_secs(1800)).await;
+    writer.await.unwrap();
+    let rate = expected as f64 / (done - start).as_secs_f64();
+    rows.push(Row {
+        scenario: "fan-out",
+        figure: format!(
+            "deliveries/s, {n} events to {} hooks each",
+            sizes.fanout_hooks
+        ),
+        value: rate,
+        unit: "deliveries/s",
+        baseline: "throughput scenario's rate".into(),
+        baseline_value: throughput_rate,
+        ratio: rate / throughput_rate,
+        target: ">= 0.80",
+    });
+    herald.stop();
+}
+
+/// Fills the outbox of a stopped herald with `deliveries` waiting deliveries (1,000 hooks, or fewer
+/// for small backlogs), then starts it and measures the drain and the peak memory.
+async fn backlog_run(receiver: &Receiver, deliveries: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    demo_scripts(dir.path());
+    // Start once so the database has herald's tables and the demo schema, then stop.
+    let herald = Herald::start(dir.path()).await;
+    let db = herald.db.clone();
+    herald.stop();
+    let hooks = deliveries.clamp(1, 1000);
+    let events = deliveries / hooks;
+    let target = receiver.url("/backlog");
+    let db_path = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&db_path).unwrap();
+        for _ in 0..hooks {
+            store
+                .create_hook(NewHook {
+                    target_url: target.clone(),
+                    secret: herald::delivery::signing::generate_secret(),
+                    authorization: None,
+                    description: String::new(),
+                    origin: HookOrigin::Subscription,
+                    scope: Scope::Everything,
+                    enabled: true,
+                    events: vec!["NewOpportunity".into()],
+                })
+                .unwrap();
+        }
+        let batch: Vec<NewEvent> = (0..10usize.min(events))
+            .map(|i| NewEvent {
+                id: herald::ids::event_id(),
+                trigger: "NewOpportunity".into(),
+                row_id: Some(i as i64),
+                payload: json!({"id": i, "title": "Backlog deal"}).to_string(),
+                change_id: None,
+                script_hash: None,
+                resource_name: None,
+                event_type: None,
+                company_id: None,
+                project_id: None,
+            })
+            .collect();
+        let mut stored = 0;
+        while stored < events {
+            let take = batch.len().min(events - stored);
+            let fresh: Vec<NewEvent> = batch[..take]
+                .iter()
+                .map(|e| NewEvent {
+                    id: herald::ids::event_id(),
+                    ..e.clone()
+                })
+                .collect();
+            store.insert_events(&fresh).unwrap();
+            stored += take;
+        }
+    })
+    .await
+    .unwrap();
+    let expected = (hooks * events) as u64;
+    receiver.reset(false);
+    let start = Instant::now();
+    let herald = Herald::start(dir.path()).await;
+    let mut peak: f64 = 0.0;
+    while receiver.count() < expected {
+        peak = peak.max(herald.peak_rss_mib());
+        if start.elapsed() > Duration::from_secs(3600) {
+            panic!("backlog not drained within an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rate = expected as f64 / start.elapsed().as_secs_f64();
+    peak = peak.max(herald.peak_rss_mib());
+    herald.stop();
+    (rate, peak)
+}
+
+async fn backlog(sizes: &Sizes, receiver: &Receiver, throughput_rate: f64, rows: &mut Vec<Row>) {
+    let (small_rate, small_peak) = backlog_run(receiver, sizes.backlog_small).await;
+    let (large_rate, large_peak) = backlog_run(receiver, sizes.backlog_large).await;
+    rows.push(Row {
+        scenario: "backlog",
+        figure: format!("peak resident MiB with {} waiting", sizes.backlog_large),
+        value: large_peak,
+        unit: "MiB",
+        baseline: format!("peak with {} waiting", sizes.backlog_small),
+        baseline_value: small_peak,
+        ratio: large_peak / small_peak,
+        target: "< 150 MiB",
+    });
+    rows.push(Row {
+        scenario: "backlog",
+        figure: format!("drain deliveries/s from {} waiting", sizes.backlog_large),
+        value: large_rate,
+        unit: "deliveries/s",
+        baseline: "throughput scenario's rate".into(),
+        baseline_value: throughput_rate,
+        ratio: large_rate / throughput_rate,
+        target: "",
+    });
+    rows.push(Row {
+        scenario: "backlog",
+        figure: format!(
+            "drain rate from {} vs from {} waiting",
+            sizes.backlog_large, sizes.backlog_small
+        ),
+        value: large_rate,
+        unit: "deliveries/s",
+        baseline: format!("drain rate from {} waiting", sizes.backlog_small),
+        baseline_value: small_rate,
+        ratio: large_rate / small_rate,
+        target: "flat: ~1.0",
+    });
+}
+
+/// Body-script render of NewOpportunity against a native build of the same payload.
+fn script_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts_dir = demo_scripts(dir.path());
+    let config = herald::Config::with_paths(dir.path().join("bench.db"), &scripts_dir);
+    let (store, scripts) = herald::server::prepare(&config).unwrap();
+    let sandbox = herald::scripts::Sandbox::new(&config.sandbox, store.read_only().unwrap());
+    let script = scripts.body("NewOpportunity").unwrap().clone();
+    let n = sizes.renders;
+    let start = Instant::now();
+    for _ in 0..n {
+        let payload = sandbox.render(&script, Some(1000), None).unwrap();
+        std::hint::black_box(payload);
+    }
+    let scripted = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.path().join("bench.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut deal = conn
+            .prepare_cached(
+                "SELECT id, title, amount, stage, company_id, project_id, created_at FROM Deal WHERE id = ?1",
+            )
+            .unwrap();
+        let (id, title, amount, stage, company_id, project_id, created_at) = deal
+            .query_row([1000], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<f64>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })
+            .unwrap();
+        let mut company = conn
+            .prepare_cached("SELECT id, name, city FROM Company WHERE id = ?1")
+            .unwrap();
+        let company = company
+            .query_row([company_id], |r| {
+                Ok(json!({"id": r.get::<_, i64>(0)?, "name": r.get::<_, String>(1)?, "city": r.get::<_, Option<String>>(2)?}))
+            })
+            .unwrap_or(Value::Null);
+        let payload = json!({
+            "id": id, "title": title, "amount": amount, "stage": stage, "company": company,
+            "project_id": project_id, "created_at": created_at,
+        });
+        std::hint::black_box(payload);
+    }
+    let native = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    rows.push(Row {
+        scenario: "script cost",
+        figure: "µs per NewOpportunity body-script render".into(),
+        value: scripted,
+        unit: "µs",
+        baseline: "native Rust build of the same payload".into(),
+        baseline_value: native,
+        ratio: scripted / native,
+        target: "< 2.0",
+    });
+}
+
+/// An application's insert into a tracked table against the same insert into an untracked twin.
+fn trigger_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts_dir = demo_scripts(dir.path());
+    let config = herald::Config::with_paths(dir.path().join("bench.db"), &scripts_dir);
+    let (store, _) = herald::server::prepare(&config).unwrap();
+    drop(store);
+    let mut conn = app_connection(&config.db);
+    conn.execute_batch(
+        "CREATE TABLE DealUntracked (
+            id INTEGER PRIMARY KEY, title TEXT NOT NULL, amount REAL, stage TEXT,
+            is_project INTEGER NOT NULL DEFAULT 0, company_id INTEGER, project_id INTEGER,
+            contact_id INTEGER, created_at TEXT)",
+    )
+    .unwrap();
+    let mut time_inserts = |table: &str| {
+        let start = Instant::now();
+        let mut left = sizes.inserts;
+        while left > 0 {
+            let tx = conn.transaction().unwrap();
+            {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO {table} (title, amount, stage, is_project, company_id, project_id)
+                         VALUES ('Trigger cost', 1.0, 'lead', 0, 1, 10)"
+                    ))
+                    .unwrap();
+                for _ in 0..100.min(left) {
+                    stmt.execute([]).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+            left -= 100.min(left);
+        }
+        start.elapsed().as_secs_f64() * 1e6 / sizes.inserts as f64
+    };
+    // Alternate to spread the machine's noise over both.
+    let (mut tracked, mut untracked) = (0.0, 0.0);
+    for _ in 0..2 {
+        untracked += time_inserts("DealUntracked");
+        tracked += time_inserts("Deal");
+    }
+    rows.push(Row {
+        scenario: "trigger cost",
+        figure: "µs per insert into tracked Deal (transactions of 100)".into(),
+        value: tracked / 2.0,
+        unit: "µs",
+        baseline: "same insert into an untracked table".into(),
+        baseline_value: untracked / 2.0,
+        ratio: tracked / untracked,
+        target: "<= 2.0",
+    });
+}
+
+fn report(rows: &[Row], quick: bool) {
+    println!();
+    println!(
+        "{:<13} {:<62} {:>12} {:>12}  {:>7}  target",
+        "scenario", "figure", "value", "baseline", "ratio"
+    );
+    for r in rows {
+        println!(
+            "{:<13} {:<62} {:>12.2} {:>12.2}  {:>7.3}  {}",
+            r.scenario, r.figure, r.value, r.baseline_value, r.ratio, r.target
+        );
+    }
+    let json = json!({
+        "quick": quick,
+        "herald_version": env!("CARGO_PKG_VERSION"),
+        "scenarios": rows.iter().map(|r| json!({
+            "scenario": r.scenario,
+            "figure": r.figure,
+            "value": r.value,
+            "unit": r.unit,
+            "baseline": r.baseline,
+            "baseline_value": r.baseline_value,
+            "ratio": r.ratio,
+            "target": r.target,
+        })).collect::<Vec<_>>(),
+    });
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pipeline.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("\nwritten to {}", path.display());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `cargo bench` passes --bench; a filter picks scenarios by name.
+    let only: Vec<&String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wants = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+    let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        let receiver = Receiver::start().await;
+        let mut rate = f64::NAN;
+        if wants("throughput") || wants("fan-out") || wants("backlog") {
+            eprintln!("throughput...");
+            rate = throughput(&sizes, &receiver, &mut rows).await;
+        }
+        if wants("latency") {
+            eprintln!("latency...");
+            latency(&sizes, &receiver, &mut rows).await;
+        }
+        if wants("fan-out") {
+            eprintln!("fan-out...");
+            fanout(&sizes, &receiver, rate, &mut rows).await;
+        }
+        if wants("backlog") {
+            eprintln!("backlog...");
+            backlog(&sizes, &receiver, rate, &mut rows).await;
+        }
+    });
+    if wants("script") {
+        eprintln!("script cost...");
+        script_cost(&sizes, &mut rows);
+    }
+    if wants("trigger") {
+        eprintln!("trigger cost...");
+        trigger_cost(&sizes, &mut rows);
+    }
+    report(&rows, quick);
+}
