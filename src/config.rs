@@ -91,7 +91,7 @@ impl Default for DeliverySettings {
             timeout: Duration::from_secs(15),
             allow_targets: Vec::new(),
             max_in_flight: 64,
-            max_in_flight_per_hook: 8,
+            max_in_flight_per_hook: 16,
             max_retry_after: Duration::from_secs(3600),
         }
     }

@@ -319,15 +319,18 @@ impl Worker {
             if *shutdown.borrow() && stopping_since.is_none() {
                 stopping_since = Some(Instant::now());
             }
-            if !unrecorded.is_empty() {
-                // An earlier batch could not be recorded (database busy): it goes first.
+            let mut wait = MAX_IDLE;
+            let room = self.settings.max_in_flight.saturating_sub(total_in_flight);
+            if (stopping_since.is_some() || room == 0) && !unrecorded.is_empty() {
                 self.record(&mut unrecorded).await;
             }
-            let mut wait = MAX_IDLE;
             if stopping_since.is_none() {
-                let room = self.settings.max_in_flight.saturating_sub(total_in_flight);
                 if room > 0 {
-                    match self.claim(room.min(CLAIM_BATCH), &in_flight).await {
+                    // Finished attempts are recorded in the transaction that claims the next ones.
+                    match self
+                        .record_and_claim(&mut unrecorded, room.min(CLAIM_BATCH), &in_flight)
+                        .await
+                    {
                         Ok(claimed) => {
                             failures = 0;
                             let full = claimed.len() == room.min(CLAIM_BATCH);
@@ -381,7 +384,6 @@ impl Worker {
                     }
                     total_in_flight -= finished.len().min(total_in_flight);
                     unrecorded.extend(finished);
-                    self.record(&mut unrecorded).await;
                 }
                 _ = self.deliveries_waiting.notified(), if stopping_since.is_none() => {}
                 _ = shutdown.changed(), if stopping_since.is_none() => {}
@@ -391,16 +393,30 @@ impl Worker {
         alive.store(false, Ordering::SeqCst);
     }
 
-    async fn claim(
+    /// Records `records` and claims up to `limit` deliveries in one transaction. On failure the
+    /// records stay in `records` for the next try, so no outcome is lost.
+    async fn record_and_claim(
         &self,
+        records: &mut Vec<AttemptRecord>,
         limit: usize,
         in_flight: &HashMap<String, usize>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let batch = std::mem::take(records);
         let store = self.store.clone();
         let in_flight = in_flight.clone();
         let per_hook = self.settings.max_in_flight_per_hook;
         let lease = self.lease_ms();
-        blocking(move || store.claim_due(now_ms(), lease, limit, &in_flight, per_hook)).await
+        let (batch, result) = blocking(move || {
+            let result =
+                store.record_and_claim(&batch, now_ms(), lease, limit, &in_flight, per_hook);
+            Ok((batch, result))
+        })
+        .await?;
+        match &result {
+            Ok(_) => log_finished(&batch),
+            Err(_) => *records = batch,
+        }
+        result
     }
 
     async fn until_next_due(&self, in_flight: &HashMap<String, usize>) -> Duration {
@@ -420,29 +436,36 @@ impl Worker {
     /// Records finished attempts; on failure keeps them for the next try, so no outcome is lost.
     async fn record(&self, records: &mut Vec<AttemptRecord>) {
         let batch = std::mem::take(records);
-        for record in &batch {
-            tracing::info!(
-                delivery_seq = record.delivery_seq,
-                hook_id = %record.hook_id,
-                attempt = record.attempt,
-                outcome = record.outcome.as_str(),
-                status = record.status_code,
-                duration_ms = record.duration_ms,
-                next = ?record.next,
-                "attempt finished"
-            );
-        }
         let store = self.store.clone();
-        let result = blocking({
-            let batch = batch.clone();
-            move || store.record_attempts(&batch)
+        let (batch, result) = blocking(move || {
+            let result = store.record_attempts(&batch);
+            Ok((batch, result))
         })
-        .await;
-        if let Err(e) = result {
-            tracing::warn!("cannot record {} attempts yet: {e}", batch.len());
-            *records = batch;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        .await
+        .expect("the closure does not fail");
+        match result {
+            Ok(()) => log_finished(&batch),
+            Err(e) => {
+                tracing::warn!("cannot record {} attempts yet: {e}", batch.len());
+                *records = batch;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
+    }
+}
+
+fn log_finished(records: &[AttemptRecord]) {
+    for record in records {
+        tracing::info!(
+            delivery_seq = record.delivery_seq,
+            hook_id = %record.hook_id,
+            attempt = record.attempt,
+            outcome = record.outcome.as_str(),
+            status = record.status_code,
+            duration_ms = record.duration_ms,
+            next = ?record.next,
+            "attempt finished"
+        );
     }
 }
 

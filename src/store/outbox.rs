@@ -287,11 +287,131 @@ impl Store {
         in_flight: &HashMap<String, usize>,
         per_hook_limit: usize,
     ) -> Result<Vec<ClaimedDelivery>> {
+        self.record_and_claim(&[], now, lease_ms, limit, in_flight, per_hook_limit)
+    }
+
+    /// Records finished attempts and claims the next deliveries in one transaction: the worker's
+    /// step after attempts come back, at half the commits of doing the two apart.
+    pub fn record_and_claim(
+        &self,
+        records: &[AttemptRecord],
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        in_flight: &HashMap<String, usize>,
+        per_hook_limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        record_in(&tx, records)?;
+        let claimed = claim_in(&tx, now, lease_ms, limit, in_flight, per_hook_limit)?;
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// The earliest time a delivery of a hook that has room falls due, if any.
+    pub fn next_due(
+        &self,
+        in_flight: &HashMap<String, usize>,
+        per_hook_limit: usize,
+    ) -> Result<Option<i64>> {
+        let conn = self.writer();
+        Ok(waiting_hooks(&conn)?
+            .into_iter()
+            .filter(|(hook, _)| in_flight.get(hook).copied().unwrap_or(0) < per_hook_limit)
+            .map(|(_, oldest)| oldest)
+            .min())
+    }
+
+    /// Records finished attempts and moves their deliveries on, in one transaction.
+    pub fn record_attempts(&self, records: &[AttemptRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        record_in(&tx, records)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The status of one delivery, by its message id.
+    pub fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>> {
+        let conn = self.writer();
+        let status: Option<String> = conn
+            .query_row(
+                "SELECT status FROM herald_deliveries WHERE id = ?1",
+                [message_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(status.as_deref().and_then(DeliveryStatus::parse))
+    }
+
+    /// Every attempt made for one delivery, in order.
+    pub fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code,
+                    a.request_headers, a.response_headers, a.response_body, a.error
+             FROM herald_attempts a JOIN herald_deliveries d ON d.seq = a.delivery_seq
+             WHERE d.id = ?1 ORDER BY a.seq",
+        )?;
+        let rows = stmt
+            .query_map([message_id], |r| {
+                Ok(StoredAttempt {
+                    attempt: r.get(0)?,
+                    started_at: r.get(1)?,
+                    duration_ms: r.get(2)?,
+                    outcome: r.get(3)?,
+                    status_code: r.get(4)?,
+                    request_headers: r.get(5)?,
+                    response_headers: r.get(6)?,
+                    response_body: r.get(7)?,
+                    error: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The newest script failures, newest first.
+    pub fn recent_script_failures(&self, limit: usize) -> Result<Vec<ScriptFailure>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT script, line, col, message, trigger_name, table_name, row_id, change_id
+             FROM herald_script_failures ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(ScriptFailure {
+                    script: r.get(0)?,
+                    line: r.get(1)?,
+                    col: r.get(2)?,
+                    message: r.get(3)?,
+                    trigger: r.get(4)?,
+                    table: r.get(5)?,
+                    row_id: r.get(6)?,
+                    change_id: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+fn claim_in(
+    tx: &Transaction<'_>,
+    now: i64,
+    lease_ms: i64,
+    limit: usize,
+    in_flight: &HashMap<String, usize>,
+    per_hook_limit: usize,
+) -> Result<Vec<ClaimedDelivery>> {
+    {
         let room_of =
             |hook: &str| per_hook_limit.saturating_sub(in_flight.get(hook).copied().unwrap_or(0));
-        let mut due: Vec<(i64, String)> = waiting_hooks(&tx)?
+        let mut due: Vec<(i64, String)> = waiting_hooks(tx)?
             .into_iter()
             .filter(|(hook, oldest)| *oldest <= now && room_of(hook) > 0)
             .map(|(hook, oldest)| (oldest, hook))
@@ -362,32 +482,16 @@ impl Store {
                 }
             }
         }
-        tx.commit()?;
         Ok(claimed)
     }
+}
 
-    /// The earliest time a delivery of a hook that has room falls due, if any.
-    pub fn next_due(
-        &self,
-        in_flight: &HashMap<String, usize>,
-        per_hook_limit: usize,
-    ) -> Result<Option<i64>> {
-        let conn = self.writer();
-        Ok(waiting_hooks(&conn)?
-            .into_iter()
-            .filter(|(hook, _)| in_flight.get(hook).copied().unwrap_or(0) < per_hook_limit)
-            .map(|(_, oldest)| oldest)
-            .min())
+fn record_in(tx: &Transaction<'_>, records: &[AttemptRecord]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
     }
-
-    /// Records finished attempts and moves their deliveries on, in one transaction.
-    pub fn record_attempts(&self, records: &[AttemptRecord]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let now = now_ms();
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO herald_attempts
@@ -431,7 +535,7 @@ impl Store {
                 .optional()?;
             match origin.as_deref() {
                 Some("subscription") => {
-                    delete_hook_in(&tx, &r.hook_id)?;
+                    delete_hook_in(tx, &r.hook_id)?;
                     tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: subscription removed");
                 }
                 Some(_) => {
@@ -444,73 +548,8 @@ impl Store {
                 None => {}
             }
         }
-        tx.commit()?;
-        Ok(())
     }
-
-    /// The status of one delivery, by its message id.
-    pub fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>> {
-        let conn = self.writer();
-        let status: Option<String> = conn
-            .query_row(
-                "SELECT status FROM herald_deliveries WHERE id = ?1",
-                [message_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(status.as_deref().and_then(DeliveryStatus::parse))
-    }
-
-    /// Every attempt made for one delivery, in order.
-    pub fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>> {
-        let conn = self.writer();
-        let mut stmt = conn.prepare_cached(
-            "SELECT a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code,
-                    a.request_headers, a.response_headers, a.response_body, a.error
-             FROM herald_attempts a JOIN herald_deliveries d ON d.seq = a.delivery_seq
-             WHERE d.id = ?1 ORDER BY a.seq",
-        )?;
-        let rows = stmt
-            .query_map([message_id], |r| {
-                Ok(StoredAttempt {
-                    attempt: r.get(0)?,
-                    started_at: r.get(1)?,
-                    duration_ms: r.get(2)?,
-                    outcome: r.get(3)?,
-                    status_code: r.get(4)?,
-                    request_headers: r.get(5)?,
-                    response_headers: r.get(6)?,
-                    response_body: r.get(7)?,
-                    error: r.get(8)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
-
-    /// The newest script failures, newest first.
-    pub fn recent_script_failures(&self, limit: usize) -> Result<Vec<ScriptFailure>> {
-        let conn = self.writer();
-        let mut stmt = conn.prepare_cached(
-            "SELECT script, line, col, message, trigger_name, table_name, row_id, change_id
-             FROM herald_script_failures ORDER BY seq DESC LIMIT ?1",
-        )?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(ScriptFailure {
-                    script: r.get(0)?,
-                    line: r.get(1)?,
-                    col: r.get(2)?,
-                    message: r.get(3)?,
-                    trigger: r.get(4)?,
-                    table: r.get(5)?,
-                    row_id: r.get(6)?,
-                    change_id: r.get(7)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
+    Ok(())
 }
 
 /// Every hook with waiting deliveries (due or not, leased ones included), with its earliest
