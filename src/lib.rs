@@ -15,6 +15,7 @@
 //! - [`events`]: renders an event's payload with its body script.
 //! - [`delivery`]: claims due deliveries, signs and POSTs them, records every attempt, schedules retries.
 //! - [`retention`]: deletes events older than the retention window, in small batches.
+//! - [`metrics`]: counters of the work done and gauges of the outbox, for `GET /metrics`.
 //! - [`http`]: the REST hooks endpoints, health endpoints, authentication and the JSON error shape.
 //! - [`server`]: the composition root that starts all of the above and stops them on shutdown.
 //! - [`commands`]: `herald check`, `herald fire` and `herald sample`, the command-line tools beside `serve`.
@@ -26,6 +27,7 @@ pub mod delivery;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod reload;
 pub mod retention;
 pub mod scripts;

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::Config;
 use crate::delivery::{TargetPolicy, Worker};
 use crate::http::{router, AppState};
+use crate::metrics::Metrics;
 use crate::reload::ScriptWatcher;
 use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet, SCHEMA_FILE};
 use crate::store::Store;
@@ -98,6 +99,7 @@ pub async fn serve(
         None
     };
     let deliveries_waiting = Arc::new(Notify::new());
+    let metrics = Metrics::new();
 
     let tracker_alive = Arc::new(AtomicBool::new(false));
     let stop_tracking = Arc::new(AtomicBool::new(false));
@@ -107,6 +109,7 @@ pub async fn serve(
         Sandbox::new(&config.sandbox, store.read_only()?),
         config.tracking.clone(),
         deliveries_waiting.clone(),
+        metrics.clone(),
     )?;
     let tracker_thread = tracker.spawn(stop_tracking.clone(), tracker_alive.clone())?;
 
@@ -116,6 +119,7 @@ pub async fn serve(
         store.clone(),
         config.delivery.clone(),
         deliveries_waiting.clone(),
+        metrics.clone(),
     );
     let retention_task = tokio::spawn(crate::retention::run(
         store.clone(),
@@ -133,6 +137,7 @@ pub async fn serve(
         tracker_alive,
         worker_alive,
         deliveries_waiting,
+        metrics,
     };
     tracing::info!(address = %listener.local_addr()?, "herald listening");
     let served = axum::serve(listener, router(state))

@@ -18,6 +18,7 @@ use crate::config::TrackingSettings;
 use crate::events::{
     event_type, render_event, resource_event, resource_event_name, scope_of, RenderError,
 };
+use crate::metrics::Metrics;
 use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
 use crate::store::{Change, ChangeReader, NewEvent, ReadOnlyDb, ScriptFailure, Store, StoreError};
 
@@ -118,6 +119,7 @@ pub struct Tracker {
     settings: TrackingSettings,
     /// Told whenever new deliveries were stored.
     deliveries_waiting: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl Tracker {
@@ -127,6 +129,7 @@ impl Tracker {
         sandbox: Sandbox,
         settings: TrackingSettings,
         deliveries_waiting: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Result<Tracker, StoreError> {
         let reader = store.change_reader()?;
         let scope_db = store.read_only()?;
@@ -138,6 +141,7 @@ impl Tracker {
             reader,
             settings,
             deliveries_waiting,
+            metrics,
         })
     }
 
@@ -232,6 +236,13 @@ impl Tracker {
                 Ok(deliveries) => {
                     if deliveries > 0 {
                         self.deliveries_waiting.notify_one();
+                    }
+                    self.metrics.changes_consumed(changes.len());
+                    for event in &outcome.events {
+                        self.metrics.event_fired(&event.trigger);
+                    }
+                    for failure in &outcome.failures {
+                        self.metrics.script_failed(&failure.script);
                     }
                     tracing::debug!(
                         changes = changes.len(),

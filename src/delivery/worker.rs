@@ -19,6 +19,7 @@ use super::target::{GuardedResolver, TargetError, TargetPolicy};
 use super::{RESPONSE_BODY_CAP, USER_AGENT};
 use crate::clock::now_ms;
 use crate::config::DeliverySettings;
+use crate::metrics::Metrics;
 use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, Store, StoreError};
 
 /// Signs and sends one attempt and says what it came to.
@@ -279,6 +280,7 @@ pub struct Worker {
     settings: DeliverySettings,
     /// Notified when new deliveries are stored, so they go out at once rather than at the next look.
     deliveries_waiting: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 /// Claims per look; more are claimed at once when the batch came back full.
@@ -291,12 +293,14 @@ impl Worker {
         store: Store,
         settings: DeliverySettings,
         deliveries_waiting: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Worker {
         Worker {
             sender: Sender::new(&settings),
             store,
             settings,
             deliveries_waiting,
+            metrics,
         }
     }
 
@@ -413,7 +417,7 @@ impl Worker {
         })
         .await?;
         match &result {
-            Ok(_) => log_finished(&batch),
+            Ok(_) => self.finished(&batch),
             Err(_) => *records = batch,
         }
         result
@@ -444,7 +448,7 @@ impl Worker {
         .await
         .expect("the closure does not fail");
         match result {
-            Ok(()) => log_finished(&batch),
+            Ok(()) => self.finished(&batch),
             Err(e) => {
                 tracing::warn!("cannot record {} attempts yet: {e}", batch.len());
                 *records = batch;
@@ -454,18 +458,23 @@ impl Worker {
     }
 }
 
-fn log_finished(records: &[AttemptRecord]) {
-    for record in records {
-        tracing::info!(
-            delivery_seq = record.delivery_seq,
-            hook_id = %record.hook_id,
-            attempt = record.attempt,
-            outcome = record.outcome.as_str(),
-            status = record.status_code,
-            duration_ms = record.duration_ms,
-            next = ?record.next,
-            "attempt finished"
-        );
+impl Worker {
+    /// Logs and counts attempts once they are recorded.
+    fn finished(&self, records: &[AttemptRecord]) {
+        for record in records {
+            self.metrics
+                .attempt_finished(record.outcome.as_str(), record.duration_ms);
+            tracing::info!(
+                delivery_seq = record.delivery_seq,
+                hook_id = %record.hook_id,
+                attempt = record.attempt,
+                outcome = record.outcome.as_str(),
+                status = record.status_code,
+                duration_ms = record.duration_ms,
+                next = ?record.next,
+                "attempt finished"
+            );
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -55,4 +56,26 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             })),
         )
     }
+}
+
+/// Prometheus text format: work done (changes, events, attempts, script errors), attempt latency,
+/// and the outbox (waiting deliveries, the oldest one's age, hooks by state).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let snapshot =
+        match blocking(move || store.outbox_snapshot().map_err(super::ApiError::from)).await {
+            Ok(snapshot) => snapshot,
+            Err(e) => return e.into_response(),
+        };
+    let text = state.metrics.render(&snapshot, crate::clock::now_ms());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

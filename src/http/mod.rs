@@ -43,6 +43,7 @@ pub struct AppState {
     pub worker_alive: Arc<AtomicBool>,
     /// Wakes the delivery worker when a request made deliveries due (a retry).
     pub deliveries_waiting: Arc<Notify>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -25,7 +25,7 @@ pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEve
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
 pub use outbox::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, NewEvent, NextStep,
-    ScriptFailure, StoredAttempt,
+    OutboxSnapshot, ScriptFailure, StoredAttempt,
 };
 pub use read_only::{Cell, QueryError, ReadOnlyDb, Row};
 

@@ -35,6 +35,18 @@ pub struct NewEvent {
     pub project_id: Option<i64>,
 }
 
+/// The outbox and the hooks at one moment, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxSnapshot {
+    /// Deliveries not yet final.
+    pub waiting: u64,
+    pub oldest_waiting_created_at: Option<i64>,
+    pub hooks_enabled: u64,
+    pub hooks_disabled: u64,
+    /// Enabled hooks with deliveries waiting for a retry.
+    pub hooks_failing: u64,
+}
+
 /// A script that failed while handling a change or rendering an event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScriptFailure {
@@ -333,6 +345,35 @@ impl Store {
         record_in(&tx, records)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// What `/metrics` reports about the outbox and the hooks.
+    pub fn outbox_snapshot(&self) -> Result<OutboxSnapshot> {
+        let conn = self.writer();
+        let (waiting, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT count(*), min(created_at) FROM herald_deliveries WHERE next_attempt_at IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (enabled, disabled): (i64, i64) = conn.query_row(
+            "SELECT coalesce(sum(enabled = 1), 0), coalesce(sum(enabled = 0), 0) FROM herald_hooks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let failing: i64 = conn.query_row(
+            "SELECT count(DISTINCT d.hook_id) FROM herald_deliveries d
+             JOIN herald_hooks h ON h.id = d.hook_id
+             WHERE d.next_attempt_at IS NOT NULL AND d.status = 'retrying' AND h.enabled = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(OutboxSnapshot {
+            waiting: waiting as u64,
+            oldest_waiting_created_at: oldest,
+            hooks_enabled: enabled as u64,
+            hooks_disabled: disabled as u64,
+            hooks_failing: failing as u64,
+        })
     }
 
     /// The status of one delivery, by its message id.

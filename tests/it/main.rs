@@ -5,6 +5,7 @@ mod admin;
 mod api_errors;
 mod cli;
 mod delivery;
+mod operations;
 mod reload;
 mod scripts;
 mod spine;

@@ -1,0 +1,169 @@
+//! Operational metrics, served at `GET /metrics` in the Prometheus text format.
+//!
+//! Counters and the latency histogram are kept in memory by the parts that do the work (the tracker,
+//! the delivery worker); the gauges that describe the outbox are read from the database at each
+//! scrape, so they are true for every process that shares it. `prometheus-client` (the Prometheus
+//! project's Rust client) does the encoding.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::OutboxSnapshot;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    /// A trigger name or a resource event (`Deal.update`).
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// success, http_error, timeout, connection_error or refused.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScriptLabel {
+    pub script: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookStateLabel {
+    /// enabled, disabled, or failing (enabled, with deliveries waiting for a retry).
+    pub state: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    changes_consumed: Counter,
+    events_fired: Family<EventLabel, Counter>,
+    attempts: Family<OutcomeLabel, Counter>,
+    attempt_seconds: Histogram,
+    script_errors: Family<ScriptLabel, Counter>,
+    waiting: Gauge,
+    oldest_waiting_seconds: Gauge<f64, AtomicU64>,
+    hooks: Family<HookStateLabel, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("herald");
+        let changes_consumed = Counter::default();
+        registry.register(
+            "changes_consumed",
+            "Changes of tracked tables consumed from the change log",
+            changes_consumed.clone(),
+        );
+        let events_fired = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "events_fired",
+            "Events fired, by trigger or resource event",
+            events_fired.clone(),
+        );
+        let attempts = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts finished, by outcome",
+            attempts.clone(),
+        );
+        let attempt_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 13));
+        registry.register(
+            "delivery_attempt_duration_seconds",
+            "Time from sending a delivery to the end of its response",
+            attempt_seconds.clone(),
+        );
+        let script_errors = Family::<ScriptLabel, Counter>::default();
+        registry.register(
+            "script_errors",
+            "Script runs that failed (compile errors are in /api/v1/scripts), by script",
+            script_errors.clone(),
+        );
+        let waiting = Gauge::default();
+        registry.register(
+            "deliveries_waiting",
+            "Deliveries not yet final: pending, in flight or waiting for a retry",
+            waiting.clone(),
+        );
+        let oldest_waiting_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_waiting_delivery_age_seconds",
+            "Age of the oldest delivery not yet final (0 when none)",
+            oldest_waiting_seconds.clone(),
+        );
+        let hooks = Family::<HookStateLabel, Gauge>::default();
+        registry.register("hooks", "Hooks, by state", hooks.clone());
+        Arc::new(Metrics {
+            registry,
+            changes_consumed,
+            events_fired,
+            attempts,
+            attempt_seconds,
+            script_errors,
+            waiting,
+            oldest_waiting_seconds,
+            hooks,
+        })
+    }
+
+    pub fn changes_consumed(&self, count: usize) {
+        self.changes_consumed.inc_by(count as u64);
+    }
+
+    pub fn event_fired(&self, event: &str) {
+        self.events_fired
+            .get_or_create(&EventLabel {
+                event: event.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn script_failed(&self, script: &str) {
+        self.script_errors
+            .get_or_create(&ScriptLabel {
+                script: script.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn attempt_finished(&self, outcome: &str, duration_ms: i64) {
+        self.attempts
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.attempt_seconds
+            .observe(duration_ms.max(0) as f64 / 1000.0);
+    }
+
+    /// The text exposition, with the outbox gauges set from `snapshot`.
+    pub fn render(&self, snapshot: &OutboxSnapshot, now_ms: i64) -> String {
+        self.waiting.set(snapshot.waiting as i64);
+        self.oldest_waiting_seconds.set(
+            snapshot
+                .oldest_waiting_created_at
+                .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0),
+        );
+        for (state, count) in [
+            ("enabled", snapshot.hooks_enabled),
+            ("disabled", snapshot.hooks_disabled),
+            ("failing", snapshot.hooks_failing),
+        ] {
+            self.hooks
+                .get_or_create(&HookStateLabel {
+                    state: state.to_owned(),
+                })
+                .set(count as i64);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String does not fail");
+        text
+    }
+}
