@@ -283,6 +283,8 @@ pub struct Worker {
     metrics: Arc<Metrics>,
 }
 
+/// Time beyond the attempt's time-out for recording it before its lease runs out.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// Claims per look; more are claimed at once when the batch came back full.
 const CLAIM_BATCH: usize = 100;
 /// The longest the worker sleeps without looking, in case a delivery was stored by another process.
@@ -304,8 +306,11 @@ impl Worker {
         }
     }
 
+    /// How long a claimed delivery stays leased: the attempt's time-out and a margin to record it.
+    /// A process that dies mid-attempt leaves its leases to run out; then the deliveries are sent
+    /// again, which is what at least once costs.
     fn lease_ms(&self) -> i64 {
-        (self.settings.timeout + Duration::from_secs(30)).as_millis() as i64
+        (self.settings.timeout + LEASE_MARGIN).as_millis() as i64
     }
 
     /// Runs until `shutdown` turns true; then lets attempts in flight finish within the delivery

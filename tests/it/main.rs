@@ -4,6 +4,7 @@
 mod admin;
 mod api_errors;
 mod cli;
+mod crash;
 mod delivery;
 mod operations;
 mod reload;
