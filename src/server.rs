@@ -121,6 +121,7 @@ pub async fn serve(
         deliveries_waiting.clone(),
         metrics.clone(),
     );
+    let checkpoint_task = tokio::spawn(checkpoint_wal(store.clone(), worker_shutdown.clone()));
     let retention_task = tokio::spawn(crate::retention::run(
         store.clone(),
         config.retention.clone(),
@@ -151,9 +152,26 @@ pub async fn serve(
         tracing::error!("delivery worker ended abnormally: {e}");
     }
     let _ = retention_task.await;
+    let _ = checkpoint_task.await;
     tokio::task::spawn_blocking(move || tracker_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the tracking thread panicked"))?;
     tracing::info!("herald stopped");
     served.context("the HTTP server failed")
+}
+
+/// Keeps the WAL small with a passive checkpoint every half second, off the paths events take.
+async fn checkpoint_wal(store: Store, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("WAL checkpoint skipped: {e}"),
+            Err(e) => tracing::warn!("WAL checkpoint task failed: {e}"),
+        }
+    }
 }
