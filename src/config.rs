@@ -62,6 +62,8 @@ pub struct DeliverySettings {
     pub max_in_flight_per_hook: usize,
     /// The longest `Retry-After` herald honours; a longer one is cut to this.
     pub max_retry_after: Duration,
+    /// A hook whose attempts have all failed for this long is disabled; `None`: never.
+    pub disable_failing_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +95,7 @@ impl Default for DeliverySettings {
             max_in_flight: 64,
             max_in_flight_per_hook: 16,
             max_retry_after: Duration::from_secs(3600),
+            disable_failing_after: Some(Duration::from_secs(5 * 24 * 3600)),
         }
     }
 }
@@ -169,6 +172,8 @@ struct FileDelivery {
     max_in_flight: Option<usize>,
     max_in_flight_per_hook: Option<usize>,
     max_retry_after_secs: Option<f64>,
+    /// 0: never.
+    disable_failing_after_days: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +330,16 @@ impl Config {
         if let Some(v) = delivery.max_in_flight_per_hook {
             d.max_in_flight_per_hook = v.max(1);
         }
+        if let Some(days) = delivery.disable_failing_after_days {
+            d.disable_failing_after = if days == 0.0 {
+                None
+            } else {
+                Some(
+                    seconds(days * 86_400.0)
+                        .map_err(|m| invalid("delivery.disable_failing_after_days", m))?,
+                )
+            };
+        }
         if let Some(v) = delivery.max_retry_after_secs {
             d.max_retry_after =
                 seconds(v).map_err(|m| invalid("delivery.max_retry_after_secs", m))?;
@@ -448,6 +463,34 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:9000");
         assert_eq!(config.delivery.timeout, Duration::from_secs(7));
         assert_eq!(config.delivery.retry_schedule.len(), 2);
+    }
+
+    #[test]
+    fn retention_and_disabling_windows_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "watch_scripts = false\n[delivery]\ndisable_failing_after_days = 0\n[retention]\ndays = 7\ninterval_secs = 60\n",
+        )
+        .unwrap();
+        let cli = CommandLine {
+            config: Some(file),
+            ..Default::default()
+        };
+        let config = load(cli.clone(), &[]).unwrap();
+        assert!(!config.watch_scripts);
+        assert_eq!(config.delivery.disable_failing_after, None);
+        assert_eq!(config.retention.max_age, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.retention.interval, Duration::from_secs(60));
+        let config = load(cli, &[("HERALD_RETENTION_DAYS", "1.5")]).unwrap();
+        assert_eq!(config.retention.max_age, Duration::from_secs(129_600));
+        let defaults = load(CommandLine::default(), &[]).unwrap();
+        assert_eq!(
+            defaults.delivery.disable_failing_after,
+            Some(Duration::from_secs(5 * 86_400))
+        );
+        assert_eq!(defaults.retention.max_age, Duration::from_secs(28 * 86_400));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Metrics {
     waiting: Gauge,
     oldest_waiting_seconds: Gauge<f64, AtomicU64>,
     hooks: Family<HookStateLabel, Gauge>,
+    hook_failure_warnings: Counter,
+    hooks_auto_disabled: Counter,
 }
 
 impl Metrics {
@@ -99,6 +101,18 @@ impl Metrics {
         );
         let hooks = Family::<HookStateLabel, Gauge>::default();
         registry.register("hooks", "Hooks, by state", hooks.clone());
+        let hook_failure_warnings = Counter::default();
+        registry.register(
+            "hook_failure_warnings",
+            "Hooks warned about: every attempt failed for half the disabling window",
+            hook_failure_warnings.clone(),
+        );
+        let hooks_auto_disabled = Counter::default();
+        registry.register(
+            "hooks_auto_disabled",
+            "Hooks disabled because every attempt failed for the whole window",
+            hooks_auto_disabled.clone(),
+        );
         Arc::new(Metrics {
             registry,
             changes_consumed,
@@ -109,6 +123,8 @@ impl Metrics {
             waiting,
             oldest_waiting_seconds,
             hooks,
+            hook_failure_warnings,
+            hooks_auto_disabled,
         })
     }
 
@@ -140,6 +156,14 @@ impl Metrics {
             .inc();
         self.attempt_seconds
             .observe(duration_ms.max(0) as f64 / 1000.0);
+    }
+
+    pub fn hook_failure_warned(&self) {
+        self.hook_failure_warnings.inc();
+    }
+
+    pub fn hook_disabled(&self) {
+        self.hooks_auto_disabled.inc();
     }
 
     /// The text exposition, with the outbox gauges set from `snapshot`.

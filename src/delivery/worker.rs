@@ -20,7 +20,10 @@ use super::{RESPONSE_BODY_CAP, USER_AGENT};
 use crate::clock::now_ms;
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
-use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, Store, StoreError};
+use crate::store::{
+    AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, FailurePolicy, HookHealthChange, Store,
+    StoreError,
+};
 
 /// Signs and sends one attempt and says what it came to.
 #[derive(Clone)]
@@ -413,19 +416,40 @@ impl Worker {
         let batch = std::mem::take(records);
         let store = self.store.clone();
         let in_flight = in_flight.clone();
-        let per_hook = self.settings.max_in_flight_per_hook;
-        let lease = self.lease_ms();
+        let per_hook_limit = self.settings.max_in_flight_per_hook;
+        let lease_ms = self.lease_ms();
+        let policy = self.failure_policy();
         let (batch, result) = blocking(move || {
-            let result =
-                store.record_and_claim(&batch, now_ms(), lease, limit, &in_flight, per_hook);
+            let claim = Claim {
+                now: now_ms(),
+                lease_ms,
+                limit,
+                in_flight: &in_flight,
+                per_hook_limit,
+            };
+            let result = store.record_and_claim(&batch, &policy, &claim);
             Ok((batch, result))
         })
         .await?;
-        match &result {
-            Ok(_) => self.finished(&batch),
-            Err(_) => *records = batch,
+        match result {
+            Ok((claimed, health)) => {
+                self.finished(&batch, &health);
+                Ok(claimed)
+            }
+            Err(e) => {
+                *records = batch;
+                Err(e)
+            }
         }
-        result
+    }
+
+    fn failure_policy(&self) -> FailurePolicy {
+        FailurePolicy {
+            disable_after_ms: self
+                .settings
+                .disable_failing_after
+                .map(|d| d.as_millis() as i64),
+        }
     }
 
     async fn until_next_due(&self, in_flight: &HashMap<String, usize>) -> Duration {
@@ -446,14 +470,15 @@ impl Worker {
     async fn record(&self, records: &mut Vec<AttemptRecord>) {
         let batch = std::mem::take(records);
         let store = self.store.clone();
+        let policy = self.failure_policy();
         let (batch, result) = blocking(move || {
-            let result = store.record_attempts(&batch);
+            let result = store.record_attempts(&batch, &policy);
             Ok((batch, result))
         })
         .await
         .expect("the closure does not fail");
         match result {
-            Ok(()) => self.finished(&batch),
+            Ok(health) => self.finished(&batch, &health),
             Err(e) => {
                 tracing::warn!("cannot record {} attempts yet: {e}", batch.len());
                 *records = batch;
@@ -464,8 +489,38 @@ impl Worker {
 }
 
 impl Worker {
-    /// Logs and counts attempts once they are recorded.
-    fn finished(&self, records: &[AttemptRecord]) {
+    /// Logs and counts attempts once they are recorded, and what they did to their hooks.
+    fn finished(&self, records: &[AttemptRecord], health: &[HookHealthChange]) {
+        for change in health {
+            match change {
+                HookHealthChange::Warned {
+                    hook_id,
+                    failing_since,
+                    failures,
+                } => {
+                    self.metrics.hook_failure_warned();
+                    tracing::warn!(
+                        %hook_id,
+                        failing_since = %crate::clock::rfc3339_ms(*failing_since),
+                        failures,
+                        "every attempt to this hook has failed for half the window; it will be disabled if none succeeds"
+                    );
+                }
+                HookHealthChange::Disabled {
+                    hook_id,
+                    failing_since,
+                    failures,
+                } => {
+                    self.metrics.hook_disabled();
+                    tracing::warn!(
+                        %hook_id,
+                        failing_since = %crate::clock::rfc3339_ms(*failing_since),
+                        failures,
+                        "hook disabled: every attempt failed for the whole window; re-enable it and retry its failed events to recover"
+                    );
+                }
+            }
+        }
         for record in records {
             self.metrics
                 .attempt_finished(record.outcome.as_str(), record.duration_ms);

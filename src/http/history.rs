@@ -423,6 +423,8 @@ pub async fn discard_event(
 pub struct RetryFailedIn {
     /// RFC 3339: retry the failed events created at or after this time.
     since: Option<String>,
+    /// Also the discarded ones: what the hook missed while disabled. Default false.
+    include_discarded: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -456,11 +458,12 @@ pub async fn retry_failed(
         )
     })?;
     hook_exists(&state, &id).await?;
+    let include_discarded = body.include_discarded.unwrap_or(false);
     let store = state.store.clone();
     let hook_id = id.clone();
     let retried = blocking(move || {
         store
-            .retry_failed_since(&hook_id, since_ms)
+            .retry_failed_since(&hook_id, since_ms, include_discarded)
             .map_err(ApiError::from)
     })
     .await?;

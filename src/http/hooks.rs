@@ -45,6 +45,15 @@ pub struct HookOut {
     enabled: bool,
     /// `enabled` or `disabled`.
     status: &'static str,
+    /// Why it is disabled: by an administrator, a 410 Gone, or every attempt failing for the
+    /// window (`delivery.disable_failing_after_days`).
+    disabled_reason: Option<String>,
+    /// When the current run of failed attempts began (RFC 3339); `null` when the last attempt
+    /// succeeded. After a hook is disabled for failing, retry-failed since this time (with
+    /// `include_discarded`) recovers what it missed.
+    failing_since: Option<String>,
+    /// Failed attempts in the current run.
+    consecutive_failures: i64,
     /// Trigger names and resource events (`Deal.update`) the hook receives.
     events: Vec<String>,
     created_at: String,
@@ -80,6 +89,9 @@ impl HookOut {
                 .map(|(_, until)| rfc3339_ms(until)),
             enabled: hook.enabled,
             status: if hook.enabled { "enabled" } else { "disabled" },
+            disabled_reason: hook.disabled_reason,
+            failing_since: hook.failing_since.map(rfc3339_ms),
+            consecutive_failures: hook.failures,
             events: hook.events,
             created_at: rfc3339_ms(hook.created_at),
             updated_at: rfc3339_ms(hook.updated_at),

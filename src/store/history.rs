@@ -289,16 +289,23 @@ impl Store {
         Ok(EventAction::Done)
     }
 
-    /// Makes every failed event of a hook created at or after `since` (Unix ms) due now: recovery
-    /// after the target's outage. Returns how many.
-    pub fn retry_failed_since(&self, hook_id: &str, since: i64) -> Result<usize> {
+    /// Makes every failed event of a hook created at or after `since` (Unix ms) due now, and the
+    /// discarded ones too when `include_discarded` (what a disabled hook missed): recovery after the
+    /// target's outage. Returns how many.
+    pub fn retry_failed_since(
+        &self,
+        hook_id: &str,
+        since: i64,
+        include_discarded: bool,
+    ) -> Result<usize> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let count = tx.execute(
             "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = ?3, updated_at = ?3
-             WHERE hook_id = ?1 AND status = 'failed' AND created_at >= ?2",
-            (hook_id, since, now),
+             WHERE hook_id = ?1 AND created_at >= ?2
+               AND (status = 'failed' OR (?4 AND status = 'discarded'))",
+            (hook_id, since, now, include_discarded),
         )?;
         tx.commit()?;
         Ok(count)

@@ -92,6 +92,12 @@ pub struct Hook {
     pub created_at: i64,
     pub updated_at: i64,
     pub events: Vec<String>,
+    /// When the current run of failed attempts began; `None` when the last attempt succeeded.
+    pub failing_since: Option<i64>,
+    /// Failed attempts in the current run.
+    pub failures: i64,
+    /// Why the hook is disabled, when it is.
+    pub disabled_reason: Option<String>,
 }
 
 /// A change to a hook; `None` leaves a field as it is.
@@ -113,7 +119,8 @@ pub struct HookFilter {
 }
 
 const HOOK_COLUMNS: &str = "id, target_url, secret, authorization, description, origin, enabled, \
-     created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at";
+     created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at, \
+     failing_since, failures, disabled_reason";
 
 fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
     let previous_secret: Option<String> = row.get(10)?;
@@ -132,6 +139,9 @@ fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
         previous_secret: previous_secret.zip(previous_until),
         updated_at: row.get::<_, Option<i64>>(12)?.unwrap_or(created_at),
         events: Vec::new(),
+        failing_since: row.get(13)?,
+        failures: row.get(14)?,
+        disabled_reason: row.get(15)?,
     })
 }
 
@@ -249,6 +259,13 @@ impl Store {
         if let Some(enabled) = patch.enabled {
             if hook.enabled && !enabled {
                 discard_waiting(&tx, id, now)?;
+                hook.disabled_reason = Some("disabled by an administrator".into());
+            }
+            if !hook.enabled && enabled {
+                // A fresh start: the run of failures that may have disabled it is over.
+                hook.disabled_reason = None;
+                hook.failing_since = None;
+                hook.failures = 0;
             }
             hook.enabled = enabled;
         }
@@ -256,9 +273,11 @@ impl Store {
         let (company_id, project_id) = hook.scope.columns();
         tx.execute(
             "UPDATE herald_hooks SET target_url = ?2, authorization = ?3, description = ?4,
-                    company_id = ?5, project_id = ?6, enabled = ?7, updated_at = ?8
+                    company_id = ?5, project_id = ?6, enabled = ?7, updated_at = ?8,
+                    disabled_reason = ?9, failing_since = ?10, failures = ?11,
+                    failure_warned = CASE WHEN ?10 IS NULL THEN 0 ELSE failure_warned END
              WHERE id = ?1",
-            (
+            rusqlite::params![
                 id,
                 &hook.target_url,
                 &hook.authorization,
@@ -267,7 +286,10 @@ impl Store {
                 project_id,
                 hook.enabled,
                 now,
-            ),
+                &hook.disabled_reason,
+                hook.failing_since,
+                hook.failures,
+            ],
         )?;
         tx.commit()?;
         Ok(Some(hook))
@@ -372,7 +394,7 @@ pub(super) fn subscribed_resource_events(conn: &rusqlite::Connection) -> Result<
     Ok(names)
 }
 
-fn discard_waiting(tx: &Transaction<'_>, hook_id: &str, now: i64) -> Result<()> {
+pub(super) fn discard_waiting(tx: &Transaction<'_>, hook_id: &str, now: i64) -> Result<()> {
     tx.execute(
         "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
          WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL AND status != 'delivering'",

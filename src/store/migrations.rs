@@ -127,6 +127,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX herald_deliveries_waiting ON herald_deliveries(hook_id, next_attempt_at)
         WHERE next_attempt_at IS NOT NULL;
     "#,
+    // 4: a hook's run of failed attempts, for disabling endpoints that keep failing.
+    r#"
+    ALTER TABLE herald_hooks ADD COLUMN failing_since INTEGER;
+    ALTER TABLE herald_hooks ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE herald_hooks ADD COLUMN failure_warned INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE herald_hooks ADD COLUMN disabled_reason TEXT;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -35,6 +35,37 @@ pub struct NewEvent {
     pub project_id: Option<i64>,
 }
 
+/// When a hook whose attempts all fail is disabled, as Svix and Stripe do it: not after a burst of
+/// failures, but once failures have run, without a single success, for a whole window (5 days by
+/// default), with a warning at half of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailurePolicy {
+    /// `None`: never disable.
+    pub disable_after_ms: Option<i64>,
+}
+
+impl FailurePolicy {
+    /// A run needs at least this many failed attempts, so that two failures far apart are no run.
+    pub const MIN_FAILURES: i64 = 3;
+}
+
+/// What a batch of attempts did to a hook's standing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookHealthChange {
+    /// Failing for half the window: it will be disabled if nothing succeeds.
+    Warned {
+        hook_id: String,
+        failing_since: i64,
+        failures: i64,
+    },
+    /// Failing for the whole window: disabled, its waiting deliveries discarded.
+    Disabled {
+        hook_id: String,
+        failing_since: i64,
+        failures: i64,
+    },
+}
+
 /// The outbox and the hooks at one moment, for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxSnapshot {
@@ -299,26 +330,40 @@ impl Store {
         in_flight: &HashMap<String, usize>,
         per_hook_limit: usize,
     ) -> Result<Vec<ClaimedDelivery>> {
-        self.record_and_claim(&[], now, lease_ms, limit, in_flight, per_hook_limit)
+        let claim = Claim {
+            now,
+            lease_ms,
+            limit,
+            in_flight,
+            per_hook_limit,
+        };
+        Ok(self
+            .record_and_claim(&[], &FailurePolicy::default(), &claim)?
+            .0)
     }
 
     /// Records finished attempts and claims the next deliveries in one transaction: the worker's
-    /// step after attempts come back, at half the commits of doing the two apart.
+    /// step after attempts come back, at half the commits of doing the two apart. Returns the claimed
+    /// deliveries and what the attempts did to their hooks' standing.
     pub fn record_and_claim(
         &self,
         records: &[AttemptRecord],
-        now: i64,
-        lease_ms: i64,
-        limit: usize,
-        in_flight: &HashMap<String, usize>,
-        per_hook_limit: usize,
-    ) -> Result<Vec<ClaimedDelivery>> {
+        policy: &FailurePolicy,
+        claim: &Claim<'_>,
+    ) -> Result<(Vec<ClaimedDelivery>, Vec<HookHealthChange>)> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        record_in(&tx, records)?;
-        let claimed = claim_in(&tx, now, lease_ms, limit, in_flight, per_hook_limit)?;
+        let health = record_in(&tx, records, policy)?;
+        let claimed = claim_in(
+            &tx,
+            claim.now,
+            claim.lease_ms,
+            claim.limit,
+            claim.in_flight,
+            claim.per_hook_limit,
+        )?;
         tx.commit()?;
-        Ok(claimed)
+        Ok((claimed, health))
     }
 
     /// The earliest time a delivery of a hook that has room falls due, if any.
@@ -336,15 +381,19 @@ impl Store {
     }
 
     /// Records finished attempts and moves their deliveries on, in one transaction.
-    pub fn record_attempts(&self, records: &[AttemptRecord]) -> Result<()> {
+    pub fn record_attempts(
+        &self,
+        records: &[AttemptRecord],
+        policy: &FailurePolicy,
+    ) -> Result<Vec<HookHealthChange>> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        record_in(&tx, records)?;
+        let health = record_in(&tx, records, policy)?;
         tx.commit()?;
-        Ok(())
+        Ok(health)
     }
 
     /// What `/metrics` reports about the outbox and the hooks.
@@ -441,6 +490,16 @@ impl Store {
     }
 }
 
+/// What to claim: at most `limit` deliveries due at `now`, leased for `lease_ms`, no hook above
+/// `per_hook_limit` in flight counting `in_flight`.
+pub struct Claim<'a> {
+    pub now: i64,
+    pub lease_ms: i64,
+    pub limit: usize,
+    pub in_flight: &'a HashMap<String, usize>,
+    pub per_hook_limit: usize,
+}
+
 fn claim_in(
     tx: &Transaction<'_>,
     now: i64,
@@ -527,70 +586,138 @@ fn claim_in(
     }
 }
 
-fn record_in(tx: &Transaction<'_>, records: &[AttemptRecord]) -> Result<()> {
+fn record_in(
+    tx: &Transaction<'_>,
+    records: &[AttemptRecord],
+    policy: &FailurePolicy,
+) -> Result<Vec<HookHealthChange>> {
+    let mut changes = Vec::new();
     if records.is_empty() {
-        return Ok(());
+        return Ok(changes);
     }
     let now = now_ms();
     {
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO herald_attempts
-                 (delivery_seq, attempt, started_at, duration_ms, outcome, status_code,
-                  request_headers, response_headers, response_body, error, url)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut update = tx.prepare_cached(
-                "UPDATE herald_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, updated_at = ?5
-                 WHERE seq = ?1",
-            )?;
-            for r in records {
-                insert.execute((
-                    r.delivery_seq,
-                    r.attempt,
-                    r.started_at,
-                    r.duration_ms,
-                    r.outcome.as_str(),
-                    r.status_code,
-                    &r.request_headers,
-                    &r.response_headers,
-                    &r.response_body,
-                    &r.error,
-                    &r.url,
-                ))?;
-                let (status, next_at) = match r.next {
-                    NextStep::Delivered => (DeliveryStatus::Delivered, None),
-                    NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-                    NextStep::Failed | NextStep::HookGone => (DeliveryStatus::Failed, None),
-                };
-                update.execute((r.delivery_seq, status.as_str(), r.attempt, next_at, now))?;
-            }
-        }
-        for r in records.iter().filter(|r| r.next == NextStep::HookGone) {
-            let origin: Option<String> = tx
-                .query_row(
-                    "SELECT origin FROM herald_hooks WHERE id = ?1",
-                    [&r.hook_id],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            match origin.as_deref() {
-                Some("subscription") => {
-                    delete_hook_in(tx, &r.hook_id)?;
-                    tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: subscription removed");
-                }
-                Some(_) => {
-                    tx.execute(
-                        "UPDATE herald_hooks SET enabled = 0 WHERE id = ?1",
-                        [&r.hook_id],
-                    )?;
-                    tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: hook disabled");
-                }
-                None => {}
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO herald_attempts
+             (delivery_seq, attempt, started_at, duration_ms, outcome, status_code,
+              request_headers, response_headers, response_body, error, url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        let mut update = tx.prepare_cached(
+            "UPDATE herald_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, updated_at = ?5
+             WHERE seq = ?1",
+        )?;
+        for r in records {
+            insert.execute((
+                r.delivery_seq,
+                r.attempt,
+                r.started_at,
+                r.duration_ms,
+                r.outcome.as_str(),
+                r.status_code,
+                &r.request_headers,
+                &r.response_headers,
+                &r.response_body,
+                &r.error,
+                &r.url,
+            ))?;
+            let (status, next_at) = match r.next {
+                NextStep::Delivered => (DeliveryStatus::Delivered, None),
+                NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                NextStep::Failed | NextStep::HookGone => (DeliveryStatus::Failed, None),
+            };
+            update.execute((r.delivery_seq, status.as_str(), r.attempt, next_at, now))?;
+            if let Some(change) = track_health(tx, r, policy, now)? {
+                changes.push(change);
             }
         }
     }
-    Ok(())
+    for r in records.iter().filter(|r| r.next == NextStep::HookGone) {
+        let origin: Option<String> = tx
+            .query_row(
+                "SELECT origin FROM herald_hooks WHERE id = ?1",
+                [&r.hook_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match origin.as_deref() {
+            Some("subscription") => {
+                delete_hook_in(tx, &r.hook_id)?;
+                tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: subscription removed");
+            }
+            Some(_) => {
+                tx.execute(
+                    "UPDATE herald_hooks SET enabled = 0, disabled_reason = ?2 WHERE id = ?1",
+                    (&r.hook_id, "the target answered 410 Gone"),
+                )?;
+                tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: hook disabled");
+            }
+            None => {}
+        }
+    }
+    Ok(changes)
+}
+
+/// Keeps a hook's run of failures: a success ends it; a failure starts or extends it; a run that
+/// spans the policy's window disables the hook, with a warning at half the window.
+fn track_health(
+    tx: &Transaction<'_>,
+    record: &AttemptRecord,
+    policy: &FailurePolicy,
+    now: i64,
+) -> Result<Option<HookHealthChange>> {
+    if record.outcome == AttemptOutcome::Success {
+        tx.prepare_cached(
+            "UPDATE herald_hooks SET failing_since = NULL, failures = 0, failure_warned = 0
+             WHERE id = ?1 AND failing_since IS NOT NULL",
+        )?
+        .execute([&record.hook_id])?;
+        return Ok(None);
+    }
+    let run: Option<(i64, i64, bool, bool)> = tx
+        .prepare_cached(
+            "UPDATE herald_hooks SET failing_since = coalesce(failing_since, ?2), failures = failures + 1
+             WHERE id = ?1
+             RETURNING failing_since, failures, failure_warned, enabled",
+        )?
+        .query_row((&record.hook_id, record.started_at), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let (Some(window), Some((failing_since, failures, warned, true))) =
+        (policy.disable_after_ms, run)
+    else {
+        return Ok(None);
+    };
+    let failing_for = now - failing_since;
+    if failing_for >= window && failures >= FailurePolicy::MIN_FAILURES {
+        let reason = format!(
+            "every attempt failed since {} ({failures} attempts)",
+            crate::clock::rfc3339_ms(failing_since)
+        );
+        tx.execute(
+            "UPDATE herald_hooks SET enabled = 0, disabled_reason = ?2, updated_at = ?3 WHERE id = ?1",
+            (&record.hook_id, &reason, now),
+        )?;
+        super::hooks::discard_waiting(tx, &record.hook_id, now)?;
+        return Ok(Some(HookHealthChange::Disabled {
+            hook_id: record.hook_id.clone(),
+            failing_since,
+            failures,
+        }));
+    }
+    if !warned && failing_for >= window / 2 {
+        tx.execute(
+            "UPDATE herald_hooks SET failure_warned = 1 WHERE id = ?1",
+            [&record.hook_id],
+        )?;
+        return Ok(Some(HookHealthChange::Warned {
+            hook_id: record.hook_id.clone(),
+            failing_since,
+            failures,
+        }));
+    }
+    Ok(None)
 }
 
 /// Every hook with waiting deliveries (due or not, leased ones included), with its earliest

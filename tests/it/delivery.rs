@@ -225,3 +225,91 @@ async fn a_hanging_target_does_not_hold_up_a_healthy_one() {
     );
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_can_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.delivery.retry_schedule = vec![Duration::from_millis(150); 40];
+    config.delivery.disable_failing_after = Some(Duration::from_secs(1));
+    let herald = TestHerald::start(config).await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_always(Answer::status(500));
+    let hook = herald
+        .create_hook(serde_json::json!({
+            "target_url": receiver.url("/down"),
+            "company_id": 1,
+            "events": ["NewOpportunity"],
+        }))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    insert_project_deal(&herald, "Nobody home");
+
+    let mut disabled = serde_json::Value::Null;
+    for _ in 0..250 {
+        let (_, got) = herald.get(&format!("/api/v1/hooks/{id}")).await;
+        if got["status"] == "disabled" {
+            disabled = got;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(disabled["status"], "disabled", "not disabled within 5 s");
+    let reason = disabled["disabled_reason"].as_str().unwrap();
+    assert!(reason.starts_with("every attempt failed since"), "{reason}");
+    assert!(disabled["consecutive_failures"].as_i64().unwrap() >= 3);
+    let failing_since = disabled["failing_since"].as_str().unwrap().to_owned();
+    let attempts = receiver.received();
+    let span = attempts.last().unwrap().at - attempts[0].at;
+    assert!(
+        span >= Duration::from_millis(900),
+        "failures spread over the window: {span:?}"
+    );
+    // Nothing more is sent to it (but the one attempt that may have been in flight).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = receiver.received().len();
+    assert!(
+        after <= attempts.len() + 1,
+        "{after} after {}",
+        attempts.len()
+    );
+
+    let text = reqwest::get(herald.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("herald_hooks_auto_disabled_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("herald_hook_failure_warnings_total 1"),
+        "{text}"
+    );
+
+    // The endpoint is back: re-enable and recover what it missed.
+    receiver.answer_always(Answer::status(200));
+    let (status, enabled) = herald
+        .send(
+            "PATCH",
+            &format!("/api/v1/hooks/{id}"),
+            Some(serde_json::json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{enabled}");
+    assert_eq!(enabled["disabled_reason"], serde_json::Value::Null);
+    assert_eq!(enabled["consecutive_failures"], 0);
+    let (status, body) = herald
+        .post(
+            &format!("/api/v1/hooks/{id}/retry-failed"),
+            serde_json::json!({"since": failing_since, "include_discarded": true}),
+        )
+        .await;
+    assert_eq!((status, body["retried"].as_u64()), (202, Some(1)), "{body}");
+    let got = receiver.wait_for(after + 1, Duration::from_secs(10)).await;
+    assert_eq!(got.last().unwrap().json()["title"], "Nobody home");
+    herald.stop().await;
+}
