@@ -64,6 +64,8 @@ pub struct DeliverySettings {
     pub max_retry_after: Duration,
     /// A hook whose attempts have all failed for this long is disabled; `None`: never.
     pub disable_failing_after: Option<Duration>,
+    /// Refuse plain http targets, at subscription and at delivery.
+    pub https_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +98,7 @@ impl Default for DeliverySettings {
             max_in_flight_per_hook: 16,
             max_retry_after: Duration::from_secs(3600),
             disable_failing_after: Some(Duration::from_secs(5 * 24 * 3600)),
+            https_only: false,
         }
     }
 }
@@ -174,6 +177,7 @@ struct FileDelivery {
     max_retry_after_secs: Option<f64>,
     /// 0: never.
     disable_failing_after_days: Option<f64>,
+    https_only: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +265,18 @@ impl Config {
                     message,
                 })?;
         }
+        if let Some(v) = env("HERALD_HTTPS_ONLY") {
+            config.delivery.https_only = match v.trim() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "HERALD_HTTPS_ONLY".into(),
+                        message: format!("'{other}' is not true or false"),
+                    })
+                }
+            };
+        }
         if let Some(v) = env("HERALD_RETENTION_DAYS") {
             let days: f64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
                 name: "HERALD_RETENTION_DAYS".into(),
@@ -329,6 +345,9 @@ impl Config {
         }
         if let Some(v) = delivery.max_in_flight_per_hook {
             d.max_in_flight_per_hook = v.max(1);
+        }
+        if let Some(v) = delivery.https_only {
+            d.https_only = v;
         }
         if let Some(days) = delivery.disable_failing_after_days {
             d.disable_failing_after = if days == 0.0 {

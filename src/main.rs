@@ -54,13 +54,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // JSON lines for log collectors; every field (hook_id, delivery_seq, change_id...) is a key.
+    match std::env::var("HERALD_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().flatten_event(true).init(),
+        Ok("text") | Err(_) => logs.init(),
+        Ok(other) => {
+            logs.init();
+            tracing::warn!("HERALD_LOG_FORMAT={other} is not json or text; writing text");
+        }
+    }
     let config = match Config::load(&CommandLine {
         db: cli.db,
         scripts: cli.scripts,

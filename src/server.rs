@@ -131,7 +131,7 @@ pub async fn serve(
 
     let state = AppState {
         sandboxes: Arc::new(SandboxPool::new(store.clone(), config.sandbox.clone())),
-        targets: Arc::new(TargetPolicy::new(config.delivery.allow_targets.clone())),
+        targets: Arc::new(TargetPolicy::of(&config.delivery)),
         store,
         registry,
         token,

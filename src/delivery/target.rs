@@ -18,6 +18,8 @@ pub enum TargetError {
     Malformed(String),
     #[error("the URL must start with http:// or https://, not {0}://")]
     Scheme(String),
+    #[error("only https targets are allowed here (delivery.https_only)")]
+    NotHttps,
     #[error("the URL has no host")]
     NoHost,
     #[error("the host {0} does not resolve")]
@@ -35,11 +37,24 @@ pub enum TargetError {
 #[derive(Debug, Clone, Default)]
 pub struct TargetPolicy {
     pub allow: Vec<IpNet>,
+    /// Refuse plain http targets.
+    pub https_only: bool,
 }
 
 impl TargetPolicy {
     pub fn new(allow: Vec<IpNet>) -> TargetPolicy {
-        TargetPolicy { allow }
+        TargetPolicy {
+            allow,
+            https_only: false,
+        }
+    }
+
+    /// The policy of `settings`: its allowed ranges and its https-only mode.
+    pub fn of(settings: &crate::config::DeliverySettings) -> TargetPolicy {
+        TargetPolicy {
+            allow: settings.allow_targets.clone(),
+            https_only: settings.https_only,
+        }
     }
 
     /// The URL's shape: parses, http or https, has a host.
@@ -47,6 +62,9 @@ impl TargetPolicy {
         let url = Url::parse(text.trim()).map_err(|_| TargetError::Malformed(text.to_owned()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(TargetError::Scheme(url.scheme().to_owned()));
+        }
+        if self.https_only && url.scheme() != "https" {
+            return Err(TargetError::NotHttps);
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(TargetError::NoHost);
@@ -232,5 +250,18 @@ mod tests {
             "::1/128".parse().unwrap(),
         ]);
         assert!(allowing.check("http://localhost:9/x").await.is_ok());
+    }
+
+    #[test]
+    fn https_only_refuses_plain_http() {
+        let policy = TargetPolicy {
+            allow: Vec::new(),
+            https_only: true,
+        };
+        assert_eq!(
+            policy.parse("http://example.com/hook"),
+            Err(TargetError::NotHttps)
+        );
+        assert!(policy.parse("https://example.com/hook").is_ok());
     }
 }

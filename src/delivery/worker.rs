@@ -35,7 +35,7 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(settings: &DeliverySettings) -> Sender {
-        let policy = Arc::new(TargetPolicy::new(settings.allow_targets.clone()));
+        let policy = Arc::new(TargetPolicy::of(settings));
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())

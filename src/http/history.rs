@@ -421,7 +421,7 @@ pub async fn discard_event(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFailedIn {
-    /// RFC 3339: retry the failed events created at or after this time.
+    /// RFC 3339: retry the events that failed at or after this time.
     since: Option<String>,
     /// Also the discarded ones: what the hook missed while disabled. Default false.
     include_discarded: Option<bool>,
@@ -432,7 +432,7 @@ pub struct RetryFailedOut {
     retried: usize,
 }
 
-/// Retries every failed event of the hook created since a time: recovery after the target's outage.
+/// Retries every event of the hook that failed since a time: recovery after the target's outage.
 #[utoipa::path(post, path = "/api/v1/hooks/{id}/retry-failed", tag = "history",
     request_body = RetryFailedIn,
     params(("id" = String, Path, description = "The hook's id")),

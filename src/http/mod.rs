@@ -126,6 +126,7 @@ pub(crate) async fn checked_target(state: &AppState, url: &str) -> Result<String
             let code = match e {
                 TargetError::Refused { .. } => "refused_target",
                 TargetError::Unresolvable(_) => "unresolvable_target",
+                TargetError::NotHttps => "https_required",
                 _ => "invalid_target_url",
             };
             Err(ApiError::new(

@@ -289,9 +289,10 @@ impl Store {
         Ok(EventAction::Done)
     }
 
-    /// Makes every failed event of a hook created at or after `since` (Unix ms) due now, and the
-    /// discarded ones too when `include_discarded` (what a disabled hook missed): recovery after the
-    /// target's outage. Returns how many.
+    /// Makes every event of a hook that failed at or after `since` (Unix ms) due now, and those
+    /// discarded since then too when `include_discarded` (what a disabled hook missed): recovery
+    /// after the target's outage. An event counts by when it failed, not when it was created: the
+    /// outage began with events that were already on their way. Returns how many.
     pub fn retry_failed_since(
         &self,
         hook_id: &str,
@@ -303,7 +304,7 @@ impl Store {
         let now = now_ms();
         let count = tx.execute(
             "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = ?3, updated_at = ?3
-             WHERE hook_id = ?1 AND created_at >= ?2
+             WHERE hook_id = ?1 AND updated_at >= ?2
                AND (status = 'failed' OR (?4 AND status = 'discarded'))",
             (hook_id, since, now, include_discarded),
         )?;

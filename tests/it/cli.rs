@@ -133,3 +133,31 @@ fn sample_prints_what_perform_list_returns_and_fails_with_the_diagnostic() {
         "{stderr}"
     );
 }
+
+#[test]
+fn logs_are_json_lines_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_scripts(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["fire", "NewOpportunity", "1000", "--dry-run"])
+        .env_remove("HERALD_DB")
+        .env_remove("HERALD_SCRIPTS")
+        .env_remove("HERALD_CONFIG")
+        .env("RUST_LOG", "info")
+        .env("HERALD_LOG_FORMAT", "json")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let migration = lines
+        .iter()
+        .find(|l| l["message"] == "applied herald migration")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(migration["level"], "INFO");
+    assert_eq!(migration["version"], 1);
+}

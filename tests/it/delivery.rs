@@ -313,3 +313,53 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_can_recover() 
     assert_eq!(got.last().unwrap().json()["title"], "Nobody home");
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_only_refuses_http_targets_at_subscription_and_at_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let receiver = TestReceiver::start().await;
+    // A subscription saved while http was still allowed...
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let subscription = herald
+        .subscribe("NewOpportunity", &receiver.url("/plain"))
+        .await;
+    herald.stop().await;
+
+    let mut config = test_config(dir.path(), &scripts);
+    config.delivery.https_only = true;
+    config.delivery.retry_schedule = Vec::new();
+    let herald = TestHerald::start(config).await;
+    let (status, body) = herald
+        .post(
+            "/EPT_WebhookSubscribe",
+            serde_json::json!({"event": "NewOpportunity", "target_url": receiver.url("/again")}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("https_required"))
+    );
+
+    // ...is refused when its delivery comes, and nothing reaches the plain-http target.
+    insert_project_deal(&herald, "Not over http");
+    let id = subscription["id"].as_str().unwrap();
+    let log = loop_until_attempt(&herald, id).await;
+    assert_eq!(log["outcome"], "refused", "{log}");
+    assert!(log["error"].as_str().unwrap().contains("https"), "{log}");
+    assert!(receiver.received().is_empty());
+    herald.stop().await;
+}
+
+async fn loop_until_attempt(herald: &TestHerald, hook_id: &str) -> serde_json::Value {
+    for _ in 0..250 {
+        let (_, log) = herald
+            .get(&format!("/api/v1/hooks/{hook_id}/deliveries"))
+            .await;
+        if let Some(first) = log["deliveries"].as_array().and_then(|d| d.first()) {
+            return first.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no attempt recorded for {hook_id}");
+}
