@@ -22,14 +22,36 @@ pub struct Config {
     pub db: PathBuf,
     pub scripts: PathBuf,
     pub listen: String,
-    /// `None`: a token is generated on first start and kept beside the database.
+    /// `None`: a token is generated on first start and kept beside the database. Its role is admin.
     pub api_token: Option<String>,
+    /// More tokens, each with a role: integrations that only subscribe get a token that can do
+    /// nothing else.
+    pub api_tokens: Vec<ApiToken>,
     /// Reload scripts when a file of the scripts folder changes.
     pub watch_scripts: bool,
     pub delivery: DeliverySettings,
     pub sandbox: SandboxLimits,
     pub tracking: TrackingSettings,
     pub retention: RetentionSettings,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// The REST hooks endpoints only (`/EPT_...`): subscribe, unsubscribe, perform-list.
+    Subscribe,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Whose token it is.
+    pub name: String,
+    pub token: String,
+    pub role: Role,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +170,8 @@ struct FileConfig {
     scripts: Option<PathBuf>,
     listen: Option<String>,
     api_token: Option<String>,
+    #[serde(default)]
+    api_tokens: Vec<ApiToken>,
     watch_scripts: Option<bool>,
     #[serde(default)]
     delivery: FileDelivery,
@@ -207,6 +231,7 @@ impl Config {
             scripts: scripts.into(),
             listen: "127.0.0.1:8080".into(),
             api_token: None,
+            api_tokens: Vec::new(),
             watch_scripts: true,
             delivery: DeliverySettings::default(),
             sandbox: SandboxLimits::default(),
@@ -239,6 +264,15 @@ impl Config {
             config.listen = v;
         }
         config.api_token = file.api_token;
+        for token in &file.api_tokens {
+            if token.token.trim().len() < 16 {
+                return Err(ConfigError::Invalid {
+                    name: format!("api_tokens ({})", token.name),
+                    message: "a token must be at least 16 characters".into(),
+                });
+            }
+        }
+        config.api_tokens = file.api_tokens;
         config.watch_scripts = file.watch_scripts.unwrap_or(true);
         config.apply_file_sections(file.delivery, file.sandbox, file.tracking)?;
         if let Some(days) = file.retention.days {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
-use crate::config::Config;
+use crate::config::{ApiToken, Config, Role};
 use crate::delivery::{TargetPolicy, Worker};
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
@@ -88,7 +88,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let prepared_config = config.clone();
     let (store, scripts) = tokio::task::spawn_blocking(move || prepare(&prepared_config)).await??;
-    let token: Arc<str> = api_token(&config)?.into();
+    let mut tokens = vec![ApiToken {
+        name: "default".into(),
+        token: api_token(&config)?,
+        role: Role::Admin,
+    }];
+    tokens.extend(config.api_tokens.iter().cloned());
     let registry = Arc::new(ScriptRegistry::new(scripts));
     let watcher = if config.watch_scripts {
         Some(
@@ -134,7 +139,7 @@ pub async fn serve(
         targets: Arc::new(TargetPolicy::of(&config.delivery)),
         store,
         registry,
-        token,
+        tokens: Arc::new(tokens),
         tracker_alive,
         worker_alive,
         deliveries_waiting,

@@ -25,6 +25,7 @@ use axum::Router;
 pub use error::{ApiError, AppJson, AppQuery};
 pub use openapi::document as openapi_document;
 
+use crate::config::{ApiToken, Role};
 use crate::delivery::{TargetError, TargetPolicy};
 use crate::scripts::{SandboxPool, ScriptRegistry};
 use crate::store::Store;
@@ -38,7 +39,8 @@ pub struct AppState {
     pub registry: Arc<ScriptRegistry>,
     pub sandboxes: Arc<SandboxPool>,
     pub targets: Arc<TargetPolicy>,
-    pub token: Arc<str>,
+    /// Every token the API accepts, with its role.
+    pub tokens: Arc<Vec<ApiToken>>,
     pub tracker_alive: Arc<AtomicBool>,
     pub worker_alive: Arc<AtomicBool>,
     /// Wakes the delivery worker when a request made deliveries due (a retry).
@@ -72,14 +74,26 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             "send the API token as Authorization: Bearer <token>",
         ),
         Some(value) => match value.split_once(' ') {
-            Some((scheme, token))
-                if scheme.eq_ignore_ascii_case("bearer")
-                    && constant_time_eq::constant_time_eq(
-                        token.trim().as_bytes(),
-                        state.token.as_bytes(),
-                    ) =>
-            {
-                return next.run(request).await;
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                match token_role(&state.tokens, token.trim()) {
+                    Some(Role::Admin) => return next.run(request).await,
+                    Some(Role::Subscribe) if request.uri().path().starts_with("/EPT_") => {
+                        return next.run(request).await
+                    }
+                    Some(Role::Subscribe) => {
+                        return ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "forbidden",
+                            "this token may only use the REST hooks endpoints (/EPT_...)",
+                        )
+                        .into_response()
+                    }
+                    None => ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "the bearer token is not valid",
+                    ),
+                }
             }
             _ => ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -94,6 +108,18 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         header::HeaderValue::from_static("Bearer"),
     );
     response
+}
+
+/// The role of the token presented, comparing against every token in constant time so that the
+/// time taken says nothing about which, or how much of one, matched.
+fn token_role(tokens: &[ApiToken], presented: &str) -> Option<Role> {
+    let mut role = None;
+    for token in tokens {
+        if constant_time_eq::constant_time_eq(presented.as_bytes(), token.token.as_bytes()) {
+            role = role.or(Some(token.role));
+        }
+    }
+    role
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -191,3 +191,69 @@ async fn bad_requests_get_a_4xx_and_a_json_error() {
     assert_eq!(r.status(), 200);
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_token_reaches_the_rest_hooks_endpoints_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.api_tokens = vec![herald::config::ApiToken {
+        name: "zapier".into(),
+        token: "subscribe-only-token-0123456789".into(),
+        role: herald::config::Role::Subscribe,
+    }];
+    let herald = TestHerald::start(config).await;
+    let receiver = TestReceiver::start().await;
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, token: &str| {
+        client
+            .request(method, herald.url(path))
+            .bearer_auth(token.to_owned())
+    };
+    let subscribe_token = "subscribe-only-token-0123456789";
+
+    let r = call(
+        reqwest::Method::POST,
+        "/EPT_WebhookSubscribe",
+        subscribe_token,
+    )
+    .json(&json!({"event": "NewOpportunity", "target_url": receiver.url("/z")}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = call(
+        reqwest::Method::GET,
+        "/EPT_WebhookPerformList?event=NewOpportunity",
+        subscribe_token,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    for path in ["/api/v1/hooks", "/api/v1/scripts", "/api/v1/openapi.json"] {
+        let r = call(reqwest::Method::GET, path, subscribe_token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert_error(status, &r.json().await.unwrap(), 403, "forbidden");
+    }
+    // The admin token still reaches everything; a near miss reaches nothing.
+    let r = call(reqwest::Method::GET, "/api/v1/hooks", TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = call(
+        reqwest::Method::GET,
+        "/api/v1/hooks",
+        "subscribe-only-token-012345678",
+    )
+    .send()
+    .await
+    .unwrap();
+    let status = r.status().as_u16();
+    assert_error(status, &r.json().await.unwrap(), 401, "invalid_token");
+    herald.stop().await;
+}
