@@ -29,6 +29,10 @@ pub struct Config {
     pub api_tokens: Vec<ApiToken>,
     /// Reload scripts when a file of the scripts folder changes.
     pub watch_scripts: bool,
+    /// The key (base64, 32 bytes) that seals hooks' secrets at rest; `HERALD_SECRET_KEY`.
+    pub secret_key: Option<String>,
+    /// Where the key is kept when not given; default `<db>.secret-key`, generated on first start.
+    pub secret_key_file: Option<PathBuf>,
     pub delivery: DeliverySettings,
     pub sandbox: SandboxLimits,
     pub tracking: TrackingSettings,
@@ -173,6 +177,7 @@ struct FileConfig {
     #[serde(default)]
     api_tokens: Vec<ApiToken>,
     watch_scripts: Option<bool>,
+    secret_key_file: Option<PathBuf>,
     #[serde(default)]
     delivery: FileDelivery,
     #[serde(default)]
@@ -233,6 +238,8 @@ impl Config {
             api_token: None,
             api_tokens: Vec::new(),
             watch_scripts: true,
+            secret_key: None,
+            secret_key_file: None,
             delivery: DeliverySettings::default(),
             sandbox: SandboxLimits::default(),
             tracking: TrackingSettings::default(),
@@ -274,6 +281,7 @@ impl Config {
         }
         config.api_tokens = file.api_tokens;
         config.watch_scripts = file.watch_scripts.unwrap_or(true);
+        config.secret_key_file = file.secret_key_file;
         config.apply_file_sections(file.delivery, file.sandbox, file.tracking)?;
         if let Some(days) = file.retention.days {
             config.retention.max_age =
@@ -291,6 +299,9 @@ impl Config {
 
         if let Some(v) = env("HERALD_API_TOKEN").filter(|v| !v.is_empty()) {
             config.api_token = Some(v);
+        }
+        if let Some(v) = env("HERALD_SECRET_KEY").filter(|v| !v.is_empty()) {
+            config.secret_key = Some(v);
         }
         if let Some(v) = env("HERALD_RETRY_SCHEDULE") {
             config.delivery.retry_schedule =

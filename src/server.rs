@@ -16,14 +16,13 @@ use crate::http::{router, AppState};
 use crate::metrics::Metrics;
 use crate::reload::ScriptWatcher;
 use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet, SCHEMA_FILE};
-use crate::store::Store;
+use crate::store::{Secrets, Store};
 use crate::tracking::Tracker;
 
 /// The database, migrated, with the application's schema applied and the tracking triggers in place,
 /// and the scripts compiled. Script errors are logged; the scripts that compiled are live.
 pub fn prepare(config: &Config) -> anyhow::Result<(Store, ScriptSet)> {
-    let store = Store::open(&config.db)
-        .with_context(|| format!("cannot open the database {}", config.db.display()))?;
+    let store = open_store(config)?;
     let scripts = ScriptSet::load(&config.scripts, &config.sandbox).with_context(|| {
         format!(
             "cannot read the scripts folder {}",
@@ -40,6 +39,45 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Store, ScriptSet)> {
         tracing::error!(table = %problem.table, "cannot track: {}", problem.message);
     }
     Ok((store, scripts))
+}
+
+/// The database with the key that seals hooks' secrets, sealing what is still plain.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let secrets = secrets(config)?;
+    let store = Store::open_with_secrets(&config.db, secrets)
+        .with_context(|| format!("cannot open the database {}", config.db.display()))?;
+    let sealed = store
+        .seal_plain_secrets()
+        .context("cannot seal the hooks' secrets")?;
+    if sealed > 0 {
+        tracing::info!(hooks = sealed, "hooks' secrets sealed at rest");
+    }
+    Ok(store)
+}
+
+/// The key from `HERALD_SECRET_KEY`, or from the key file (generated on first start, mode 0600).
+fn secrets(config: &Config) -> anyhow::Result<Secrets> {
+    if let Some(key) = &config.secret_key {
+        return Secrets::from_base64(key).context("HERALD_SECRET_KEY");
+    }
+    let path = config.secret_key_file.clone().unwrap_or_else(|| {
+        let mut name = config.db.as_os_str().to_owned();
+        name.push(".secret-key");
+        PathBuf::from(name)
+    });
+    match std::fs::read_to_string(&path) {
+        Ok(key) => {
+            Secrets::from_base64(&key).with_context(|| format!("the key file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Secrets::generate_key();
+            write_private(&path, &key)
+                .with_context(|| format!("cannot write the key file {}", path.display()))?;
+            tracing::info!(path = %path.display(), "key for secrets at rest generated; back it up apart from the database");
+            Ok(Secrets::from_base64(&key)?)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read the key file {}", path.display())),
+    }
 }
 
 /// Where the generated API token is kept: beside the database.

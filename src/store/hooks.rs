@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior};
 
-use super::{Result, Store};
+use super::{Result, Secrets, Store};
 use crate::clock::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +155,19 @@ fn load_events(conn: &rusqlite::Connection, hook: &mut Hook) -> Result<()> {
     Ok(())
 }
 
-fn get_hook_in(conn: &rusqlite::Connection, id: &str) -> Result<Option<Hook>> {
+/// Opens the sealed columns of a hook read from the database.
+fn unseal(hook: &mut Hook, secrets: &Secrets) -> Result<()> {
+    hook.secret = secrets.open(&hook.secret)?;
+    if let Some(authorization) = &hook.authorization {
+        hook.authorization = Some(secrets.open(authorization)?);
+    }
+    if let Some((previous, until)) = &hook.previous_secret {
+        hook.previous_secret = Some((secrets.open(previous)?, *until));
+    }
+    Ok(())
+}
+
+fn get_hook_in(conn: &rusqlite::Connection, id: &str, secrets: &Secrets) -> Result<Option<Hook>> {
     let hook = conn
         .query_row(
             &format!("SELECT {HOOK_COLUMNS} FROM herald_hooks WHERE id = ?1"),
@@ -167,6 +179,7 @@ fn get_hook_in(conn: &rusqlite::Connection, id: &str) -> Result<Option<Hook>> {
         return Ok(None);
     };
     load_events(conn, &mut hook)?;
+    unseal(&mut hook, secrets)?;
     Ok(Some(hook))
 }
 
@@ -184,8 +197,8 @@ impl Store {
             (
                 &id,
                 &new.target_url,
-                &new.secret,
-                &new.authorization,
+                self.secrets().seal(&new.secret),
+                new.authorization.as_deref().map(|a| self.secrets().seal(a)),
                 &new.description,
                 new.origin.as_str(),
                 new.enabled,
@@ -200,13 +213,13 @@ impl Store {
                 (&id, event),
             )?;
         }
-        let hook = get_hook_in(&tx, &id)?.expect("inserted in this transaction");
+        let hook = get_hook_in(&tx, &id, self.secrets())?.expect("inserted in this transaction");
         tx.commit()?;
         Ok(hook)
     }
 
     pub fn get_hook(&self, id: &str) -> Result<Option<Hook>> {
-        get_hook_in(&self.writer(), id)
+        get_hook_in(&self.writer(), id, self.secrets())
     }
 
     /// Hooks newest first, at most `limit`, after the hook `after` (a cursor: the last id of the
@@ -232,6 +245,7 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         for hook in &mut hooks {
             load_events(&conn, hook)?;
+            unseal(hook, self.secrets())?;
         }
         Ok(hooks)
     }
@@ -240,7 +254,7 @@ impl Store {
     pub fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut hook) = get_hook_in(&tx, id)? else {
+        let Some(mut hook) = get_hook_in(&tx, id, self.secrets())? else {
             return Ok(None);
         };
         if let Some(url) = &patch.target_url {
@@ -280,7 +294,9 @@ impl Store {
             rusqlite::params![
                 id,
                 &hook.target_url,
-                &hook.authorization,
+                hook.authorization
+                    .as_deref()
+                    .map(|a| self.secrets().seal(a)),
                 &hook.description,
                 company_id,
                 project_id,
@@ -309,10 +325,10 @@ impl Store {
             "UPDATE herald_hooks SET previous_secret = secret, previous_secret_until = ?3,
                     secret = ?2, updated_at = ?4
              WHERE id = ?1",
-            (id, new_secret, grace_until, now),
+            (id, self.secrets().seal(new_secret), grace_until, now),
         )?;
         let hook = if changed == 1 {
-            get_hook_in(&tx, id)?
+            get_hook_in(&tx, id, self.secrets())?
         } else {
             None
         };
@@ -350,6 +366,61 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Some(changed > 0))
+    }
+
+    /// Seals every secret and authorization header still stored in plain text (written before
+    /// encryption was on, or by a tool without the key). Returns how many hooks were sealed.
+    pub fn seal_plain_secrets(&self) -> Result<usize> {
+        if !self.secrets().is_on() {
+            return Ok(0);
+        }
+        // (And checks that the key opens what is already sealed.)
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A wrong key is found now, at start, not at the first delivery.
+        let sealed: Option<String> = tx
+            .query_row(
+                "SELECT secret FROM herald_hooks WHERE secret LIKE 'enc:v1:%' LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(sealed) = sealed {
+            self.secrets().open(&sealed)?;
+        }
+        let plain: Vec<(String, String, Option<String>, Option<String>)> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, secret, authorization, previous_secret FROM herald_hooks
+                 WHERE secret NOT LIKE 'enc:v1:%'
+                    OR (authorization IS NOT NULL AND authorization NOT LIKE 'enc:v1:%')
+                    OR (previous_secret IS NOT NULL AND previous_secret NOT LIKE 'enc:v1:%')",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows
+        };
+        let reseal = |stored: &str| -> Result<String> {
+            if Secrets::is_sealed(stored) {
+                Ok(stored.to_owned())
+            } else {
+                Ok(self.secrets().seal(stored))
+            }
+        };
+        for (id, secret, authorization, previous) in &plain {
+            tx.execute(
+                "UPDATE herald_hooks SET secret = ?2, authorization = ?3, previous_secret = ?4
+                 WHERE id = ?1",
+                (
+                    id,
+                    reseal(secret)?,
+                    authorization.as_deref().map(reseal).transpose()?,
+                    previous.as_deref().map(reseal).transpose()?,
+                ),
+            )?;
+        }
+        tx.commit()?;
+        Ok(plain.len())
     }
 
     /// Every event name (trigger or resource event) some hook selects, with how many hooks select

@@ -13,6 +13,7 @@ mod hooks;
 mod migrations;
 mod outbox;
 mod read_only;
+mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +29,7 @@ pub use outbox::{
     HookHealthChange, NewEvent, NextStep, OutboxSnapshot, ScriptFailure, StoredAttempt,
 };
 pub use read_only::{Cell, QueryError, ReadOnlyDb, Row};
+pub use secrets::{SecretError, Secrets};
 
 /// How long a connection waits for the application's write lock before giving up with "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,6 +44,8 @@ pub enum StoreError {
     Schema { file: String, message: String },
     #[error("another herald process consumed the change log at the same time")]
     ConcurrentConsumer,
+    #[error("{0}")]
+    Secret(#[from] SecretError),
 }
 
 impl StoreError {
@@ -72,12 +76,19 @@ struct Inner {
     /// The connection that checkpoints the WAL, apart from the writer so that a checkpoint never
     /// holds up herald's own commits.
     checkpointer: Mutex<Option<Connection>>,
+    /// Seals hooks' secrets and authorization headers at rest.
+    secrets: Secrets,
 }
 
 impl Store {
     /// Opens (creating if needed) the database, switches it to WAL and brings herald's tables to the
     /// latest version.
     pub fn open(path: &Path) -> Result<Store> {
+        Self::open_with_secrets(path, Secrets::none())
+    }
+
+    /// Opens the database with the key that seals hooks' secrets at rest.
+    pub fn open_with_secrets(path: &Path, secrets: Secrets) -> Result<Store> {
         let mut conn = open_connection(path, OpenFlags::default())?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // herald's commits never checkpoint: a checkpoint copies the WAL into the database and
@@ -90,6 +101,7 @@ impl Store {
                 path: path.to_owned(),
                 writer: Mutex::new(conn),
                 checkpointer: Mutex::new(None),
+                secrets,
             }),
         })
     }
@@ -112,6 +124,10 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
 use super::hooks::delete_hook_in;
-use super::{Result, Store};
+use super::{Result, Secrets, Store};
 use crate::clock::now_ms;
 
 /// An event ready to store: its payload is already rendered.
@@ -356,6 +356,7 @@ impl Store {
         let health = record_in(&tx, records, policy)?;
         let claimed = claim_in(
             &tx,
+            self.secrets(),
             claim.now,
             claim.lease_ms,
             claim.limit,
@@ -502,6 +503,7 @@ pub struct Claim<'a> {
 
 fn claim_in(
     tx: &Transaction<'_>,
+    secrets: &Secrets,
     now: i64,
     lease_ms: i64,
     limit: usize,
@@ -552,6 +554,9 @@ fn claim_in(
                     discard.execute((&hook_id, now))?;
                     continue;
                 };
+                let secret = secrets.open(&secret)?;
+                let authorization = authorization.map(|a| secrets.open(&a)).transpose()?;
+                let previous_secret = previous_secret.map(|p| secrets.open(&p)).transpose()?;
                 let rows = rows_stmt
                     .query_map((&hook_id, now, wanted as i64), |r| {
                         Ok((

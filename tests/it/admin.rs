@@ -1011,3 +1011,102 @@ async fn the_openapi_document_validates_and_matches_the_router() {
     );
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let db = dir.path().join("herald.db");
+    // A hook written in plain text by a tool without the key, before herald first ran...
+    let plain = herald::store::Store::open(&db)
+        .unwrap()
+        .create_hook(herald::store::NewHook {
+            target_url: "http://127.0.0.1:9/old".into(),
+            secret: "whsec_b2xkLXNlY3JldC1rZXk=".into(),
+            authorization: Some("Basic b2xkOnBsYWlu".into()),
+            description: String::new(),
+            origin: herald::store::HookOrigin::Admin,
+            scope: herald::store::Scope::Company(1),
+            enabled: false,
+            events: Vec::new(),
+        })
+        .unwrap();
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    let hook = herald
+        .create_hook(json!({
+            "target_url": receiver.url("/sealed"),
+            "company_id": 1,
+            "authorization": "Bearer sealed-credential",
+            "events": ["Deal.update"],
+        }))
+        .await;
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+
+    // ...and the new one are both sealed in the file.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, secret, authorization FROM herald_hooks")
+        .unwrap();
+    let rows: Vec<(String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (id, stored_secret, stored_authorization) in &rows {
+        assert!(
+            stored_secret.starts_with("enc:v1:"),
+            "{id}: {stored_secret}"
+        );
+        assert!(stored_authorization.starts_with("enc:v1:"), "{id}");
+        for plain_text in [
+            "sealed-credential",
+            &secret[6..],
+            "b2xkOnBsYWlu",
+            "b2xkLXNlY3JldC1rZXk",
+        ] {
+            assert!(
+                !stored_secret.contains(plain_text) && !stored_authorization.contains(plain_text)
+            );
+        }
+    }
+    let dump: Vec<u8> = std::fs::read(&db).unwrap();
+    assert!(!String::from_utf8_lossy(&dump).contains("sealed-credential"));
+
+    // herald still opens them: the delivery carries the header and verifies with the secret.
+    herald
+        .app()
+        .execute("UPDATE Deal SET stage = 'won' WHERE id = 1000", [])
+        .unwrap();
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].header("authorization"), "Bearer sealed-credential");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    herald::delivery::signing::verify(
+        &secret,
+        got[0].header("webhook-id"),
+        got[0].header("webhook-timestamp"),
+        got[0].header("webhook-signature"),
+        &got[0].body,
+        now,
+        300,
+    )
+    .unwrap();
+    let reopened = herald.store().get_hook(&plain.id).unwrap().unwrap();
+    assert_eq!(reopened.secret, "whsec_b2xkLXNlY3JldC1rZXk=");
+    herald.stop().await;
+
+    // With the wrong key herald refuses to start, and says why.
+    let mut config = test_config(dir.path(), &scripts);
+    config.secret_key = Some(herald::store::Secrets::generate_key());
+    let error = herald::server::prepare(&config)
+        .err()
+        .expect("a wrong key is refused");
+    assert!(
+        format!("{error:#}").contains("does not decrypt"),
+        "{error:#}"
+    );
+}

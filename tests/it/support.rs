@@ -108,8 +108,9 @@ impl TestHerald {
         conn
     }
 
+    /// herald's store, with the key herald generated beside the database.
     pub fn store(&self) -> herald::store::Store {
-        herald::store::Store::open(&self.db).unwrap()
+        herald::server::open_store(&herald::Config::with_paths(&self.db, "scripts")).unwrap()
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
