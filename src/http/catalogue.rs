@@ -21,6 +21,7 @@ use crate::store::{Action, Change};
 #[into_params(parameter_in = Query)]
 pub struct CatalogueQuery {
     /// `false` leaves the samples out (they run every body script).
+    #[param(value_type = Option<bool>)]
     samples: Option<String>,
 }
 

@@ -20,10 +20,13 @@ use crate::store::{AttemptEntry, DeliveryStatus, EventAction, EventFilter, HookE
 #[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
     /// `true`: only attempts that did not succeed.
+    #[param(value_type = Option<bool>)]
     only_failures: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
     /// 1 to 100, default 25.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -163,7 +166,7 @@ pub async fn deliveries(
 #[utoipa::path(get, path = "/api/v1/hooks/{id}/deliveries/{delivery_id}", tag = "history",
     params(
         ("id" = String, Path, description = "The hook's id"),
-        ("delivery_id" = i64, Path, description = "The attempt's id from the deliveries log"),
+        ("delivery_id" = i64, Path, minimum = 1, description = "The attempt's id from the deliveries log"),
     ),
     responses((status = 200, body = DeliveryDetailOut), (status = 404, body = ErrorBody)))]
 pub async fn delivery(
@@ -203,14 +206,18 @@ pub async fn delivery(
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// pending, delivering, delivered, retrying, failed or discarded.
+    #[param(pattern = "^(pending|delivering|delivered|retrying|failed|discarded)$")]
     status: Option<String>,
     /// A table name, like `Deal`.
     resource: Option<String>,
     /// create, update or delete.
+    #[param(pattern = "^(create|update|delete)$")]
     event_type: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
     /// 1 to 100, default 25.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 

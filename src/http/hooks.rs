@@ -145,12 +145,16 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 #[into_params(parameter_in = Query)]
 pub struct ListHooksQuery {
     /// Only hooks of this company.
+    #[param(value_type = Option<i64>)]
     company_id: Option<String>,
     /// Only hooks of this project.
+    #[param(value_type = Option<i64>)]
     project_id: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^hook_[0-9a-f]{32}$")]
     cursor: Option<String>,
     /// 1 to 100, default 25.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 

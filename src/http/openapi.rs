@@ -97,7 +97,75 @@ pub(super) fn public_routes() -> OpenApiRouter<AppState> {
 
 /// The whole document.
 pub fn document() -> utoipa::openapi::OpenApi {
-    protected_routes().merge(public_routes()).into_openapi()
+    let mut document = protected_routes().merge(public_routes()).into_openapi();
+    add_common_errors(&mut document);
+    document
+}
+
+/// The errors any protected route may answer, whatever it does: a missing or wrong token, a role
+/// that does not reach it, a malformed query or body, a busy database, an internal fault. Written
+/// once here rather than on every handler, so that no route forgets them.
+fn add_common_errors(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+
+    let error = |description: &str| -> RefOr<utoipa::openapi::Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build(),
+        )
+    };
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            // `security(())` on a handler: open to anyone.
+            let public = operation
+                .security
+                .as_ref()
+                .is_some_and(|s| s.iter().all(|r| r == &Default::default()));
+            if public {
+                continue;
+            }
+            let has_query = operation.parameters.as_ref().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Query))
+            });
+            let has_body = operation.request_body.is_some();
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description));
+            };
+            add("401", "No token, or not a valid one");
+            add("403", "The token's role does not reach this route");
+            add("500", "An internal fault, logged; the body says no more");
+            add("503", "The database is locked by another writer; try again");
+            if has_query {
+                add("400", "A query parameter that cannot be read");
+            }
+            if has_body {
+                add("400", "The body is not well-formed JSON");
+                add("413", "The body is over 1 MiB");
+                add("415", "The body is not sent as application/json");
+                add(
+                    "422",
+                    "The body does not have the expected fields and types",
+                );
+            }
+        }
+    }
 }
 
 static DOCUMENT: OnceLock<String> = OnceLock::new();

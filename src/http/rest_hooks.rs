@@ -174,6 +174,7 @@ pub struct PerformListQuery {
     /// The trigger.
     event: Option<String>,
     /// 1 to 100, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
