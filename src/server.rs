@@ -182,6 +182,7 @@ pub async fn serve(
         worker_alive,
         deliveries_waiting,
         metrics,
+        sessions: Default::default(),
     };
     tracing::info!(address = %listener.local_addr()?, "herald listening");
     let served = axum::serve(listener, router(state))

@@ -22,45 +22,45 @@ use crate::store::{Action, Change};
 pub struct CatalogueQuery {
     /// `false` leaves the samples out (they run every body script).
     #[param(value_type = Option<bool>)]
-    samples: Option<String>,
+    pub(crate) samples: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CatalogueOut {
-    triggers: Vec<TriggerOut>,
-    resource_events: Vec<ResourceEventOut>,
+    pub(crate) triggers: Vec<TriggerOut>,
+    pub(crate) resource_events: Vec<ResourceEventOut>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TriggerOut {
-    name: String,
+    pub(crate) name: String,
     /// The body script that defines it.
-    script: String,
+    pub(crate) script: String,
     /// `ok`, or `error` when the file on disk does not compile (an earlier version stays live).
-    status: &'static str,
+    pub(crate) status: &'static str,
     /// The content hash of the live version.
-    hash: String,
-    error: Option<ErrorOut>,
+    pub(crate) hash: String,
+    pub(crate) error: Option<ErrorOut>,
     /// How many hooks select it.
-    hooks: usize,
+    pub(crate) hooks: usize,
     /// The newest sample payload, as perform-list returns it.
     #[schema(value_type = Option<Object>)]
-    sample: Option<Value>,
+    pub(crate) sample: Option<Value>,
     /// Why there is no sample, when the body script failed.
-    sample_error: Option<String>,
+    pub(crate) sample_error: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ResourceEventOut {
     /// `Deal.create`: what a hook selects.
-    name: String,
-    resource: String,
+    pub(crate) name: String,
+    pub(crate) resource: String,
     /// create, update or delete.
-    event_type: &'static str,
-    hooks: usize,
+    pub(crate) event_type: &'static str,
+    pub(crate) hooks: usize,
     /// An envelope around the table's newest row.
     #[schema(value_type = Option<Object>)]
-    sample: Option<Value>,
+    pub(crate) sample: Option<Value>,
 }
 
 /// Every trigger and resource event.
@@ -81,10 +81,18 @@ pub async fn list(
             ))
         }
     };
+    Ok(Json(catalogue(&state, with_samples).await?))
+}
+
+/// Every trigger and resource event, with sample payloads when `with_samples`.
+pub(crate) async fn catalogue(
+    state: &AppState,
+    with_samples: bool,
+) -> Result<CatalogueOut, ApiError> {
     let scripts = state.registry.current();
     let store = state.store.clone();
     let sandboxes = state.sandboxes.clone();
-    let out = blocking(move || {
+    blocking(move || {
         {
             let counts: std::collections::HashMap<String, usize> =
                 store.hooks_per_event()?.into_iter().collect();
@@ -158,6 +166,5 @@ pub async fn list(
         }
         .map_err(ApiError::from)
     })
-    .await?;
-    Ok(Json(out))
+    .await
 }

@@ -21,38 +21,38 @@ use crate::store::{AttemptEntry, DeliveryStatus, EventAction, EventFilter, HookE
 pub struct DeliveriesQuery {
     /// `true`: only attempts that did not succeed.
     #[param(value_type = Option<bool>)]
-    only_failures: Option<String>,
+    pub(crate) only_failures: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(pattern = "^[1-9][0-9]{0,17}$")]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 100, default 25.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
 }
 
 /// One attempt, as a line of the deliveries log.
 #[derive(Serialize, ToSchema)]
 pub struct DeliveryOut {
     /// The attempt's id, for `GET .../deliveries/{delivery_id}`.
-    id: i64,
-    event_id: String,
+    pub(crate) id: i64,
+    pub(crate) event_id: String,
     /// The trigger name or resource event (`Deal.update`).
-    event: String,
-    resource_name: Option<String>,
-    resource_id: Option<i64>,
-    event_type: Option<String>,
+    pub(crate) event: String,
+    pub(crate) resource_name: Option<String>,
+    pub(crate) resource_id: Option<i64>,
+    pub(crate) event_type: Option<String>,
     /// The `webhook-id` header: the same for every attempt of the event to this hook.
-    webhook_id: String,
+    pub(crate) webhook_id: String,
     /// 1 for the first attempt.
-    attempt: u32,
-    started_at: String,
-    duration_ms: i64,
+    pub(crate) attempt: u32,
+    pub(crate) started_at: String,
+    pub(crate) duration_ms: i64,
     /// `success`, `http_error`, `timeout`, `connection_error` or `refused`.
-    outcome: String,
-    succeeded: bool,
+    pub(crate) outcome: String,
+    pub(crate) succeeded: bool,
     /// The target's HTTP status, when it answered.
-    response_status: Option<u16>,
-    error: Option<String>,
+    pub(crate) response_status: Option<u16>,
+    pub(crate) error: Option<String>,
 }
 
 impl From<AttemptEntry> for DeliveryOut {
@@ -78,37 +78,37 @@ impl From<AttemptEntry> for DeliveryOut {
 
 #[derive(Serialize, ToSchema)]
 pub struct DeliveryPage {
-    deliveries: Vec<DeliveryOut>,
-    next_cursor: Option<String>,
+    pub(crate) deliveries: Vec<DeliveryOut>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct RequestOut {
-    url: Option<String>,
+    pub(crate) url: Option<String>,
     /// The headers sent; the authorization header shows its scheme only.
     #[schema(value_type = Object)]
-    headers: Value,
+    pub(crate) headers: Value,
     /// The body sent (JSON).
     #[schema(value_type = Object)]
-    payload: Value,
+    pub(crate) payload: Value,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ResponseOut {
-    status: Option<u16>,
+    pub(crate) status: Option<u16>,
     #[schema(value_type = Option<Object>)]
-    headers: Option<Value>,
+    pub(crate) headers: Option<Value>,
     /// As received, cut at 20 KiB.
-    body: Option<String>,
+    pub(crate) body: Option<String>,
 }
 
 /// One attempt in full.
 #[derive(Serialize, ToSchema)]
 pub struct DeliveryDetailOut {
     #[serde(flatten)]
-    summary: DeliveryOut,
-    request: RequestOut,
-    response: ResponseOut,
+    pub(crate) summary: DeliveryOut,
+    pub(crate) request: RequestOut,
+    pub(crate) response: ResponseOut,
 }
 
 fn truthy(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
@@ -148,7 +148,20 @@ pub async fn deliveries(
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let only_failures = truthy("only_failures", query.only_failures.as_deref())?;
     let (cursor, limit) = parse_page(query.cursor.as_deref(), query.limit.as_deref())?;
-    hook_exists(&state, &id).await?;
+    Ok(Json(
+        deliveries_page(&state, id, only_failures, cursor, limit).await?,
+    ))
+}
+
+/// One page of a hook's deliveries log, newest first, before the attempt `cursor`.
+pub(crate) async fn deliveries_page(
+    state: &AppState,
+    id: String,
+    only_failures: bool,
+    cursor: Option<i64>,
+    limit: usize,
+) -> Result<DeliveryPage, ApiError> {
+    hook_exists(state, &id).await?;
     let store = state.store.clone();
     let page = blocking(move || {
         store
@@ -156,10 +169,10 @@ pub async fn deliveries(
             .map_err(ApiError::from)
     })
     .await?;
-    Ok(Json(DeliveryPage {
+    Ok(DeliveryPage {
         deliveries: page.items.into_iter().map(DeliveryOut::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
-    }))
+    })
 }
 
 /// One attempt in full: the request (URL, headers, payload) and the response (status, headers, body).
@@ -173,6 +186,15 @@ pub async fn delivery(
     State(state): State<AppState>,
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> Result<Json<DeliveryDetailOut>, ApiError> {
+    Ok(Json(delivery_detail(&state, id, delivery_id).await?))
+}
+
+/// One attempt of a hook in full.
+pub(crate) async fn delivery_detail(
+    state: &AppState,
+    id: String,
+    delivery_id: String,
+) -> Result<DeliveryDetailOut, ApiError> {
     let unknown = || {
         ApiError::not_found(
             "unknown_delivery",
@@ -180,14 +202,14 @@ pub async fn delivery(
         )
     };
     let seq: i64 = delivery_id.trim().parse().map_err(|_| unknown())?;
-    hook_exists(&state, &id).await?;
+    hook_exists(state, &id).await?;
     let store = state.store.clone();
     let hook_id = id.clone();
     let detail = blocking(move || store.hook_attempt(&hook_id, seq).map_err(ApiError::from))
         .await?
         .ok_or_else(unknown)?;
     let json = |text: &str| serde_json::from_str(text).unwrap_or(Value::String(text.to_owned()));
-    Ok(Json(DeliveryDetailOut {
+    Ok(DeliveryDetailOut {
         request: RequestOut {
             url: detail.url,
             headers: json(&detail.request_headers),
@@ -199,7 +221,7 @@ pub async fn delivery(
             body: detail.response_body,
         },
         summary: DeliveryOut::from(detail.entry),
-    }))
+    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -207,42 +229,42 @@ pub async fn delivery(
 pub struct EventsQuery {
     /// pending, delivering, delivered, retrying, failed or discarded.
     #[param(pattern = "^(pending|delivering|delivered|retrying|failed|discarded)$")]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// A table name, like `Deal`.
-    resource: Option<String>,
+    pub(crate) resource: Option<String>,
     /// create, update or delete.
     #[param(pattern = "^(create|update|delete)$")]
-    event_type: Option<String>,
+    pub(crate) event_type: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(pattern = "^[1-9][0-9]{0,17}$")]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 100, default 25.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
 }
 
 /// One event of a hook and where its delivery to that hook stands.
 #[derive(Serialize, ToSchema)]
 pub struct EventOut {
     /// The event's id (`evt_...`), for retry and discard.
-    id: String,
-    webhook_id: String,
+    pub(crate) id: String,
+    pub(crate) webhook_id: String,
     /// The trigger name or resource event (`Deal.update`).
-    event: String,
-    resource_name: Option<String>,
-    resource_id: Option<i64>,
-    event_type: Option<String>,
-    company_id: Option<i64>,
-    project_id: Option<i64>,
+    pub(crate) event: String,
+    pub(crate) resource_name: Option<String>,
+    pub(crate) resource_id: Option<i64>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) company_id: Option<i64>,
+    pub(crate) project_id: Option<i64>,
     /// pending: waiting for its first attempt; delivering: an attempt is in flight; delivered: the
     /// target answered 2xx; retrying: an attempt failed and another is scheduled; failed: every
     /// attempt failed, or the target answered 410; discarded: dropped without delivery (by hand, or
     /// because the hook was disabled or deleted).
-    status: &'static str,
-    attempts: u32,
-    next_attempt_at: Option<String>,
-    created_at: String,
-    updated_at: String,
+    pub(crate) status: &'static str,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt_at: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
 }
 
 impl From<HookEvent> for EventOut {
@@ -267,8 +289,8 @@ impl From<HookEvent> for EventOut {
 
 #[derive(Serialize, ToSchema)]
 pub struct EventPage {
-    events: Vec<EventOut>,
-    next_cursor: Option<String>,
+    pub(crate) events: Vec<EventOut>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// The event history of a hook, newest first, within the retention window.
@@ -285,7 +307,22 @@ pub async fn events(
     Path(id): Path<String>,
     AppQuery(query): AppQuery<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let status = match query.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let (cursor, limit) = parse_page(query.cursor.as_deref(), query.limit.as_deref())?;
+    let filter = event_filter(
+        query.status.as_deref(),
+        query.resource.as_deref(),
+        query.event_type.as_deref(),
+    )?;
+    Ok(Json(events_page(&state, id, filter, cursor, limit).await?))
+}
+
+/// The filter of an event history listing, from its query words; blank words filter nothing.
+pub(crate) fn event_filter(
+    status: Option<&str>,
+    resource: Option<&str>,
+    event_type: Option<&str>,
+) -> Result<EventFilter, ApiError> {
+    let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
             ApiError::new(
@@ -295,9 +332,9 @@ pub async fn events(
             )
         })?),
     };
-    let event_type = query.event_type.filter(|t| !t.trim().is_empty());
-    if let Some(t) = &event_type {
-        if !RESOURCE_ACTIONS.contains(&t.as_str()) {
+    let event_type = event_type.map(str::trim).filter(|t| !t.is_empty());
+    if let Some(t) = event_type {
+        if !RESOURCE_ACTIONS.contains(&t) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_event_type",
@@ -305,13 +342,25 @@ pub async fn events(
             ));
         }
     }
-    let (cursor, limit) = parse_page(query.cursor.as_deref(), query.limit.as_deref())?;
-    hook_exists(&state, &id).await?;
-    let filter = EventFilter {
+    Ok(EventFilter {
         status,
-        resource_name: query.resource.filter(|r| !r.trim().is_empty()),
-        event_type,
-    };
+        resource_name: resource
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned),
+        event_type: event_type.map(str::to_owned),
+    })
+}
+
+/// One page of a hook's event history, newest first, before the delivery `cursor`.
+pub(crate) async fn events_page(
+    state: &AppState,
+    id: String,
+    filter: EventFilter,
+    cursor: Option<i64>,
+    limit: usize,
+) -> Result<EventPage, ApiError> {
+    hook_exists(state, &id).await?;
     let store = state.store.clone();
     let page = blocking(move || {
         store
@@ -319,16 +368,16 @@ pub async fn events(
             .map_err(ApiError::from)
     })
     .await?;
-    Ok(Json(EventPage {
+    Ok(EventPage {
         events: page.items.into_iter().map(EventOut::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
-    }))
+    })
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct EventActionOut {
-    event_id: String,
-    status: &'static str,
+    pub(crate) event_id: String,
+    pub(crate) status: &'static str,
 }
 
 fn action_result(
@@ -337,12 +386,12 @@ fn action_result(
     event_id: String,
     done: DeliveryStatus,
     conflict_code: &'static str,
-) -> Result<Json<EventActionOut>, ApiError> {
+) -> Result<EventActionOut, ApiError> {
     match result {
-        EventAction::Done => Ok(Json(EventActionOut {
+        EventAction::Done => Ok(EventActionOut {
             event_id,
             status: done.as_str(),
-        })),
+        }),
         EventAction::NotFound => Err(ApiError::not_found(
             "unknown_event",
             format!("hook '{hook_id}' has no event '{event_id}'"),
@@ -371,7 +420,19 @@ pub async fn retry_event(
     State(state): State<AppState>,
     Path((id, event_id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<EventActionOut>), ApiError> {
-    hook_exists(&state, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(retry_hook_event(&state, id, event_id).await?),
+    ))
+}
+
+/// Makes one event of the hook due again, now.
+pub(crate) async fn retry_hook_event(
+    state: &AppState,
+    id: String,
+    event_id: String,
+) -> Result<EventActionOut, ApiError> {
+    hook_exists(state, &id).await?;
     let store = state.store.clone();
     let (hook_id, event) = (id.clone(), event_id.clone());
     let result = blocking(move || {
@@ -389,7 +450,7 @@ pub async fn retry_event(
     )?;
     state.deliveries_waiting.notify_one();
     tracing::info!(hook_id = %id, event_id = %out.event_id, "event retried by hand");
-    Ok((StatusCode::ACCEPTED, out))
+    Ok(out)
 }
 
 /// Drops a waiting event (pending or retrying) without delivering it.
@@ -423,20 +484,21 @@ pub async fn discard_event(
         DeliveryStatus::Discarded,
         "event_not_waiting",
     )
+    .map(Json)
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFailedIn {
     /// RFC 3339: retry the events that failed at or after this time.
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Also the discarded ones: what the hook missed while disabled. Default false.
-    include_discarded: Option<bool>,
+    pub(crate) include_discarded: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct RetryFailedOut {
-    retried: usize,
+    pub(crate) retried: usize,
 }
 
 /// Retries every event of the hook that failed since a time: recovery after the target's outage.
@@ -479,4 +541,68 @@ pub async fn retry_failed(
     }
     tracing::info!(hook_id = %id, retried, %since, "failed events retried by hand");
     Ok((StatusCode::ACCEPTED, Json(RetryFailedOut { retried })))
+}
+
+/// Where a hook stands: its deliveries by status and its last attempt.
+#[derive(Serialize, ToSchema)]
+pub struct HookSummaryOut {
+    pub(crate) hook_id: String,
+    /// Delivered to the target (2xx).
+    pub(crate) delivered: u64,
+    /// Every attempt failed, or the target answered 410.
+    pub(crate) failed: u64,
+    /// Waiting: for a first attempt, for a retry, or in flight.
+    pub(crate) pending: u64,
+    /// Of `pending`, those waiting for a retry after a failed attempt.
+    pub(crate) retrying: u64,
+    /// Dropped without delivery.
+    pub(crate) discarded: u64,
+    /// The newest attempt, if any.
+    pub(crate) last_delivery: Option<DeliveryOut>,
+}
+
+/// A hook's overview: how many of its events were delivered, failed or wait, and its last delivery.
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/summary", tag = "history",
+    params(("id" = String, Path, description = "The hook's id")),
+    responses((status = 200, body = HookSummaryOut), (status = 404, body = ErrorBody)))]
+pub async fn summary(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<HookSummaryOut>, ApiError> {
+    Ok(Json(hook_summary(&state, id).await?))
+}
+
+pub(crate) async fn hook_summary(state: &AppState, id: String) -> Result<HookSummaryOut, ApiError> {
+    hook_exists(state, &id).await?;
+    let store = state.store.clone();
+    let hook_id = id.clone();
+    let (counts, last) = blocking(move || {
+        {
+            let counts = store.hook_delivery_counts(&hook_id)?;
+            let last = store.hook_attempts(&hook_id, false, None, 1)?;
+            Ok::<_, crate::store::StoreError>((counts, last.items.into_iter().next()))
+        }
+        .map_err(ApiError::from)
+    })
+    .await?;
+    let count = |wanted: &[DeliveryStatus]| {
+        counts
+            .iter()
+            .filter(|(status, _)| wanted.contains(status))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    Ok(HookSummaryOut {
+        hook_id: id,
+        delivered: count(&[DeliveryStatus::Delivered]),
+        failed: count(&[DeliveryStatus::Failed]),
+        pending: count(&[
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivering,
+            DeliveryStatus::Retrying,
+        ]),
+        retrying: count(&[DeliveryStatus::Retrying]),
+        discarded: count(&[DeliveryStatus::Discarded]),
+        last_delivery: last.map(DeliveryOut::from),
+    })
 }

@@ -27,37 +27,37 @@ const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
 /// A hook as the API shows it: the secret and the authorization header masked.
 #[derive(Serialize, ToSchema)]
 pub struct HookOut {
-    id: String,
+    pub(crate) id: String,
     /// `admin` (made here) or `subscription` (made through `EPT_WebhookSubscribe`).
-    origin: &'static str,
+    pub(crate) origin: &'static str,
     /// `company`, `project`, or `all` for a subscription, which has no scope.
-    scope: &'static str,
-    company_id: Option<i64>,
-    project_id: Option<i64>,
-    target_url: String,
-    description: String,
+    pub(crate) scope: &'static str,
+    pub(crate) company_id: Option<i64>,
+    pub(crate) project_id: Option<i64>,
+    pub(crate) target_url: String,
+    pub(crate) description: String,
     /// The scheme only (`Basic ********`); never the credential.
-    authorization: Option<String>,
+    pub(crate) authorization: Option<String>,
     /// Whole only in the answers of create and rotate-secret; masked everywhere else.
-    secret: String,
+    pub(crate) secret: String,
     /// While a rotated secret still signs beside the new one: until when (RFC 3339).
-    previous_secret_valid_until: Option<String>,
-    enabled: bool,
+    pub(crate) previous_secret_valid_until: Option<String>,
+    pub(crate) enabled: bool,
     /// `enabled` or `disabled`.
-    status: &'static str,
+    pub(crate) status: &'static str,
     /// Why it is disabled: by an administrator, a 410 Gone, or every attempt failing for the
     /// window (`delivery.disable_failing_after_days`).
-    disabled_reason: Option<String>,
+    pub(crate) disabled_reason: Option<String>,
     /// When the current run of failed attempts began (RFC 3339); `null` when the last attempt
     /// succeeded. After a hook is disabled for failing, retry-failed since this time (with
     /// `include_discarded`) recovers what it missed.
-    failing_since: Option<String>,
+    pub(crate) failing_since: Option<String>,
     /// Failed attempts in the current run.
-    consecutive_failures: i64,
+    pub(crate) consecutive_failures: i64,
     /// Trigger names and resource events (`Deal.update`) the hook receives.
-    events: Vec<String>,
-    created_at: String,
-    updated_at: String,
+    pub(crate) events: Vec<String>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
 }
 
 impl HookOut {
@@ -104,36 +104,36 @@ impl HookOut {
 pub struct CreateHookIn {
     /// The notification endpoint: an http or https URL.
     #[serde(alias = "endpoint")]
-    target_url: Option<String>,
+    pub(crate) target_url: Option<String>,
     /// Company-level hook: events whose row belongs to this company. Give this or `project_id`.
-    company_id: Option<i64>,
+    pub(crate) company_id: Option<i64>,
     /// Project-level hook: events whose row belongs to this project. Give this or `company_id`.
-    project_id: Option<i64>,
+    pub(crate) project_id: Option<i64>,
     /// Sent verbatim as the `Authorization` header of each delivery (`Basic c3a2...`, `Bearer ...`).
-    authorization: Option<String>,
-    description: Option<String>,
+    pub(crate) authorization: Option<String>,
+    pub(crate) description: Option<String>,
     /// Trigger names and resource events (`Deal.create`) to receive from the start.
     #[serde(default)]
-    events: Vec<String>,
+    pub(crate) events: Vec<String>,
     /// Defaults to true.
-    enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateHookIn {
     #[serde(alias = "endpoint")]
-    target_url: Option<String>,
+    pub(crate) target_url: Option<String>,
     /// `null` removes the header.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
-    authorization: Option<Option<String>>,
-    description: Option<String>,
-    enabled: Option<bool>,
+    pub(crate) authorization: Option<Option<String>>,
+    pub(crate) description: Option<String>,
+    pub(crate) enabled: Option<bool>,
     /// Moves the hook to this company (give this or `project_id`, not both).
-    company_id: Option<i64>,
+    pub(crate) company_id: Option<i64>,
     /// Moves the hook to this project.
-    project_id: Option<i64>,
+    pub(crate) project_id: Option<i64>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
@@ -146,23 +146,23 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 pub struct ListHooksQuery {
     /// Only hooks of this company.
     #[param(value_type = Option<i64>)]
-    company_id: Option<String>,
+    pub(crate) company_id: Option<String>,
     /// Only hooks of this project.
     #[param(value_type = Option<i64>)]
-    project_id: Option<String>,
+    pub(crate) project_id: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(pattern = "^hook_[0-9a-f]{32}$")]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1 to 100, default 25.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct HookPage {
-    hooks: Vec<HookOut>,
+    pub(crate) hooks: Vec<HookOut>,
     /// Pass as `cursor` for the next page; `null` on the last.
-    next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -170,13 +170,13 @@ pub struct HookPage {
 pub struct RotateSecretIn {
     /// How long the old secret keeps signing beside the new one, in seconds (default 86400, at most
     /// 30 days; 0 drops it at once).
-    grace_seconds: Option<u64>,
+    pub(crate) grace_seconds: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Deleted {
-    id: String,
-    deleted: bool,
+    pub(crate) id: String,
+    pub(crate) deleted: bool,
 }
 
 fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -295,6 +295,11 @@ pub async fn create(
     State(state): State<AppState>,
     AppJson(body): AppJson<CreateHookIn>,
 ) -> Result<(StatusCode, Json<HookOut>), ApiError> {
+    Ok((StatusCode::CREATED, Json(create_hook(&state, body).await?)))
+}
+
+/// Creates a hook (the API's and the admin pages' one way): the answer holds the secret whole.
+pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<HookOut, ApiError> {
     let target_url = body
         .target_url
         .filter(|u| !u.trim().is_empty())
@@ -302,8 +307,8 @@ pub async fn create(
     let scope = scope_of(body.company_id, body.project_id)?;
     let authorization = checked_authorization(body.authorization)?;
     let description = checked_description(body.description)?.unwrap_or_default();
-    let target_url = checked_target(&state, target_url.trim()).await?;
-    let events = checked_events(&state, body.events).await?;
+    let target_url = checked_target(state, target_url.trim()).await?;
+    let events = checked_events(state, body.events).await?;
     let new = NewHook {
         target_url,
         secret: generate_secret(),
@@ -316,13 +321,10 @@ pub async fn create(
     };
     let store = state.store.clone();
     let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;
-    sync_tracking(&state).await?;
+    sync_tracking(state).await?;
     tracing::info!(hook_id = %hook.id, target = %hook.target_url, "hook created");
     let secret = hook.secret.clone();
-    Ok((
-        StatusCode::CREATED,
-        Json(HookOut::with_secret(hook, secret)),
-    ))
+    Ok(HookOut::with_secret(hook, secret))
 }
 
 /// Lists hooks, newest first.
@@ -372,6 +374,16 @@ pub async fn list(
         }
         None => None,
     };
+    Ok(Json(hooks_page(&state, filter, cursor, limit).await?))
+}
+
+/// One page of hooks, newest first, after the hook id `cursor`.
+pub(crate) async fn hooks_page(
+    state: &AppState,
+    filter: HookFilter,
+    cursor: Option<String>,
+    limit: usize,
+) -> Result<HookPage, ApiError> {
     let store = state.store.clone();
     let mut hooks = blocking(move || {
         store
@@ -385,10 +397,10 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(HookPage {
+    Ok(HookPage {
         hooks: hooks.into_iter().map(HookOut::masked).collect(),
         next_cursor,
-    }))
+    })
 }
 
 /// One hook.
@@ -399,7 +411,12 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<HookOut>, ApiError> {
-    Ok(Json(HookOut::masked(load(&state, id).await?)))
+    Ok(Json(hook_out(&state, id).await?))
+}
+
+/// One hook, its secret masked.
+pub(crate) async fn hook_out(state: &AppState, id: String) -> Result<HookOut, ApiError> {
+    Ok(HookOut::masked(load(state, id).await?))
 }
 
 /// Changes a hook's endpoint, header, description, scope or status. Disabling a hook discards the
@@ -416,7 +433,16 @@ pub async fn update(
     Path(id): Path<String>,
     AppJson(body): AppJson<UpdateHookIn>,
 ) -> Result<Json<HookOut>, ApiError> {
-    let existing = load(&state, id.clone()).await?;
+    Ok(Json(update_hook(&state, id, body).await?))
+}
+
+/// Changes a hook (the API's and the admin pages' one way).
+pub(crate) async fn update_hook(
+    state: &AppState,
+    id: String,
+    body: UpdateHookIn,
+) -> Result<HookOut, ApiError> {
+    let existing = load(state, id.clone()).await?;
     let scope = if body.company_id.is_some() || body.project_id.is_some() {
         if existing.origin == HookOrigin::Subscription {
             return Err(unprocessable(
@@ -429,7 +455,7 @@ pub async fn update(
         None
     };
     let target_url = match body.target_url {
-        Some(url) => Some(checked_target(&state, url.trim()).await?),
+        Some(url) => Some(checked_target(state, url.trim()).await?),
         None => None,
     };
     let patch = HookPatch {
@@ -445,11 +471,11 @@ pub async fn update(
         .await?
         .ok_or_else(|| unknown_hook(&id))?;
     if patch_enabled_changed(&existing, &hook) {
-        sync_tracking(&state).await?;
+        sync_tracking(state).await?;
         state.deliveries_waiting.notify_one();
     }
     tracing::info!(hook_id = %hook.id, "hook updated");
-    Ok(Json(HookOut::masked(hook)))
+    Ok(HookOut::masked(hook))
 }
 
 fn patch_enabled_changed(before: &Hook, after: &Hook) -> bool {
@@ -464,14 +490,19 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let store = state.store.clone();
-    let hook_id = id.clone();
-    if !blocking(move || store.delete_hook(&hook_id).map_err(ApiError::from)).await? {
-        return Err(unknown_hook(&id));
-    }
-    sync_tracking(&state).await?;
-    tracing::info!(hook_id = %id, "hook deleted");
+    delete_hook(&state, &id).await?;
     Ok(Json(Deleted { id, deleted: true }))
+}
+
+pub(crate) async fn delete_hook(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let store = state.store.clone();
+    let hook_id = id.to_owned();
+    if !blocking(move || store.delete_hook(&hook_id).map_err(ApiError::from)).await? {
+        return Err(unknown_hook(id));
+    }
+    sync_tracking(state).await?;
+    tracing::info!(hook_id = %id, "hook deleted");
+    Ok(())
 }
 
 /// Replaces the signing secret. The new secret is in this answer and never again; the old one keeps
@@ -508,7 +539,18 @@ pub async fn rotate_secret(
             ApiError::new(status, code, e.to_string())
         })?
     };
-    let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+    Ok(Json(
+        rotate_hook_secret(&state, id, body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS)).await?,
+    ))
+}
+
+/// A new signing secret for the hook, in the answer whole; the old one signs beside it for `grace`
+/// seconds.
+pub(crate) async fn rotate_hook_secret(
+    state: &AppState,
+    id: String,
+    grace: u64,
+) -> Result<HookOut, ApiError> {
     if grace > MAX_GRACE_SECS {
         return Err(unprocessable(
             "invalid_grace",
@@ -528,39 +570,39 @@ pub async fn rotate_secret(
     .await?
     .ok_or_else(|| unknown_hook(&id))?;
     tracing::info!(hook_id = %id, grace_seconds = grace, "hook secret rotated");
-    Ok(Json(HookOut::with_secret(hook, secret)))
+    Ok(HookOut::with_secret(hook, secret))
 }
 
 /// The resource grid of a hook: every application table with its create/update/delete cells, and the
 /// named triggers beside it.
 #[derive(Serialize, ToSchema)]
 pub struct GridOut {
-    resources: Vec<GridRow>,
-    triggers: Vec<TriggerCell>,
+    pub(crate) resources: Vec<GridRow>,
+    pub(crate) triggers: Vec<TriggerCell>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct GridRow {
-    resource: String,
-    create: bool,
-    update: bool,
-    delete: bool,
+    pub(crate) resource: String,
+    pub(crate) create: bool,
+    pub(crate) update: bool,
+    pub(crate) delete: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TriggerCell {
-    trigger: String,
-    selected: bool,
+    pub(crate) trigger: String,
+    pub(crate) selected: bool,
     /// False when the hook selects a trigger whose body script is gone.
-    available: bool,
+    pub(crate) available: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CellOut {
-    hook_id: String,
+    pub(crate) hook_id: String,
     /// `Deal.update` or a trigger name.
-    event: String,
-    selected: bool,
+    pub(crate) event: String,
+    pub(crate) selected: bool,
 }
 
 /// The grid of one hook.
@@ -571,7 +613,12 @@ pub async fn grid(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<GridOut>, ApiError> {
-    let hook = load(&state, id).await?;
+    Ok(Json(grid_of(&state, id).await?))
+}
+
+/// The resource grid and the triggers of one hook.
+pub(crate) async fn grid_of(state: &AppState, id: String) -> Result<GridOut, ApiError> {
+    let hook = load(state, id).await?;
     let store = state.store.clone();
     let tables = blocking(move || store.application_tables().map_err(ApiError::from)).await?;
     let selected = |name: &str| hook.events.iter().any(|e| e == name);
@@ -603,10 +650,10 @@ pub async fn grid(
             });
         }
     }
-    Ok(Json(GridOut {
+    Ok(GridOut {
         resources,
         triggers,
-    }))
+    })
 }
 
 async fn set_cell(

@@ -2,6 +2,7 @@
 //! error shape. The only module that knows status codes; it calls into `store`, `scripts` and
 //! `events` and adds nothing of its own to what they decide.
 
+mod admin;
 mod catalogue;
 mod error;
 mod health;
@@ -22,6 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+pub use admin::Sessions;
 pub use error::{ApiError, AppJson, AppQuery};
 pub use openapi::document as openapi_document;
 
@@ -46,6 +48,8 @@ pub struct AppState {
     /// Wakes the delivery worker when a request made deliveries due (a retry).
     pub deliveries_waiting: Arc<Notify>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Sign-in sessions of the admin pages.
+    pub sessions: Arc<Sessions>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(protected)
         .merge(public)
+        .merge(admin::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -68,11 +73,15 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default());
     let error = match presented {
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_token",
-            "send the API token as Authorization: Bearer <token>",
-        ),
+        None => match admin::api_session(&state, &request) {
+            Some(Ok(())) => return next.run(request).await,
+            Some(Err(refused)) => return refused.into_response(),
+            None => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "send the API token as Authorization: Bearer <token>",
+            ),
+        },
         Some(value) => match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
                 match token_role(&state.tokens, token.trim()) {

@@ -82,6 +82,7 @@ pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history::retry_event))
         .routes(routes!(history::discard_event))
         .routes(routes!(history::retry_failed))
+        .routes(routes!(history::summary))
         .routes(routes!(catalogue::list))
         .routes(routes!(scripts::list))
         .routes(routes!(openapi_json))

@@ -14,40 +14,40 @@ use crate::scripts::{Diagnostic, ScriptEntry, ScriptKind};
 
 #[derive(Serialize, ToSchema)]
 pub struct ScriptsOut {
-    folder: String,
-    loaded_at: String,
-    scripts: Vec<ScriptOut>,
+    pub(crate) folder: String,
+    pub(crate) loaded_at: String,
+    pub(crate) scripts: Vec<ScriptOut>,
     /// The triggers defined by body scripts: what can be subscribed to.
-    triggers: Vec<String>,
-    tracked_tables: Vec<String>,
+    pub(crate) triggers: Vec<String>,
+    pub(crate) tracked_tables: Vec<String>,
     /// Triggers that hooks receive but no body script defines any more.
-    missing_triggers: Vec<MissingTrigger>,
+    pub(crate) missing_triggers: Vec<MissingTrigger>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ScriptOut {
-    file: String,
+    pub(crate) file: String,
     /// `body`, `notification`, or `null` for a file whose name is not a script name.
-    kind: Option<&'static str>,
+    pub(crate) kind: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    trigger: Option<String>,
+    pub(crate) trigger: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    table: Option<String>,
+    pub(crate) table: Option<String>,
     /// `ok`: the file on disk is live. `error`: it is not; when `hash` is set, an earlier version is.
-    status: &'static str,
+    pub(crate) status: &'static str,
     /// The content hash of the live version, as events record it.
-    hash: Option<String>,
-    error: Option<ErrorOut>,
+    pub(crate) hash: Option<String>,
+    pub(crate) error: Option<ErrorOut>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorOut {
-    line: Option<u32>,
-    column: Option<u32>,
-    message: String,
-    source_line: Option<String>,
+    pub(crate) line: Option<u32>,
+    pub(crate) column: Option<u32>,
+    pub(crate) message: String,
+    pub(crate) source_line: Option<String>,
     /// `file:line:col: message`, the offending line and a caret under the column.
-    text: String,
+    pub(crate) text: String,
 }
 
 impl From<&Diagnostic> for ErrorOut {
@@ -64,8 +64,8 @@ impl From<&Diagnostic> for ErrorOut {
 
 #[derive(Serialize, ToSchema)]
 pub struct MissingTrigger {
-    trigger: String,
-    hooks: usize,
+    pub(crate) trigger: String,
+    pub(crate) hooks: usize,
 }
 
 fn script_out(entry: &ScriptEntry<'_>) -> ScriptOut {
@@ -90,11 +90,15 @@ fn script_out(entry: &ScriptEntry<'_>) -> ScriptOut {
 /// The scripts folder: what is live, what failed to compile, which subscribed triggers are missing.
 #[utoipa::path(get, path = "/api/v1/scripts", tag = "scripts", responses((status = 200, body = ScriptsOut)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ScriptsOut>, ApiError> {
+    Ok(Json(scripts_overview(&state).await?))
+}
+
+pub(crate) async fn scripts_overview(state: &AppState) -> Result<ScriptsOut, ApiError> {
     let scripts = state.registry.current();
     let store = state.store.clone();
     let subscribed = blocking(move || store.hooks_per_event().map_err(ApiError::from)).await?;
     let triggers = scripts.trigger_names();
-    Ok(Json(ScriptsOut {
+    Ok(ScriptsOut {
         folder: scripts.folder.display().to_string(),
         loaded_at: rfc3339_ms(scripts.loaded_at),
         scripts: scripts.entries().iter().map(script_out).collect(),
@@ -105,5 +109,5 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ScriptsOut>, Api
             .filter(|(name, _)| parse_resource_event(name).is_none() && !triggers.contains(name))
             .map(|(trigger, hooks)| MissingTrigger { trigger, hooks })
             .collect(),
-    }))
+    })
 }

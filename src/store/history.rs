@@ -177,6 +177,25 @@ impl Store {
         Ok(detail)
     }
 
+    /// How many of a hook's deliveries stand in each status, within the retention window. Counts
+    /// the hook's rows through the `(hook_id, seq)` index: the cost follows the hook's history,
+    /// which retention bounds.
+    pub fn hook_delivery_counts(&self, hook_id: &str) -> Result<Vec<(DeliveryStatus, u64)>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT status, count(*) FROM herald_deliveries WHERE hook_id = ?1 GROUP BY status",
+        )?;
+        let counts = stmt
+            .query_map([hook_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(counts
+            .into_iter()
+            .filter_map(|(status, n)| Some((DeliveryStatus::parse(&status)?, n as u64)))
+            .collect())
+    }
+
     /// The event history of a hook, newest first, before cursor `before`.
     pub fn hook_events(
         &self,

@@ -104,7 +104,60 @@ impl ReadOnlyDb {
     }
 }
 
+/// A company or project of the application, as the admin pages offer it as a hook's scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeName {
+    pub id: i64,
+    /// The row's `name`, when the table has one.
+    pub name: Option<String>,
+    /// For a project: its company.
+    pub company_id: Option<i64>,
+}
+
+/// The most companies or projects the admin pages list; beyond it, an id is typed by hand.
+const MAX_SCOPES: usize = 1000;
+
 impl ReadOnlyDb {
+    /// The rows of the application's `Company` table, by id: the company-level scopes, named by
+    /// the same convention that `events::scope_of` places rows by. Empty without such a table.
+    pub fn companies(&self) -> Vec<ScopeName> {
+        self.scope_names("SELECT id, name, NULL FROM Company ORDER BY id LIMIT ?1")
+            .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Company ORDER BY id LIMIT ?1"))
+            .unwrap_or_default()
+    }
+
+    /// The rows of the application's `Project` table, by id, with their company.
+    pub fn projects(&self) -> Vec<ScopeName> {
+        self.scope_names("SELECT id, name, company_id FROM Project ORDER BY id LIMIT ?1")
+            .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Project ORDER BY id LIMIT ?1"))
+            .unwrap_or_default()
+    }
+
+    fn scope_names(&self, sql: &str) -> Option<Vec<ScopeName>> {
+        let rows = self
+            .query(sql, &[Cell::Integer(MAX_SCOPES as i64)], MAX_SCOPES)
+            .ok()?;
+        let integer = |cell: &Cell| match cell {
+            Cell::Integer(n) => Some(*n),
+            _ => None,
+        };
+        Some(
+            rows.iter()
+                .filter_map(|row| {
+                    Some(ScopeName {
+                        id: integer(&row.first()?.1)?,
+                        name: match &row.get(1)?.1 {
+                            Cell::Text(t) => Some(t.clone()),
+                            Cell::Null => None,
+                            other => Some(format!("{other:?}")),
+                        },
+                        company_id: integer(&row.get(2)?.1),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// The `company_id` of row `project_id` of the application's `Project` table: how a row that
     /// names only its project is placed in a company. `None` when there is no such table, row or
     /// column.

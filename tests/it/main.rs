@@ -2,7 +2,9 @@
 //! separate connection, the demo scripts (or scripts written to a temp folder), and a real receiver.
 
 mod admin;
+mod admin_pages;
 mod api_errors;
+mod browser;
 mod cli;
 mod crash;
 mod delivery;

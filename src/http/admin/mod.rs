@@ -1,0 +1,339 @@
+//! The admin pages at `/admin`: the Webhooks page of the Procore help pages, served by herald
+//! itself. Server-rendered HTML (askama templates, compiled into the binary with the CSS and the
+//! script), with a little progressive JavaScript: the grid's checkboxes save the moment they are
+//! clicked, the deliveries log pages and filters in place, an entry opens to its detail.
+//!
+//! The pages call the same functions as the admin API handlers (`hooks::create_hook`,
+//! `history::deliveries_page`, ...), and the script calls the admin API itself, signed in by the
+//! session cookie and the CSRF token; nothing here decides anything the API does not.
+//!
+//! Sign-in takes an admin API token once and gives a session cookie (`session.rs`). Every form
+//! carries the session's CSRF token, every script request sends it as `x-csrf-token`, and a POST
+//! whose `Origin` is another site is refused before it is read.
+
+mod pages;
+mod session;
+mod view;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub(crate) use session::SessionInfo;
+pub use session::Sessions;
+
+use super::{token_role, ApiError, AppState};
+use crate::config::Role;
+use session::Flash;
+
+/// The routes of the admin pages.
+pub(super) fn routes(state: AppState) -> Router<AppState> {
+    let signed_in = Router::new()
+        .route("/admin", get(pages::index))
+        .route("/admin/", get(|| async { Redirect::to("/admin") }))
+        .route("/admin/hooks", post(pages::create_hook))
+        .route(
+            "/admin/hooks/{id}",
+            get(pages::hook).post(pages::update_hook),
+        )
+        .route("/admin/hooks/{id}/status", post(pages::set_status))
+        .route(
+            "/admin/hooks/{id}/rotate-secret",
+            post(pages::rotate_secret),
+        )
+        .route("/admin/hooks/{id}/delete", post(pages::delete_hook))
+        .route("/admin/hooks/{id}/deliveries", get(pages::deliveries))
+        .route("/admin/hooks/{id}/deliveries/{seq}", get(pages::delivery))
+        .route(
+            "/admin/hooks/{id}/events/{event_id}/retry",
+            post(pages::retry_event),
+        )
+        .route("/admin/scripts", get(pages::scripts))
+        .route("/admin/logout", post(logout))
+        .route("/admin/{*rest}", get(pages::not_found))
+        .route_layer(middleware::from_fn_with_state(state, require_session));
+    Router::new()
+        .route("/admin/login", get(login_form).post(login))
+        .route("/admin/static/{file}", get(static_file))
+        .merge(signed_in)
+        .layer(middleware::from_fn(guard))
+}
+
+/// Security headers on every admin response, and the refusal of cross-site POSTs: a browser sends
+/// `Origin` with every POST, and one that names another site is a forged request.
+async fn guard(request: Request, next: Next) -> Response {
+    if request.method() == Method::POST && !same_origin(request.headers()) {
+        return PageError::new(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form was sent from another site.",
+        )
+        .into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
+/// Lets signed-in requests through with their `SessionInfo`; sends the others to the sign-in page,
+/// with the page they asked for to come back to.
+async fn require_session(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match state.sessions.from_headers(request.headers()) {
+        Some(session) => {
+            request.extensions_mut().insert(session);
+            next.run(request).await
+        }
+        None => {
+            let wanted = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/admin");
+            if request.method() == Method::GET && !is_fragment(request.uri().query()) {
+                let back = serde_urlencoded::to_string([("next", wanted)]).unwrap_or_default();
+                Redirect::to(&format!("/admin/login?{back}")).into_response()
+            } else {
+                PageError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Signed out",
+                    "Your session has ended; sign in again.",
+                )
+                .into_response()
+            }
+        }
+    }
+}
+
+fn is_fragment(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|p| p == "fragment=1"))
+}
+
+/// The session of a request to the API, when it carries no bearer token: the admin pages' script
+/// calls the API with the session cookie. A request that could change something must also carry
+/// the session's CSRF token in `x-csrf-token`.
+pub(super) fn api_session(state: &AppState, request: &Request) -> Option<Result<(), ApiError>> {
+    let session = state.sessions.from_headers(request.headers())?;
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Some(Ok(()));
+    }
+    let presented = request
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Some(if session.csrf_matches(presented) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            "a request signed in by the session cookie must send the session's x-csrf-token",
+        ))
+    })
+}
+
+/// An error page: what went wrong, in words, with the status it deserves.
+pub(crate) struct PageError {
+    status: StatusCode,
+    title: String,
+    message: String,
+}
+
+impl PageError {
+    fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> PageError {
+        PageError {
+            status,
+            title: title.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(error: ApiError) -> PageError {
+        let title = match error.status {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::SERVICE_UNAVAILABLE => "Busy",
+            s if s.is_server_error() => "Something went wrong",
+            _ => "Not possible",
+        };
+        PageError::new(error.status, title, error.message)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let page = view::ErrorPage {
+            title: self.title,
+            message: self.message,
+        };
+        (self.status, view::render(&page)).into_response()
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a page of the admin, never another site.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/admin") && !n.starts_with("//") && !n.contains('\\') => {
+            n.to_owned()
+        }
+        _ => "/admin".to_owned(),
+    }
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let query: LoginQuery = query
+        .and_then(|q| serde_urlencoded::from_str(&q).ok())
+        .unwrap_or_default();
+    let next = safe_next(query.next.as_deref());
+    if state.sessions.from_headers(&headers).is_some() {
+        return Redirect::to(&next).into_response();
+    }
+    view::render(&view::LoginPage { next, error: None }).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form: LoginForm = match serde_urlencoded::from_bytes(&body) {
+        Ok(form) => form,
+        Err(e) => {
+            return PageError::new(StatusCode::BAD_REQUEST, "Unreadable form", e.to_string())
+                .into_response()
+        }
+    };
+    let next = safe_next(form.next.as_deref());
+    let refused = |status: StatusCode, error: &str| {
+        (
+            status,
+            view::render(&view::LoginPage {
+                next: next.clone(),
+                error: Some(error.to_owned()),
+            }),
+        )
+            .into_response()
+    };
+    match token_role(&state.tokens, form.token.trim()) {
+        Some(Role::Admin) => {
+            let session = state.sessions.create();
+            tracing::info!("admin signed in to the pages");
+            let mut response = Redirect::to(&next).into_response();
+            if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&session.id, &headers)) {
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Some(Role::Subscribe) => refused(
+            StatusCode::FORBIDDEN,
+            "This token may only use the REST hooks endpoints. Sign in with an admin token.",
+        ),
+        None if form.token.trim().is_empty() => {
+            refused(StatusCode::UNPROCESSABLE_ENTITY, "Enter an API token.")
+        }
+        None => refused(StatusCode::UNAUTHORIZED, "That token is not valid."),
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    axum::Extension(session): axum::Extension<SessionInfo>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(e) = pages::check_csrf(&session, &body) {
+        return e.into_response();
+    }
+    state.sessions.end(&session.id);
+    let mut response = Redirect::to("/admin/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&session::clear_cookie()).expect("a valid cookie"),
+    );
+    response
+}
+
+const STYLESHEET: &str = include_str!("static/admin.css");
+const SCRIPT: &str = include_str!("static/admin.js");
+
+async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, content_type) = match file.as_str() {
+        "admin.css" => (STYLESHEET, "text/css; charset=utf-8"),
+        "admin.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        _ => {
+            return PageError::new(StatusCode::NOT_FOUND, "Not found", "No such file.")
+                .into_response()
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A redirect after a form, with the banner the next page shows.
+fn redirect_with(state: &AppState, session: &SessionInfo, to: &str, flash: Flash) -> Response {
+    state.sessions.set_flash(&session.id, flash);
+    Redirect::to(to).into_response()
+}

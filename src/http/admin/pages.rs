@@ -1,0 +1,560 @@
+//! The handlers of the admin pages. Each reads through the API's own functions, renders a
+//! template, and answers a form with a redirect and a banner (or, when the form is wrong, the same
+//! page again with a warning and what was typed).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::session::{Flash, SessionInfo};
+use super::view::{self, HookQuery, HookRow, NewHookForm};
+use super::{redirect_with, PageError};
+use crate::http::hooks::{CreateHookIn, UpdateHookIn};
+use crate::http::{blocking, catalogue, history, hooks, parse_page, scripts, ApiError, AppState};
+use crate::store::{HookFilter, ScopeName};
+
+/// How many hooks the index lists; past it, the API pages through them.
+const MAX_LISTED_HOOKS: usize = 1000;
+/// How long a rotated secret keeps signing beside the new one, from the pages.
+const ROTATION_GRACE_SECS: u64 = 24 * 3600;
+
+fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, PageError> {
+    serde_urlencoded::from_bytes(body)
+        .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, "Unreadable form", e.to_string()))
+}
+
+/// Refuses a form that does not carry the session's CSRF token.
+pub(super) fn check_csrf(session: &SessionInfo, body: &[u8]) -> Result<(), PageError> {
+    let fields: Vec<(String, String)> = parse_form(body)?;
+    let presented = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    if session.csrf_matches(presented) {
+        Ok(())
+    } else {
+        Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form does not belong to your current session. Reload the page and try again.",
+        ))
+    }
+}
+
+/// A form's fields, once its CSRF token is checked.
+fn checked_form<T: DeserializeOwned>(session: &SessionInfo, body: &[u8]) -> Result<T, PageError> {
+    check_csrf(session, body)?;
+    parse_form(body)
+}
+
+/// The companies and projects of the application, to name scopes and offer them.
+async fn directory(state: &AppState) -> Result<(Vec<ScopeName>, Vec<ScopeName>), ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let db = store.read_only().map_err(ApiError::from)?;
+        Ok((db.companies(), db.projects()))
+    })
+    .await
+}
+
+fn is_client_error(error: &ApiError) -> bool {
+    error.status.is_client_error()
+}
+
+pub async fn index(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+) -> Response {
+    let flash = state.sessions.take_flash(&session.id);
+    match index_page(&state, &session, NewHookForm::default(), flash).await {
+        Ok(page) => view::render(&page),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn index_page(
+    state: &AppState,
+    session: &SessionInfo,
+    form: NewHookForm,
+    flash: Option<Flash>,
+) -> Result<view::IndexPage, PageError> {
+    let mut hooks = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page =
+            hooks::hooks_page(state, HookFilter::default(), cursor, crate::http::MAX_PAGE).await?;
+        hooks.extend(page.hooks);
+        cursor = page.next_cursor;
+        if cursor.is_none() || hooks.len() >= MAX_LISTED_HOOKS {
+            break;
+        }
+    }
+    let (companies, projects) = directory(state).await?;
+    let mut page = view::IndexPage {
+        csrf: session.csrf.clone(),
+        flash,
+        company_hooks: Vec::new(),
+        project_hooks: Vec::new(),
+        subscriptions: Vec::new(),
+        truncated: cursor.is_some(),
+        form,
+        companies: Vec::new(),
+        projects: Vec::new(),
+    };
+    for hook in hooks {
+        let scope = view::scope_label(&hook, &companies, &projects);
+        let row = HookRow { hook, scope };
+        match row.hook.scope {
+            "company" => page.company_hooks.push(row),
+            "project" => page.project_hooks.push(row),
+            _ => page.subscriptions.push(row),
+        }
+    }
+    page.companies = companies;
+    page.projects = projects;
+    Ok(page)
+}
+
+/// `company:1` or `project:10`, as the scope field sends it.
+fn parse_scope(text: &str) -> Option<(Option<i64>, Option<i64>)> {
+    let (kind, id) = text.trim().split_once(':')?;
+    let id = id.trim().parse::<i64>().ok()?;
+    match kind {
+        "company" => Some((Some(id), None)),
+        "project" => Some((None, Some(id))),
+        _ => None,
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+pub async fn create_hook(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    body: Bytes,
+) -> Response {
+    let form: NewHookForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let result = match parse_scope(&form.scope) {
+        None => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_scope",
+            "choose the company or project the hook belongs to",
+        )),
+        Some((company_id, project_id)) => {
+            let input = CreateHookIn {
+                target_url: Some(form.target_url.clone()),
+                company_id,
+                project_id,
+                authorization: non_empty(&form.authorization),
+                description: non_empty(&form.description),
+                events: Vec::new(),
+                enabled: None,
+            };
+            hooks::create_hook(&state, input).await
+        }
+    };
+    match result {
+        Ok(hook) => redirect_with(
+            &state,
+            &session,
+            &format!("/admin/hooks/{}", hook.id),
+            Flash {
+                secret: Some(hook.secret.clone()),
+                ..Flash::success(
+                    "Endpoint saved. Tick the events it should receive below. Every delivery is signed with this secret; copy it now, it is not shown again:",
+                )
+            },
+        ),
+        Err(e) if is_client_error(&e) => {
+            let flash = Flash::warning(format!("The endpoint was not saved: {}.", e.message));
+            match index_page(&state, &session, form, Some(flash)).await {
+                Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, view::render(&page)).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        Err(e) => PageError::from(e).into_response(),
+    }
+}
+
+pub async fn hook(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    Query(query): Query<HookQuery>,
+) -> Response {
+    let flash = state.sessions.take_flash(&session.id);
+    match hook_page(&state, &session, id, query, flash, None).await {
+        Ok(page) => view::render(&page),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn hook_page(
+    state: &AppState,
+    session: &SessionInfo,
+    id: String,
+    query: HookQuery,
+    flash: Option<Flash>,
+    typed_endpoint: Option<String>,
+) -> Result<view::HookPage, PageError> {
+    let hook = hooks::hook_out(state, id.clone()).await?;
+    let only_failures = query.only_failures.as_deref() == Some("true");
+    let filter = history::event_filter(
+        query.status.as_deref(),
+        query.resource.as_deref(),
+        query.event_type.as_deref(),
+    )?;
+    let (events_cursor, _) = parse_page(query.events_cursor.as_deref(), None)?;
+    let summary = history::hook_summary(state, id.clone()).await?;
+    let grid = hooks::grid_of(state, id.clone()).await?;
+    let deliveries = history::deliveries_page(
+        state,
+        id.clone(),
+        only_failures,
+        None,
+        crate::http::DEFAULT_PAGE,
+    )
+    .await?;
+    let events = history::events_page(
+        state,
+        id.clone(),
+        filter,
+        events_cursor,
+        crate::http::DEFAULT_PAGE,
+    )
+    .await?;
+    let (companies, projects) = directory(state).await?;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default().trim().to_owned();
+    let (status_filter, resource_filter, event_type_filter) = (
+        text(&query.status),
+        text(&query.resource),
+        text(&query.event_type),
+    );
+    let filters = |cursor: Option<&str>| {
+        let mut pairs = vec![
+            ("status", status_filter.as_str()),
+            ("resource", resource_filter.as_str()),
+            ("event_type", event_type_filter.as_str()),
+        ];
+        if let Some(c) = cursor {
+            pairs.push(("events_cursor", c));
+        }
+        pairs.retain(|(_, v)| !v.is_empty());
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    };
+    let events_more_href = events
+        .next_cursor
+        .as_deref()
+        .map(|c| format!("/admin/hooks/{id}?{}#events", filters(Some(c))));
+    let return_to = format!(
+        "/admin/hooks/{id}?{}#events",
+        filters(query.events_cursor.as_deref())
+    );
+    Ok(view::HookPage {
+        csrf: session.csrf.clone(),
+        flash,
+        scope: view::scope_label(&hook, &companies, &projects),
+        endpoint_value: typed_endpoint.unwrap_or_else(|| hook.target_url.clone()),
+        hook,
+        hook_id: id,
+        summary,
+        grid,
+        deliveries,
+        only_failures,
+        events,
+        status_filter,
+        resource_filter,
+        event_type_filter,
+        events_cursor: query.events_cursor.filter(|c| !c.trim().is_empty()),
+        events_more_href,
+        return_to,
+    })
+}
+
+#[derive(Deserialize)]
+struct EndpointForm {
+    #[serde(default)]
+    target_url: String,
+    #[serde(default)]
+    authorization: String,
+    remove_authorization: Option<String>,
+    #[serde(default)]
+    description: String,
+}
+
+pub async fn update_hook(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form: EndpointForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let authorization = if form.remove_authorization.is_some() {
+        Some(None)
+    } else {
+        non_empty(&form.authorization).map(Some)
+    };
+    let input = UpdateHookIn {
+        target_url: Some(form.target_url.clone()),
+        authorization,
+        description: Some(form.description.trim().to_owned()),
+        enabled: None,
+        company_id: None,
+        project_id: None,
+    };
+    match hooks::update_hook(&state, id.clone(), input).await {
+        Ok(_) => redirect_with(
+            &state,
+            &session,
+            &format!("/admin/hooks/{id}"),
+            Flash::success("Endpoint saved."),
+        ),
+        Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
+            let flash = Flash::warning(format!("The endpoint was not saved: {}.", e.message));
+            let page = hook_page(
+                &state,
+                &session,
+                id,
+                HookQuery::default(),
+                Some(flash),
+                Some(form.target_url),
+            )
+            .await;
+            match page {
+                Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, view::render(&page)).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        Err(e) => PageError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    enabled: String,
+}
+
+pub async fn set_status(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form: StatusForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let enabled = form.enabled == "true";
+    let input = UpdateHookIn {
+        target_url: None,
+        authorization: None,
+        description: None,
+        enabled: Some(enabled),
+        company_id: None,
+        project_id: None,
+    };
+    match hooks::update_hook(&state, id.clone(), input).await {
+        Ok(_) => redirect_with(
+            &state,
+            &session,
+            &format!("/admin/hooks/{id}"),
+            Flash::success(if enabled {
+                "Hook enabled: new events are delivered again. To recover what it missed, retry its events below."
+            } else {
+                "Hook disabled: nothing is delivered to it, and what was waiting is discarded."
+            }),
+        ),
+        Err(e) => PageError::from(e).into_response(),
+    }
+}
+
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = check_csrf(&session, &body) {
+        return e.into_response();
+    }
+    match hooks::rotate_hook_secret(&state, id.clone(), ROTATION_GRACE_SECS).await {
+        Ok(hook) => redirect_with(
+            &state,
+            &session,
+            &format!("/admin/hooks/{id}"),
+            Flash {
+                secret: Some(hook.secret.clone()),
+                ..Flash::success(
+                    "New signing secret. The old one keeps signing beside it for 24 hours, so the receiver can switch without losing a delivery. Copy it now, it is not shown again:",
+                )
+            },
+        ),
+        Err(e) => PageError::from(e).into_response(),
+    }
+}
+
+pub async fn delete_hook(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = check_csrf(&session, &body) {
+        return e.into_response();
+    }
+    match hooks::delete_hook(&state, &id).await {
+        Ok(()) => redirect_with(
+            &state,
+            &session,
+            "/admin",
+            Flash::success("Hook deleted. Nothing more is delivered to its endpoint."),
+        ),
+        Err(e) => PageError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct DeliveriesQuery {
+    cursor: Option<String>,
+    only_failures: Option<String>,
+    fragment: Option<String>,
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Response {
+    let only_failures = query.only_failures.as_deref() == Some("true");
+    let page = async {
+        let (cursor, _) = parse_page(query.cursor.as_deref(), None)?;
+        history::deliveries_page(
+            &state,
+            id.clone(),
+            only_failures,
+            cursor,
+            crate::http::DEFAULT_PAGE,
+        )
+        .await
+    }
+    .await;
+    let deliveries = match page {
+        Ok(page) => page,
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    if query.fragment.as_deref() == Some("1") {
+        view::render(&view::DeliveriesFragment {
+            hook_id: id,
+            deliveries,
+            only_failures,
+        })
+    } else {
+        view::render(&view::DeliveriesPage {
+            csrf: session.csrf,
+            hook_id: id,
+            deliveries,
+            only_failures,
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct FragmentQuery {
+    fragment: Option<String>,
+}
+
+pub async fn delivery(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path((id, seq)): Path<(String, String)>,
+    Query(query): Query<FragmentQuery>,
+) -> Response {
+    let detail = match history::delivery_detail(&state, id.clone(), seq).await {
+        Ok(detail) => detail,
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    if query.fragment.as_deref() == Some("1") {
+        view::render(&view::DeliveryFragment { detail })
+    } else {
+        view::render(&view::DeliveryDetailPage {
+            csrf: session.csrf,
+            hook_id: id,
+            detail,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct RetryForm {
+    #[serde(default)]
+    return_to: String,
+}
+
+pub async fn retry_event(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path((id, event_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let form: RetryForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let hook_page = format!("/admin/hooks/{id}");
+    let back = if form.return_to.starts_with(&format!("{hook_page}?"))
+        || form.return_to.starts_with(&format!("{hook_page}#"))
+    {
+        form.return_to
+    } else {
+        format!("{hook_page}#events")
+    };
+    let flash = match history::retry_hook_event(&state, id, event_id.clone()).await {
+        Ok(_) => Flash::success(format!(
+            "Event {event_id} is queued for delivery; its status shows here once attempted."
+        )),
+        Err(e) if is_client_error(&e) => Flash::warning(format!("Not retried: {}.", e.message)),
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    redirect_with(&state, &session, &back, flash)
+}
+
+pub async fn scripts(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+) -> Response {
+    let page = async {
+        Ok::<_, ApiError>(view::ScriptsPage {
+            csrf: session.csrf.clone(),
+            scripts: scripts::scripts_overview(&state).await?,
+            catalogue: catalogue::catalogue(&state, true).await?,
+        })
+    }
+    .await;
+    match page {
+        Ok(page) => view::render(&page),
+        Err(e) => PageError::from(e).into_response(),
+    }
+}
+
+pub async fn not_found() -> Response {
+    PageError::new(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such admin page.",
+    )
+    .into_response()
+}

@@ -1,0 +1,273 @@
+//! What each admin page shows: one template struct per page (templates in `templates/admin/`),
+//! filled by `pages.rs` from the API's own answer types, and the small formatting helpers the
+//! templates call (`self::utc`, `self::pretty`).
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::Value;
+
+use super::session::Flash;
+use crate::http::catalogue::CatalogueOut;
+use crate::http::history::{DeliveryDetailOut, DeliveryPage, EventPage, HookSummaryOut};
+use crate::http::hooks::{GridOut, HookOut};
+use crate::http::scripts::ScriptsOut;
+use crate::store::ScopeName;
+
+/// The page as HTML, or a plain 500 if a template fails (a bug: templates are checked at build).
+pub fn render<T: Template>(page: &T) -> Response {
+    match page.render() {
+        Ok(body) => Html(body).into_response(),
+        Err(e) => {
+            tracing::error!("admin page failed to render: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render; it is logged",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `2026-11-24 08:15:02 UTC` from the API's RFC 3339 times: the pages say UTC, as the seeds do.
+pub fn utc(rfc3339: &str) -> String {
+    match crate::clock::parse_rfc3339_ms(rfc3339) {
+        Some(ms) => {
+            let text = crate::clock::rfc3339_ms(ms - ms % 1000);
+            format!("{} UTC", text.trim_end_matches('Z').replacen('T', " ", 1))
+        }
+        None => rfc3339.to_owned(),
+    }
+}
+
+/// JSON indented for reading; text that is not JSON, as it is.
+pub fn pretty(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
+
+/// A response body: indented when it is JSON.
+pub fn pretty_text(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array())
+        .map(|v| pretty(&v))
+        .unwrap_or_else(|| text.to_owned())
+}
+
+/// What a scope is called on the pages: `Acme Construction (company 1)`.
+pub fn scope_label(hook: &HookOut, companies: &[ScopeName], projects: &[ScopeName]) -> String {
+    let named = |list: &[ScopeName], id: i64, kind: &str| match list
+        .iter()
+        .find(|s| s.id == id)
+        .and_then(|s| s.name.clone())
+    {
+        Some(name) => format!("{name} ({kind} {id})"),
+        None => format!("{kind} {id}"),
+    };
+    match (hook.company_id, hook.project_id) {
+        (Some(id), _) => named(companies, id, "company"),
+        (_, Some(id)) => named(projects, id, "project"),
+        _ => "every event (REST hooks subscription)".to_owned(),
+    }
+}
+
+/// A hook as a line of the hooks tables.
+pub struct HookRow {
+    pub hook: HookOut,
+    pub scope: String,
+}
+
+/// The values of the "new hook" form, kept when it comes back with a warning.
+#[derive(Default, serde::Deserialize)]
+pub struct NewHookForm {
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub target_url: String,
+    #[serde(default)]
+    pub authorization: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/login.html")]
+pub struct LoginPage {
+    pub next: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/error.html")]
+pub struct ErrorPage {
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/index.html")]
+pub struct IndexPage {
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    pub company_hooks: Vec<HookRow>,
+    pub project_hooks: Vec<HookRow>,
+    pub subscriptions: Vec<HookRow>,
+    pub companies: Vec<ScopeName>,
+    pub projects: Vec<ScopeName>,
+    pub form: NewHookForm,
+    /// More hooks than the page lists.
+    pub truncated: bool,
+}
+
+impl IndexPage {
+    /// Whether the scope field was left on this company or project.
+    pub fn selected(&self, kind: &str, id: &i64) -> bool {
+        self.form.scope == format!("{kind}:{id}")
+    }
+}
+
+/// The filters of the events section, as the query string holds them.
+#[derive(Default, serde::Deserialize)]
+pub struct HookQuery {
+    pub only_failures: Option<String>,
+    pub status: Option<String>,
+    pub resource: Option<String>,
+    pub event_type: Option<String>,
+    pub events_cursor: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/hook.html")]
+pub struct HookPage {
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    pub hook: HookOut,
+    pub hook_id: String,
+    pub scope: String,
+    /// The endpoint field: the hook's, or what was typed when it was refused.
+    pub endpoint_value: String,
+    pub summary: HookSummaryOut,
+    pub grid: GridOut,
+    pub deliveries: DeliveryPage,
+    pub only_failures: bool,
+    pub events: EventPage,
+    pub status_filter: String,
+    pub resource_filter: String,
+    pub event_type_filter: String,
+    /// Set when the events section shows an older page.
+    pub events_cursor: Option<String>,
+    /// The query string of this page, for links that keep the other filters.
+    pub events_more_href: Option<String>,
+    /// Where a retry brings the browser back to.
+    pub return_to: String,
+}
+
+pub const EVENT_STATUSES: [&str; 6] = [
+    "pending",
+    "delivering",
+    "delivered",
+    "retrying",
+    "failed",
+    "discarded",
+];
+
+impl HookPage {
+    pub fn statuses(&self) -> &'static [&'static str] {
+        &EVENT_STATUSES
+    }
+}
+
+/// The entries of a deliveries page and the link to the next; shared by the hook page, the
+/// fragment the script appends and the page without script.
+#[derive(Template)]
+#[template(path = "admin/deliveries_fragment.html")]
+pub struct DeliveriesFragment {
+    pub hook_id: String,
+    pub deliveries: DeliveryPage,
+    pub only_failures: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/deliveries_page.html")]
+pub struct DeliveriesPage {
+    pub csrf: String,
+    pub hook_id: String,
+    pub deliveries: DeliveryPage,
+    pub only_failures: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/delivery_fragment.html")]
+pub struct DeliveryFragment {
+    pub detail: DeliveryDetailOut,
+}
+
+#[derive(Template)]
+#[template(path = "admin/delivery_page.html")]
+pub struct DeliveryDetailPage {
+    pub csrf: String,
+    pub hook_id: String,
+    pub detail: DeliveryDetailOut,
+}
+
+#[derive(Template)]
+#[template(path = "admin/scripts.html")]
+pub struct ScriptsPage {
+    pub csrf: String,
+    pub scripts: ScriptsOut,
+    pub catalogue: CatalogueOut,
+}
+
+impl ScriptsPage {
+    pub fn errors(&self) -> usize {
+        self.scripts
+            .scripts
+            .iter()
+            .filter(|s| s.status == "error")
+            .count()
+    }
+}
+
+/// Whether two words are the same (the templates compare a loop's word with a filter).
+pub fn same(a: &str, b: &str) -> bool {
+    a == b
+}
+
+/// The first 12 characters of a content hash: enough to tell versions apart on a page.
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// How an attempt's outcome reads on the page.
+pub fn outcome_label(outcome: &str) -> &'static str {
+    match outcome {
+        "success" => "Succeeded",
+        "http_error" => "HTTP error",
+        "timeout" => "Timed out",
+        "connection_error" => "Connection failed",
+        "refused" => "Refused target",
+        _ => "Failed",
+    }
+}
+
+pub fn outcome_class(outcome: &str) -> &'static str {
+    if outcome == "success" {
+        "badge-success"
+    } else {
+        "badge-failure"
+    }
+}
+
+/// The colour of an event status: green delivered, red failed, amber retrying, blue waiting.
+pub fn status_class(status: &str) -> &'static str {
+    match status {
+        "delivered" => "badge-success",
+        "failed" => "badge-failure",
+        "retrying" => "badge-warning",
+        "discarded" => "badge-muted",
+        _ => "badge-info",
+    }
+}

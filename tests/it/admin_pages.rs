@@ -1,0 +1,395 @@
+//! The admin pages over plain HTTP: sign-in, sessions, and the protections a browser test cannot
+//! show (forged forms, cross-site posts, API calls by cookie without the CSRF header).
+
+use std::time::Duration;
+
+use herald::config::{ApiToken, Role};
+use reqwest::redirect::Policy;
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const SUBSCRIBE_TOKEN: &str = "subscribe-only-token";
+const STEP: Duration = Duration::from_secs(10);
+
+fn no_redirects() -> Client {
+    Client::builder()
+        .redirect(Policy::none())
+        .timeout(STEP)
+        .build()
+        .unwrap()
+}
+
+async fn start() -> (tempfile::TempDir, TestHerald) {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.api_tokens.push(ApiToken {
+        name: "zapier".into(),
+        token: SUBSCRIBE_TOKEN.into(),
+        role: Role::Subscribe,
+    });
+    let herald = TestHerald::start(config).await;
+    (dir, herald)
+}
+
+async fn sign_in_with(herald: &TestHerald, token: &str) -> Response {
+    no_redirects()
+        .post(herald.url("/admin/login"))
+        .form(&[("token", token), ("next", "/admin")])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs in with the admin token; gives the `Cookie` header value of the session.
+async fn session_cookie(herald: &TestHerald) -> String {
+    let response = sign_in_with(herald, TOKEN).await;
+    assert_eq!(response.status(), 303);
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The value of `name="csrf"` (or the csrf-token meta tag) in a page.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .map(|i| i + "name=\"csrf\" value=\"".len())
+        .or_else(|| {
+            page.find("name=\"csrf-token\" content=\"")
+                .map(|i| i + "name=\"csrf-token\" content=\"".len())
+        })
+        .expect("a CSRF token in the page");
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn page(herald: &TestHerald, cookie: &str, path: &str) -> (u16, String) {
+    let response = no_redirects()
+        .get(herald.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn hook_count(herald: &TestHerald) -> usize {
+    let (status, hooks) = herald.get("/api/v1/hooks").await;
+    assert_eq!(status, 200, "{hooks}");
+    hooks["hooks"].as_array().expect("a hooks list").len()
+}
+
+#[tokio::test]
+async fn signed_out_visitors_are_sent_to_sign_in_and_every_page_carries_security_headers() {
+    let (_dir, herald) = start().await;
+    let response = no_redirects()
+        .get(herald.url("/admin/scripts?x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        "/admin/login?next=%2Fadmin%2Fscripts%3Fx%3D1"
+    );
+    for name in [
+        "content-security-policy",
+        "x-frame-options",
+        "x-content-type-options",
+        "referrer-policy",
+    ] {
+        assert!(response.headers().contains_key(name), "{name} is missing");
+    }
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+
+    // The stylesheet and the script are public; the sign-in page needs nothing.
+    let css = no_redirects()
+        .get(herald.url("/admin/static/admin.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    assert!(css.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+    let login = no_redirects()
+        .get(herald.url("/admin/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    assert!(login.text().await.unwrap().contains("name=\"token\""));
+
+    // A sign-in may not send the browser elsewhere afterwards.
+    let response = no_redirects()
+        .post(herald.url("/admin/login"))
+        .form(&[("token", TOKEN), ("next", "https://evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/admin");
+    herald.stop().await;
+}
+
+#[tokio::test]
+async fn only_an_admin_token_signs_in_and_the_session_ends_at_sign_out() {
+    let (_dir, herald) = start().await;
+
+    let wrong = sign_in_with(&herald, "not-a-token").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("That token is not valid."));
+
+    let empty = sign_in_with(&herald, "  ").await;
+    assert_eq!(empty.status(), 422);
+    assert!(empty.text().await.unwrap().contains("Enter an API token."));
+
+    let subscribe_only = sign_in_with(&herald, SUBSCRIBE_TOKEN).await;
+    assert_eq!(subscribe_only.status(), 403);
+    assert!(subscribe_only.headers().get("set-cookie").is_none());
+    assert!(subscribe_only
+        .text()
+        .await
+        .unwrap()
+        .contains("may only use the REST hooks endpoints"));
+
+    let admin = sign_in_with(&herald, TOKEN).await;
+    assert_eq!(admin.status(), 303);
+    assert_eq!(admin.headers()["location"], "/admin");
+    let set_cookie = admin.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.starts_with("herald_session="), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    let (status, index) = page(&herald, &cookie, "/admin").await;
+    assert_eq!(status, 200);
+    assert!(index.contains("Webhooks"));
+
+    // Signing out needs the form's CSRF token too, then the cookie no longer opens anything.
+    let csrf = csrf_of(&index);
+    let forged = no_redirects()
+        .post(herald.url("/admin/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", "guess")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let (status, _) = page(&herald, &cookie, "/admin").await;
+    assert_eq!(status, 200, "a forged sign-out must not end the session");
+
+    let out = no_redirects()
+        .post(herald.url("/admin/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert!(out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let (status, _) = page(&herald, &cookie, "/admin").await;
+    assert_eq!(status, 303);
+    let api = no_redirects()
+        .get(herald.url("/api/v1/hooks"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+    herald.stop().await;
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_or_from_another_site_change_nothing() {
+    let (_dir, herald) = start().await;
+    let cookie = session_cookie(&herald).await;
+    let (_, index) = page(&herald, &cookie, "/admin").await;
+    let csrf = csrf_of(&index);
+    let form = |csrf: &str| {
+        vec![
+            ("csrf", csrf.to_owned()),
+            ("scope", "company:1".to_owned()),
+            ("target_url", "http://127.0.0.1:9/hook".to_owned()),
+            ("authorization", String::new()),
+            ("description", String::new()),
+        ]
+    };
+
+    let forged = no_redirects()
+        .post(herald.url("/admin/hooks"))
+        .header("cookie", &cookie)
+        .form(&form("not-the-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(hook_count(&herald).await, 0);
+
+    let cross_site = no_redirects()
+        .post(herald.url("/admin/hooks"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert!(cross_site.text().await.unwrap().contains("another site"));
+    assert_eq!(hook_count(&herald).await, 0);
+
+    let own_site = no_redirects()
+        .post(herald.url("/admin/hooks"))
+        .header("cookie", &cookie)
+        .header("origin", herald.url(""))
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own_site.status(), 303, "{:?}", own_site.text().await);
+    assert_eq!(hook_count(&herald).await, 1);
+
+    // A bad URL in the form is said on the page, in words, and nothing is created.
+    let mut bad = form(&csrf);
+    bad[2].1 = "not a url".into();
+    let response = no_redirects()
+        .post(herald.url("/admin/hooks"))
+        .header("cookie", &cookie)
+        .form(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("target_url"), "{text}");
+    assert_eq!(hook_count(&herald).await, 1);
+    herald.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_takes_the_session_cookie_only_with_the_csrf_header_for_changes() {
+    let (_dir, herald) = start().await;
+    let hook = herald
+        .create_hook(
+            json!({"target_url": "http://127.0.0.1:9/hook", "company_id": 1, "events": []}),
+        )
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let cookie = session_cookie(&herald).await;
+    let (_, hook_page) = page(&herald, &cookie, &format!("/admin/hooks/{id}")).await;
+    let csrf = csrf_of(&hook_page);
+    let client = no_redirects();
+
+    let read = client
+        .get(herald.url("/api/v1/hooks"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+
+    let grid_cell = herald.url(&format!("/api/v1/hooks/{id}/grid/Deal/create"));
+    let without = client
+        .put(&grid_cell)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 403);
+    let error: Value = without.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "csrf_failed", "{error}");
+
+    let with = client
+        .put(&grid_cell)
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert!(with.status().is_success(), "{}", with.status());
+    let (_, grid) = herald.get(&format!("/api/v1/hooks/{id}/grid")).await;
+    let deal = grid["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "Deal")
+        .unwrap()
+        .clone();
+    assert_eq!(deal["create"], true, "{grid}");
+
+    // A subscribe-only token still reaches nothing of the admin API.
+    let refused = client
+        .get(herald.url("/api/v1/hooks"))
+        .bearer_auth(SUBSCRIBE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    herald.stop().await;
+}
+
+#[tokio::test]
+async fn a_hooks_summary_counts_its_deliveries_by_outcome() {
+    let (_dir, herald) = start().await;
+    let receiver = TestReceiver::start().await;
+    receiver.queue(Answer::status(500));
+    let hook = herald
+        .create_hook(json!({"target_url": receiver.url("/hook"), "company_id": 1, "events": ["Deal.create"]}))
+        .await;
+    let id = hook["id"].as_str().unwrap();
+
+    let (status, empty) = herald.get(&format!("/api/v1/hooks/{id}/summary")).await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(empty["delivered"], 0);
+    assert_eq!(empty["failed"], 0);
+    assert!(empty["last_delivery"].is_null(), "{empty}");
+
+    herald
+        .app()
+        .execute(
+            "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
+             VALUES ('Summary deal', 10, 'lead', 0, 1, 10)",
+            [],
+        )
+        .unwrap();
+    // The first attempt fails (500), the retry succeeds.
+    receiver.wait_for(2, STEP).await;
+    let path = format!("/api/v1/hooks/{id}/summary");
+    let mut summary = Value::Null;
+    for _ in 0..100 {
+        summary = herald.get(&path).await.1;
+        if summary["delivered"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        summary["delivered"], 1,
+        "the retry is counted as delivered: {summary}"
+    );
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["pending"], 0, "{summary}");
+    assert_eq!(summary["last_delivery"]["outcome"], "success", "{summary}");
+
+    let (status, missing) = herald.get("/api/v1/hooks/hook_nope/summary").await;
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(missing["error"]["code"], "unknown_hook", "{missing}");
+    receiver.stop();
+    herald.stop().await;
+}

@@ -1,0 +1,646 @@
+//! The admin pages in a real headless Chromium, driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`, which `.ci/install` installs): every step of the Procore help pages, done
+//! the way a person does it. Screenshots of the main pages land in `target/browser-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::support::{demo_scripts, test_config, Answer, TestHerald, TestReceiver, TOKEN};
+
+/// How long a page may take to show what a step waits for.
+const STEP: Duration = Duration::from_secs(15);
+
+fn program(env: &str, default: &str) -> PathBuf {
+    let path = PathBuf::from(std::env::var(env).unwrap_or_else(|_| default.to_owned()));
+    assert!(
+        path.exists(),
+        "{} is missing: the browser tests need Debian's chromium and chromium-driver \
+         (run .ci/install, or apt-get install chromium chromium-driver; {env} overrides the path)",
+        path.display()
+    );
+    path
+}
+
+/// A headless Chromium behind its own chromedriver on a loopback port, with a fresh profile.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+    base: String,
+}
+
+impl Browser {
+    async fn start(base: String) -> Browser {
+        // Two TLS backends (ring, aws-lc) are linked in, so rustls will not pick one by itself;
+        // the webdriver speaks plain HTTP on loopback anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let chromium = program("HERALD_CHROMIUM", "/usr/bin/chromium");
+        let chromedriver = program("HERALD_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        }))
+        .unwrap();
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let mut last_error = String::new();
+        for _ in 0..100 {
+            match ClientBuilder::rustls()
+                .unwrap()
+                .capabilities(caps.clone())
+                .connect(&webdriver)
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        _profile: profile,
+                        base,
+                    }
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no WebDriver session with chromium: {last_error}");
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn path(&self) -> String {
+        let url = self.client.current_url().await.unwrap();
+        url.path().to_owned()
+    }
+
+    async fn wait(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(STEP)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no '{css}' on {} within {STEP:?}: {e}", self.base))
+    }
+
+    async fn all(&self, css: &str) -> Vec<Element> {
+        self.client.find_all(Locator::Css(css)).await.unwrap()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.wait(css).await.text().await.unwrap()
+    }
+
+    /// Waits until `check` holds of the page's JavaScript value `script` (an expression).
+    async fn until(&self, script: &str, check: impl Fn(&Value) -> bool) -> Value {
+        self.poll(script, check, false).await
+    }
+
+    /// Reloads until `check` holds: for what the server shows only on a new page load.
+    async fn reload_until(&self, script: &str, check: impl Fn(&Value) -> bool) -> Value {
+        self.poll(script, check, true).await
+    }
+
+    async fn poll(&self, script: &str, check: impl Fn(&Value) -> bool, reload: bool) -> Value {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let value = self
+                .client
+                .execute(&format!("return {script};"), vec![])
+                .await
+                .unwrap();
+            if check(&value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "'{script}' is still {value} after {STEP:?}{}",
+                if reload { " of reloading" } else { "" }
+            );
+            if reload {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.client.refresh().await.unwrap();
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let folder = screenshots_folder();
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn sign_in(&self) {
+        self.goto("/admin").await;
+        self.wait("#token").await.send_keys(TOKEN).await.unwrap();
+        self.wait("form[action='/admin/login'] button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        self.wait("#new-hook").await;
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn screenshots_folder() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("browser-screenshots")
+}
+
+fn count(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
+}
+
+/// Inserts a deal from a connection of the application's own, as another process would.
+fn insert_deal(herald: &TestHerald, title: &str) -> i64 {
+    let app = herald.app();
+    app.execute(
+        "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
+         VALUES (?1, 1000.0, 'lead', 0, 1, 10)",
+        [title],
+    )
+    .unwrap();
+    app.last_insert_rowid()
+}
+
+/// Every attempt of a hook, through the API, walking all pages.
+async fn api_deliveries(herald: &TestHerald, hook_id: &str, only_failures: bool) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path =
+            format!("/api/v1/hooks/{hook_id}/deliveries?limit=100&only_failures={only_failures}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = herald.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        all.extend(page["deliveries"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_does_every_step_of_the_webhooks_page_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    let browser = Browser::start(herald.url("")).await;
+
+    // Signed out, the pages send the browser to the sign-in form; a wrong token is refused.
+    browser.goto("/admin").await;
+    browser.wait("#token").await;
+    assert_eq!(browser.path().await, "/admin/login");
+    browser.screenshot("login").await;
+    browser
+        .wait("#token")
+        .await
+        .send_keys("not-the-token")
+        .await
+        .unwrap();
+    browser
+        .wait("form[action='/admin/login'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert!(browser
+        .text(".banner-warning")
+        .await
+        .contains("That token is not valid"));
+    browser.sign_in().await;
+    assert_eq!(browser.path().await, "/admin");
+
+    // A hook with a bad URL: a warning banner that says what is wrong, and the typed values kept.
+    browser
+        .wait("#scope")
+        .await
+        .select_by_value("company:1")
+        .await
+        .unwrap();
+    browser
+        .wait("#target_url")
+        .await
+        .send_keys("ftp://example.com/hook")
+        .await
+        .unwrap();
+    browser
+        .wait("#new-hook button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let warning = browser.text(".banner-warning").await;
+    assert!(warning.contains("not saved"), "{warning}");
+    assert!(
+        warning.to_lowercase().contains("http"),
+        "says which schemes: {warning}"
+    );
+    let kept = browser
+        .wait("#target_url")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("ftp://example.com/hook"));
+
+    // Then a good one: the hook's page, a green banner, the secret shown once.
+    let target = browser.wait("#target_url").await;
+    target.clear().await.unwrap();
+    target.send_keys(&receiver.url("/hook")).await.unwrap();
+    browser
+        .wait("#new-hook button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let banner = browser.text(".banner-success").await;
+    assert!(banner.contains("Endpoint saved"), "{banner}");
+    let secret = browser.text("#new-secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let hook_path = browser.path().await;
+    let hook_id = hook_path.strip_prefix("/admin/hooks/").unwrap().to_owned();
+    browser.client.refresh().await.unwrap();
+    browser.wait("#overview").await;
+    assert!(
+        browser.all("#new-secret").await.is_empty(),
+        "the secret shows once"
+    );
+
+    // Deal x Create, ticked: saved at once, still ticked after a reload, and the API agrees.
+    browser
+        .wait("input[aria-label='Deal create']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .until(
+            "document.querySelector(\"input[aria-label='Deal create']\").closest('tr').querySelector('.save-state').textContent",
+            |v| v.as_str() == Some("Saved"),
+        )
+        .await;
+    browser.client.refresh().await.unwrap();
+    assert!(browser
+        .wait("input[aria-label='Deal create']")
+        .await
+        .is_selected()
+        .await
+        .unwrap());
+    let (_, grid) = herald.get(&format!("/api/v1/hooks/{hook_id}/grid")).await;
+    let deal = grid["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "Deal")
+        .unwrap();
+    assert_eq!(deal["create"], true);
+    assert_eq!(deal["update"], false);
+
+    // The keyboard reaches the grid: Space on a focused box ticks it and saves.
+    let update_box = browser.wait("input[aria-label='Deal update']").await;
+    update_box.send_keys(" ").await.unwrap();
+    browser
+        .until(
+            "document.querySelector(\"input[aria-label='Deal update']\").closest('tr').querySelector('.save-state').textContent",
+            |v| v.as_str() == Some("Saved"),
+        )
+        .await;
+    update_box.send_keys(" ").await.unwrap();
+    browser
+        .until(
+            "[document.querySelector(\"input[aria-label='Deal update']\").checked, document.querySelector(\"input[aria-label='Deal update']\").closest('tr').querySelector('.save-state').textContent]",
+            |v| v[0] == false && v[1] == "Saved",
+        )
+        .await;
+
+    // A deal inserted by another connection: its delivery at the top of the log.
+    let first_deal = insert_deal(&herald, "Browser-made deal");
+    receiver.wait_for(1, STEP).await;
+    let top = browser
+        .reload_until(
+            "(() => { const li = document.querySelector('.deliveries li'); return li ? [li.dataset.outcome, li.textContent] : null; })()",
+            |v| v.is_array(),
+        )
+        .await;
+    assert_eq!(top[0], "success");
+    let top_text = top[1].as_str().unwrap();
+    assert!(top_text.contains("Deal.create"), "{top_text}");
+    assert!(top_text.contains(&format!("#{first_deal}")), "{top_text}");
+    assert_eq!(browser.text("#count-delivered").await, "1");
+
+    // The receiver fails: "Show only failures" lists the failures and nothing else.
+    receiver.answer_always(Answer {
+        body: "{\"error\":\"receiver is down for maintenance\"}".into(),
+        ..Answer::status(500)
+    });
+    let failing_deals = [
+        insert_deal(&herald, "Failing deal one"),
+        insert_deal(&herald, "Failing deal two"),
+    ];
+    // Both events exhaust their retries (200 ms apart in tests) and fail for good.
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let (_, failed) = herald
+            .get(&format!("/api/v1/hooks/{hook_id}/events?status=failed"))
+            .await;
+        if failed["events"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the events did not fail: {failed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failures = api_deliveries(&herald, &hook_id, true).await;
+    assert!(
+        failures.len() >= 4,
+        "every attempt of both events: {}",
+        failures.len()
+    );
+    browser.goto(&hook_path).await;
+    browser.wait("#only-failures").await.click().await.unwrap();
+    let outcomes = browser
+        .until(
+            "Array.from(document.querySelectorAll('.deliveries li')).map(li => li.dataset.outcome)",
+            |v| {
+                v.as_array()
+                    .is_some_and(|a| a.len() == failures.len().min(25))
+            },
+        )
+        .await;
+    assert!(
+        outcomes.as_array().unwrap().iter().all(|o| o != "success"),
+        "{outcomes}"
+    );
+    assert!(browser.path().await.ends_with(&hook_id));
+    assert!(browser
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .query()
+        .unwrap_or_default()
+        .contains("only_failures=true"));
+    browser.screenshot("hook").await;
+
+    // An entry opens to its request payload, response headers and response body.
+    browser
+        .wait(".deliveries li summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let body = browser.text(".deliveries li .response-body").await;
+    assert!(body.contains("receiver is down for maintenance"), "{body}");
+    let payload = browser.text(".deliveries li .payload").await;
+    assert!(payload.contains("Failing deal"), "{payload}");
+    let detail = browser.text(".deliveries li .detail").await;
+    assert!(detail.contains("HTTP 500"), "{detail}");
+    browser
+        .client
+        .execute(
+            "document.querySelector('.deliveries li').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshot("delivery").await;
+
+    // Retry a failed event from the events section: it is delivered once the receiver is back.
+    receiver.answer_always(Answer::status(200));
+    browser
+        .goto(&format!("{hook_path}?status=failed#events"))
+        .await;
+    let failed_row = browser
+        .reload_until(
+            "document.querySelectorAll('#events-table tbody tr').length",
+            |v| count(v) == 2,
+        )
+        .await;
+    assert_eq!(count(&failed_row), 2, "both failing deals failed for good");
+    let event_id = browser
+        .wait("#events-table tbody tr")
+        .await
+        .attr("data-event-id")
+        .await
+        .unwrap()
+        .unwrap();
+    browser
+        .wait("#events-table tbody tr button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let banner = browser.text(".banner-success").await;
+    assert!(banner.contains("queued for delivery"), "{banner}");
+    browser.goto(&format!("{hook_path}#events")).await;
+    let status = browser
+        .reload_until(
+            &format!("(() => {{ const row = document.querySelector('#events-table tr[data-event-id=\"{event_id}\"]'); return row ? row.querySelector('[data-status]').textContent : null; }})()"),
+            |v| v.as_str() == Some("delivered"),
+        )
+        .await;
+    assert_eq!(status, "delivered");
+
+    // Over 30 deliveries: 25 on the page, "More deliveries" brings the rest, none twice.
+    for i in 0..30 {
+        insert_deal(&herald, &format!("Bulk deal {i}"));
+    }
+    let deadline = tokio::time::Instant::now() + STEP;
+    let expected = loop {
+        let all = api_deliveries(&herald, &hook_id, false).await;
+        let delivered = all.iter().filter(|d| d["succeeded"] == true).count();
+        // The first deal, the retried event and the 30 new ones.
+        if delivered >= 32 {
+            break all;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{delivered} of 32 delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        expected.len() > 30 && expected.len() <= 50,
+        "{}",
+        expected.len()
+    );
+    browser.goto(&hook_path).await;
+    browser.wait("#deliveries-list").await;
+    assert_eq!(browser.all(".deliveries li").await.len(), 25);
+    browser
+        .wait("a[data-more-deliveries]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let ids = browser
+        .until(
+            "Array.from(document.querySelectorAll('.deliveries li')).map(li => Number(li.dataset.deliveryId))",
+            |v| v.as_array().is_some_and(|a| a.len() == expected.len()),
+        )
+        .await;
+    let ids: Vec<i64> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let api_ids: Vec<i64> = expected.iter().map(|d| d["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, api_ids, "newest first, every attempt once");
+    assert!(browser.all("a[data-more-deliveries]").await.is_empty());
+    assert!(failing_deals.iter().all(|id| *id > first_deal));
+
+    browser.goto("/admin").await;
+    browser.wait("#company-hooks-title").await;
+    browser.screenshot("webhooks").await;
+    browser.close().await;
+    receiver.stop();
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scripts_page_shows_compile_errors_with_line_and_column_and_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let browser = Browser::start(herald.url("")).await;
+    browser.sign_in().await;
+
+    browser.goto("/admin/scripts").await;
+    let sample = browser.text("#trigger-NewOpportunity .sample").await;
+    assert!(sample.contains("Sample payload"), "{sample}");
+    browser
+        .wait("#trigger-NewOpportunity .sample summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let payload = browser.text("#trigger-NewOpportunity .payload").await;
+    assert!(payload.contains("Facade renovation"), "{payload}");
+    browser.screenshot("scripts").await;
+
+    // A script broken on line 3: the page says which file, line and column, and keeps the old
+    // version live.
+    std::fs::write(
+        scripts.join("GetWebhookResponseBody_NewOpportunity.rhai"),
+        "let deal = 1;\nlet x = 2;\nlet y = (;\n",
+    )
+    .unwrap();
+    let error = browser
+        .reload_until(
+            "(() => { const e = document.querySelector('#trigger-NewOpportunity .error-text'); return e ? e.textContent : null; })()",
+            |v| v.is_string(),
+        )
+        .await;
+    let error = error.as_str().unwrap();
+    assert!(error.starts_with("Line 3, column"), "{error}");
+    let banner = browser.text(".banner-warning").await;
+    assert!(banner.contains("1 script does not compile"), "{banner}");
+    browser.close().await;
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_fit_common_window_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    let hook = herald
+        .create_hook(
+            json!({"target_url": receiver.url("/x"), "project_id": 10, "events": ["Deal.create"]}),
+        )
+        .await;
+    insert_deal(
+        &herald,
+        "A deal with a rather long title to see that nothing overflows",
+    );
+    receiver.wait_for(1, STEP).await;
+    let browser = Browser::start(herald.url("")).await;
+    browser.sign_in().await;
+    let hook_path = format!("/admin/hooks/{}", hook["id"].as_str().unwrap());
+    for (width, height) in [(1920, 1080), (1280, 800), (1024, 768), (390, 844)] {
+        browser.client.set_window_size(width, height).await.unwrap();
+        for path in ["/admin", hook_path.as_str(), "/admin/scripts"] {
+            browser.goto(path).await;
+            browser.wait("main h1").await;
+            let overflow = browser
+                .client
+                .execute(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if count(&overflow) != 0 {
+                let culprits = browser
+                    .client
+                    .execute(
+                        "const w = document.documentElement.clientWidth;
+                         return [...document.querySelectorAll('body *')]
+                           .filter(e => e.getBoundingClientRect().right > w + 1
+                                     && ![...e.children].some(c => c.getBoundingClientRect().right > w + 1))
+                           .slice(0, 5)
+                           .map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '')
+                                     + ' ' + JSON.stringify((e.textContent || '').trim().slice(0, 40)));",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                panic!("{path} at {width}x{height} scrolls sideways by {overflow} px; widest: {culprits}");
+            }
+        }
+    }
+    browser.goto(&hook_path).await;
+    browser.wait("#overview").await;
+    browser.screenshot("hook-narrow").await;
+    browser.close().await;
+    receiver.stop();
+    herald.stop().await;
+}
