@@ -393,3 +393,36 @@ async fn a_hooks_summary_counts_its_deliveries_by_outcome() {
     receiver.stop();
     herald.stop().await;
 }
+
+#[tokio::test]
+async fn the_webhooks_page_lists_company_hooks_then_project_hooks_project_by_project() {
+    let (_dir, herald) = start().await;
+    for (scope, path) in [
+        (json!({"project_id": 20}), "/hafen-a"),
+        (json!({"company_id": 1}), "/acme"),
+        (json!({"project_id": 10}), "/lyon"),
+        (json!({"project_id": 20}), "/hafen-b"),
+    ] {
+        let mut body = json!({"target_url": format!("http://127.0.0.1:9{path}"), "events": []});
+        body.as_object_mut()
+            .unwrap()
+            .extend(scope.as_object().unwrap().clone());
+        herald.create_hook(body).await;
+    }
+    let cookie = session_cookie(&herald).await;
+    let (status, index) = page(&herald, &cookie, "/admin").await;
+    assert_eq!(status, 200);
+    let at = |text: &str| {
+        index
+            .find(text)
+            .unwrap_or_else(|| panic!("{text} is not on the page"))
+    };
+    // Company-level first, then one heading per project in project order, each with its hooks.
+    assert!(at("/acme") < at("Project-level hooks"));
+    let lyon = at("<h3 class=\"project-group\">Lyon Part-Dieu tower (project 10)</h3>");
+    let hafen = at("<h3 class=\"project-group\">Hafen City offices (project 20)</h3>");
+    assert!(lyon < at("/lyon") && at("/lyon") < hafen);
+    assert!(hafen < at("/hafen-a") && hafen < at("/hafen-b"));
+    assert!(at("REST hooks subscriptions") > at("/hafen-b"));
+    herald.stop().await;
+}

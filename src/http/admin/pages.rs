@@ -99,7 +99,7 @@ async fn index_page(
         csrf: session.csrf.clone(),
         flash,
         company_hooks: Vec::new(),
-        project_hooks: Vec::new(),
+        project_groups: Vec::new(),
         subscriptions: Vec::new(),
         truncated: cursor.is_some(),
         form,
@@ -109,12 +109,26 @@ async fn index_page(
     for hook in hooks {
         let scope = view::scope_label(&hook, &companies, &projects);
         let row = HookRow { hook, scope };
-        match row.hook.scope {
-            "company" => page.company_hooks.push(row),
-            "project" => page.project_hooks.push(row),
+        match (row.hook.scope, row.hook.project_id) {
+            ("company", _) => page.company_hooks.push(row),
+            ("project", Some(project_id)) => {
+                match page
+                    .project_groups
+                    .iter_mut()
+                    .find(|g| g.project_id == project_id)
+                {
+                    Some(group) => group.rows.push(row),
+                    None => page.project_groups.push(view::ProjectHooks {
+                        project_id,
+                        label: row.scope.clone(),
+                        rows: vec![row],
+                    }),
+                }
+            }
             _ => page.subscriptions.push(row),
         }
     }
+    page.project_groups.sort_by_key(|g| g.project_id);
     page.companies = companies;
     page.projects = projects;
     Ok(page)

@@ -80,6 +80,13 @@ pub struct HookRow {
     pub scope: String,
 }
 
+/// The project-level hooks of one project.
+pub struct ProjectHooks {
+    pub project_id: i64,
+    pub label: String,
+    pub rows: Vec<HookRow>,
+}
+
 /// The values of the "new hook" form, kept when it comes back with a warning.
 #[derive(Default, serde::Deserialize)]
 pub struct NewHookForm {
@@ -113,7 +120,8 @@ pub struct IndexPage {
     pub csrf: String,
     pub flash: Option<Flash>,
     pub company_hooks: Vec<HookRow>,
-    pub project_hooks: Vec<HookRow>,
+    /// Project-level hooks, one group per project, in project order.
+    pub project_groups: Vec<ProjectHooks>,
     pub subscriptions: Vec<HookRow>,
     pub companies: Vec<ScopeName>,
     pub projects: Vec<ScopeName>,
