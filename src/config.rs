@@ -102,6 +102,8 @@ pub struct SandboxLimits {
     pub max_string_size: usize,
     pub max_array_size: usize,
     pub max_map_size: usize,
+    /// The largest payload (JSON bytes) a body script may return: a bigger one fails the event.
+    pub max_payload_bytes: usize,
     /// Wall-clock budget of one script run, database queries included.
     pub time_budget: Duration,
 }
@@ -138,6 +140,7 @@ impl Default for SandboxLimits {
             max_string_size: 1 << 20,
             max_array_size: 10_000,
             max_map_size: 10_000,
+            max_payload_bytes: 512 * 1024,
             time_budget: Duration::from_secs(2),
         }
     }
@@ -218,6 +221,7 @@ struct FileSandbox {
     max_string_size: Option<usize>,
     max_array_size: Option<usize>,
     max_map_size: Option<usize>,
+    max_payload_bytes: Option<usize>,
     time_budget_ms: Option<u64>,
 }
 
@@ -415,6 +419,7 @@ impl Config {
         s.max_string_size = sandbox.max_string_size.unwrap_or(s.max_string_size);
         s.max_array_size = sandbox.max_array_size.unwrap_or(s.max_array_size);
         s.max_map_size = sandbox.max_map_size.unwrap_or(s.max_map_size);
+        s.max_payload_bytes = sandbox.max_payload_bytes.unwrap_or(s.max_payload_bytes);
         if let Some(ms) = sandbox.time_budget_ms {
             s.time_budget = Duration::from_millis(ms);
         }

@@ -95,7 +95,7 @@ pub fn render_event(
         id: crate::ids::event_id(),
         trigger: trigger.to_owned(),
         row_id: Some(row_id),
-        payload: payload.to_string(),
+        payload,
         change_id: change.map(|(c, _)| c.id),
         script_hash: Some(script.hash.clone()),
         resource_name: change.map(|(c, _)| c.table.clone()),

@@ -159,40 +159,63 @@ impl Sandbox {
         script: &Script,
         row_id: Option<i64>,
         change: Option<&Change>,
-    ) -> Result<serde_json::Value, Diagnostic> {
+    ) -> Result<String, Diagnostic> {
         let mut scope = body_scope(row_id, false, change);
         let value = self.eval(script, &mut scope)?;
-        let json = self.to_json(script, &value)?;
-        if json.is_object() {
-            Ok(json)
-        } else {
-            Err(Diagnostic::new(
+        if !value.is_map() {
+            return Err(Diagnostic::new(
                 &script.file_name,
                 None,
                 format!(
                     "a body script must return a map (the payload), not {}",
                     value.type_name()
                 ),
-            ))
+            ));
         }
+        // Straight to text: the payload is stored as text, and a map converts the same either way.
+        let payload = serde_json::to_string(&value).map_err(|e| unconvertible(script, e))?;
+        self.check_payload_size(script, payload.len())?;
+        Ok(payload)
     }
 
     /// Runs a body script in sample mode: the payloads perform-list returns, newest first.
     pub fn samples(&self, script: &Script) -> Result<Vec<serde_json::Value>, Diagnostic> {
         let mut scope = body_scope(None, true, None);
         let value = self.eval(script, &mut scope)?;
-        match self.to_json(script, &value)? {
-            serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => Ok(items),
-            object @ serde_json::Value::Object(_) => Ok(vec![object]),
-            _ => Err(Diagnostic::new(
-                &script.file_name,
-                None,
-                format!(
-                    "with `sample` true a body script must return an array of maps (or one map), not {}",
-                    value.type_name()
-                ),
-            )),
+        let items = match self.to_json(script, &value)? {
+            serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => items,
+            object @ serde_json::Value::Object(_) => vec![object],
+            _ => {
+                return Err(Diagnostic::new(
+                    &script.file_name,
+                    None,
+                    format!(
+                        "with `sample` true a body script must return an array of maps (or one map), not {}",
+                        value.type_name()
+                    ),
+                ))
+            }
+        };
+        for item in &items {
+            self.check_payload_size(script, item.to_string().len())?;
         }
+        Ok(items)
+    }
+
+    fn check_payload_size(&self, script: &Script, bytes: usize) -> Result<(), Diagnostic> {
+        let cap = self.limits.max_payload_bytes;
+        if bytes > cap {
+            return Err(Diagnostic::new(
+                &script.file_name,
+                returned_at(&script.source),
+                format!(
+                    "the payload is {bytes} bytes of JSON, over the cap of {cap} bytes \
+                     (sandbox.max_payload_bytes): send less, or an id the receiver can look up"
+                ),
+            )
+            .with_source(&script.source));
+        }
+        Ok(())
     }
 
     fn eval(&self, script: &Script, scope: &mut Scope<'_>) -> Result<Dynamic, Diagnostic> {
@@ -214,14 +237,33 @@ impl Sandbox {
     }
 
     fn to_json(&self, script: &Script, value: &Dynamic) -> Result<serde_json::Value, Diagnostic> {
-        serde_json::to_value(value).map_err(|e| {
-            Diagnostic::new(
-                &script.file_name,
-                None,
-                format!("the returned value cannot be turned into JSON: {e}"),
-            )
-        })
+        serde_json::to_value(value).map_err(|e| unconvertible(script, e))
     }
+}
+
+/// Where a script's value comes from, for errors about the value itself: the start of its last line
+/// of code (rhai keeps statement positions internal, and the returned map ends there).
+fn returned_at(source: &str) -> Option<(u32, u32)> {
+    source
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = line.trim();
+            !code.is_empty() && !code.starts_with("//")
+        })
+        .last()
+        .map(|(index, line)| {
+            let indent = line.len() - line.trim_start().len();
+            (index as u32 + 1, indent as u32 + 1)
+        })
+}
+
+fn unconvertible(script: &Script, error: serde_json::Error) -> Diagnostic {
+    Diagnostic::new(
+        &script.file_name,
+        None,
+        format!("the returned value cannot be turned into JSON: {error}"),
+    )
 }
 
 fn body_scope(row_id: Option<i64>, sample: bool, change: Option<&Change>) -> Scope<'static> {

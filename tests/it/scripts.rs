@@ -149,3 +149,14 @@ async fn deep_recursion_fails_its_event() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_over_the_size_cap_fails_its_event() {
+    hostile_event_fails_with(
+        "// 40 KiB of notes\nlet notes = \"\";\nfor i in 0..4096 { notes += \"xxxxxxxxxx\"; }\n#{ notes: notes }\n",
+        "over the cap of 32768 bytes (sandbox.max_payload_bytes)",
+        4,
+        |config| config.sandbox.max_payload_bytes = 32 * 1024,
+    )
+    .await;
+}
