@@ -66,6 +66,27 @@ async fn bad_requests_get_a_4xx_and_a_json_error() {
         400,
         "malformed_json",
     );
+    // Nesting past the cap is refused before parsing, whatever the field.
+    let deep = format!(
+        "{{\"event\": \"NewOpportunity\", \"target_url\": \"http://127.0.0.1:9/x\", \"extra\": {}1{}}}",
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    let r = client
+        .post(&subscribe)
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_error(status, &body, 400, "json_too_deep");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("32 levels"));
     let r = client
         .post(&subscribe)
         .bearer_auth(TOKEN)
