@@ -363,3 +363,117 @@ async fn loop_until_attempt(herald: &TestHerald, hook_id: &str) -> serde_json::V
     }
     panic!("no attempt recorded for {hook_id}");
 }
+
+/// A target that accepts each connection, reads the request's first bytes and resets it.
+async fn resetting_target() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buffer = [0u8; 64];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await;
+            // SO_LINGER 0: closing sends RST instead of FIN.
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+    });
+    (addr, task)
+}
+
+async fn attempts_of(herald: &TestHerald, hook_id: &str, count: usize) -> Vec<serde_json::Value> {
+    for _ in 0..500 {
+        let (_, log) = herald
+            .get(&format!("/api/v1/hooks/{hook_id}/deliveries"))
+            .await;
+        let entries = log["deliveries"].as_array().cloned().unwrap_or_default();
+        if entries.len() >= count {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {count} attempts recorded for {hook_id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_a_429_with_retry_after_and_a_huge_body_are_each_recorded_as_they_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+
+    let (reset_addr, reset_task) = resetting_target().await;
+    let reset = herald
+        .subscribe("NewOpportunity", &format!("http://{reset_addr}/reset"))
+        .await;
+    let busy = TestReceiver::start().await;
+    busy.queue(Answer {
+        headers: vec![("retry-after", "2".into())],
+        body: "slow down".into(),
+        ..Answer::status(429)
+    });
+    let busy_hook = herald.subscribe("NewOpportunity", &busy.url("/busy")).await;
+    let chatty = TestReceiver::start().await;
+    chatty.answer_always(Answer {
+        body: "x".repeat(4 * 1024 * 1024),
+        ..Answer::status(200)
+    });
+    let chatty_hook = herald
+        .subscribe("NewOpportunity", &chatty.url("/chatty"))
+        .await;
+
+    insert_project_deal(&herald, "Bad targets");
+
+    // The reset: a connection error with the cause in words, retried on the schedule.
+    let entries = attempts_of(&herald, reset["id"].as_str().unwrap(), 2).await;
+    let first = entries.last().unwrap();
+    assert_eq!(first["outcome"], "connection_error", "{first}");
+    assert!(first["response_status"].is_null(), "{first}");
+    let error = first["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        error.contains("reset") || error.contains("closed") || error.contains("connection"),
+        "{error}"
+    );
+
+    // The 429: recorded with its status and body, and the retry waits the 2 s the target asked
+    // for instead of the 200 ms schedule.
+    let got = busy.wait_for(2, Duration::from_secs(10)).await;
+    let waited = got[1].at.duration_since(got[0].at);
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "the retry came after {waited:?}, before the Retry-After of 2 s"
+    );
+    let busy_id = busy_hook["id"].as_str().unwrap();
+    let entries = attempts_of(&herald, busy_id, 2).await;
+    let (newest, oldest) = (&entries[0], &entries[1]);
+    assert_eq!(oldest["outcome"], "http_error", "{oldest}");
+    assert_eq!(oldest["response_status"], 429, "{oldest}");
+    assert_eq!(newest["outcome"], "success", "{newest}");
+    let (_, detail) = herald
+        .get(&format!(
+            "/api/v1/hooks/{busy_id}/deliveries/{}",
+            oldest["id"]
+        ))
+        .await;
+    assert_eq!(detail["response"]["body"], "slow down", "{detail}");
+    assert_eq!(
+        detail["response"]["headers"]["retry-after"], "2",
+        "{detail}"
+    );
+
+    // The 4 MiB body: a success, the body kept up to the 20 KiB cap, not read to the end.
+    let chatty_id = chatty_hook["id"].as_str().unwrap();
+    let entries = attempts_of(&herald, chatty_id, 1).await;
+    assert_eq!(entries[0]["outcome"], "success", "{}", entries[0]);
+    let (_, detail) = herald
+        .get(&format!(
+            "/api/v1/hooks/{chatty_id}/deliveries/{}",
+            entries[0]["id"]
+        ))
+        .await;
+    let body = detail["response"]["body"].as_str().unwrap();
+    assert_eq!(body.len(), herald::delivery::RESPONSE_BODY_CAP);
+    assert!(body.bytes().all(|b| b == b'x'));
+    assert_eq!(chatty.received().len(), 1, "a success is not retried");
+
+    reset_task.abort();
+    herald.stop().await;
+}
