@@ -37,6 +37,25 @@ pub struct Config {
     pub sandbox: SandboxLimits,
     pub tracking: TrackingSettings,
     pub retention: RetentionSettings,
+    /// Requests per second each token (and the admin pages' session) may make; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests allowed at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 50,
+            burst: 100,
+        }
+    }
 }
 
 /// What a token may do.
@@ -189,6 +208,16 @@ struct FileConfig {
     tracking: FileTracking,
     #[serde(default)]
     retention: FileRetention,
+    #[serde(default)]
+    api: FileApi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApi {
+    /// 0: unlimited.
+    rate_limit_per_second: Option<u32>,
+    rate_limit_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +277,7 @@ impl Config {
             sandbox: SandboxLimits::default(),
             tracking: TrackingSettings::default(),
             retention: RetentionSettings::default(),
+            rate_limit: Some(RateLimit::default()),
         }
     }
 
@@ -300,6 +330,27 @@ impl Config {
                 message,
             })?;
         }
+
+        let mut rate_limit = RateLimit::default();
+        if let Some(v) = file.api.rate_limit_burst {
+            rate_limit.burst = v;
+        }
+        let per_second = match env("HERALD_RATE_LIMIT") {
+            Some(v) => v.trim().parse::<u32>().map_err(|_| ConfigError::Invalid {
+                name: "HERALD_RATE_LIMIT".into(),
+                message: format!(
+                    "'{v}' is not a whole number of requests per second (0: unlimited)"
+                ),
+            })?,
+            None => file
+                .api
+                .rate_limit_per_second
+                .unwrap_or(rate_limit.per_second),
+        };
+        config.rate_limit = (per_second > 0).then_some(RateLimit {
+            per_second,
+            burst: rate_limit.burst.max(1),
+        });
 
         if let Some(v) = env("HERALD_API_TOKEN").filter(|v| !v.is_empty()) {
             config.api_token = Some(v);
@@ -560,6 +611,38 @@ mod tests {
             Some(Duration::from_secs(5 * 86_400))
         );
         assert_eq!(defaults.retention.max_age, Duration::from_secs(28 * 86_400));
+    }
+
+    #[test]
+    fn the_rate_limit_comes_from_the_file_and_the_environment_and_0_turns_it_off() {
+        let defaults = load(CommandLine::default(), &[]).unwrap();
+        assert_eq!(defaults.rate_limit, Some(RateLimit::default()));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "[api]\nrate_limit_per_second = 5\nrate_limit_burst = 20\n",
+        )
+        .unwrap();
+        let cli = CommandLine {
+            config: Some(file),
+            ..Default::default()
+        };
+        let config = load(cli.clone(), &[]).unwrap();
+        assert_eq!(
+            config.rate_limit,
+            Some(RateLimit {
+                per_second: 5,
+                burst: 20
+            })
+        );
+        let config = load(cli, &[("HERALD_RATE_LIMIT", "0")]).unwrap();
+        assert_eq!(config.rate_limit, None);
+        let err = load(CommandLine::default(), &[("HERALD_RATE_LIMIT", "lots")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("HERALD_RATE_LIMIT: 'lots'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub struct ScriptLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerLabel {
+    /// The token's name (`default` for HERALD_API_TOKEN), or `admin pages session`.
+    pub caller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HookStateLabel {
     /// enabled, disabled, or failing (enabled, with deliveries waiting for a retry).
     pub state: String,
@@ -52,6 +58,7 @@ pub struct Metrics {
     hooks: Family<HookStateLabel, Gauge>,
     hook_failure_warnings: Counter,
     hooks_auto_disabled: Counter,
+    rate_limited: Family<CallerLabel, Counter>,
 }
 
 impl Metrics {
@@ -113,6 +120,12 @@ impl Metrics {
             "Hooks disabled because every attempt failed for the whole window",
             hooks_auto_disabled.clone(),
         );
+        let rate_limited = Family::<CallerLabel, Counter>::default();
+        registry.register(
+            "api_rate_limited",
+            "API requests refused with 429 because their token was over its rate, by token name",
+            rate_limited.clone(),
+        );
         Arc::new(Metrics {
             registry,
             changes_consumed,
@@ -125,6 +138,7 @@ impl Metrics {
             hooks,
             hook_failure_warnings,
             hooks_auto_disabled,
+            rate_limited,
         })
     }
 
@@ -164,6 +178,14 @@ impl Metrics {
 
     pub fn hook_disabled(&self) {
         self.hooks_auto_disabled.inc();
+    }
+
+    pub fn rate_limited(&self, caller: &str) {
+        self.rate_limited
+            .get_or_create(&CallerLabel {
+                caller: caller.to_owned(),
+            })
+            .inc();
     }
 
     /// The text exposition, with the outbox gauges set from `snapshot`.

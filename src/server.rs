@@ -183,6 +183,7 @@ pub async fn serve(
         deliveries_waiting,
         metrics,
         sessions: Default::default(),
+        rate_limits: Arc::new(crate::http::RateLimits::new(config.rate_limit)),
     };
     tracing::info!(address = %listener.local_addr()?, "herald listening");
     let served = axum::serve(listener, router(state))

@@ -9,6 +9,7 @@ mod health;
 mod history;
 mod hooks;
 mod openapi;
+mod rate_limit;
 mod rest_hooks;
 mod scripts;
 
@@ -26,6 +27,7 @@ use axum::Router;
 pub use admin::Sessions;
 pub use error::{ApiError, AppJson, AppQuery};
 pub use openapi::document as openapi_document;
+pub use rate_limit::RateLimits;
 
 use crate::config::{ApiToken, Role};
 use crate::delivery::{TargetError, TargetPolicy};
@@ -50,6 +52,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Sign-in sessions of the admin pages.
     pub sessions: Arc<Sessions>,
+    /// Requests per token.
+    pub rate_limits: Arc<RateLimits>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -74,7 +78,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .map(|v| v.to_str().unwrap_or_default());
     let error = match presented {
         None => match admin::api_session(&state, &request) {
-            Some(Ok(())) => return next.run(request).await,
+            Some(Ok(())) => return within_rate(&state, "admin pages session", request, next).await,
             Some(Err(refused)) => return refused.into_response(),
             None => ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -84,12 +88,14 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         },
         Some(value) => match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                match token_role(&state.tokens, token.trim()) {
-                    Some(Role::Admin) => return next.run(request).await,
-                    Some(Role::Subscribe) if request.uri().path().starts_with("/EPT_") => {
-                        return next.run(request).await
+                match find_token(&state.tokens, token.trim()).map(|t| (t.role, t.name.clone())) {
+                    Some((Role::Admin, name)) => {
+                        return within_rate(&state, &name, request, next).await
                     }
-                    Some(Role::Subscribe) => {
+                    Some((Role::Subscribe, name)) if request.uri().path().starts_with("/EPT_") => {
+                        return within_rate(&state, &name, request, next).await
+                    }
+                    Some((Role::Subscribe, _)) => {
                         return ApiError::new(
                             StatusCode::FORBIDDEN,
                             "forbidden",
@@ -119,16 +125,41 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     response
 }
 
-/// The role of the token presented, comparing against every token in constant time so that the
-/// time taken says nothing about which, or how much of one, matched.
-fn token_role(tokens: &[ApiToken], presented: &str) -> Option<Role> {
-    let mut role = None;
-    for token in tokens {
-        if constant_time_eq::constant_time_eq(presented.as_bytes(), token.token.as_bytes()) {
-            role = role.or(Some(token.role));
+/// Lets an authenticated request through unless its caller is over its rate.
+async fn within_rate(state: &AppState, caller: &str, request: Request, next: Next) -> Response {
+    match state.rate_limits.check(caller) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            state.metrics.rate_limited(caller);
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests for this token; try again in {seconds} s"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            response
         }
     }
-    role
+}
+
+/// The token presented, comparing against every token in constant time so that the time taken
+/// says nothing about which, or how much of one, matched.
+fn find_token<'a>(tokens: &'a [ApiToken], presented: &str) -> Option<&'a ApiToken> {
+    let mut found = None;
+    for token in tokens {
+        if constant_time_eq::constant_time_eq(presented.as_bytes(), token.token.as_bytes()) {
+            found = found.or(Some(token));
+        }
+    }
+    found
+}
+
+fn token_role(tokens: &[ApiToken], presented: &str) -> Option<Role> {
+    find_token(tokens, presented).map(|t| t.role)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -151,13 +151,20 @@ fn add_common_errors(document: &mut utoipa::openapi::OpenApi) {
             };
             add("401", "No token, or not a valid one");
             add("403", "The token's role does not reach this route");
+            add(
+                "429",
+                "This token is over its rate; Retry-After says how many seconds to wait",
+            );
             add("500", "An internal fault, logged; the body says no more");
             add("503", "The database is locked by another writer; try again");
             if has_query {
                 add("400", "A query parameter that cannot be read");
             }
             if has_body {
-                add("400", "The body is not well-formed JSON");
+                add(
+                    "400",
+                    "The body is not well-formed JSON, or nests deeper than 32 levels",
+                );
                 add("413", "The body is over 1 MiB");
                 add("415", "The body is not sent as application/json");
                 add(

@@ -278,3 +278,75 @@ async fn a_subscribe_token_reaches_the_rest_hooks_endpoints_and_nothing_else() {
     assert_error(status, &r.json().await.unwrap(), 401, "invalid_token");
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_rate_gets_429_with_retry_after_and_other_tokens_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.rate_limit = Some(herald::config::RateLimit {
+        per_second: 1,
+        burst: 5,
+    });
+    config.api_tokens.push(herald::config::ApiToken {
+        name: "zapier".into(),
+        token: "zapier-subscribe-token".into(),
+        role: herald::config::Role::Subscribe,
+    });
+    let herald = TestHerald::start(config).await;
+
+    // The burst passes; then, well within the time it takes to earn 15 more, one is refused.
+    for _ in 0..5 {
+        let (status, body) = herald.get("/api/v1/hooks").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut refused = None;
+    for _ in 0..15 {
+        let r = herald
+            .client
+            .get(herald.url("/api/v1/hooks"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("a request over the rate is refused");
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After: {wait}");
+    let status = refused.status().as_u16();
+    assert_error(status, &refused.json().await.unwrap(), 429, "rate_limited");
+
+    // Another token has its own allowance.
+    let r = herald
+        .client
+        .get(herald.url("/EPT_WebhookPerformList?event=NewOpportunity&limit=1"))
+        .bearer_auth("zapier-subscribe-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Operators see it, by token name.
+    let metrics = herald
+        .client
+        .get(herald.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herald_api_rate_limited_total{caller=\"default\"} 1"),
+        "{metrics}"
+    );
+    herald.stop().await;
+}
