@@ -240,6 +240,12 @@ impl Tracker {
                     self.metrics.changes_consumed(changes.len());
                     for event in &outcome.events {
                         self.metrics.event_fired(&event.trigger);
+                        tracing::debug!(
+                            event_id = %event.id,
+                            event = %event.trigger,
+                            row_id = event.row_id,
+                            "event fired"
+                        );
                     }
                     for failure in &outcome.failures {
                         self.metrics.script_failed(&failure.script);

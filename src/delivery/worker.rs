@@ -65,6 +65,8 @@ impl Sender {
             delivery_seq: delivery.seq,
             url: delivery.target_url.clone(),
             hook_id: delivery.hook_id.clone(),
+            event_id: delivery.event_id.clone(),
+            message_id: delivery.message_id.clone(),
             attempt: delivery.attempt,
             started_at,
             duration_ms: 0,
@@ -525,6 +527,8 @@ impl Worker {
             self.metrics
                 .attempt_finished(record.outcome.as_str(), record.duration_ms);
             tracing::info!(
+                event_id = %record.event_id,
+                webhook_id = %record.message_id,
                 delivery_seq = record.delivery_seq,
                 hook_id = %record.hook_id,
                 attempt = record.attempt,

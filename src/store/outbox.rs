@@ -193,6 +193,9 @@ pub struct AttemptRecord {
     /// Where the request went (the hook's URL at the time).
     pub url: String,
     pub hook_id: String,
+    /// For the log line of the attempt: which event, and the `webhook-id` the receiver saw.
+    pub event_id: String,
+    pub message_id: String,
     pub attempt: u32,
     pub started_at: i64,
     pub duration_ms: i64,

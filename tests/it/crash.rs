@@ -17,7 +17,13 @@ use rand::Rng;
 use crate::support::*;
 
 fn spawn_herald(dir: &Path, scripts: &Path, addr: SocketAddr) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_herald"))
+    spawn_herald_logging(dir, scripts, addr, None)
+}
+
+/// With `log`, herald writes JSON log lines there, herald's own at debug level.
+fn spawn_herald_logging(dir: &Path, scripts: &Path, addr: SocketAddr, log: Option<&Path>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
         .arg("serve")
         .arg("--db")
         .arg(dir.join("herald.db"))
@@ -35,9 +41,14 @@ fn spawn_herald(dir: &Path, scripts: &Path, addr: SocketAddr) -> Child {
         .env_remove("HERALD_CONFIG")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::null());
+    if let Some(log) = log {
+        command
+            .env("RUST_LOG", "info,herald=debug")
+            .env("HERALD_LOG_FORMAT", "json")
+            .stderr(std::fs::File::create(log).unwrap());
+    }
+    command.spawn().unwrap()
 }
 
 fn free_addr() -> SocketAddr {
@@ -175,6 +186,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_fires_each_change_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_attempt_in_flight_finish_records_it_and_exits_0() {
+    // Also checks that the log lines about an event name it, and the delivery's webhook-id.
     let dir = tempfile::tempdir().unwrap();
     let scripts = demo_scripts(dir.path());
     let receiver = TestReceiver::start().await;
@@ -186,7 +198,8 @@ async fn sigterm_lets_the_attempt_in_flight_finish_records_it_and_exits_0() {
     });
     let client = reqwest::Client::new();
     let addr = free_addr();
-    let mut herald = spawn_herald(dir.path(), &scripts, addr);
+    let log = dir.path().join("herald.log");
+    let mut herald = spawn_herald_logging(dir.path(), &scripts, addr, Some(&log));
     wait_ready(&client, addr).await;
     let response = client
         .post(format!("http://{addr}/EPT_WebhookSubscribe"))
@@ -230,4 +243,27 @@ async fn sigterm_lets_the_attempt_in_flight_finish_records_it_and_exits_0() {
         "{}",
         attempts[0].duration_ms
     );
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let line = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no '{message}' line in {text}"))
+            .clone()
+    };
+    let fired = line("event fired");
+    let finished = line("attempt finished");
+    assert_eq!(fired["event"], "NewOpportunity", "{fired}");
+    assert!(
+        fired["event_id"].as_str().unwrap().starts_with("evt_"),
+        "{fired}"
+    );
+    assert_eq!(finished["event_id"], fired["event_id"], "{finished}");
+    assert_eq!(finished["webhook_id"], message_id.as_str(), "{finished}");
+    assert_eq!(finished["outcome"], "success", "{finished}");
 }
