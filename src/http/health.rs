@@ -1,5 +1,6 @@
-//! `/healthz`: the process answers. `/readyz`: the database answers and the tracker and delivery
-//! worker run; a load balancer or an orchestrator sends traffic only while it says ready.
+//! `/healthz`: the process answers. `/readyz`: the database answers and takes herald's writes, and
+//! the tracker and delivery worker run; a load balancer or an orchestrator sends traffic only while
+//! it says ready.
 
 use std::sync::atomic::Ordering;
 
@@ -18,7 +19,11 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// The database answers and the tracker and delivery worker run.
+/// How long readiness waits for the write lock: an application that holds it longer is holding up
+/// herald's work (events cannot be stored, attempts cannot be recorded).
+const WRITE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The database answers and takes writes, and the tracker and delivery worker run.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready", body = Object),
@@ -26,13 +31,17 @@ pub async fn healthz() -> Json<Value> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = state.store.clone();
-    let database = blocking(move || store.ping().map_err(super::ApiError::from))
-        .await
-        .is_ok();
+    let (database, writable) = blocking(move || {
+        let readable = store.ping().is_ok();
+        let writable = readable && matches!(store.can_write(WRITE_LOCK_WAIT), Ok(true));
+        Ok((readable, writable))
+    })
+    .await
+    .unwrap_or((false, false));
     let tracker = state.tracker_alive.load(Ordering::SeqCst);
     let worker = state.worker_alive.load(Ordering::SeqCst);
-    let checks = json!({"database": database, "tracking": tracker, "delivery": worker});
-    if database && tracker && worker {
+    let checks = json!({"database": database, "writable": writable, "tracking": tracker, "delivery": worker});
+    if database && writable && tracker && worker {
         (
             StatusCode::OK,
             Json(json!({"status": "ready", "checks": checks})),
@@ -40,6 +49,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     } else {
         let failing: Vec<&str> = [
             ("database", database),
+            ("writable", writable),
             ("tracking", tracker),
             ("delivery", worker),
         ]

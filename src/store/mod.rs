@@ -164,6 +164,26 @@ impl Store {
         conn.query_row("SELECT count(*) FROM herald_state", [], |_| Ok(()))?;
         Ok(())
     }
+
+    /// Whether herald could take the write lock within `wait`: false while another process holds
+    /// a write transaction that long (readers never block in WAL mode, so `ping` cannot tell). Takes
+    /// the lock and lets it go at once, on a connection of its own.
+    pub fn can_write(&self, wait: Duration) -> Result<bool> {
+        let conn =
+            Connection::open_with_flags(&self.inner.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.busy_timeout(wait)?;
+        match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let error = StoreError::from(e);
+                if error.is_busy() {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection> {

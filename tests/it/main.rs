@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod crash;
 mod delivery;
+mod faults;
 mod operations;
 mod reload;
 mod scripts;

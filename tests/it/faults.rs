@@ -1,0 +1,138 @@
+//! Database faults: the application holds the write lock longer than herald's busy time-out. herald
+//! says it is not ready, keeps what it has, and resumes when the lock is let go.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+async fn readiness(herald: &TestHerald) -> (u16, Value) {
+    let r = herald
+        .client
+        .get(herald.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_application_write_lock_makes_herald_not_ready_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    // The first delivery is answered slowly, so that its attempt ends while the lock is held and
+    // the worker must wait to record it.
+    receiver.queue(Answer {
+        delay: Duration::from_millis(1500),
+        ..Answer::status(200)
+    });
+    let subscription = herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    assert_eq!(readiness(&herald).await.0, 200);
+
+    let app = herald.app();
+    app.execute(
+        "INSERT INTO Deal (title, is_project, company_id) VALUES ('before the lock', 1, 1)",
+        [],
+    )
+    .unwrap();
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    // The application takes the write lock and keeps it past herald's 5 s busy time-out, writing
+    // two more deals in that transaction.
+    let locker = std::thread::spawn({
+        let db = herald.db.clone();
+        move || {
+            let mut conn = rusqlite::Connection::open(db).unwrap();
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            for title in ["during the lock 1", "during the lock 2"] {
+                tx.execute(
+                    "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 1, 1)",
+                    [title],
+                )
+                .unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(6500));
+            tx.commit().unwrap();
+            Instant::now()
+        }
+    });
+
+    // Not ready while the lock is held, naming the failing check.
+    let mut not_ready = None;
+    for _ in 0..40 {
+        let (status, body) = readiness(&herald).await;
+        if status == 503 {
+            not_ready = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = not_ready.expect("herald reports not ready while it cannot write");
+    assert_eq!(body["checks"]["writable"], false, "{body}");
+    assert_eq!(body["checks"]["database"], true, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("writable"),
+        "{body}"
+    );
+
+    let released = tokio::task::spawn_blocking(move || locker.join().unwrap())
+        .await
+        .unwrap();
+
+    // Ready again, and the deals written under the lock are delivered, each once.
+    let mut ready_after = None;
+    for _ in 0..100 {
+        if readiness(&herald).await.0 == 200 {
+            ready_after = Some(released.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ready_after.is_some(),
+        "herald is ready again once the lock is let go"
+    );
+    let got = receiver.wait_for(3, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let titles: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["title"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(got.len(), 3);
+    for title in ["before the lock", "during the lock 1", "during the lock 2"] {
+        assert_eq!(
+            titles.iter().filter(|t| *t == title).count(),
+            1,
+            "{title} delivered once: {titles:?}"
+        );
+    }
+
+    // The attempt that ended under the lock was recorded once it was let go, as delivered.
+    let id = subscription["id"].as_str().unwrap();
+    let mut log = Value::Null;
+    for _ in 0..100 {
+        log = herald
+            .get(&format!("/api/v1/hooks/{id}/deliveries"))
+            .await
+            .1;
+        if log["deliveries"].as_array().map_or(0, Vec::len) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let entries = log["deliveries"].as_array().expect("a deliveries log");
+    assert_eq!(entries.len(), 3, "{log}");
+    assert!(entries.iter().all(|e| e["outcome"] == "success"), "{log}");
+    herald.stop().await;
+}
