@@ -186,7 +186,9 @@ pub async fn serve(
         rate_limits: Arc::new(crate::http::RateLimits::new(config.rate_limit)),
     };
     tracing::info!(address = %listener.local_addr()?, "herald listening");
-    let served = axum::serve(listener, router(state))
+    // The peer's address keys the limit on failed sign-ins.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     tracing::info!("shutting down: finishing deliveries in flight");

@@ -76,6 +76,12 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default());
+    let peer = peer_address(&request);
+    if presented.is_some() {
+        if let Some(wait) = state.rate_limits.sign_in_blocked(peer) {
+            return too_many_failed_sign_ins(wait).into_response();
+        }
+    }
     let error = match presented {
         None => match admin::api_session(&state, &request) {
             Some(Ok(())) => return within_rate(&state, "admin pages session", request, next).await,
@@ -117,11 +123,40 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             ),
         },
     };
+    if error.code == "invalid_token" {
+        tracing::warn!(peer = %peer, path = %request.uri().path(), "refused an invalid API token");
+        if let Err(wait) = state.rate_limits.failed_sign_in(peer) {
+            return too_many_failed_sign_ins(wait).into_response();
+        }
+    }
     let mut response = error.into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer"),
     );
+    response
+}
+
+/// The client's address (the TCP peer; behind a proxy, the proxy's).
+pub(crate) fn peer_address(request: &Request) -> std::net::IpAddr {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+fn too_many_failed_sign_ins(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many wrong tokens from this address; try again in {seconds} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
     response
 }
 

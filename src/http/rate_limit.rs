@@ -1,9 +1,15 @@
 //! Requests per token: a bucket per token (governor's GCRA), so that one integration stuck in a loop
 //! cannot take the API, or the database behind it, from the others. The admin pages' session counts
 //! as one more caller.
+//!
+//! Failed sign-ins (a missing or wrong token, on the API or the sign-in form) have a bucket per
+//! client address, so that guessing a token costs minutes per handful of tries.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -12,8 +18,16 @@ use crate::config::RateLimit;
 
 pub struct RateLimits {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
+    failed_sign_ins: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses over their failed sign-ins, until when. While blocked, no token is even checked,
+    /// so that a guesser learns nothing, right guesses included.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
     clock: DefaultClock,
 }
+
+/// Failed sign-ins allowed from one address at once, then one more every 6 seconds.
+const FAILED_SIGN_IN_BURST: u32 = 10;
+const FAILED_SIGN_INS_PER_MINUTE: u32 = 10;
 
 impl RateLimits {
     /// `None`: no limit.
@@ -25,10 +39,46 @@ impl RateLimits {
                 Quota::per_second(per_second).allow_burst(burst),
             ))
         });
+        let failed_sign_ins = RateLimiter::keyed(
+            Quota::per_minute(NonZeroU32::new(FAILED_SIGN_INS_PER_MINUTE).expect("not zero"))
+                .allow_burst(NonZeroU32::new(FAILED_SIGN_IN_BURST).expect("not zero")),
+        );
         RateLimits {
             limiter,
+            failed_sign_ins,
+            blocked: Mutex::default(),
             clock: DefaultClock::default(),
         }
+    }
+
+    /// How long `address` must still wait after too many failed sign-ins; `None`: it may try.
+    pub fn sign_in_blocked(&self, address: IpAddr) -> Option<Duration> {
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *blocked.get(&address)?;
+        let now = Instant::now();
+        if until > now {
+            Some(until - now)
+        } else {
+            blocked.remove(&address);
+            None
+        }
+    }
+
+    /// Counts one failed sign-in from `address`; past the allowance, blocks the address for as long
+    /// as it takes to earn one more try, and says how long.
+    pub fn failed_sign_in(&self, address: IpAddr) -> Result<(), Duration> {
+        if self.failed_sign_ins.len() > 10_000 {
+            self.failed_sign_ins.retain_recent();
+        }
+        let wait = match self.failed_sign_ins.check_key(&address) {
+            Ok(()) => return Ok(()),
+            Err(not_until) => not_until.wait_time_from(self.clock.now()),
+        };
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        blocked.retain(|_, until| *until > now);
+        blocked.insert(address, now + wait);
+        Err(wait)
     }
 
     /// Counts one request of `caller`; `Err` with how long to wait when it is over its rate.
@@ -64,6 +114,26 @@ mod tests {
             "{wait:?}"
         );
         assert!(limits.check("crm").is_ok());
+    }
+
+    #[test]
+    fn failed_sign_ins_are_counted_per_address() {
+        let limits = RateLimits::new(None);
+        let guesser: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..FAILED_SIGN_IN_BURST {
+            assert!(limits.failed_sign_in(guesser).is_ok());
+        }
+        assert_eq!(limits.sign_in_blocked(guesser), None);
+        let wait = limits.failed_sign_in(guesser).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(1) && wait <= Duration::from_secs(6),
+            "{wait:?}"
+        );
+        let left = limits.sign_in_blocked(guesser).expect("blocked");
+        assert!(left <= wait, "{left:?}");
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(limits.sign_in_blocked(other), None);
+        assert!(limits.failed_sign_in(other).is_ok());
     }
 
     #[test]

@@ -426,3 +426,46 @@ async fn the_webhooks_page_lists_company_hooks_then_project_hooks_project_by_pro
     assert!(at("REST hooks subscriptions") > at("/hafen-b"));
     herald.stop().await;
 }
+
+#[tokio::test]
+async fn guessing_tokens_is_slowed_to_a_few_tries_a_minute_per_address() {
+    let (_dir, herald) = start().await;
+    let client = no_redirects();
+    // Ten wrong guesses are told they are wrong.
+    for i in 0..10 {
+        let r = client
+            .get(herald.url("/api/v1/hooks"))
+            .bearer_auth(format!("guess-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // The eleventh, and then anything from this address, even the right token or the sign-in
+    // form, waits: a guesser learns nothing more for a while.
+    let r = client
+        .get(herald.url("/api/v1/hooks"))
+        .bearer_auth("guess-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&wait), "Retry-After: {wait}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    let right = client
+        .get(herald.url("/api/v1/hooks"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 429);
+    let form = sign_in_with(&herald, TOKEN).await;
+    assert_eq!(form.status(), 429);
+    assert!(form.text().await.unwrap().contains("Too many wrong tokens"));
+    // Requests without a token are not guesses and are answered as usual.
+    let r = client.get(herald.url("/api/v1/hooks")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    herald.stop().await;
+}

@@ -249,11 +249,26 @@ struct LoginForm {
     next: Option<String>,
 }
 
-async fn login(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+/// The sign-in form is small; anything bigger is not one.
+const LOGIN_FORM_LIMIT: usize = 16 * 1024;
+
+async fn login(State(state): State<AppState>, request: Request) -> Response {
+    let peer = super::peer_address(&request);
+    if let Some(wait) = state.rate_limits.sign_in_blocked(peer) {
+        return too_many_tries(wait);
+    }
+    let headers = request.headers().clone();
+    let body = match axum::body::to_bytes(request.into_body(), LOGIN_FORM_LIMIT).await {
+        Ok(body) => body,
+        Err(_) => {
+            return PageError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Unreadable form",
+                "The sign-in form was too large.",
+            )
+            .into_response()
+        }
+    };
     let form: LoginForm = match serde_urlencoded::from_bytes(&body) {
         Ok(form) => form,
         Err(e) => {
@@ -289,8 +304,28 @@ async fn login(
         None if form.token.trim().is_empty() => {
             refused(StatusCode::UNPROCESSABLE_ENTITY, "Enter an API token.")
         }
-        None => refused(StatusCode::UNAUTHORIZED, "That token is not valid."),
+        None => {
+            tracing::warn!(peer = %peer, "refused an invalid token at the admin sign-in");
+            match state.rate_limits.failed_sign_in(peer) {
+                Ok(()) => refused(StatusCode::UNAUTHORIZED, "That token is not valid."),
+                Err(wait) => too_many_tries(wait),
+            }
+        }
     }
+}
+
+fn too_many_tries(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = PageError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many tries",
+        format!("Too many wrong tokens from this address. Try again in {seconds} seconds."),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 async fn logout(
