@@ -450,7 +450,11 @@ async fn guessing_tokens_is_slowed_to_a_few_tries_a_minute_per_address() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
-    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=6).contains(&wait), "Retry-After: {wait}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited", "{body}");
@@ -465,7 +469,11 @@ async fn guessing_tokens_is_slowed_to_a_few_tries_a_minute_per_address() {
     assert_eq!(form.status(), 429);
     assert!(form.text().await.unwrap().contains("Too many wrong tokens"));
     // Requests without a token are not guesses and are answered as usual.
-    let r = client.get(herald.url("/api/v1/hooks")).send().await.unwrap();
+    let r = client
+        .get(herald.url("/api/v1/hooks"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     herald.stop().await;
 }
