@@ -640,6 +640,38 @@ async fn the_pages_fit_common_window_sizes() {
     browser.goto(&hook_path).await;
     browser.wait("#overview").await;
     browser.screenshot("hook-narrow").await;
+
+    // A box whose save fails (the hook was deleted meanwhile, from elsewhere) goes back and says why.
+    let (status, _) = herald
+        .send(
+            "DELETE",
+            &format!("/api/v1/hooks/{}", hook["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    browser
+        .client
+        .execute(
+            "document.querySelector(\"input[aria-label='Deal update']\").scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser
+        .wait("input[aria-label='Deal update']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let state = browser
+        .until(
+            "[document.querySelector(\"input[aria-label='Deal update']\").checked, document.querySelector(\"input[aria-label='Deal update']\").closest('tr').querySelector('.save-state').textContent]",
+            |v| v[1].as_str().is_some_and(|t| t.starts_with("Not saved")),
+        )
+        .await;
+    assert_eq!(state[0], false, "the box is put back: {state}");
+    assert!(state[1].as_str().unwrap().contains("hook"), "{state}");
     browser.close().await;
     receiver.stop();
     herald.stop().await;
