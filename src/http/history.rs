@@ -515,8 +515,25 @@ pub async fn retry_failed(
     Path(id): Path<String>,
     AppJson(body): AppJson<RetryFailedIn>,
 ) -> Result<(StatusCode, Json<RetryFailedOut>), ApiError> {
-    let since = body
-        .since
+    let retried = retry_failed_since(
+        &state,
+        id,
+        body.since,
+        body.include_discarded.unwrap_or(false),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(RetryFailedOut { retried })))
+}
+
+/// Retries the hook's events that failed (and, if asked, were discarded) since `since`, an RFC 3339
+/// time; says how many.
+pub(crate) async fn retry_failed_since(
+    state: &AppState,
+    id: String,
+    since: Option<String>,
+    include_discarded: bool,
+) -> Result<usize, ApiError> {
+    let since = since
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| ApiError::missing_field("since"))?;
     let since_ms = crate::clock::parse_rfc3339_ms(since.trim()).ok_or_else(|| {
@@ -526,8 +543,7 @@ pub async fn retry_failed(
             format!("since '{since}' is not an RFC 3339 time like 2026-11-24T08:00:00Z"),
         )
     })?;
-    hook_exists(&state, &id).await?;
-    let include_discarded = body.include_discarded.unwrap_or(false);
+    hook_exists(state, &id).await?;
     let store = state.store.clone();
     let hook_id = id.clone();
     let retried = blocking(move || {
@@ -540,7 +556,7 @@ pub async fn retry_failed(
         state.deliveries_waiting.notify_one();
     }
     tracing::info!(hook_id = %id, retried, %since, "failed events retried by hand");
-    Ok((StatusCode::ACCEPTED, Json(RetryFailedOut { retried })))
+    Ok(retried)
 }
 
 /// Where a hook stands: its deliveries by status and its last attempt.

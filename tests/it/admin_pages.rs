@@ -477,3 +477,142 @@ async fn guessing_tokens_is_slowed_to_a_few_tries_a_minute_per_address() {
     assert_eq!(r.status(), 401);
     herald.stop().await;
 }
+
+/// Posts a form of the admin pages with the session and its CSRF token.
+async fn post_form(
+    herald: &TestHerald,
+    cookie: &str,
+    csrf: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Response {
+    let mut form = vec![("csrf", csrf)];
+    form.extend_from_slice(fields);
+    no_redirects()
+        .post(herald.url(path))
+        .header("cookie", cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn after_an_outage_the_hook_page_retries_what_failed_and_re_enabling_offers_it() {
+    let (_dir, herald) = start().await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_always(Answer::status(500));
+    let hook = herald
+        .create_hook(json!({"target_url": receiver.url("/down"), "company_id": 1, "events": ["Deal.create"]}))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    herald
+        .app()
+        .execute(
+            "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
+             VALUES ('Outage deal', 10, 'lead', 0, 1, 10)",
+            [],
+        )
+        .unwrap();
+    // The first attempt and three retries, 200 ms apart, all fail.
+    receiver.wait_for(4, STEP).await;
+    let mut failed = false;
+    for _ in 0..100 {
+        let (_, events) = herald
+            .get(&format!("/api/v1/hooks/{id}/events?status=failed"))
+            .await;
+        if events["events"].as_array().is_some_and(|e| e.len() == 1) {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed, "the event ends failed");
+    let failing_since = herald.get(&format!("/api/v1/hooks/{id}")).await.1["failing_since"]
+        .as_str()
+        .expect("the hook is failing")
+        .to_owned();
+
+    let cookie = session_cookie(&herald).await;
+    let hook_path = format!("/admin/hooks/{id}");
+    let (_, hook_page) = page(&herald, &cookie, &hook_path).await;
+    let csrf = csrf_of(&hook_page);
+    assert!(
+        hook_page.contains("Retry failed events"),
+        "the recovery form is on the page"
+    );
+
+    // Disabled, then enabled again from the page: the recovery form starts when it began failing.
+    let off = post_form(
+        &herald,
+        &cookie,
+        &csrf,
+        &format!("{hook_path}/status"),
+        &[("enabled", "false")],
+    )
+    .await;
+    assert_eq!(off.status(), 303);
+    let on = post_form(
+        &herald,
+        &cookie,
+        &csrf,
+        &format!("{hook_path}/status"),
+        &[("enabled", "true")],
+    )
+    .await;
+    assert_eq!(on.status(), 303);
+    let location = on.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.ends_with("#recover"), "{location}");
+    let (_, enabled_page) = page(&herald, &cookie, location.trim_end_matches("#recover")).await;
+    assert!(
+        enabled_page.contains(&format!("value=\"{}\"", &failing_since[..19])),
+        "the form is filled with {failing_since}"
+    );
+    assert!(enabled_page.contains("retry the events that failed since it started failing"));
+
+    // A time that cannot be read is said in words; nothing is retried.
+    let bad = post_form(
+        &herald,
+        &cookie,
+        &csrf,
+        &format!("{hook_path}/retry-failed"),
+        &[("since", "yesterday")],
+    )
+    .await;
+    assert_eq!(bad.status(), 303);
+    let (_, after_bad) = page(&herald, &cookie, &hook_path).await;
+    assert!(
+        after_bad.contains("Nothing was retried"),
+        "a warning banner"
+    );
+    assert!(
+        after_bad.contains("not an RFC 3339 time"),
+        "naming what is wrong"
+    );
+
+    // The endpoint is back: the failed event is delivered again.
+    receiver.answer_always(Answer::status(200));
+    let since = &failing_since[..19];
+    let retried = post_form(
+        &herald,
+        &cookie,
+        &csrf,
+        &format!("{hook_path}/retry-failed"),
+        &[("since", since), ("include_discarded", "true")],
+    )
+    .await;
+    assert_eq!(retried.status(), 303);
+    assert!(retried.headers()["location"]
+        .to_str()
+        .unwrap()
+        .ends_with("#events"));
+    let (_, after) = page(&herald, &cookie, &hook_path).await;
+    assert!(
+        after.contains("1 event is being delivered again."),
+        "a green banner"
+    );
+    let got = receiver.wait_for(5, STEP).await;
+    assert_eq!(got[4].json()["row"]["title"], "Outage deal");
+    receiver.stop();
+    herald.stop().await;
+}

@@ -486,6 +486,12 @@ async fn an_administrator_does_every_step_of_the_webhooks_page_in_a_browser() {
         )
         .await;
     assert_eq!(status, "delivered");
+    browser
+        .client
+        .execute("document.getElementById('events').scrollIntoView();", vec![])
+        .await
+        .unwrap();
+    browser.screenshot("events").await;
 
     // Over 30 deliveries: 25 on the page, "More deliveries" brings the rest, none twice.
     for i in 0..30 {

@@ -292,7 +292,56 @@ async fn hook_page(
         events_cursor: query.events_cursor.filter(|c| !c.trim().is_empty()),
         events_more_href,
         return_to,
+        recover_since: recover_since_value(query.recover_since.as_deref()),
     })
+}
+
+/// `2026-11-24T08:00:00` (UTC, for a `datetime-local` field): the time asked for, or a day ago.
+fn recover_since_value(asked: Option<&str>) -> String {
+    let ms = asked
+        .and_then(|t| crate::clock::parse_rfc3339_ms(t.trim()))
+        .unwrap_or_else(|| crate::clock::now_ms() - 24 * 3600 * 1000);
+    crate::clock::rfc3339_ms(ms).chars().take(19).collect()
+}
+
+#[derive(Deserialize)]
+struct RecoverForm {
+    #[serde(default)]
+    since: String,
+    include_discarded: Option<String>,
+}
+
+/// "Retry failed events since": recovery after the endpoint's outage.
+pub async fn retry_failed(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form: RecoverForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    // A `datetime-local` field sends no zone: the form says its times are UTC.
+    let since = form.since.trim();
+    let since = if since.len() == 16 || since.len() == 19 {
+        format!("{since}{}Z", if since.len() == 16 { ":00" } else { "" })
+    } else {
+        since.to_owned()
+    };
+    let back = format!("/admin/hooks/{id}#events");
+    let include_discarded = form.include_discarded.is_some();
+    let flash = match history::retry_failed_since(&state, id, Some(since), include_discarded).await
+    {
+        Ok(0) => Flash::warning("No failed event since then: nothing to retry."),
+        Ok(1) => Flash::success("1 event is being delivered again."),
+        Ok(n) => Flash::success(format!("{n} events are being delivered again.")),
+        Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
+            Flash::warning(format!("Nothing was retried: {}.", e.message))
+        }
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    redirect_with(&state, &session, &back, flash)
 }
 
 #[derive(Deserialize)]
@@ -372,6 +421,12 @@ pub async fn set_status(
         Err(e) => return e.into_response(),
     };
     let enabled = form.enabled == "true";
+    // When it started failing, read before enabling clears it: the recovery form starts there.
+    let failing_since = match hooks::hook_out(&state, id.clone()).await {
+        Ok(hook) if !hook.enabled => hook.failing_since,
+        Ok(_) => None,
+        Err(e) => return PageError::from(e).into_response(),
+    };
     let input = UpdateHookIn {
         target_url: None,
         authorization: None,
@@ -381,15 +436,32 @@ pub async fn set_status(
         project_id: None,
     };
     match hooks::update_hook(&state, id.clone(), input).await {
+        Ok(_) if enabled => {
+            let (to, message) = match failing_since {
+                Some(since) => (
+                    format!(
+                        "/admin/hooks/{id}?{}#recover",
+                        serde_urlencoded::to_string([("recover_since", since.as_str())])
+                            .unwrap_or_default()
+                    ),
+                    "Hook enabled: new events are delivered again. To recover what it missed, \
+                     retry the events that failed since it started failing (filled in below).",
+                ),
+                None => (
+                    format!("/admin/hooks/{id}"),
+                    "Hook enabled: new events are delivered again. To recover what it missed, \
+                     retry its failed events below.",
+                ),
+            };
+            redirect_with(&state, &session, &to, Flash::success(message))
+        }
         Ok(_) => redirect_with(
             &state,
             &session,
             &format!("/admin/hooks/{id}"),
-            Flash::success(if enabled {
-                "Hook enabled: new events are delivered again. To recover what it missed, retry its events below."
-            } else {
-                "Hook disabled: nothing is delivered to it, and what was waiting is discarded."
-            }),
+            Flash::success(
+                "Hook disabled: nothing is delivered to it, and what was waiting is discarded.",
+            ),
         ),
         Err(e) => PageError::from(e).into_response(),
     }

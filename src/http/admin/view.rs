@@ -145,6 +145,8 @@ pub struct HookQuery {
     pub resource: Option<String>,
     pub event_type: Option<String>,
     pub events_cursor: Option<String>,
+    /// Prefills the recovery form: when the hook started failing, before it was re-enabled.
+    pub recover_since: Option<String>,
 }
 
 #[derive(Template)]
@@ -171,6 +173,8 @@ pub struct HookPage {
     pub events_more_href: Option<String>,
     /// Where a retry brings the browser back to.
     pub return_to: String,
+    /// The recovery form's "since", as a `datetime-local` value in UTC.
+    pub recover_since: String,
 }
 
 pub const EVENT_STATUSES: [&str; 6] = [
