@@ -31,13 +31,15 @@ const WRITE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = state.store.clone();
-    let (database, writable) = blocking(move || {
+    let (database, writable, write_problems) = blocking(move || {
         let readable = store.ping().is_ok();
-        let writable = readable && matches!(store.can_write(WRITE_LOCK_WAIT), Ok(true));
-        Ok((readable, writable))
+        let problems = store.write_problems();
+        let writable =
+            readable && problems.is_empty() && matches!(store.can_write(WRITE_LOCK_WAIT), Ok(true));
+        Ok((readable, writable, problems))
     })
     .await
-    .unwrap_or((false, false));
+    .unwrap_or((false, false, Vec::new()));
     let tracker = state.tracker_alive.load(Ordering::SeqCst);
     let worker = state.worker_alive.load(Ordering::SeqCst);
     let checks = json!({"database": database, "writable": writable, "tracking": tracker, "delivery": worker});
@@ -57,12 +59,16 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         .filter(|(_, ok)| !ok)
         .map(|(name, _)| name)
         .collect();
+        let mut message = format!("not ready: {}", failing.join(", "));
+        if !write_problems.is_empty() {
+            message.push_str(&format!(" ({})", write_problems.join("; ")));
+        }
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
                 "status": "not_ready",
                 "checks": checks,
-                "error": {"code": "not_ready", "message": format!("not ready: {}", failing.join(", "))}
+                "error": {"code": "not_ready", "message": message}
             })),
         )
     }

@@ -306,20 +306,23 @@ impl Store {
         events: &[NewEvent],
         failures: &[ScriptFailure],
     ) -> Result<usize> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let moved = tx.execute(
-            "UPDATE herald_state SET value = ?2 WHERE key = 'tracking.position' AND value = ?1",
-            (from_position, to_position),
-        )?;
-        if moved != 1 {
-            return Err(StoreError::ConcurrentConsumer);
-        }
-        let deliveries = insert_events(&tx, events)?;
-        insert_failures(&tx, failures)?;
-        tx.execute("DELETE FROM herald_changes WHERE id <= ?1", [to_position])?;
-        tx.commit()?;
-        Ok(deliveries)
+        let result = (|| {
+            let mut conn = self.writer();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let moved = tx.execute(
+                "UPDATE herald_state SET value = ?2 WHERE key = 'tracking.position' AND value = ?1",
+                (from_position, to_position),
+            )?;
+            if moved != 1 {
+                return Err(StoreError::ConcurrentConsumer);
+            }
+            let deliveries = insert_events(&tx, events)?;
+            insert_failures(&tx, failures)?;
+            tx.execute("DELETE FROM herald_changes WHERE id <= ?1", [to_position])?;
+            tx.commit()?;
+            Ok(deliveries)
+        })();
+        self.noting("storing events", result)
     }
 }
 

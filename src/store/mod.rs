@@ -78,6 +78,9 @@ struct Inner {
     checkpointer: Mutex<Option<Connection>>,
     /// Seals hooks' secrets and authorization headers at rest.
     secrets: Secrets,
+    /// herald's own writes that last failed for another reason than a busy lock (a full disk, an
+    /// I/O error, a read-only file), by what they were doing; cleared when one succeeds.
+    write_problems: Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 impl Store {
@@ -102,6 +105,7 @@ impl Store {
                 writer: Mutex::new(conn),
                 checkpointer: Mutex::new(None),
                 secrets,
+                write_problems: Mutex::default(),
             }),
         })
     }
@@ -163,6 +167,38 @@ impl Store {
         let conn = open_connection(&self.inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.query_row("SELECT count(*) FROM herald_state", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// Remembers how one of herald's writes went, for `write_problems`. A busy lock is not a
+    /// problem (it passes); a lost race with another consumer is not either.
+    fn noting<T>(&self, operation: &'static str, result: Result<T>) -> Result<T> {
+        let mut problems = self
+            .inner
+            .write_problems
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &result {
+            Ok(_) => {
+                problems.remove(operation);
+            }
+            Err(e) if e.is_busy() || matches!(e, StoreError::ConcurrentConsumer) => {}
+            Err(e) => {
+                problems.insert(operation, e.to_string());
+            }
+        }
+        result
+    }
+
+    /// What herald cannot write, in words (`storing events: database or disk is full`); empty
+    /// while its writes go through.
+    pub fn write_problems(&self) -> Vec<String> {
+        self.inner
+            .write_problems
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(operation, error)| format!("{operation}: {error}"))
+            .collect()
     }
 
     /// Whether herald could take the write lock within `wait`: false while another process holds

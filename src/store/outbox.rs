@@ -354,20 +354,23 @@ impl Store {
         policy: &FailurePolicy,
         claim: &Claim<'_>,
     ) -> Result<(Vec<ClaimedDelivery>, Vec<HookHealthChange>)> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let health = record_in(&tx, records, policy)?;
-        let claimed = claim_in(
-            &tx,
-            self.secrets(),
-            claim.now,
-            claim.lease_ms,
-            claim.limit,
-            claim.in_flight,
-            claim.per_hook_limit,
-        )?;
-        tx.commit()?;
-        Ok((claimed, health))
+        let result = (|| {
+            let mut conn = self.writer();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let health = record_in(&tx, records, policy)?;
+            let claimed = claim_in(
+                &tx,
+                self.secrets(),
+                claim.now,
+                claim.lease_ms,
+                claim.limit,
+                claim.in_flight,
+                claim.per_hook_limit,
+            )?;
+            tx.commit()?;
+            Ok((claimed, health))
+        })();
+        self.noting("recording attempts", result)
     }
 
     /// The earliest time a delivery of a hook that has room falls due, if any.
@@ -393,11 +396,14 @@ impl Store {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let health = record_in(&tx, records, policy)?;
-        tx.commit()?;
-        Ok(health)
+        let result = (|| {
+            let mut conn = self.writer();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let health = record_in(&tx, records, policy)?;
+            tx.commit()?;
+            Ok(health)
+        })();
+        self.noting("recording attempts", result)
     }
 
     /// What `/metrics` reports about the outbox and the hooks.

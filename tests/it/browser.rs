@@ -488,7 +488,10 @@ async fn an_administrator_does_every_step_of_the_webhooks_page_in_a_browser() {
     assert_eq!(status, "delivered");
     browser
         .client
-        .execute("document.getElementById('events').scrollIntoView();", vec![])
+        .execute(
+            "document.getElementById('events').scrollIntoView();",
+            vec![],
+        )
         .await
         .unwrap();
     browser.screenshot("events").await;

@@ -22,6 +22,10 @@ fn spawn_herald(dir: &Path, scripts: &Path, addr: SocketAddr) -> Child {
 
 /// With `log`, herald writes JSON log lines there, herald's own at debug level.
 fn spawn_herald_logging(dir: &Path, scripts: &Path, addr: SocketAddr, log: Option<&Path>) -> Child {
+    herald_command(dir, scripts, addr, log).spawn().unwrap()
+}
+
+fn herald_command(dir: &Path, scripts: &Path, addr: SocketAddr, log: Option<&Path>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
     command
         .arg("serve")
@@ -48,7 +52,7 @@ fn spawn_herald_logging(dir: &Path, scripts: &Path, addr: SocketAddr, log: Optio
             .env("HERALD_LOG_FORMAT", "json")
             .stderr(std::fs::File::create(log).unwrap());
     }
-    command.spawn().unwrap()
+    command
 }
 
 fn free_addr() -> SocketAddr {
@@ -266,4 +270,123 @@ async fn sigterm_lets_the_attempt_in_flight_finish_records_it_and_exits_0() {
     assert_eq!(finished["event_id"], fired["event_id"], "{finished}");
     assert_eq!(finished["webhook_id"], message_id.as_str(), "{finished}");
     assert_eq!(finished["outcome"], "success", "{finished}");
+}
+
+/// Sets the largest file offset `pid` may write at (`RLIMIT_FSIZE`): with 1 byte, every write of
+/// SQLite's fails as on a full disk; reads go on.
+fn limit_file_size(pid: u32, bytes: Option<u64>) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit only reads `limit`; a null old-limit pointer is allowed.
+    let done = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_makes_herald_not_ready_loses_nothing_and_it_resumes_when_space_returns() {
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let receiver = TestReceiver::start().await;
+    let client = reqwest::Client::new();
+    let addr = free_addr();
+    let mut command = herald_command(dir.path(), &scripts, addr, None);
+    // A write past the file-size limit then fails with EFBIG instead of killing the process with
+    // SIGXFSZ; an ignored signal stays ignored across exec.
+    // SAFETY: signal() is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut herald = command.spawn().unwrap();
+    wait_ready(&client, addr).await;
+    let response = client
+        .post(format!("http://{addr}/EPT_WebhookSubscribe"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"event": "NewOpportunity", "target_url": receiver.url("/hook")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let app = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
+    let insert = |title: &str| {
+        app.execute(
+            "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 1, 1)",
+            [title],
+        )
+        .unwrap();
+    };
+    insert("before the disk filled");
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    // The disk fills up for herald; the application (another process) still writes.
+    limit_file_size(herald.id(), Some(1));
+    for i in 0..5 {
+        insert(&format!("while the disk was full {i}"));
+    }
+    let mut not_ready = None;
+    for _ in 0..100 {
+        let r = client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            not_ready = Some(r.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = not_ready.expect("herald reports not ready while it cannot write");
+    assert_eq!(body["checks"]["writable"], false, "{body}");
+    let message = body["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("storing events"), "{message}");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "nothing was stored, so nothing was sent"
+    );
+
+    // Space comes back: herald resumes on its own, and each deal is delivered exactly once.
+    limit_file_size(herald.id(), None);
+    let got = receiver.wait_for(6, Duration::from_secs(20)).await;
+    let mut ready = false;
+    for _ in 0..100 {
+        let r = client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "herald is ready again");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let titles: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["title"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(got.len(), 6);
+    assert_eq!(titles.len(), 6, "no duplicates: {titles:?}");
+    for i in 0..5 {
+        let title = format!("while the disk was full {i}");
+        assert!(titles.contains(&title), "{title} missing from {titles:?}");
+    }
+    kill9(&mut herald);
 }
