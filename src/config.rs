@@ -39,6 +39,9 @@ pub struct Config {
     pub retention: RetentionSettings,
     /// Requests per second each token (and the admin pages' session) may make; `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Reverse proxies whose `X-Forwarded-For` herald believes, to know a client's address (for
+    /// the limit on wrong tokens). Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +221,7 @@ struct FileApi {
     /// 0: unlimited.
     rate_limit_per_second: Option<u32>,
     rate_limit_burst: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,6 +282,7 @@ impl Config {
             tracking: TrackingSettings::default(),
             retention: RetentionSettings::default(),
             rate_limit: Some(RateLimit::default()),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -347,6 +352,22 @@ impl Config {
                 .rate_limit_per_second
                 .unwrap_or(rate_limit.per_second),
         };
+        if let Some(v) = &file.api.trusted_proxies {
+            config.trusted_proxies =
+                parse_ranges(v.iter().map(String::as_str)).map_err(|message| {
+                    ConfigError::Invalid {
+                        name: "api.trusted_proxies".into(),
+                        message,
+                    }
+                })?;
+        }
+        if let Some(v) = env("HERALD_TRUSTED_PROXIES") {
+            config.trusted_proxies =
+                parse_ranges(v.split(',')).map_err(|message| ConfigError::Invalid {
+                    name: "HERALD_TRUSTED_PROXIES".into(),
+                    message,
+                })?;
+        }
         config.rate_limit = (per_second > 0).then_some(RateLimit {
             per_second,
             burst: rate_limit.burst.max(1),
@@ -638,6 +659,18 @@ mod tests {
         );
         let config = load(cli, &[("HERALD_RATE_LIMIT", "0")]).unwrap();
         assert_eq!(config.rate_limit, None);
+        let config = load(
+            CommandLine::default(),
+            &[("HERALD_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7")],
+        )
+        .unwrap();
+        assert_eq!(
+            config.trusted_proxies,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "192.168.1.7/32".parse::<IpNet>().unwrap()
+            ]
+        );
         let err = load(CommandLine::default(), &[("HERALD_RATE_LIMIT", "lots")]).unwrap_err();
         assert!(
             err.to_string().starts_with("HERALD_RATE_LIMIT: 'lots'"),

@@ -183,7 +183,10 @@ pub async fn serve(
         deliveries_waiting,
         metrics,
         sessions: Default::default(),
-        rate_limits: Arc::new(crate::http::RateLimits::new(config.rate_limit)),
+        rate_limits: Arc::new(crate::http::RateLimits::new(
+            config.rate_limit,
+            config.trusted_proxies.clone(),
+        )),
     };
     tracing::info!(address = %listener.local_addr()?, "herald listening");
     // The peer's address keys the limit on failed sign-ins.

@@ -76,7 +76,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default());
-    let peer = peer_address(&request);
+    let peer = client_address(&state, &request);
     if presented.is_some() {
         if let Some(wait) = state.rate_limits.sign_in_blocked(peer) {
             return too_many_failed_sign_ins(wait).into_response();
@@ -137,13 +137,14 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     response
 }
 
-/// The client's address (the TCP peer; behind a proxy, the proxy's).
-pub(crate) fn peer_address(request: &Request) -> std::net::IpAddr {
-    request
+/// The client's address: the TCP peer, or what a trusted proxy says it forwarded.
+pub(crate) fn client_address(state: &AppState, request: &Request) -> std::net::IpAddr {
+    let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    state.rate_limits.client_address(peer, request.headers())
 }
 
 fn too_many_failed_sign_ins(wait: std::time::Duration) -> Response {

@@ -11,8 +11,10 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 
 use crate::config::RateLimit;
 
@@ -22,6 +24,7 @@ pub struct RateLimits {
     /// Addresses over their failed sign-ins, until when. While blocked, no token is even checked,
     /// so that a guesser learns nothing, right guesses included.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
+    trusted_proxies: Vec<IpNet>,
     clock: DefaultClock,
 }
 
@@ -31,7 +34,7 @@ const FAILED_SIGN_INS_PER_MINUTE: u32 = 10;
 
 impl RateLimits {
     /// `None`: no limit.
-    pub fn new(limit: Option<RateLimit>) -> RateLimits {
+    pub fn new(limit: Option<RateLimit>, trusted_proxies: Vec<IpNet>) -> RateLimits {
         let limiter = limit.and_then(|limit| {
             let per_second = NonZeroU32::new(limit.per_second)?;
             let burst = NonZeroU32::new(limit.burst).unwrap_or(per_second);
@@ -47,8 +50,31 @@ impl RateLimits {
             limiter,
             failed_sign_ins,
             blocked: Mutex::default(),
+            trusted_proxies,
             clock: DefaultClock::default(),
         }
+    }
+
+    /// The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest
+    /// address in `X-Forwarded-For` that is not one (each proxy appends the address it saw, so
+    /// only the right end of the list can be believed).
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|net| net.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|part| part.trim().parse().ok())
+            .collect();
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer)
     }
 
     /// How long `address` must still wait after too many failed sign-ins; `None`: it may try.
@@ -101,10 +127,13 @@ mod tests {
 
     #[test]
     fn a_caller_over_its_burst_waits_and_others_are_not_affected() {
-        let limits = RateLimits::new(Some(RateLimit {
-            per_second: 1,
-            burst: 3,
-        }));
+        let limits = RateLimits::new(
+            Some(RateLimit {
+                per_second: 1,
+                burst: 3,
+            }),
+            Vec::new(),
+        );
         for _ in 0..3 {
             assert!(limits.check("zapier").is_ok());
         }
@@ -118,7 +147,7 @@ mod tests {
 
     #[test]
     fn failed_sign_ins_are_counted_per_address() {
-        let limits = RateLimits::new(None);
+        let limits = RateLimits::new(None, Vec::new());
         let guesser: IpAddr = "192.0.2.7".parse().unwrap();
         for _ in 0..FAILED_SIGN_IN_BURST {
             assert!(limits.failed_sign_in(guesser).is_ok());
@@ -137,8 +166,38 @@ mod tests {
     }
 
     #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwarded_it() {
+        let limits = RateLimits::new(None, vec!["10.0.0.0/8".parse().unwrap()]);
+        let headers = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", value.parse().unwrap());
+            headers
+        };
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        // An untrusted peer's header is ignored: anyone can write one.
+        assert_eq!(
+            limits.client_address(ip("198.51.100.1"), &headers("203.0.113.9")),
+            ip("198.51.100.1")
+        );
+        // Through a trusted proxy: the address it saw, not what the client claimed before it.
+        assert_eq!(
+            limits.client_address(ip("10.0.0.2"), &headers("1.2.3.4, 203.0.113.9")),
+            ip("203.0.113.9")
+        );
+        // Through two trusted proxies.
+        assert_eq!(
+            limits.client_address(ip("10.0.0.2"), &headers("203.0.113.9, 10.0.0.3")),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            limits.client_address(ip("10.0.0.2"), &HeaderMap::new()),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
     fn no_limit_lets_everything_through() {
-        let limits = RateLimits::new(None);
+        let limits = RateLimits::new(None, Vec::new());
         for _ in 0..10_000 {
             assert!(limits.check("default").is_ok());
         }

@@ -616,3 +616,29 @@ async fn after_an_outage_the_hook_page_retries_what_failed_and_re_enabling_offer
     receiver.stop();
     herald.stop().await;
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_wrong_tokens_count_per_forwarded_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    // The test client stands for the proxy.
+    config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let herald = TestHerald::start(config).await;
+    let client = no_redirects();
+    let guess = |from: &'static str, token: &'static str| {
+        client
+            .get(herald.url("/api/v1/hooks"))
+            .header("x-forwarded-for", from)
+            .bearer_auth(token)
+            .send()
+    };
+    for _ in 0..10 {
+        assert_eq!(guess("203.0.113.5", "wrong").await.unwrap().status(), 401);
+    }
+    assert_eq!(guess("203.0.113.5", "wrong").await.unwrap().status(), 429);
+    // Another client behind the same proxy is not held up by the first one's guesses.
+    assert_eq!(guess("203.0.113.6", "wrong").await.unwrap().status(), 401);
+    assert_eq!(guess("203.0.113.6", TOKEN).await.unwrap().status(), 200);
+    herald.stop().await;
+}

@@ -254,7 +254,7 @@ struct LoginForm {
 const LOGIN_FORM_LIMIT: usize = 16 * 1024;
 
 async fn login(State(state): State<AppState>, request: Request) -> Response {
-    let peer = super::peer_address(&request);
+    let peer = super::client_address(&state, &request);
     if let Some(wait) = state.rate_limits.sign_in_blocked(peer) {
         return too_many_tries(wait);
     }
