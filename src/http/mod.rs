@@ -148,13 +148,23 @@ pub(crate) fn client_address(state: &AppState, request: &Request) -> std::net::I
 }
 
 fn too_many_failed_sign_ins(wait: std::time::Duration) -> Response {
+    too_many_requests(wait, |seconds| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many wrong tokens from this address; try again in {seconds} s"),
+        )
+        .into_response()
+    })
+}
+
+/// A 429 answer built by `answer` from the wait in whole seconds (at least 1), with `Retry-After`.
+pub(crate) fn too_many_requests(
+    wait: std::time::Duration,
+    answer: impl FnOnce(u64) -> Response,
+) -> Response {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("too many wrong tokens from this address; try again in {seconds} s"),
-    )
-    .into_response();
+    let mut response = answer(seconds);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
@@ -166,18 +176,15 @@ async fn within_rate(state: &AppState, caller: &str, request: Request, next: Nex
     match state.rate_limits.check(caller) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
             state.metrics.rate_limited(caller);
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests for this token; try again in {seconds} s"),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-            response
+            too_many_requests(wait, |seconds| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests for this token; try again in {seconds} s"),
+                )
+                .into_response()
+            })
         }
     }
 }

@@ -316,17 +316,14 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
 }
 
 fn too_many_tries(wait: std::time::Duration) -> Response {
-    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = PageError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many tries",
-        format!("Too many wrong tokens from this address. Try again in {seconds} seconds."),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    response
+    super::too_many_requests(wait, |seconds| {
+        PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many tries",
+            format!("Too many wrong tokens from this address. Try again in {seconds} seconds."),
+        )
+        .into_response()
+    })
 }
 
 async fn logout(
