@@ -134,6 +134,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE herald_hooks ADD COLUMN failure_warned INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE herald_hooks ADD COLUMN disabled_reason TEXT;
     "#,
+    // 5: `herald_deliveries_waiting` (hook_id, next_attempt_at) covers every query the due index
+    // served; each delivery moved it three times (stored, leased, finished) for nothing.
+    r#"
+    DROP INDEX IF EXISTS herald_deliveries_due;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

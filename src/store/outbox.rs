@@ -4,6 +4,7 @@
 //! `next_attempt_at <= now`; claiming it sets that column to the end of a lease, so a delivery whose
 //! worker died becomes due again by itself (at least once, never lost).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
@@ -227,6 +228,9 @@ pub struct StoredAttempt {
 /// Stores events and fans each out to the enabled hooks that select it and whose scope it is in. An
 /// event no hook receives is not stored: there is nobody to deliver it to and no history to show it
 /// in. Returns the number of deliveries created.
+/// An event's trigger and scope: which hooks receive it depends on nothing else.
+type Audience<'a> = (&'a str, Option<i64>, Option<i64>);
+
 pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<usize> {
     if events.is_empty() {
         return Ok(0);
@@ -235,7 +239,7 @@ pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO herald_events (id, trigger_name, row_id, payload, change_id, script_hash,
                                     resource_name, event_type, company_id, project_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING seq",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts, next_attempt_at, created_at, updated_at)
@@ -251,33 +255,39 @@ pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result
                 OR (h.project_id IS NULL AND h.company_id = ?2))
          ORDER BY h.id",
     )?;
+    // A batch's events mostly share a few triggers and scopes: look each combination up once.
+    let mut receivers_of: HashMap<Audience<'_>, Vec<String>> = HashMap::new();
     let mut deliveries = 0;
     for event in events {
-        let hooks = receivers
-            .query_map((&event.trigger, event.company_id, event.project_id), |r| {
-                r.get::<_, String>(0)
-            })?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
+        let key = (event.trigger.as_str(), event.company_id, event.project_id);
+        let hooks = match receivers_of.entry(key) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => new.insert(
+                receivers
+                    .query_map((&event.trigger, event.company_id, event.project_id), |r| {
+                        r.get::<_, String>(0)
+                    })?
+                    .collect::<rusqlite::Result<Vec<String>>>()?,
+            ),
+        };
         if hooks.is_empty() {
             continue;
         }
-        let seq: i64 = insert_event.query_row(
-            (
-                &event.id,
-                &event.trigger,
-                event.row_id,
-                &event.payload,
-                event.change_id,
-                &event.script_hash,
-                &event.resource_name,
-                &event.event_type,
-                event.company_id,
-                event.project_id,
-                now,
-            ),
-            |r| r.get(0),
-        )?;
-        for hook_id in &hooks {
+        insert_event.execute((
+            &event.id,
+            &event.trigger,
+            event.row_id,
+            &event.payload,
+            event.change_id,
+            &event.script_hash,
+            &event.resource_name,
+            &event.event_type,
+            event.company_id,
+            event.project_id,
+            now,
+        ))?;
+        let seq = tx.last_insert_rowid();
+        for hook_id in hooks.iter() {
             insert_delivery.execute((crate::ids::message_id(), seq, hook_id, now))?;
             deliveries += 1;
         }
@@ -535,15 +545,22 @@ fn claim_in(
                         CASE WHEN previous_secret_until > ?2 THEN previous_secret END
                  FROM herald_hooks WHERE id = ?1 AND enabled = 1",
             )?;
+            // `LIMIT CAST(?3 ...)`, not `LIMIT ?3`: once SQLite prepares a statement again (after
+            // any schema change, the application's included), a bound LIMIT ties the new plan to
+            // the values bound that time, and from then on every claim (a new `now`) prepares the
+            // statement anew: one parse and plan per hook per claim. The test
+            // `claims_and_records_keep_their_prepared_statements` watches for it.
             let mut rows_stmt = tx.prepare_cached(
                 "SELECT d.seq, d.id, d.attempts, e.id, e.trigger_name, e.payload
                  FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
-                 WHERE d.hook_id = ?1 AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ?2
-                 ORDER BY d.next_attempt_at LIMIT ?3",
+                 WHERE d.hook_id = ?1 AND d.next_attempt_at IS NOT NULL
+                   AND d.next_attempt_at <= ?2
+                 ORDER BY d.next_attempt_at LIMIT CAST(?3 AS INTEGER)",
             )?;
             let mut discard = tx.prepare_cached(
                 "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
-                 WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?2",
+                 WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL
+                   AND next_attempt_at <= CAST(?2 AS INTEGER)",
             )?;
             let mut lease = tx.prepare_cached(
                 "UPDATE herald_deliveries SET status = 'delivering', next_attempt_at = ?2, updated_at = ?3
@@ -838,6 +855,90 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(store.next_due(&HashMap::new(), 8).unwrap(), None);
+    }
+
+    /// Every statement the writer has prepared, with how often SQLite prepared it again.
+    fn reprepares(store: &Store) -> Vec<(String, i32)> {
+        let conn = store.writer();
+        let mut counts = Vec::new();
+        // SAFETY: the writer's lock is held, so no statement is finalised while we walk the list;
+        // sqlite3_next_stmt, sqlite3_sql and sqlite3_stmt_status only read.
+        unsafe {
+            let db = conn.handle();
+            let mut stmt = rusqlite::ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+            while !stmt.is_null() {
+                let sql = std::ffi::CStr::from_ptr(rusqlite::ffi::sqlite3_sql(stmt));
+                let n = rusqlite::ffi::sqlite3_stmt_status(
+                    stmt,
+                    rusqlite::ffi::SQLITE_STMTSTATUS_REPREPARE,
+                    0,
+                );
+                counts.push((sql.to_string_lossy().into_owned(), n));
+                stmt = rusqlite::ffi::sqlite3_next_stmt(db, stmt);
+            }
+        }
+        counts
+    }
+
+    /// SQLite prepares a statement again after a schema change. A bound `LIMIT` in the claim used
+    /// to make that permanent: every later claim prepared its statement once more.
+    #[test]
+    fn claims_and_records_keep_their_prepared_statements() {
+        let (dir, store, _hook) = setup();
+        let none = HashMap::new();
+        let mut now = now_ms();
+        let cycle = |now: i64| {
+            store.insert_events(&[event("NewOpportunity")]).unwrap();
+            let claim = Claim {
+                now,
+                lease_ms: 60_000,
+                limit: 10,
+                in_flight: &none,
+                per_hook_limit: 8,
+            };
+            let (claimed, _) = store
+                .record_and_claim(&[], &FailurePolicy::default(), &claim)
+                .unwrap();
+            let records: Vec<AttemptRecord> = claimed
+                .iter()
+                .map(|c| AttemptRecord {
+                    delivery_seq: c.seq,
+                    url: c.target_url.clone(),
+                    hook_id: c.hook_id.clone(),
+                    event_id: c.event_id.clone(),
+                    message_id: c.message_id.clone(),
+                    attempt: c.attempt,
+                    started_at: now,
+                    duration_ms: 1,
+                    outcome: AttemptOutcome::Success,
+                    status_code: Some(200),
+                    request_headers: "{}".into(),
+                    response_headers: None,
+                    response_body: None,
+                    error: None,
+                    next: NextStep::Delivered,
+                })
+                .collect();
+            store
+                .record_attempts(&records, &FailurePolicy::default())
+                .unwrap();
+            store.next_due(&none, 8).unwrap();
+        };
+        cycle(now);
+        // The application changes its schema: every cached statement is prepared once more.
+        rusqlite::Connection::open(dir.path().join("t.db"))
+            .unwrap()
+            .execute_batch("CREATE TABLE Unrelated (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        for _ in 0..20 {
+            now += 7;
+            cycle(now);
+        }
+        let again: Vec<_> = reprepares(&store)
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .collect();
+        assert!(again.is_empty(), "prepared again and again: {again:#?}");
     }
 
     #[test]
