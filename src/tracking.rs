@@ -220,9 +220,11 @@ impl Tracker {
             scope_db: &self.scope_db,
         };
         let mut outcome = ChangeOutcome::default();
-        for change in &changes {
-            process_change(&context, change, &mut outcome);
-        }
+        self.sandbox.in_one_snapshot(|| {
+            for change in &changes {
+                process_change(&context, change, &mut outcome);
+            }
+        });
         // The scripts ran once; only the commit is retried, so a busy database never runs a script
         // twice for the same change.
         let mut backoff = Backoff::default();

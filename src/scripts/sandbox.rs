@@ -13,7 +13,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope};
 
 use super::{Diagnostic, Script};
 use crate::config::SandboxLimits;
-use crate::store::{Cell, Change, ReadOnlyDb, Row, Store, StoreError};
+use crate::store::{Cell, Change, ReadOnlyDb, RowLimit, Rows, Store, StoreError};
 
 /// A trigger fired by a notification script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +121,20 @@ impl Sandbox {
             state,
             limits: limits.clone(),
         }
+    }
+
+    /// Runs `f` with every query of the scripts it runs reading one snapshot of the database, taken
+    /// at the first query: one read transaction for a batch of changes rather than one per query.
+    /// Without a snapshot (it could not begin) the queries read as usual, each on its own.
+    pub fn in_one_snapshot<T>(&self, f: impl FnOnce() -> T) -> T {
+        if let Err(e) = lock(&self.state.db).begin_snapshot() {
+            tracing::warn!("cannot begin a read snapshot for scripts: {e}");
+        }
+        let result = f();
+        if let Err(e) = lock(&self.state.db).end_snapshot() {
+            tracing::warn!("cannot end the scripts' read snapshot: {e}");
+        }
+        result
     }
 
     /// Runs a notification script for one change and returns the triggers it fired. A script that
@@ -310,12 +324,17 @@ fn cell_to_dynamic(cell: Cell) -> Dynamic {
     }
 }
 
-fn row_to_map(row: Row) -> Dynamic {
-    let map: Map = row
-        .into_iter()
-        .map(|(name, cell)| (name.into(), cell_to_dynamic(cell)))
-        .collect();
-    map.into()
+/// Each row as a map from column name to value. Names are short, so the map's keys are built in
+/// place from the one list of names rather than copied strings.
+fn rows_to_maps(rows: Rows) -> impl Iterator<Item = Dynamic> {
+    let Rows { columns, values } = rows;
+    values.into_iter().map(move |cells| {
+        let mut map = Map::new();
+        for (name, cell) in columns.iter().zip(cells) {
+            map.insert(name.as_str().into(), cell_to_dynamic(cell));
+        }
+        Dynamic::from_map(map)
+    })
 }
 
 fn dynamic_to_cell(
@@ -349,14 +368,15 @@ fn run_query(
     function: &str,
     sql: &str,
     params: &Array,
-) -> Result<Vec<Row>, Box<EvalAltResult>> {
+    limit: RowLimit,
+) -> Result<Rows, Box<EvalAltResult>> {
     let cells = params
         .iter()
         .enumerate()
         .map(|(i, p)| dynamic_to_cell(function, i, p))
         .collect::<Result<Vec<_>, _>>()?;
     lock(&state.db)
-        .query(sql, &cells, state.max_rows)
+        .query(sql, &cells, limit)
         .map_err(|e| runtime_error(format!("{function}: {e}")))
 }
 
@@ -423,10 +443,8 @@ fn register_host_functions(engine: &mut Engine, state: &Arc<RunState>) {
         engine.register_fn(
             "db_query",
             move |sql: &str, params: Array| -> Result<Array, Box<EvalAltResult>> {
-                Ok(run_query(&state, "db_query", sql, &params)?
-                    .into_iter()
-                    .map(row_to_map)
-                    .collect())
+                let limit = RowLimit::AtMost(state.max_rows);
+                Ok(rows_to_maps(run_query(&state, "db_query", sql, &params, limit)?).collect())
             },
         );
     }
@@ -435,10 +453,11 @@ fn register_host_functions(engine: &mut Engine, state: &Arc<RunState>) {
         engine.register_fn(
             "db_query",
             move |sql: &str| -> Result<Array, Box<EvalAltResult>> {
-                Ok(run_query(&state, "db_query", sql, &Array::new())?
-                    .into_iter()
-                    .map(row_to_map)
-                    .collect())
+                let limit = RowLimit::AtMost(state.max_rows);
+                Ok(
+                    rows_to_maps(run_query(&state, "db_query", sql, &Array::new(), limit)?)
+                        .collect(),
+                )
             },
         );
     }
@@ -447,10 +466,8 @@ fn register_host_functions(engine: &mut Engine, state: &Arc<RunState>) {
         engine.register_fn(
             "db_query_one",
             move |sql: &str, params: Array| -> Result<Dynamic, Box<EvalAltResult>> {
-                Ok(run_query(&state, "db_query_one", sql, &params)?
-                    .into_iter()
-                    .next()
-                    .map_or(Dynamic::UNIT, row_to_map))
+                let rows = run_query(&state, "db_query_one", sql, &params, RowLimit::First)?;
+                Ok(rows_to_maps(rows).next().unwrap_or(Dynamic::UNIT))
             },
         );
     }
@@ -459,10 +476,8 @@ fn register_host_functions(engine: &mut Engine, state: &Arc<RunState>) {
         engine.register_fn(
             "db_query_one",
             move |sql: &str| -> Result<Dynamic, Box<EvalAltResult>> {
-                Ok(run_query(&state, "db_query_one", sql, &Array::new())?
-                    .into_iter()
-                    .next()
-                    .map_or(Dynamic::UNIT, row_to_map))
+                let rows = run_query(&state, "db_query_one", sql, &Array::new(), RowLimit::First)?;
+                Ok(rows_to_maps(rows).next().unwrap_or(Dynamic::UNIT))
             },
         );
     }

@@ -28,7 +28,7 @@ pub use outbox::{
     AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, DeliveryStatus, FailurePolicy,
     HookHealthChange, NewEvent, NextStep, OutboxSnapshot, ScriptFailure, StoredAttempt,
 };
-pub use read_only::{Cell, QueryError, ReadOnlyDb, Row, ScopeName};
+pub use read_only::{Cell, QueryError, ReadOnlyDb, RowLimit, Rows, ScopeName};
 pub use secrets::{SecretError, Secrets};
 
 /// How long a connection waits for the application's write lock before giving up with "busy".

@@ -4,6 +4,8 @@
 //! hold secrets).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{Value, ValueRef};
@@ -21,8 +23,21 @@ pub enum Cell {
     Blob(Vec<u8>),
 }
 
-/// One result row: column names with their values, in the query's order.
-pub type Row = Vec<(String, Cell)>;
+/// What a query returned: the column names once, then each row's values in the same order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub values: Vec<Vec<Cell>>,
+}
+
+/// How many rows a query may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLimit {
+    /// Up to this many; one more is an error (a script that forgot its LIMIT hears of it).
+    AtMost(usize),
+    /// The first row only; the statement stops there (`db_query_one`).
+    First,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -36,6 +51,10 @@ pub enum QueryError {
 
 pub struct ReadOnlyDb {
     conn: Connection,
+    /// True only while herald itself begins or ends a read snapshot: the authorizer lets `BEGIN`
+    /// and `COMMIT` through then, and never for a statement a script sends (a script's `BEGIN`
+    /// would hold a snapshot open for good and stop checkpoints).
+    herald_control: Arc<AtomicBool>,
 }
 
 fn authorize(ctx: AuthContext<'_>) -> Authorization {
@@ -55,8 +74,41 @@ impl ReadOnlyDb {
     pub(super) fn open(path: &Path) -> Result<ReadOnlyDb> {
         let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.pragma_update(None, "query_only", "ON")?;
-        conn.authorizer(Some(authorize));
-        Ok(ReadOnlyDb { conn })
+        let herald_control = Arc::new(AtomicBool::new(false));
+        let control = herald_control.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| match ctx.action {
+            AuthAction::Transaction { .. } if control.load(Ordering::Relaxed) => {
+                Authorization::Allow
+            }
+            _ => authorize(ctx),
+        }));
+        Ok(ReadOnlyDb {
+            conn,
+            herald_control,
+        })
+    }
+
+    /// Makes the following queries read one snapshot of the database, taken at the first of them,
+    /// until [`ReadOnlyDb::end_snapshot`]: one read transaction (one lock, one check of the WAL)
+    /// instead of one per query. The statements are prepared afresh, never cached, so a script
+    /// cannot reach them through the statement cache.
+    pub fn begin_snapshot(&self) -> Result<()> {
+        self.as_herald(|conn| conn.execute_batch("BEGIN DEFERRED"))
+    }
+
+    /// Ends the snapshot, if one is open (an error inside it may have ended it already).
+    pub fn end_snapshot(&self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.as_herald(|conn| conn.execute_batch("COMMIT"))
+    }
+
+    fn as_herald(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> Result<()> {
+        self.herald_control.store(true, Ordering::Relaxed);
+        let result = f(&self.conn);
+        self.herald_control.store(false, Ordering::Relaxed);
+        Ok(result?)
     }
 
     /// Calls `interrupted` every few thousand SQLite instructions; a query stops with an error as
@@ -65,42 +117,47 @@ impl ReadOnlyDb {
         self.conn.progress_handler(4_000, Some(interrupted));
     }
 
-    /// Runs one read statement and returns at most `max_rows` rows.
-    pub fn query(
-        &self,
-        sql: &str,
-        params: &[Cell],
-        max_rows: usize,
-    ) -> Result<Vec<Row>, QueryError> {
+    /// Runs one read statement and returns its rows, within `limit`.
+    pub fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
         let sqlite = |e: rusqlite::Error| QueryError::Sqlite(describe(e));
         let mut stmt = self.conn.prepare_cached(sql).map_err(sqlite)?;
         if !stmt.readonly() {
             return Err(QueryError::NotAReadOnlyStatement);
         }
-        let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let columns: Vec<String> = (0..stmt.column_count())
+            .map(|i| stmt.column_name(i).map(String::from))
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sqlite)?;
         let values: Vec<Value> = params.iter().map(to_sql).collect();
         let mut rows = stmt
             .query(rusqlite::params_from_iter(values.iter()))
             .map_err(sqlite)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(sqlite)? {
-            if out.len() == max_rows {
-                return Err(QueryError::TooManyRows(max_rows));
+            if let RowLimit::AtMost(max_rows) = limit {
+                if out.len() == max_rows {
+                    return Err(QueryError::TooManyRows(max_rows));
+                }
             }
-            let mut cells = Vec::with_capacity(names.len());
-            for (i, name) in names.iter().enumerate() {
-                let cell = match row.get_ref(i).map_err(sqlite)? {
+            let mut cells = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                cells.push(match row.get_ref(i).map_err(sqlite)? {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(n) => Cell::Integer(n),
                     ValueRef::Real(x) => Cell::Real(x),
                     ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
                     ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
-                };
-                cells.push((name.clone(), cell));
+                });
             }
             out.push(cells);
+            if limit == RowLimit::First {
+                break;
+            }
         }
-        Ok(out)
+        Ok(Rows {
+            columns,
+            values: out,
+        })
     }
 }
 
@@ -135,8 +192,13 @@ impl ReadOnlyDb {
 
     fn scope_names(&self, sql: &str) -> Option<Vec<ScopeName>> {
         let rows = self
-            .query(sql, &[Cell::Integer(MAX_SCOPES as i64)], MAX_SCOPES)
-            .ok()?;
+            .query(
+                sql,
+                &[Cell::Integer(MAX_SCOPES as i64)],
+                RowLimit::AtMost(MAX_SCOPES),
+            )
+            .ok()?
+            .values;
         let integer = |cell: &Cell| match cell {
             Cell::Integer(n) => Some(*n),
             _ => None,
@@ -145,13 +207,13 @@ impl ReadOnlyDb {
             rows.iter()
                 .filter_map(|row| {
                     Some(ScopeName {
-                        id: integer(&row.first()?.1)?,
-                        name: match &row.get(1)?.1 {
+                        id: integer(row.first()?)?,
+                        name: match row.get(1)? {
                             Cell::Text(t) => Some(t.clone()),
                             Cell::Null => None,
                             other => Some(format!("{other:?}")),
                         },
-                        company_id: integer(&row.get(2)?.1),
+                        company_id: integer(row.get(2)?),
                     })
                 })
                 .collect(),
@@ -166,11 +228,11 @@ impl ReadOnlyDb {
             .query(
                 "SELECT company_id FROM Project WHERE id = ?1",
                 &[Cell::Integer(project_id)],
-                1,
+                RowLimit::First,
             )
             .ok()?;
-        match rows.first()?.first()? {
-            (_, Cell::Integer(id)) => Some(*id),
+        match rows.values.first()?.first()? {
+            Cell::Integer(id) => Some(*id),
             _ => None,
         }
     }
@@ -230,15 +292,15 @@ mod tests {
             .query(
                 "SELECT id, title FROM Deal WHERE id = ?",
                 &[Cell::Integer(2)],
-                10,
+                RowLimit::AtMost(10),
             )
             .unwrap();
         assert_eq!(
             rows,
-            vec![vec![
-                ("id".to_string(), Cell::Integer(2)),
-                ("title".to_string(), Cell::Text("Walls".into()))
-            ]]
+            Rows {
+                columns: vec!["id".into(), "title".into()],
+                values: vec![vec![Cell::Integer(2), Cell::Text("Walls".into())]],
+            }
         );
     }
 
@@ -252,7 +314,7 @@ mod tests {
             "PRAGMA query_only = OFF",
             "SELECT secret FROM herald_hooks",
         ] {
-            let err = ro.query(sql, &[], 10).unwrap_err();
+            let err = ro.query(sql, &[], RowLimit::AtMost(10)).unwrap_err();
             assert!(
                 matches!(
                     err,
@@ -262,15 +324,48 @@ mod tests {
             );
         }
         assert_eq!(
-            ro.query("SELECT count(*) AS n FROM Deal", &[], 10).unwrap()[0][0].1,
+            ro.query("SELECT count(*) AS n FROM Deal", &[], RowLimit::First)
+                .unwrap()
+                .values[0][0],
             Cell::Integer(2)
         );
     }
 
     #[test]
+    fn a_snapshot_reads_one_state_and_scripts_cannot_open_one() {
+        let (dir, ro) = db();
+        for sql in ["BEGIN", "COMMIT", "SAVEPOINT s"] {
+            assert!(ro.query(sql, &[], RowLimit::First).is_err(), "{sql}");
+        }
+        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        let count = |ro: &ReadOnlyDb| {
+            ro.query("SELECT count(*) FROM Deal", &[], RowLimit::First)
+                .unwrap()
+                .values[0][0]
+                .clone()
+        };
+        ro.begin_snapshot().unwrap();
+        assert_eq!(count(&ro), Cell::Integer(2));
+        app.execute("INSERT INTO Deal (title) VALUES ('Roof')", [])
+            .unwrap();
+        assert_eq!(count(&ro), Cell::Integer(2), "the snapshot holds");
+        ro.end_snapshot().unwrap();
+        assert_eq!(count(&ro), Cell::Integer(3));
+        // Still refused after herald used them itself.
+        assert!(ro.query("BEGIN", &[], RowLimit::First).is_err());
+        ro.end_snapshot().unwrap();
+    }
+
+    #[test]
     fn row_count_is_capped() {
         let (_dir, ro) = db();
-        let err = ro.query("SELECT * FROM Deal", &[], 1).unwrap_err();
+        let err = ro
+            .query("SELECT * FROM Deal", &[], RowLimit::AtMost(1))
+            .unwrap_err();
         assert_eq!(err.to_string(), "more than 1 rows; add a LIMIT");
+        let first = ro
+            .query("SELECT title FROM Deal ORDER BY id", &[], RowLimit::First)
+            .unwrap();
+        assert_eq!(first.values, vec![vec![Cell::Text("Roof".into())]]);
     }
 }
