@@ -1,11 +1,12 @@
 //! The delivery worker.
 //!
-//! One loop claims due deliveries in batches and starts one task per attempt; finished attempts come
-//! back over a channel and are recorded in batches. A hook has at most
-//! `max_in_flight_per_hook` attempts in flight, so a slow or dead target holds only its own slots and
-//! never the healthy targets' ones.
+//! One loop starts one task per attempt; finished attempts come back over a channel. Its database
+//! work goes in trips, one at a time and beside the attempts: a trip records what finished and
+//! claims the next deliveries in one transaction. A hook has at most `max_in_flight_per_hook`
+//! attempts in flight, so a slow or dead target holds only its own slots and never the healthy
+//! targets' ones, and as many more claimed and ready, which start as soon as a slot frees.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -84,9 +85,9 @@ impl Sender {
                 record.error = Some(error);
                 AttemptResult::Failure { retry_after: None }
             }
-            Ok(headers) => {
+            Ok((url, headers)) => {
                 record.request_headers = masked_headers_json(&headers);
-                self.send(delivery, headers, &mut record).await
+                self.send(delivery, url, headers, &mut record).await
             }
         };
         record.duration_ms = clock.elapsed().as_millis() as i64;
@@ -94,12 +95,12 @@ impl Sender {
         record
     }
 
-    /// The request's headers, or why it cannot be sent at all.
+    /// The request's URL and headers, or why it cannot be sent at all.
     fn prepare(
         &self,
         delivery: &ClaimedDelivery,
         timestamp: i64,
-    ) -> Result<HeaderMap, (AttemptOutcome, String)> {
+    ) -> Result<(url::Url, HeaderMap), (AttemptOutcome, String)> {
         let url = self
             .policy
             .parse(&delivery.target_url)
@@ -155,18 +156,19 @@ impl Sender {
         if let Some(authorization) = &delivery.authorization {
             put("authorization", authorization)?;
         }
-        Ok(headers)
+        Ok((url, headers))
     }
 
     async fn send(
         &self,
         delivery: &ClaimedDelivery,
+        url: url::Url,
         headers: HeaderMap,
         record: &mut AttemptRecord,
     ) -> AttemptResult {
         let sent = self
             .client
-            .post(&delivery.target_url)
+            .post(url)
             .headers(headers)
             .body(delivery.payload.clone())
             .send()
@@ -255,27 +257,50 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Headers as one JSON object, a name's several values joined by ", ", written straight to text
+/// (no intermediate map or copy of the headers: this runs twice per attempt).
 fn headers_json(headers: &HeaderMap) -> String {
-    let mut map = serde_json::Map::new();
-    for name in headers.keys() {
-        let values: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        map.insert(name.as_str().to_owned(), values.join(", ").into());
-    }
-    serde_json::Value::Object(map).to_string()
+    serde_json::to_string(&HeadersJson {
+        headers,
+        mask_authorization: false,
+    })
+    .unwrap_or_else(|_| "{}".into())
 }
 
 /// The request headers as logged: the authorization header keeps its scheme and loses its secret.
 fn masked_headers_json(headers: &HeaderMap) -> String {
-    let mut masked = headers.clone();
-    if let Some(value) = masked.get_mut(reqwest::header::AUTHORIZATION) {
-        let shown = super::mask_authorization(&String::from_utf8_lossy(value.as_bytes()));
-        *value = HeaderValue::from_str(&shown).unwrap_or(HeaderValue::from_static("********"));
+    serde_json::to_string(&HeadersJson {
+        headers,
+        mask_authorization: true,
+    })
+    .unwrap_or_else(|_| "{}".into())
+}
+
+struct HeadersJson<'a> {
+    headers: &'a HeaderMap,
+    mask_authorization: bool,
+}
+
+impl serde::Serialize for HeadersJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.headers.keys().map(|name| {
+            let mut values = self
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()));
+            let mut value = values.next().unwrap_or_default();
+            for more in values {
+                let joined = value.to_mut();
+                joined.push_str(", ");
+                joined.push_str(&more);
+            }
+            if self.mask_authorization && name == reqwest::header::AUTHORIZATION {
+                value = std::borrow::Cow::Owned(super::mask_authorization(&value));
+            }
+            (name.as_str(), value)
+        }))
     }
-    headers_json(&masked)
 }
 
 /// The loop that keeps deliveries moving.
@@ -288,12 +313,100 @@ pub struct Worker {
     metrics: Arc<Metrics>,
 }
 
-/// Time beyond the attempt's time-out for recording it before its lease runs out.
+/// Time beyond the attempts' time-outs for recording one before its lease runs out.
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
-/// Claims per look; more are claimed at once when the batch came back full.
-const CLAIM_BATCH: usize = 100;
+/// Claims per transaction at most.
+const CLAIM_BATCH: usize = 200;
 /// The longest the worker sleeps without looking, in case a delivery was stored by another process.
 const MAX_IDLE: Duration = Duration::from_secs(1);
+
+/// What one trip to the database brings back: the records it was given (to keep them when it
+/// failed), the deliveries it claimed with what the records did to their hooks, and when the next
+/// delivery falls due if the claim left some waiting.
+type Trip = (
+    Vec<AttemptRecord>,
+    Result<(Vec<ClaimedDelivery>, Vec<HookHealthChange>, Option<i64>), StoreError>,
+);
+
+/// The worker's deliveries between the outbox and the receivers: attempts in flight, and deliveries
+/// claimed ahead (at most one more round per hook) that start the moment a slot frees, without
+/// waiting for the database.
+#[derive(Default)]
+struct Held {
+    in_flight: HashMap<String, usize>,
+    ready: HashMap<String, VecDeque<ClaimedDelivery>>,
+    total_in_flight: usize,
+    total_ready: usize,
+}
+
+impl Held {
+    /// Per hook, what is in flight or ready: what a claim must count against the hook's room.
+    fn per_hook(&self) -> HashMap<String, usize> {
+        let mut held = self.in_flight.clone();
+        for (hook, ready) in &self.ready {
+            *held.entry(hook.clone()).or_default() += ready.len();
+        }
+        held
+    }
+
+    fn add_ready(&mut self, delivery: ClaimedDelivery) {
+        self.total_ready += 1;
+        self.ready
+            .entry(delivery.hook_id.clone())
+            .or_default()
+            .push_back(delivery);
+    }
+
+    /// Takes every ready delivery that has a free slot, under its hook's limit and the worker's,
+    /// oldest claim first within a hook, and counts them in flight.
+    fn take_startable(
+        &mut self,
+        per_hook_limit: usize,
+        max_in_flight: usize,
+    ) -> Vec<ClaimedDelivery> {
+        let mut startable = Vec::new();
+        if self.total_ready == 0 {
+            return startable;
+        }
+        let hooks: Vec<String> = self.ready.keys().cloned().collect();
+        for hook in hooks {
+            let in_flight = self.in_flight.entry(hook.clone()).or_default();
+            let queue = self.ready.get_mut(&hook).expect("listed above");
+            while self.total_in_flight < max_in_flight && *in_flight < per_hook_limit {
+                let Some(delivery) = queue.pop_front() else {
+                    break;
+                };
+                *in_flight += 1;
+                self.total_in_flight += 1;
+                self.total_ready -= 1;
+                startable.push(delivery);
+            }
+            if *in_flight == 0 {
+                self.in_flight.remove(&hook);
+            }
+            if queue.is_empty() {
+                self.ready.remove(&hook);
+            }
+        }
+        startable
+    }
+
+    fn attempt_ended(&mut self, hook: &str) {
+        if let Some(n) = self.in_flight.get_mut(hook) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(hook);
+            }
+        }
+        self.total_in_flight = self.total_in_flight.saturating_sub(1);
+    }
+
+    /// Every ready delivery, taken out (to hand back to the outbox when stopping).
+    fn take_ready(&mut self) -> Vec<ClaimedDelivery> {
+        self.total_ready = 0;
+        self.ready.drain().flat_map(|(_, queue)| queue).collect()
+    }
+}
 
 impl Worker {
     pub fn new(
@@ -311,76 +424,65 @@ impl Worker {
         }
     }
 
-    /// How long a claimed delivery stays leased: the attempt's time-out and a margin to record it.
-    /// A process that dies mid-attempt leaves its leases to run out; then the deliveries are sent
-    /// again, which is what at least once costs.
+    /// How long a claimed delivery stays leased: long enough to wait in the ready queue behind a
+    /// round of attempts that all run to the time-out, run its own, and be recorded. A process that
+    /// dies mid-attempt leaves its leases to run out; then the deliveries are sent again, which is
+    /// what at least once costs.
     fn lease_ms(&self) -> i64 {
-        (self.settings.timeout + LEASE_MARGIN).as_millis() as i64
+        (self.settings.timeout * 2 + LEASE_MARGIN).as_millis() as i64
     }
 
-    /// Runs until `shutdown` turns true; then lets attempts in flight finish within the delivery
-    /// time-out, records them, and returns. An attempt cut off there stays leased and is retried
-    /// after the lease, by this process or the next.
+    /// Runs until `shutdown` turns true; then hands the deliveries claimed ahead back to the
+    /// outbox, lets attempts in flight finish within the delivery time-out, records them, and
+    /// returns. An attempt cut off there stays leased and is retried after the lease, by this
+    /// process or the next.
+    ///
+    /// The database work (recording finished attempts, claiming the next deliveries) runs beside
+    /// the attempts, never between them: while one transaction is under way, attempts keep
+    /// starting from the ready queue and the next transaction takes everything that finished
+    /// meanwhile, so a fast receiver is never idle waiting for a commit and a busy one makes the
+    /// transactions larger rather than more numerous.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, alive: Arc<AtomicBool>) {
         alive.store(true, Ordering::SeqCst);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AttemptRecord>();
-        let mut in_flight: HashMap<String, usize> = HashMap::new();
-        let mut total_in_flight = 0usize;
+        let mut held = Held::default();
         let mut unrecorded: Vec<AttemptRecord> = Vec::new();
+        let mut trip: Option<tokio::task::JoinHandle<Trip>> = None;
+        let mut look_again = true;
+        let mut wait = MAX_IDLE;
         let mut stopping_since: Option<Instant> = None;
         let mut failures = 0u32;
+        let per_hook_limit = self.settings.max_in_flight_per_hook;
+        let max_in_flight = self.settings.max_in_flight;
+        let start = |delivery: ClaimedDelivery| {
+            let sender = self.sender.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                let record = sender.attempt(&delivery).await;
+                let _ = done.send(record);
+            });
+        };
         loop {
             if *shutdown.borrow() && stopping_since.is_none() {
                 stopping_since = Some(Instant::now());
+                let never_sent: Vec<i64> = held.take_ready().iter().map(|d| d.seq).collect();
+                self.release(never_sent).await;
             }
-            let mut wait = MAX_IDLE;
-            let room = self.settings.max_in_flight.saturating_sub(total_in_flight);
-            if (stopping_since.is_some() || room == 0) && !unrecorded.is_empty() {
-                self.record(&mut unrecorded).await;
-            }
-            if stopping_since.is_none() {
-                if room > 0 {
-                    // Finished attempts are recorded in the transaction that claims the next ones.
-                    match self
-                        .record_and_claim(&mut unrecorded, room.min(CLAIM_BATCH), &in_flight)
-                        .await
-                    {
-                        Ok(claimed) => {
-                            failures = 0;
-                            let full = claimed.len() == room.min(CLAIM_BATCH);
-                            for delivery in claimed {
-                                *in_flight.entry(delivery.hook_id.clone()).or_default() += 1;
-                                total_in_flight += 1;
-                                let sender = self.sender.clone();
-                                let done = done_tx.clone();
-                                tokio::spawn(async move {
-                                    let record = sender.attempt(&delivery).await;
-                                    let _ = done.send(record);
-                                });
-                            }
-                            wait = if full {
-                                Duration::ZERO
-                            } else {
-                                self.until_next_due(&in_flight).await
-                            };
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            tracing::warn!("cannot claim deliveries: {e}");
-                            wait = backoff(failures);
-                        }
-                    }
+            if trip.is_none() {
+                let room =
+                    (max_in_flight * 2).saturating_sub(held.total_in_flight + held.total_ready);
+                let claim = stopping_since.is_none() && look_again && room > 0;
+                if claim || !unrecorded.is_empty() {
+                    let limit = if claim { room.min(CLAIM_BATCH) } else { 0 };
+                    trip = Some(self.start_trip(std::mem::take(&mut unrecorded), limit, &held));
+                    look_again = false;
+                } else if stopping_since.is_some_and(|t| {
+                    held.total_in_flight == 0
+                        || t.elapsed() > self.settings.timeout + Duration::from_secs(1)
+                }) {
+                    break;
                 }
-            } else if total_in_flight == 0
-                || stopping_since
-                    .is_some_and(|t| t.elapsed() > self.settings.timeout + Duration::from_secs(1))
-            {
-                if !unrecorded.is_empty() {
-                    self.record(&mut unrecorded).await;
-                }
-                break;
             }
-
             tokio::select! {
                 biased;
                 Some(record) = done_rx.recv() => {
@@ -389,59 +491,114 @@ impl Worker {
                         finished.push(record);
                     }
                     for record in &finished {
-                        if let Some(n) = in_flight.get_mut(&record.hook_id) {
-                            *n -= 1;
-                            if *n == 0 {
-                                in_flight.remove(&record.hook_id);
+                        held.attempt_ended(&record.hook_id);
+                    }
+                    if stopping_since.is_none() {
+                        held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
+                    }
+                    unrecorded.extend(finished);
+                    // A slot freed: the next trip claims for it.
+                    look_again = true;
+                }
+                joined = async { trip.as_mut().expect("polled only with a trip").await }, if trip.is_some() => {
+                    trip = None;
+                    let (records, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                    match result {
+                        Ok((claimed, health, next_due)) => {
+                            failures = 0;
+                            self.finished(&records, &health);
+                            if stopping_since.is_some() {
+                                // Claimed while the stop came: hand them straight back.
+                                self.release(claimed.iter().map(|d| d.seq).collect()).await;
+                                continue;
+                            }
+                            for delivery in claimed {
+                                held.add_ready(delivery);
+                            }
+                            held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
+                            match next_due {
+                                // The claim came back full or left due deliveries behind.
+                                Some(at) if at <= now_ms() => look_again = true,
+                                Some(at) => wait = Duration::from_millis((at - now_ms()) as u64).min(MAX_IDLE),
+                                None => wait = MAX_IDLE,
                             }
                         }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!("cannot record {} attempts or claim deliveries yet: {e}", records.len());
+                            unrecorded.splice(0..0, records);
+                            tokio::time::sleep(backoff(failures)).await;
+                            look_again = true;
+                        }
                     }
-                    total_in_flight -= finished.len().min(total_in_flight);
-                    unrecorded.extend(finished);
                 }
-                _ = self.deliveries_waiting.notified(), if stopping_since.is_none() => {}
+                _ = self.deliveries_waiting.notified(), if stopping_since.is_none() => look_again = true,
                 _ = shutdown.changed(), if stopping_since.is_none() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait), if trip.is_none() => {
+                    look_again = true;
+                    wait = MAX_IDLE;
+                }
             }
         }
         alive.store(false, Ordering::SeqCst);
     }
 
-    /// Records `records` and claims up to `limit` deliveries in one transaction. On failure the
-    /// records stay in `records` for the next try, so no outcome is lost.
-    async fn record_and_claim(
+    /// Records `records` and claims up to `limit` deliveries in one transaction, on a blocking
+    /// thread, while the loop goes on starting attempts. When the claim leaves deliveries waiting,
+    /// the trip also says when the next falls due.
+    fn start_trip(
         &self,
-        records: &mut Vec<AttemptRecord>,
+        records: Vec<AttemptRecord>,
         limit: usize,
-        in_flight: &HashMap<String, usize>,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let batch = std::mem::take(records);
+        held: &Held,
+    ) -> tokio::task::JoinHandle<Trip> {
         let store = self.store.clone();
-        let in_flight = in_flight.clone();
-        let per_hook_limit = self.settings.max_in_flight_per_hook;
+        let mut held_per_hook = held.per_hook();
+        // A hook may have one round in flight and one ready.
+        let per_hook_limit = self.settings.max_in_flight_per_hook * 2;
         let lease_ms = self.lease_ms();
         let policy = self.failure_policy();
-        let (batch, result) = blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let claim = Claim {
                 now: now_ms(),
                 lease_ms,
                 limit,
-                in_flight: &in_flight,
+                in_flight: &held_per_hook,
                 per_hook_limit,
             };
-            let result = store.record_and_claim(&batch, &policy, &claim);
-            Ok((batch, result))
+            let result =
+                store
+                    .record_and_claim(&records, &policy, &claim)
+                    .and_then(|(claimed, health)| {
+                        if limit == 0 {
+                            return Ok((claimed, health, None));
+                        }
+                        if claimed.len() == limit {
+                            return Ok((claimed, health, Some(0)));
+                        }
+                        for delivery in &claimed {
+                            *held_per_hook.entry(delivery.hook_id.clone()).or_default() += 1;
+                        }
+                        let next_due = store.next_due(&held_per_hook, per_hook_limit)?;
+                        Ok((claimed, health, next_due))
+                    });
+            (records, result)
         })
-        .await?;
-        match result {
-            Ok((claimed, health)) => {
-                self.finished(&batch, &health);
-                Ok(claimed)
-            }
-            Err(e) => {
-                *records = batch;
-                Err(e)
-            }
+    }
+
+    /// Hands deliveries claimed but never sent back to the outbox. When that fails their leases
+    /// run out instead, and they are sent after that.
+    async fn release(&self, seqs: Vec<i64>) {
+        if seqs.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let count = seqs.len();
+        let released = tokio::task::spawn_blocking(move || store.release_claims(&seqs, now_ms()))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        if let Err(e) = released {
+            tracing::warn!("cannot hand {count} unsent deliveries back; they go out when their leases end: {e}");
         }
     }
 
@@ -451,41 +608,6 @@ impl Worker {
                 .settings
                 .disable_failing_after
                 .map(|d| d.as_millis() as i64),
-        }
-    }
-
-    async fn until_next_due(&self, in_flight: &HashMap<String, usize>) -> Duration {
-        let store = self.store.clone();
-        let in_flight = in_flight.clone();
-        let per_hook = self.settings.max_in_flight_per_hook;
-        match blocking(move || store.next_due(&in_flight, per_hook)).await {
-            Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64).min(MAX_IDLE),
-            Ok(None) => MAX_IDLE,
-            Err(e) => {
-                tracing::warn!("cannot read the next due delivery: {e}");
-                MAX_IDLE
-            }
-        }
-    }
-
-    /// Records finished attempts; on failure keeps them for the next try, so no outcome is lost.
-    async fn record(&self, records: &mut Vec<AttemptRecord>) {
-        let batch = std::mem::take(records);
-        let store = self.store.clone();
-        let policy = self.failure_policy();
-        let (batch, result) = blocking(move || {
-            let result = store.record_attempts(&batch, &policy);
-            Ok((batch, result))
-        })
-        .await
-        .expect("the closure does not fail");
-        match result {
-            Ok(health) => self.finished(&batch, &health),
-            Err(e) => {
-                tracing::warn!("cannot record {} attempts yet: {e}", batch.len());
-                *records = batch;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
         }
     }
 }
@@ -546,17 +668,58 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(50u64 << failures.min(7)).min(Duration::from_secs(5))
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn claimed(seq: i64, hook: &str) -> ClaimedDelivery {
+        ClaimedDelivery {
+            seq,
+            message_id: format!("msg_{seq}"),
+            attempt: 1,
+            hook_id: hook.into(),
+            target_url: "http://127.0.0.1:9/".into(),
+            secret: "whsec_c2VjcmV0".into(),
+            previous_secret: None,
+            authorization: None,
+            event_id: format!("evt_{seq}"),
+            trigger: "NewOpportunity".into(),
+            payload: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn ready_deliveries_start_in_claim_order_within_both_limits() {
+        let mut held = Held::default();
+        for seq in 1..=5 {
+            held.add_ready(claimed(seq, "hook_a"));
+        }
+        held.add_ready(claimed(6, "hook_b"));
+        // Two per hook, three in all.
+        let started = held.take_startable(2, 3);
+        assert_eq!(started.len(), 3);
+        let a: Vec<i64> = started
+            .iter()
+            .filter(|d| d.hook_id == "hook_a")
+            .map(|d| d.seq)
+            .collect();
+        assert!(a.len() <= 2 && a.windows(2).all(|w| w[0] < w[1]), "{a:?}");
+        assert_eq!(held.total_in_flight, 3);
+        assert_eq!(held.total_ready, 3);
+        assert!(held.take_startable(2, 3).is_empty(), "no slot is free");
+        // An attempt of hook_a ends: its next claim starts, oldest first.
+        held.attempt_ended("hook_a");
+        let next = held.take_startable(2, 3);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].hook_id, "hook_a");
+        assert_eq!(next[0].seq, a.last().unwrap() + 1);
+        // What a claim counts against each hook: in flight and ready together.
+        let per_hook = held.per_hook();
+        assert_eq!(per_hook.values().sum::<usize>(), 5, "one of six ended");
+        let left: Vec<i64> = held.take_ready().iter().map(|d| d.seq).collect();
+        assert_eq!(left.len(), 2);
+        assert_eq!(held.total_ready, 0);
+    }
 
     #[test]
     fn the_authorization_header_is_masked_in_the_log() {
@@ -566,9 +729,14 @@ mod tests {
             HeaderValue::from_static("Basic c3a24b8208ac"),
         );
         headers.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        headers.append("vary", HeaderValue::from_static("origin"));
+        headers.append("vary", HeaderValue::from_static("accept \"x\""));
         let logged: serde_json::Value =
             serde_json::from_str(&masked_headers_json(&headers)).unwrap();
         assert_eq!(logged["authorization"], "Basic ********");
         assert_eq!(logged["webhook-id"], "msg_1");
+        assert_eq!(logged["vary"], "origin, accept \"x\"");
+        let unmasked: serde_json::Value = serde_json::from_str(&headers_json(&headers)).unwrap();
+        assert_eq!(unmasked["authorization"], "Basic c3a24b8208ac");
     }
 }

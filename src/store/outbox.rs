@@ -397,6 +397,33 @@ impl Store {
             .min())
     }
 
+    /// Hands claimed deliveries that were never sent back to the outbox, due at `now`: what a
+    /// stopping worker held ready beyond its attempts in flight. Their attempt counts are
+    /// untouched, so they go out as if never claimed.
+    pub fn release_claims(&self, seqs: &[i64], now: i64) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let result = (|| {
+            let mut conn = self.writer();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut release = tx.prepare_cached(
+                    "UPDATE herald_deliveries
+                     SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+                         next_attempt_at = ?2, updated_at = ?2
+                     WHERE seq = ?1 AND status = 'delivering'",
+                )?;
+                for seq in seqs {
+                    release.execute((seq, now))?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.noting("releasing claims", result)
+    }
+
     /// Records finished attempts and moves their deliveries on, in one transaction.
     pub fn record_attempts(
         &self,
@@ -855,6 +882,29 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(store.next_due(&HashMap::new(), 8).unwrap(), None);
+    }
+
+    #[test]
+    fn released_claims_are_due_again_as_if_never_claimed() {
+        let (_dir, store, _hook) = setup();
+        store.insert_events(&[event("NewOpportunity")]).unwrap();
+        let now = now_ms();
+        let none = HashMap::new();
+        let claimed = store.claim_due(now, 60_000, 10, &none, 8).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            store.delivery_status(&claimed[0].message_id).unwrap(),
+            Some(DeliveryStatus::Delivering)
+        );
+        store.release_claims(&[claimed[0].seq], now).unwrap();
+        assert_eq!(
+            store.delivery_status(&claimed[0].message_id).unwrap(),
+            Some(DeliveryStatus::Pending)
+        );
+        let again = store.claim_due(now, 60_000, 10, &none, 8).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].seq, claimed[0].seq);
+        assert_eq!(again[0].attempt, 1, "a released claim costs no attempt");
     }
 
     /// Every statement the writer has prepared, with how often SQLite prepared it again.
