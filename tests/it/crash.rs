@@ -336,20 +336,14 @@ async fn a_full_disk_makes_herald_not_ready_loses_nothing_and_it_resumes_when_sp
     for i in 0..5 {
         insert(&format!("while the disk was full {i}"));
     }
-    let mut not_ready = None;
-    for _ in 0..100 {
-        let r = client
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 503 {
-            not_ready = Some(r.json::<serde_json::Value>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let body = not_ready.expect("herald reports not ready while it cannot write");
+    let body = readiness_becomes(
+        &client,
+        &format!("http://{addr}"),
+        503,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("herald reports not ready while it cannot write");
     assert_eq!(body["checks"]["writable"], false, "{body}");
     let message = body["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("storing events"), "{message}");
@@ -362,20 +356,14 @@ async fn a_full_disk_makes_herald_not_ready_loses_nothing_and_it_resumes_when_sp
     // Space comes back: herald resumes on its own, and each deal is delivered exactly once.
     limit_file_size(herald.id(), None);
     let got = receiver.wait_for(6, Duration::from_secs(20)).await;
-    let mut ready = false;
-    for _ in 0..100 {
-        let r = client
-            .get(format!("http://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "herald is ready again");
+    let ready = readiness_becomes(
+        &client,
+        &format!("http://{addr}"),
+        200,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ready.is_some(), "herald is ready again");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let titles: Vec<String> = receiver
         .received()

@@ -1,7 +1,7 @@
 //! Database faults: the application holds the write lock longer than herald's busy time-out. herald
 //! says it is not ready, keeps what it has, and resumes when the lock is let go.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -60,21 +60,13 @@ async fn a_long_application_write_lock_makes_herald_not_ready_and_loses_nothing(
             }
             std::thread::sleep(Duration::from_millis(6500));
             tx.commit().unwrap();
-            Instant::now()
         }
     });
 
     // Not ready while the lock is held, naming the failing check.
-    let mut not_ready = None;
-    for _ in 0..40 {
-        let (status, body) = readiness(&herald).await;
-        if status == 503 {
-            not_ready = Some(body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let body = not_ready.expect("herald reports not ready while it cannot write");
+    let body = readiness_becomes(&herald.client, &herald.url(""), 503, Duration::from_secs(4))
+        .await
+        .expect("herald reports not ready while it cannot write");
     assert_eq!(body["checks"]["writable"], false, "{body}");
     assert_eq!(body["checks"]["database"], true, "{body}");
     assert!(
@@ -85,21 +77,20 @@ async fn a_long_application_write_lock_makes_herald_not_ready_and_loses_nothing(
         "{body}"
     );
 
-    let released = tokio::task::spawn_blocking(move || locker.join().unwrap())
+    tokio::task::spawn_blocking(move || locker.join().unwrap())
         .await
         .unwrap();
 
     // Ready again, and the deals written under the lock are delivered, each once.
-    let mut ready_after = None;
-    for _ in 0..100 {
-        if readiness(&herald).await.0 == 200 {
-            ready_after = Some(released.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = readiness_becomes(
+        &herald.client,
+        &herald.url(""),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(
-        ready_after.is_some(),
+        ready.is_some(),
         "herald is ready again once the lock is let go"
     );
     let got = receiver.wait_for(3, Duration::from_secs(15)).await;

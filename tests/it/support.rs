@@ -32,6 +32,26 @@ pub async fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<
 }
 
 /// A copy of the repository's demo scripts in `dir/scripts`.
+/// Asks `GET {base}/readyz` every 50 ms until it answers `status`, for at most `timeout`; returns
+/// that answer's body, or `None` if it never came.
+pub async fn readiness_becomes(
+    client: &reqwest::Client,
+    base: &str,
+    status: u16,
+    timeout: Duration,
+) -> Option<Value> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().as_u16() == status {
+                return Some(r.json().await.unwrap_or(Value::Null));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 pub fn demo_scripts(dir: &Path) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
     let target = dir.join("scripts");
