@@ -171,7 +171,7 @@ impl Default for SandboxLimits {
 impl Default for TrackingSettings {
     fn default() -> Self {
         TrackingSettings {
-            poll_interval: Duration::from_millis(2),
+            poll_interval: Duration::from_millis(1),
             batch_size: 500,
         }
     }
