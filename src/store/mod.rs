@@ -31,6 +31,9 @@ pub use outbox::{
 pub use read_only::{Cell, QueryError, ReadOnlyDb, RowLimit, Rows, ScopeName};
 pub use secrets::{SecretError, Secrets};
 
+/// The writer's page cache, in KiB.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
 /// How long a connection waits for the application's write lock before giving up with "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -98,6 +101,10 @@ impl Store {
         // syncs it, tens of milliseconds that would land on whichever event commits at that moment.
         // `checkpoint` does it in the background instead (see `server`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A claim seeks the front of every waiting hook's deliveries: with a large outbox those
+        // pages no longer fit SQLite's default 2 MiB cache, and each claim read them again. The
+        // cache grows only as pages are used.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         migrations::migrate(&mut conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
