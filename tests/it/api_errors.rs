@@ -100,10 +100,13 @@ async fn bad_requests_get_a_4xx_and_a_json_error() {
         415,
         "unsupported_media_type",
     );
+    // Refused before it is read whole: the server may drop the connection after answering, so
+    // this request must not leave it in the client's pool for the next one.
     let r = client
         .post(&subscribe)
         .bearer_auth(TOKEN)
         .header("content-type", "application/json")
+        .header("connection", "close")
         .body(format!(
             "{{\"event\": \"{}\"}}",
             "x".repeat(2 * 1024 * 1024)
