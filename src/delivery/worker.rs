@@ -6,7 +6,7 @@
 //! attempts in flight, so a slow or dead target holds only its own slots and never the healthy
 //! targets' ones, and as many more claimed and ready, which start as soon as a slot frees.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,8 +22,8 @@ use crate::clock::now_ms;
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::store::{
-    AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, FailurePolicy, HookHealthChange, Store,
-    StoreError,
+    AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, FailurePolicy, HookHealthChange,
+    NextStep, Store, StoreError,
 };
 
 /// Signs and sends one attempt and says what it came to.
@@ -330,11 +330,16 @@ type Trip = (
 
 /// The worker's deliveries between the outbox and the receivers: attempts in flight, and deliveries
 /// claimed ahead (at most one more round per hook) that start the moment a slot frees, without
-/// waiting for the database.
+/// waiting for the database. Ready deliveries start in the order they were claimed, across hooks,
+/// so none waits behind later claims (and past its lease).
 #[derive(Default)]
 struct Held {
     in_flight: HashMap<String, usize>,
-    ready: HashMap<String, VecDeque<ClaimedDelivery>>,
+    /// Per hook, ready deliveries with their place in the claim order.
+    ready: HashMap<String, VecDeque<(u64, ClaimedDelivery)>>,
+    next_place: u64,
+    /// Every delivery held, ready or in flight, by seq: a delivery is never held twice.
+    seqs: HashSet<i64>,
     total_in_flight: usize,
     total_ready: usize,
 }
@@ -349,62 +354,87 @@ impl Held {
         held
     }
 
-    fn add_ready(&mut self, delivery: ClaimedDelivery) {
+    /// Queues a claimed delivery; false (and nothing queued) when it is held already.
+    fn add_ready(&mut self, delivery: ClaimedDelivery) -> bool {
+        if !self.seqs.insert(delivery.seq) {
+            return false;
+        }
         self.total_ready += 1;
+        self.next_place += 1;
         self.ready
             .entry(delivery.hook_id.clone())
             .or_default()
-            .push_back(delivery);
+            .push_back((self.next_place, delivery));
+        true
     }
 
-    /// Takes every ready delivery that has a free slot, under its hook's limit and the worker's,
-    /// oldest claim first within a hook, and counts them in flight.
+    /// Takes every ready delivery that has a free slot under its hook's limit and the worker's,
+    /// in claim order, and counts them in flight.
     fn take_startable(
         &mut self,
         per_hook_limit: usize,
         max_in_flight: usize,
     ) -> Vec<ClaimedDelivery> {
         let mut startable = Vec::new();
-        if self.total_ready == 0 {
-            return startable;
-        }
-        let hooks: Vec<String> = self.ready.keys().cloned().collect();
-        for hook in hooks {
-            let in_flight = self.in_flight.entry(hook.clone()).or_default();
-            let queue = self.ready.get_mut(&hook).expect("listed above");
-            while self.total_in_flight < max_in_flight && *in_flight < per_hook_limit {
-                let Some(delivery) = queue.pop_front() else {
-                    break;
-                };
-                *in_flight += 1;
-                self.total_in_flight += 1;
-                self.total_ready -= 1;
-                startable.push(delivery);
-            }
-            if *in_flight == 0 {
-                self.in_flight.remove(&hook);
-            }
+        while self.total_ready > 0 && self.total_in_flight < max_in_flight {
+            let oldest = self
+                .ready
+                .iter()
+                .filter(|(hook, _)| {
+                    self.in_flight.get(hook.as_str()).copied().unwrap_or(0) < per_hook_limit
+                })
+                .filter_map(|(hook, queue)| Some((queue.front()?.0, hook)))
+                .min();
+            let Some((_, hook)) = oldest else {
+                break;
+            };
+            let hook = hook.clone();
+            let queue = self.ready.get_mut(&hook).expect("found above");
+            let (_, delivery) = queue.pop_front().expect("not empty");
             if queue.is_empty() {
                 self.ready.remove(&hook);
             }
+            *self.in_flight.entry(hook).or_default() += 1;
+            self.total_in_flight += 1;
+            self.total_ready -= 1;
+            startable.push(delivery);
         }
         startable
     }
 
-    fn attempt_ended(&mut self, hook: &str) {
-        if let Some(n) = self.in_flight.get_mut(hook) {
+    fn attempt_ended(&mut self, record: &AttemptRecord) {
+        if let Some(n) = self.in_flight.get_mut(&record.hook_id) {
             *n -= 1;
             if *n == 0 {
-                self.in_flight.remove(hook);
+                self.in_flight.remove(&record.hook_id);
             }
         }
+        self.seqs.remove(&record.delivery_seq);
         self.total_in_flight = self.total_in_flight.saturating_sub(1);
     }
 
-    /// Every ready delivery, taken out (to hand back to the outbox when stopping).
-    fn take_ready(&mut self) -> Vec<ClaimedDelivery> {
-        self.total_ready = 0;
-        self.ready.drain().flat_map(|(_, queue)| queue).collect()
+    /// The ready deliveries of `hook` (or of every hook), taken out: to hand back to the outbox.
+    fn take_ready(&mut self, hook: Option<&str>) -> Vec<ClaimedDelivery> {
+        let taken: Vec<ClaimedDelivery> = match hook {
+            Some(hook) => self
+                .ready
+                .remove(hook)
+                .into_iter()
+                .flatten()
+                .map(|(_, d)| d)
+                .collect(),
+            None => self
+                .ready
+                .drain()
+                .flat_map(|(_, queue)| queue)
+                .map(|(_, d)| d)
+                .collect(),
+        };
+        for delivery in &taken {
+            self.seqs.remove(&delivery.seq);
+        }
+        self.total_ready -= taken.len();
+        taken
     }
 }
 
@@ -448,12 +478,15 @@ impl Worker {
         let mut held = Held::default();
         let mut unrecorded: Vec<AttemptRecord> = Vec::new();
         let mut trip: Option<tokio::task::JoinHandle<Trip>> = None;
+        // After a failed trip, the next waits out its backoff; attempts go on meanwhile.
+        let mut no_trip_before: Option<Instant> = None;
         let mut look_again = true;
         let mut wait = MAX_IDLE;
         let mut stopping_since: Option<Instant> = None;
         let mut failures = 0u32;
         let per_hook_limit = self.settings.max_in_flight_per_hook;
         let max_in_flight = self.settings.max_in_flight;
+        let stop_deadline = self.settings.timeout + Duration::from_secs(1);
         let start = |delivery: ClaimedDelivery| {
             let sender = self.sender.clone();
             let done = done_tx.clone();
@@ -465,24 +498,36 @@ impl Worker {
         loop {
             if *shutdown.borrow() && stopping_since.is_none() {
                 stopping_since = Some(Instant::now());
-                let never_sent: Vec<i64> = held.take_ready().iter().map(|d| d.seq).collect();
-                self.release(never_sent).await;
+                self.release(held.take_ready(None)).await;
             }
+            let backing_off = no_trip_before.is_some_and(|t| Instant::now() < t);
             if trip.is_none() {
+                let past_deadline = stopping_since.is_some_and(|t| t.elapsed() > stop_deadline);
                 let room =
                     (max_in_flight * 2).saturating_sub(held.total_in_flight + held.total_ready);
                 let claim = stopping_since.is_none() && look_again && room > 0;
-                if claim || !unrecorded.is_empty() {
+                // Stopping: done once nothing is in flight and everything is recorded, or at the
+                // deadline whatever is left (its leases bring it back).
+                let all_done = held.total_in_flight == 0 && unrecorded.is_empty();
+                if stopping_since.is_some() && (all_done || past_deadline) {
+                    if !unrecorded.is_empty() {
+                        tracing::warn!(
+                            attempts = unrecorded.len(),
+                            "stopping without recording these attempts; their deliveries go out again when their leases end"
+                        );
+                    }
+                    break;
+                }
+                if !backing_off && (claim || !unrecorded.is_empty()) {
                     let limit = if claim { room.min(CLAIM_BATCH) } else { 0 };
                     trip = Some(self.start_trip(std::mem::take(&mut unrecorded), limit, &held));
                     look_again = false;
-                } else if stopping_since.is_some_and(|t| {
-                    held.total_in_flight == 0
-                        || t.elapsed() > self.settings.timeout + Duration::from_secs(1)
-                }) {
-                    break;
                 }
             }
+            let nap = match no_trip_before {
+                Some(t) if backing_off => t.saturating_duration_since(Instant::now()),
+                _ => wait,
+            };
             tokio::select! {
                 biased;
                 Some(record) = done_rx.recv() => {
@@ -491,7 +536,7 @@ impl Worker {
                         finished.push(record);
                     }
                     for record in &finished {
-                        held.attempt_ended(&record.hook_id);
+                        held.attempt_ended(record);
                     }
                     if stopping_since.is_none() {
                         held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
@@ -506,15 +551,32 @@ impl Worker {
                     match result {
                         Ok((claimed, health, next_due)) => {
                             failures = 0;
+                            no_trip_before = None;
                             self.finished(&records, &health);
                             if stopping_since.is_some() {
                                 // Claimed while the stop came: hand them straight back.
-                                self.release(claimed.iter().map(|d| d.seq).collect()).await;
+                                self.release(claimed).await;
                                 continue;
                             }
                             for delivery in claimed {
-                                held.add_ready(delivery);
+                                let seq = delivery.seq;
+                                if !held.add_ready(delivery) {
+                                    tracing::warn!(delivery_seq = seq, "claimed a delivery this worker already holds; ignoring the second claim");
+                                }
                             }
+                            // A hook disabled or gone sends nothing more from this worker.
+                            let stopped_hooks = health
+                                .iter()
+                                .filter_map(|change| match change {
+                                    HookHealthChange::Disabled { hook_id, .. } => Some(hook_id),
+                                    HookHealthChange::Warned { .. } => None,
+                                })
+                                .chain(records.iter().filter(|r| r.next == NextStep::HookGone).map(|r| &r.hook_id));
+                            let mut handed_back = Vec::new();
+                            for hook in stopped_hooks {
+                                handed_back.extend(held.take_ready(Some(hook)));
+                            }
+                            self.release(handed_back).await;
                             held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
                             match next_due {
                                 // The claim came back full or left due deliveries behind.
@@ -527,16 +589,18 @@ impl Worker {
                             failures += 1;
                             tracing::warn!("cannot record {} attempts or claim deliveries yet: {e}", records.len());
                             unrecorded.splice(0..0, records);
-                            tokio::time::sleep(backoff(failures)).await;
+                            no_trip_before = Some(Instant::now() + backoff(failures));
                             look_again = true;
                         }
                     }
                 }
                 _ = self.deliveries_waiting.notified(), if stopping_since.is_none() => look_again = true,
                 _ = shutdown.changed(), if stopping_since.is_none() => {}
-                _ = tokio::time::sleep(wait), if trip.is_none() => {
-                    look_again = true;
-                    wait = MAX_IDLE;
+                _ = tokio::time::sleep(nap), if trip.is_none() => {
+                    if !backing_off {
+                        look_again = true;
+                        wait = MAX_IDLE;
+                    }
                 }
             }
         }
@@ -588,15 +652,17 @@ impl Worker {
 
     /// Hands deliveries claimed but never sent back to the outbox. When that fails their leases
     /// run out instead, and they are sent after that.
-    async fn release(&self, seqs: Vec<i64>) {
-        if seqs.is_empty() {
+    async fn release(&self, claims: Vec<ClaimedDelivery>) {
+        if claims.is_empty() {
             return;
         }
         let store = self.store.clone();
-        let count = seqs.len();
-        let released = tokio::task::spawn_blocking(move || store.release_claims(&seqs, now_ms()))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let count = claims.len();
+        let released = tokio::task::spawn_blocking(move || {
+            store.release_claims(&claims.iter().collect::<Vec<_>>(), now_ms())
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         if let Err(e) = released {
             tracing::warn!("cannot hand {count} unsent deliveries back; they go out when their leases end: {e}");
         }
@@ -685,39 +751,62 @@ mod tests {
             event_id: format!("evt_{seq}"),
             trigger: "NewOpportunity".into(),
             payload: "{}".into(),
+            leased_until: 0,
         }
+    }
+
+    fn ended(delivery: &ClaimedDelivery) -> AttemptRecord {
+        AttemptRecord {
+            delivery_seq: delivery.seq,
+            url: delivery.target_url.clone(),
+            hook_id: delivery.hook_id.clone(),
+            event_id: delivery.event_id.clone(),
+            message_id: delivery.message_id.clone(),
+            attempt: 1,
+            started_at: 0,
+            duration_ms: 1,
+            outcome: AttemptOutcome::Success,
+            status_code: Some(200),
+            request_headers: "{}".into(),
+            response_headers: None,
+            response_body: None,
+            error: None,
+            next: NextStep::Delivered,
+        }
+    }
+
+    fn seqs(deliveries: &[ClaimedDelivery]) -> Vec<i64> {
+        deliveries.iter().map(|d| d.seq).collect()
     }
 
     #[test]
     fn ready_deliveries_start_in_claim_order_within_both_limits() {
         let mut held = Held::default();
-        for seq in 1..=5 {
-            held.add_ready(claimed(seq, "hook_a"));
+        for seq in 1..=4 {
+            assert!(held.add_ready(claimed(seq, "hook_a")));
         }
-        held.add_ready(claimed(6, "hook_b"));
-        // Two per hook, three in all.
+        assert!(held.add_ready(claimed(5, "hook_b")));
+        assert!(held.add_ready(claimed(6, "hook_a")));
+        assert!(!held.add_ready(claimed(5, "hook_b")), "never held twice");
+        // Two per hook, three in all: hook_a's two oldest, then hook_b's.
         let started = held.take_startable(2, 3);
-        assert_eq!(started.len(), 3);
-        let a: Vec<i64> = started
-            .iter()
-            .filter(|d| d.hook_id == "hook_a")
-            .map(|d| d.seq)
-            .collect();
-        assert!(a.len() <= 2 && a.windows(2).all(|w| w[0] < w[1]), "{a:?}");
-        assert_eq!(held.total_in_flight, 3);
-        assert_eq!(held.total_ready, 3);
+        assert_eq!(seqs(&started), [1, 2, 5]);
+        assert_eq!((held.total_in_flight, held.total_ready), (3, 3));
         assert!(held.take_startable(2, 3).is_empty(), "no slot is free");
-        // An attempt of hook_a ends: its next claim starts, oldest first.
-        held.attempt_ended("hook_a");
-        let next = held.take_startable(2, 3);
-        assert_eq!(next.len(), 1);
-        assert_eq!(next[0].hook_id, "hook_a");
-        assert_eq!(next[0].seq, a.last().unwrap() + 1);
+        // hook_b's attempt ends: the worker's free slot goes to the oldest claim that may start,
+        // hook_a's, but hook_a is at its own limit.
+        held.attempt_ended(&ended(&started[2]));
+        assert!(held.take_startable(2, 3).is_empty());
+        held.attempt_ended(&ended(&started[0]));
+        assert_eq!(seqs(&held.take_startable(2, 3)), [3]);
         // What a claim counts against each hook: in flight and ready together.
-        let per_hook = held.per_hook();
-        assert_eq!(per_hook.values().sum::<usize>(), 5, "one of six ended");
-        let left: Vec<i64> = held.take_ready().iter().map(|d| d.seq).collect();
-        assert_eq!(left.len(), 2);
+        assert_eq!(held.per_hook()["hook_a"], 2 + 2);
+        assert!(
+            held.add_ready(claimed(5, "hook_b")),
+            "ended, so it may be claimed again"
+        );
+        assert_eq!(seqs(&held.take_ready(Some("hook_b"))), [5]);
+        assert_eq!(seqs(&held.take_ready(None)), [4, 6]);
         assert_eq!(held.total_ready, 0);
     }
 

@@ -152,6 +152,8 @@ pub struct ClaimedDelivery {
     pub event_id: String,
     pub trigger: String,
     pub payload: String,
+    /// When this claim's lease ends: the delivery's `next_attempt_at` while it is ours.
+    pub leased_until: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,9 +401,10 @@ impl Store {
 
     /// Hands claimed deliveries that were never sent back to the outbox, due at `now`: what a
     /// stopping worker held ready beyond its attempts in flight. Their attempt counts are
-    /// untouched, so they go out as if never claimed.
-    pub fn release_claims(&self, seqs: &[i64], now: i64) -> Result<()> {
-        if seqs.is_empty() {
+    /// untouched, so they go out as if never claimed. A claim whose lease ran out (and which
+    /// someone may have claimed again since) is left alone.
+    pub fn release_claims(&self, claims: &[&ClaimedDelivery], now: i64) -> Result<()> {
+        if claims.is_empty() {
             return Ok(());
         }
         let result = (|| {
@@ -411,11 +414,11 @@ impl Store {
                 let mut release = tx.prepare_cached(
                     "UPDATE herald_deliveries
                      SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
-                         next_attempt_at = ?2, updated_at = ?2
-                     WHERE seq = ?1 AND status = 'delivering'",
+                         next_attempt_at = ?3, updated_at = ?3
+                     WHERE seq = ?1 AND status = 'delivering' AND next_attempt_at = ?2",
                 )?;
-                for seq in seqs {
-                    release.execute((seq, now))?;
+                for claim in claims {
+                    release.execute((claim.seq, claim.leased_until, now))?;
                 }
             }
             tx.commit()?;
@@ -636,6 +639,7 @@ fn claim_in(
                         event_id,
                         trigger,
                         payload,
+                        leased_until: now + lease_ms,
                     });
                 }
             }
@@ -896,7 +900,17 @@ mod tests {
             store.delivery_status(&claimed[0].message_id).unwrap(),
             Some(DeliveryStatus::Delivering)
         );
-        store.release_claims(&[claimed[0].seq], now).unwrap();
+        // Not once its lease is over: by then it may be someone else's.
+        let stale = ClaimedDelivery {
+            leased_until: claimed[0].leased_until - 1,
+            ..claimed[0].clone()
+        };
+        store.release_claims(&[&stale], now).unwrap();
+        assert_eq!(
+            store.delivery_status(&claimed[0].message_id).unwrap(),
+            Some(DeliveryStatus::Delivering)
+        );
+        store.release_claims(&[&claimed[0]], now).unwrap();
         assert_eq!(
             store.delivery_status(&claimed[0].message_id).unwrap(),
             Some(DeliveryStatus::Pending)
