@@ -321,12 +321,19 @@ const CLAIM_BATCH: usize = 200;
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
 /// What one trip to the database brings back: the records it was given (to keep them when it
-/// failed), the deliveries it claimed with what the records did to their hooks, and when the next
-/// delivery falls due if the claim left some waiting.
-type Trip = (
-    Vec<AttemptRecord>,
-    Result<(Vec<ClaimedDelivery>, Vec<HookHealthChange>, Option<i64>), StoreError>,
-);
+/// failed), and what it found.
+type Trip = (Vec<AttemptRecord>, Result<TripResult, StoreError>);
+
+struct TripResult {
+    claimed: Vec<ClaimedDelivery>,
+    /// What the records did to their hooks' standing.
+    health: Vec<HookHealthChange>,
+    /// When the next delivery falls due, if the claim left some waiting.
+    next_due: Option<i64>,
+    /// Hooks the worker holds ready deliveries for that are no longer enabled (disabled or deleted
+    /// since the claim, by an administrator or by this worker).
+    stopped_hooks: Vec<String>,
+}
 
 /// The worker's deliveries between the outbox and the receivers: attempts in flight, and deliveries
 /// claimed ahead (at most one more round per hook) that start the moment a slot frees, without
@@ -549,7 +556,7 @@ impl Worker {
                     trip = None;
                     let (records, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     match result {
-                        Ok((claimed, health, next_due)) => {
+                        Ok(TripResult { claimed, health, next_due, stopped_hooks }) => {
                             failures = 0;
                             no_trip_before = None;
                             self.finished(&records, &health);
@@ -564,16 +571,15 @@ impl Worker {
                                     tracing::warn!(delivery_seq = seq, "claimed a delivery this worker already holds; ignoring the second claim");
                                 }
                             }
-                            // A hook disabled or gone sends nothing more from this worker.
-                            let stopped_hooks = health
-                                .iter()
-                                .filter_map(|change| match change {
-                                    HookHealthChange::Disabled { hook_id, .. } => Some(hook_id),
-                                    HookHealthChange::Warned { .. } => None,
-                                })
-                                .chain(records.iter().filter(|r| r.next == NextStep::HookGone).map(|r| &r.hook_id));
+                            // A hook disabled (here, for failing, or by an administrator), answering
+                            // 410 Gone or deleted sends nothing more from the ready queue.
+                            let disabled_here = health.iter().filter_map(|change| match change {
+                                HookHealthChange::Disabled { hook_id, .. } => Some(hook_id),
+                                HookHealthChange::Warned { .. } => None,
+                            });
+                            let gone = records.iter().filter(|r| r.next == NextStep::HookGone).map(|r| &r.hook_id);
                             let mut handed_back = Vec::new();
-                            for hook in stopped_hooks {
+                            for hook in disabled_here.chain(gone).chain(&stopped_hooks) {
                                 handed_back.extend(held.take_ready(Some(hook)));
                             }
                             self.release(handed_back).await;
@@ -618,6 +624,7 @@ impl Worker {
     ) -> tokio::task::JoinHandle<Trip> {
         let store = self.store.clone();
         let mut held_per_hook = held.per_hook();
+        let ready_hooks: Vec<String> = held.ready.keys().cloned().collect();
         // A hook may have one round in flight and one ready.
         let per_hook_limit = self.settings.max_in_flight_per_hook * 2;
         let lease_ms = self.lease_ms();
@@ -634,17 +641,27 @@ impl Worker {
                 store
                     .record_and_claim(&records, &policy, &claim)
                     .and_then(|(claimed, health)| {
-                        if limit == 0 {
-                            return Ok((claimed, health, None));
-                        }
-                        if claimed.len() == limit {
-                            return Ok((claimed, health, Some(0)));
-                        }
-                        for delivery in &claimed {
-                            *held_per_hook.entry(delivery.hook_id.clone()).or_default() += 1;
-                        }
-                        let next_due = store.next_due(&held_per_hook, per_hook_limit)?;
-                        Ok((claimed, health, next_due))
+                        let next_due = if limit == 0 {
+                            None
+                        } else if claimed.len() == limit {
+                            Some(0)
+                        } else {
+                            for delivery in &claimed {
+                                *held_per_hook.entry(delivery.hook_id.clone()).or_default() += 1;
+                            }
+                            store.next_due(&held_per_hook, per_hook_limit)?
+                        };
+                        let enabled = store.enabled_hooks_among(&ready_hooks)?;
+                        let stopped_hooks = ready_hooks
+                            .into_iter()
+                            .filter(|hook| !enabled.contains(hook))
+                            .collect();
+                        Ok(TripResult {
+                            claimed,
+                            health,
+                            next_due,
+                            stopped_hooks,
+                        })
                     });
             (records, result)
         })

@@ -442,6 +442,21 @@ impl Store {
         subscribed_resource_events(&self.writer())
     }
 
+    /// Which of `ids` are hooks that exist and are enabled: a worker holding deliveries for the
+    /// others (disabled or deleted since they were claimed) hands them back instead of sending.
+    pub fn enabled_hooks_among(&self, ids: &[String]) -> Result<BTreeSet<String>> {
+        let conn = self.writer();
+        let mut stmt =
+            conn.prepare_cached("SELECT 1 FROM herald_hooks WHERE id = ?1 AND enabled = 1")?;
+        let mut enabled = BTreeSet::new();
+        for id in ids {
+            if stmt.exists([id])? {
+                enabled.insert(id.clone());
+            }
+        }
+        Ok(enabled)
+    }
+
     /// Deletes a hook. Deliveries already made stay in the log; those still waiting are discarded.
     /// Returns whether the hook existed.
     pub fn delete_hook(&self, id: &str) -> Result<bool> {

@@ -889,6 +889,24 @@ mod tests {
     }
 
     #[test]
+    fn enabled_hooks_among_leaves_out_disabled_and_deleted_ones() {
+        let (_dir, store, hook) = setup();
+        let ids = [hook.clone(), "hook_gone".to_owned()];
+        let enabled = store.enabled_hooks_among(&ids).unwrap();
+        assert!(enabled.contains(&hook) && enabled.len() == 1, "{enabled:?}");
+        store
+            .update_hook(
+                &hook,
+                &crate::store::HookPatch {
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(store.enabled_hooks_among(&ids).unwrap().is_empty());
+    }
+
+    #[test]
     fn released_claims_are_due_again_as_if_never_claimed() {
         let (_dir, store, _hook) = setup();
         store.insert_events(&[event("NewOpportunity")]).unwrap();
