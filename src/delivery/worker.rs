@@ -773,23 +773,7 @@ mod tests {
     }
 
     fn ended(delivery: &ClaimedDelivery) -> AttemptRecord {
-        AttemptRecord {
-            delivery_seq: delivery.seq,
-            url: delivery.target_url.clone(),
-            hook_id: delivery.hook_id.clone(),
-            event_id: delivery.event_id.clone(),
-            message_id: delivery.message_id.clone(),
-            attempt: 1,
-            started_at: 0,
-            duration_ms: 1,
-            outcome: AttemptOutcome::Success,
-            status_code: Some(200),
-            request_headers: "{}".into(),
-            response_headers: None,
-            response_body: None,
-            error: None,
-            next: NextStep::Delivered,
-        }
+        AttemptRecord::delivered(delivery, 0)
     }
 
     fn seqs(deliveries: &[ClaimedDelivery]) -> Vec<i64> {

@@ -213,6 +213,30 @@ pub struct AttemptRecord {
     pub next: NextStep,
 }
 
+#[cfg(test)]
+impl AttemptRecord {
+    /// A first-try success for `claim`, as the worker would record it: for tests of what follows.
+    pub(crate) fn delivered(claim: &ClaimedDelivery, started_at: i64) -> AttemptRecord {
+        AttemptRecord {
+            delivery_seq: claim.seq,
+            url: claim.target_url.clone(),
+            hook_id: claim.hook_id.clone(),
+            event_id: claim.event_id.clone(),
+            message_id: claim.message_id.clone(),
+            attempt: claim.attempt,
+            started_at,
+            duration_ms: 1,
+            outcome: AttemptOutcome::Success,
+            status_code: Some(200),
+            request_headers: "{}".into(),
+            response_headers: None,
+            response_body: None,
+            error: None,
+            next: NextStep::Delivered,
+        }
+    }
+}
+
 /// An attempt as stored, for the logs and tests.
 #[derive(Debug, Clone)]
 pub struct StoredAttempt {
@@ -983,23 +1007,7 @@ mod tests {
                 .unwrap();
             let records: Vec<AttemptRecord> = claimed
                 .iter()
-                .map(|c| AttemptRecord {
-                    delivery_seq: c.seq,
-                    url: c.target_url.clone(),
-                    hook_id: c.hook_id.clone(),
-                    event_id: c.event_id.clone(),
-                    message_id: c.message_id.clone(),
-                    attempt: c.attempt,
-                    started_at: now,
-                    duration_ms: 1,
-                    outcome: AttemptOutcome::Success,
-                    status_code: Some(200),
-                    request_headers: "{}".into(),
-                    response_headers: None,
-                    response_body: None,
-                    error: None,
-                    next: NextStep::Delivered,
-                })
+                .map(|c| AttemptRecord::delivered(c, now))
                 .collect();
             store
                 .record_attempts(&records, &FailurePolicy::default())
