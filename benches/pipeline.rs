@@ -674,13 +674,17 @@ fn trigger_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
     let (store, _) = herald::server::prepare(&config).unwrap();
     drop(store);
     let mut conn = app_connection(&config.db);
-    conn.execute_batch(
-        "CREATE TABLE DealUntracked (
-            id INTEGER PRIMARY KEY, title TEXT NOT NULL, amount REAL, stage TEXT,
-            is_project INTEGER NOT NULL DEFAULT 0, company_id INTEGER, project_id INTEGER,
-            contact_id INTEGER, created_at TEXT)",
-    )
-    .unwrap();
+    // The same table as the demo's Deal (its defaults cost too), under another name.
+    let deal_sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'Deal'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let untracked_sql = deal_sql.replacen("Deal", "DealUntracked", 1);
+    assert!(untracked_sql.contains("DealUntracked ("), "{untracked_sql}");
+    conn.execute_batch(&untracked_sql).unwrap();
     let mut time_inserts = |table: &str| {
         let start = Instant::now();
         let mut left = sizes.inserts;
