@@ -5,8 +5,9 @@
 //! application, the `sqlite3` shell), so a change is logged if and only if it commits. SQLite has one
 //! writer at a time, so the log's AUTOINCREMENT ids are in commit order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
@@ -87,52 +88,65 @@ fn trigger_name(table: &str, action: Action) -> String {
     format!("{TRIGGER_PREFIX}{table}_{}", action.key())
 }
 
-/// `json_object('id', NEW."id", ...)`. Blobs become hex text: `json_object` refuses blobs, and a
-/// tracking trigger must never make the application's write fail.
-fn row_json(columns: &[String], side: &str) -> String {
-    let fields: Vec<String> = columns
+/// `json_array(NEW."id", ...)`: the row's values in the order of its layout's column names, which
+/// the log keeps once per layout rather than in every row (see migration 6). Blobs become hex text:
+/// JSON cannot hold blobs, and a tracking trigger must never make the application's write fail.
+fn row_values(columns: &[String], side: &str) -> String {
+    let values: Vec<String> = columns
         .iter()
         .map(|c| {
             let value = format!("{side}.{}", quote_ident(c));
-            format!(
-                "{}, CASE WHEN typeof({value}) = 'blob' THEN hex({value}) ELSE {value} END",
-                quote_literal(c)
-            )
+            format!("CASE WHEN typeof({value}) = 'blob' THEN hex({value}) ELSE {value} END")
         })
         .collect();
-    format!("json_object({})", fields.join(", "))
+    format!("json_array({})", values.join(", "))
 }
 
-fn trigger_sql(table: &str, columns: &[String], action: Action) -> String {
+fn trigger_sql(table: &str, columns: &[String], layout: i64, action: Action) -> String {
     let (event, row_id, row, old_row) = match action {
         Action::Insert => (
             "INSERT",
             "NEW.rowid",
-            row_json(columns, "NEW"),
+            row_values(columns, "NEW"),
             "NULL".into(),
         ),
         Action::Update => (
             "UPDATE",
             "NEW.rowid",
-            row_json(columns, "NEW"),
-            row_json(columns, "OLD"),
+            row_values(columns, "NEW"),
+            row_values(columns, "OLD"),
         ),
         Action::Delete => (
             "DELETE",
             "OLD.rowid",
-            row_json(columns, "OLD"),
+            row_values(columns, "OLD"),
             "NULL".into(),
         ),
     };
     format!(
         "CREATE TRIGGER {name} AFTER {event} ON {table_q} BEGIN \
-         INSERT INTO herald_changes (table_name, row_id, action, row_json, old_row_json) \
-         VALUES ({table_lit}, {row_id}, {number}, {row}, {old_row}); END",
+         INSERT INTO herald_changes (table_name, row_id, action, layout, row_json, old_row_json) \
+         VALUES ({table_lit}, {row_id}, {number}, {layout}, {row}, {old_row}); END",
         name = quote_ident(&trigger_name(table, action)),
         table_q = quote_ident(table),
         table_lit = quote_literal(table),
         number = action.number(),
     )
+}
+
+/// The id of `table`'s layout with these columns, recorded if new.
+fn layout_id(tx: &Connection, table: &str, columns: &[String]) -> Result<i64> {
+    let columns = serde_json::to_string(columns)?;
+    tx.execute(
+        "INSERT INTO herald_tracking_layouts (table_name, columns) VALUES (?1, ?2)
+         ON CONFLICT (table_name, columns) DO NOTHING",
+        (table, &columns),
+    )?;
+    Ok(tx.query_row(
+        "SELECT id FROM herald_tracking_layouts WHERE table_name = ?1 AND columns = ?2",
+        (table, &columns),
+        |r| r.get(0),
+    )?)
 }
 
 fn table_columns(conn: &Connection, table: &str) -> Result<Option<Vec<String>>> {
@@ -197,10 +211,11 @@ impl Store {
                 });
                 continue;
             }
+            let layout = layout_id(&tx, table, &columns)?;
             for action in Action::ALL {
                 wanted.insert(
                     trigger_name(table, action),
-                    trigger_sql(table, &columns, action),
+                    trigger_sql(table, &columns, layout, action),
                 );
             }
         }
@@ -318,7 +333,18 @@ impl Store {
             }
             let deliveries = insert_events(&tx, events)?;
             insert_failures(&tx, failures)?;
-            tx.execute("DELETE FROM herald_changes WHERE id <= ?1", [to_position])?;
+            // The log has no AUTOINCREMENT (migration 6): SQLite gives a new change the largest id
+            // plus one, so the last consumed change stays and keeps new ids above the position.
+            // Only a position moved past every logged change needs a row to stand in for it.
+            let mut forget = tx.prepare_cached("DELETE FROM herald_changes WHERE id < ?1")?;
+            forget.execute([to_position])?;
+            let mut hold_position = tx.prepare_cached(
+                "INSERT INTO herald_changes (id, table_name, row_id, action, row_json, changed_at)
+                 SELECT ?1, '', 0, 0, '{}', 0
+                 WHERE ?1 > coalesce((SELECT max(id) FROM herald_changes), 0)",
+            )?;
+            hold_position.execute([to_position])?;
+            drop((forget, hold_position));
             tx.commit()?;
             Ok(deliveries)
         })();
@@ -329,12 +355,59 @@ impl Store {
 /// The consumer's own connection: cheap change detection and batched reads of the log.
 pub struct ChangeReader {
     conn: Connection,
+    /// Column names by layout id. Layouts never change once recorded, so they are read once.
+    layouts: HashMap<i64, Arc<[String]>>,
 }
 
 impl ChangeReader {
     pub(super) fn open(path: &Path) -> Result<ChangeReader> {
         let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        Ok(ChangeReader { conn })
+        Ok(ChangeReader {
+            conn,
+            layouts: HashMap::new(),
+        })
+    }
+
+    fn layout(&mut self, id: i64) -> Result<Arc<[String]>> {
+        if let Some(columns) = self.layouts.get(&id) {
+            return Ok(columns.clone());
+        }
+        let text: String = self.conn.query_row(
+            "SELECT columns FROM herald_tracking_layouts WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        let columns: Arc<[String]> = serde_json::from_str::<Vec<String>>(&text)?.into();
+        self.layouts.insert(id, columns.clone());
+        Ok(columns)
+    }
+
+    /// A logged row: a JSON array in its layout's column order, or (logged before migration 6)
+    /// a JSON object.
+    fn logged_row(
+        &mut self,
+        change_id: i64,
+        layout: Option<i64>,
+        text: &str,
+    ) -> Result<serde_json::Value> {
+        let Some(layout) = layout else {
+            return Ok(serde_json::from_str(text)?);
+        };
+        let columns = self.layout(layout)?;
+        let values: Vec<serde_json::Value> = serde_json::from_str(text)?;
+        if values.len() != columns.len() {
+            return Err(StoreError::MalformedChange {
+                change_id,
+                message: format!(
+                    "{} values for the {} columns of layout {layout}",
+                    values.len(),
+                    columns.len()
+                ),
+            });
+        }
+        Ok(serde_json::Value::Object(
+            columns.iter().cloned().zip(values).collect(),
+        ))
     }
 
     /// Changes whenever another connection commits: one look at the WAL index, no file read.
@@ -361,9 +434,9 @@ impl ChangeReader {
     }
 
     /// The next `limit` changes after `position`, oldest first.
-    pub fn read_after(&self, position: i64, limit: usize) -> Result<Vec<Change>> {
+    pub fn read_after(&mut self, position: i64, limit: usize) -> Result<Vec<Change>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, table_name, row_id, action, row_json, old_row_json, changed_at
+            "SELECT id, table_name, row_id, action, row_json, old_row_json, changed_at, layout
              FROM herald_changes WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let raw = stmt
@@ -376,11 +449,13 @@ impl ChangeReader {
                     r.get::<_, String>(4)?,
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, i64>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(stmt);
         let mut changes = Vec::with_capacity(raw.len());
-        for (id, table, row_id, action, row_json, old_row_json, changed_at) in raw {
+        for (id, table, row_id, action, row_json, old_row_json, changed_at, layout) in raw {
             let Some(action) = Action::from_number(action) else {
                 tracing::warn!(
                     change_id = id,
@@ -389,10 +464,10 @@ impl ChangeReader {
                 );
                 continue;
             };
-            let row: serde_json::Value = serde_json::from_str(&row_json)?;
+            let row = self.logged_row(id, layout, &row_json)?;
             let old_row = match (action, old_row_json) {
                 (Action::Delete, _) => Some(row.clone()),
-                (_, Some(text)) => Some(serde_json::from_str(&text)?),
+                (_, Some(text)) => Some(self.logged_row(id, layout, &text)?),
                 (_, None) => None,
             };
             changes.push(Change {
@@ -436,7 +511,7 @@ mod tests {
              DELETE FROM Deal WHERE id = 7;",
         )
         .unwrap();
-        let reader = store.change_reader().unwrap();
+        let mut reader = store.change_reader().unwrap();
         let changes = reader.read_after(0, 10).unwrap();
         let actions: Vec<Action> = changes.iter().map(|c| c.action).collect();
         assert_eq!(actions, [Action::Insert, Action::Update, Action::Delete]);
@@ -483,6 +558,60 @@ mod tests {
             .unwrap();
         let changes = store.change_reader().unwrap().read_after(0, 10).unwrap();
         assert_eq!(changes[0].row["stage"], "won");
+    }
+
+    #[test]
+    fn consumed_changes_never_let_new_ids_fall_behind_the_position() {
+        let (dir, store) = store_with_deal();
+        store.sync_tracking(&["Deal".into()]).unwrap();
+        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        app.execute_batch("INSERT INTO Deal (title) VALUES ('a'), ('b')")
+            .unwrap();
+        let mut reader = store.change_reader().unwrap();
+        let first = reader.read_after(0, 10).unwrap();
+        assert_eq!(first.len(), 2);
+        store.commit_consumed_changes(0, 2, &[], &[]).unwrap();
+        app.execute("INSERT INTO Deal (title) VALUES ('c')", [])
+            .unwrap();
+        let next = reader.read_after(2, 10).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!((next[0].id, &next[0].row["title"]), (3, &"c".into()));
+        // A position moved past every logged change (nothing to keep) still holds.
+        store.commit_consumed_changes(2, 40, &[], &[]).unwrap();
+        app.execute("INSERT INTO Deal (title) VALUES ('d')", [])
+            .unwrap();
+        let next = reader.read_after(40, 10).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].id, 41);
+        let logged: i64 = app
+            .query_row("SELECT count(*) FROM herald_changes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logged, 2, "the change at the position and the new one");
+    }
+
+    #[test]
+    fn a_table_layout_is_recorded_once_and_names_the_values() {
+        let (dir, store) = store_with_deal();
+        store.sync_tracking(&["Deal".into()]).unwrap();
+        store.sync_tracking(&["Deal".into()]).unwrap();
+        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        let layouts: i64 = app
+            .query_row("SELECT count(*) FROM herald_tracking_layouts", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(layouts, 1);
+        app.execute("INSERT INTO Deal VALUES (1, 'it''s \"quoted\"', NULL)", [])
+            .unwrap();
+        let logged: String = app
+            .query_row("SELECT row_json FROM herald_changes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logged, r#"[1,"it's \"quoted\"",null]"#);
+        let changes = store.change_reader().unwrap().read_after(0, 10).unwrap();
+        assert_eq!(
+            changes[0].row,
+            serde_json::json!({"id": 1, "title": "it's \"quoted\"", "photo": null})
+        );
     }
 
     #[test]

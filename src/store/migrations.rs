@@ -139,9 +139,57 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX IF EXISTS herald_deliveries_due;
     "#,
+    // 6: the change log without AUTOINCREMENT, and with room for a row's values as a JSON array
+    // whose column names are kept once per table layout. Both are for the application's writes:
+    // AUTOINCREMENT reads and rewrites `sqlite_sequence` in every tracked statement (a fifth of
+    // a tracked insert), and the names in every row's `json_object` cost as much again.
+    //
+    // Ids must still never go back below the consumer's position, or new changes would hide
+    // behind it: the consumer keeps the last change it consumed (see `commit_consumed_changes`),
+    // and a consumed-up-to row stands in for it here when the log is empty.
+    //
+    // `legacy_alter_table`: the tracking triggers on the application's tables name
+    // `herald_changes` and must keep doing so; a modern RENAME would check (and fail on) them
+    // while the table is missing, and would rewrite them to the old name.
+    r#"
+    PRAGMA legacy_alter_table = ON;
+    CREATE TABLE herald_changes_next (
+        id INTEGER PRIMARY KEY,
+        table_name TEXT NOT NULL,
+        row_id INTEGER NOT NULL,
+        action INTEGER NOT NULL,
+        row_json TEXT NOT NULL,
+        old_row_json TEXT,
+        changed_at INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+        layout INTEGER
+    );
+    INSERT INTO herald_changes_next (id, table_name, row_id, action, row_json, old_row_json, changed_at)
+        SELECT id, table_name, row_id, action, row_json, old_row_json, changed_at FROM herald_changes;
+    INSERT INTO herald_changes_next (id, table_name, row_id, action, row_json, changed_at)
+        SELECT value, '', 0, 0, '{}', 0 FROM herald_state
+        WHERE key = 'tracking.position'
+          AND value > coalesce((SELECT max(id) FROM herald_changes_next), 0);
+    DROP TABLE herald_changes;
+    ALTER TABLE herald_changes_next RENAME TO herald_changes;
+    PRAGMA legacy_alter_table = OFF;
+
+    -- The column names of each tracked table's layout, in the order of the trigger's values.
+    -- Never deleted: a change names its layout by id for as long as it waits.
+    CREATE TABLE herald_tracking_layouts (
+        id INTEGER PRIMARY KEY,
+        table_name TEXT NOT NULL,
+        columns TEXT NOT NULL,
+        UNIQUE (table_name, columns)
+    );
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_through(conn, MIGRATIONS)
+}
+
+/// Applies the first `migrations.len()` migrations; tests stop short to build older databases.
+fn migrate_through(conn: &mut Connection, migrations: &[&str]) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS herald_migrations (
@@ -154,7 +202,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         [],
         |r| r.get(0),
     )?;
-    for (index, sql) in MIGRATIONS.iter().enumerate() {
+    for (index, sql) in migrations.iter().enumerate() {
         let version = index as i64 + 1;
         if version <= applied {
             continue;
@@ -188,5 +236,71 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(user_version, 42);
+    }
+
+    /// A database of version 5 with a tracking trigger of that version: changes consumed and
+    /// deleted up to 3 (so the log is empty and only `sqlite_sequence` knew the next id), then
+    /// change 4 logged and not yet consumed.
+    fn version_5_database(path: &std::path::Path, consume_all: bool) {
+        let mut conn = Connection::open(path).unwrap();
+        migrate_through(&mut conn, &MIGRATIONS[..5]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Deal (id INTEGER PRIMARY KEY, title TEXT);
+             CREATE TRIGGER herald_track_Deal_insert AFTER INSERT ON Deal BEGIN
+               INSERT INTO herald_changes (table_name, row_id, action, row_json, old_row_json)
+               VALUES ('Deal', NEW.rowid, 1, json_object('id', NEW.id, 'title', NEW.title), NULL);
+             END;
+             INSERT INTO Deal (title) VALUES ('a'), ('b'), ('c');
+             UPDATE herald_state SET value = 3 WHERE key = 'tracking.position';
+             DELETE FROM herald_changes WHERE id <= 3;
+             INSERT INTO Deal (title) VALUES ('d');",
+        )
+        .unwrap();
+        if consume_all {
+            conn.execute_batch(
+                "UPDATE herald_state SET value = 4 WHERE key = 'tracking.position';
+                 DELETE FROM herald_changes WHERE id <= 4;",
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_log_rebuilt_without_autoincrement_keeps_waiting_changes_and_ids_above_the_position() {
+        for consume_all in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.db");
+            version_5_database(&path, consume_all);
+            let store = crate::store::Store::open(&path).unwrap();
+            let mut reader = store.change_reader().unwrap();
+            let position = reader.position().unwrap();
+            let waiting = reader.read_after(position, 10).unwrap();
+            if consume_all {
+                assert!(waiting.is_empty());
+            } else {
+                assert_eq!(waiting.len(), 1);
+                assert_eq!(
+                    (waiting[0].id, waiting[0].row["title"].as_str()),
+                    (4, Some("d"))
+                );
+            }
+            // The trigger of version 5 still logs into the rebuilt table, above the position.
+            let app = Connection::open(&path).unwrap();
+            app.execute("INSERT INTO Deal (title) VALUES ('e')", [])
+                .unwrap();
+            let after = reader.read_after(position, 10).unwrap();
+            let newest = after.last().unwrap();
+            assert_eq!(newest.id, 5);
+            assert_eq!(newest.row["title"], "e");
+            let autoincrement: i64 = app
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name = 'herald_changes'
+                       AND sql LIKE '%AUTOINCREMENT%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(autoincrement, 0);
+        }
     }
 }

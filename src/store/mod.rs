@@ -45,6 +45,8 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("cannot apply {file}: {message}")]
     Schema { file: String, message: String },
+    #[error("change {change_id} in the change log is malformed: {message}")]
+    MalformedChange { change_id: i64, message: String },
     #[error("another herald process consumed the change log at the same time")]
     ConcurrentConsumer,
     #[error("{0}")]
