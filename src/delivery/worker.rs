@@ -22,8 +22,8 @@ use crate::clock::now_ms;
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::store::{
-    AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, FailurePolicy, HookHealthChange,
-    NextStep, Store, StoreError,
+    AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, FailurePolicy,
+    HookHealthChange, NextStep, Store, StoreError,
 };
 
 /// Signs and sends one attempt and says what it came to.
@@ -623,7 +623,7 @@ impl Worker {
         held: &Held,
     ) -> tokio::task::JoinHandle<Trip> {
         let store = self.store.clone();
-        let mut held_per_hook = held.per_hook();
+        let held_per_hook = held.per_hook();
         let ready_hooks: Vec<String> = held.ready.keys().cloned().collect();
         // A hook may have one round in flight and one ready.
         let per_hook_limit = self.settings.max_in_flight_per_hook * 2;
@@ -640,17 +640,11 @@ impl Worker {
             let result =
                 store
                     .record_and_claim(&records, &policy, &claim)
-                    .and_then(|(claimed, health)| {
-                        let next_due = if limit == 0 {
-                            None
-                        } else if claimed.len() == limit {
-                            Some(0)
-                        } else {
-                            for delivery in &claimed {
-                                *held_per_hook.entry(delivery.hook_id.clone()).or_default() += 1;
-                            }
-                            store.next_due(&held_per_hook, per_hook_limit)?
-                        };
+                    .and_then(|(outcome, health)| {
+                        let ClaimOutcome {
+                            deliveries: claimed,
+                            next_due,
+                        } = outcome;
                         let enabled = store.enabled_hooks_among(&ready_hooks)?;
                         let stopped_hooks = ready_hooks
                             .into_iter()

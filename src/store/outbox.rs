@@ -360,7 +360,7 @@ impl Store {
     /// hook is gone or disabled are discarded on the way.
     ///
     /// The cost is one index seek per hook with waiting deliveries plus the rows claimed, however
-    /// large the backlog: nothing here scans the outbox.
+    /// large the backlog: nothing here scans the outbox. The same walk tells when to claim again.
     pub fn claim_due(
         &self,
         now: i64,
@@ -368,7 +368,7 @@ impl Store {
         limit: usize,
         in_flight: &HashMap<String, usize>,
         per_hook_limit: usize,
-    ) -> Result<Vec<ClaimedDelivery>> {
+    ) -> Result<ClaimOutcome> {
         let claim = Claim {
             now,
             lease_ms,
@@ -382,14 +382,14 @@ impl Store {
     }
 
     /// Records finished attempts and claims the next deliveries in one transaction: the worker's
-    /// step after attempts come back, at half the commits of doing the two apart. Returns the claimed
-    /// deliveries and what the attempts did to their hooks' standing.
+    /// step after attempts come back, at half the commits of doing the two apart. Returns what was
+    /// claimed and what the attempts did to their hooks' standing.
     pub fn record_and_claim(
         &self,
         records: &[AttemptRecord],
         policy: &FailurePolicy,
         claim: &Claim<'_>,
-    ) -> Result<(Vec<ClaimedDelivery>, Vec<HookHealthChange>)> {
+    ) -> Result<(ClaimOutcome, Vec<HookHealthChange>)> {
         let result = (|| {
             let mut conn = self.writer();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -407,20 +407,6 @@ impl Store {
             Ok((claimed, health))
         })();
         self.noting("recording attempts", result)
-    }
-
-    /// The earliest time a delivery of a hook that has room falls due, if any.
-    pub fn next_due(
-        &self,
-        in_flight: &HashMap<String, usize>,
-        per_hook_limit: usize,
-    ) -> Result<Option<i64>> {
-        let conn = self.writer();
-        Ok(waiting_hooks(&conn)?
-            .into_iter()
-            .filter(|(hook, _)| in_flight.get(hook).copied().unwrap_or(0) < per_hook_limit)
-            .map(|(_, oldest)| oldest)
-            .min())
     }
 
     /// Hands claimed deliveries that were never sent back to the outbox, due at `now`: what a
@@ -564,6 +550,16 @@ impl Store {
     }
 }
 
+/// What a claim brought back.
+#[derive(Debug, Default)]
+pub struct ClaimOutcome {
+    pub deliveries: Vec<ClaimedDelivery>,
+    /// When to claim again: `now` or earlier when the claim was full and left deliveries due, else
+    /// the earliest time a delivery of a hook with room falls due (a lease running out counts);
+    /// `None` when nothing waits for a hook with room, or when nothing was to be claimed.
+    pub next_due: Option<i64>,
+}
+
 /// What to claim: at most `limit` deliveries due at `now`, leased for `lease_ms`, no hook above
 /// `per_hook_limit` in flight counting `in_flight`.
 pub struct Claim<'a> {
@@ -582,94 +578,119 @@ fn claim_in(
     limit: usize,
     in_flight: &HashMap<String, usize>,
     per_hook_limit: usize,
-) -> Result<Vec<ClaimedDelivery>> {
-    {
-        let room_of =
-            |hook: &str| per_hook_limit.saturating_sub(in_flight.get(hook).copied().unwrap_or(0));
-        let mut due: Vec<(i64, String)> = waiting_hooks(tx)?
-            .into_iter()
-            .filter(|(hook, oldest)| *oldest <= now && room_of(hook) > 0)
-            .map(|(hook, oldest)| (oldest, hook))
-            .collect();
-        due.sort();
-        let mut claimed = Vec::with_capacity(limit);
-        {
-            let mut hook_stmt = tx.prepare_cached(
-                "SELECT target_url, secret, authorization,
-                        CASE WHEN previous_secret_until > ?2 THEN previous_secret END
-                 FROM herald_hooks WHERE id = ?1 AND enabled = 1",
-            )?;
-            // `LIMIT CAST(?3 ...)`, not `LIMIT ?3`: once SQLite prepares a statement again (after
-            // any schema change, the application's included), a bound LIMIT ties the new plan to
-            // the values bound that time, and from then on every claim (a new `now`) prepares the
-            // statement anew: one parse and plan per hook per claim. The test
-            // `claims_and_records_keep_their_prepared_statements` watches for it.
-            let mut rows_stmt = tx.prepare_cached(
-                "SELECT d.seq, d.id, d.attempts, e.id, e.trigger_name, e.payload
-                 FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
-                 WHERE d.hook_id = ?1 AND d.next_attempt_at IS NOT NULL
-                   AND d.next_attempt_at <= ?2
-                 ORDER BY d.next_attempt_at LIMIT CAST(?3 AS INTEGER)",
-            )?;
-            let mut discard = tx.prepare_cached(
-                "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
-                 WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL
-                   AND next_attempt_at <= CAST(?2 AS INTEGER)",
-            )?;
-            let mut lease = tx.prepare_cached(
-                "UPDATE herald_deliveries SET status = 'delivering', next_attempt_at = ?2, updated_at = ?3
-                 WHERE seq = ?1",
-            )?;
-            for (_, hook_id) in due {
-                let wanted = room_of(&hook_id).min(limit - claimed.len());
-                if wanted == 0 {
-                    break;
-                }
-                let hook: Option<(String, String, Option<String>, Option<String>)> = hook_stmt
-                    .query_row((&hook_id, now), |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })
-                    .optional()?;
-                let Some((target_url, secret, authorization, previous_secret)) = hook else {
-                    discard.execute((&hook_id, now))?;
-                    continue;
-                };
-                let secret = secrets.open(&secret)?;
-                let authorization = authorization.map(|a| secrets.open(&a)).transpose()?;
-                let previous_secret = previous_secret.map(|p| secrets.open(&p)).transpose()?;
-                let rows = rows_stmt
-                    .query_map((&hook_id, now, wanted as i64), |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, u32>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                        ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                for (seq, message_id, attempts, event_id, trigger, payload) in rows {
-                    lease.execute((seq, now + lease_ms, now))?;
-                    claimed.push(ClaimedDelivery {
-                        seq,
-                        message_id,
-                        attempt: attempts + 1,
-                        hook_id: hook_id.clone(),
-                        target_url: target_url.clone(),
-                        secret: secret.clone(),
-                        previous_secret: previous_secret.clone(),
-                        authorization: authorization.clone(),
-                        event_id,
-                        trigger,
-                        payload,
-                        leased_until: now + lease_ms,
-                    });
-                }
-            }
-        }
-        Ok(claimed)
+) -> Result<ClaimOutcome> {
+    if limit == 0 {
+        return Ok(ClaimOutcome::default());
     }
+    let room_of =
+        |hook: &str| per_hook_limit.saturating_sub(in_flight.get(hook).copied().unwrap_or(0));
+    let mut due: Vec<(i64, String)> = Vec::new();
+    // Hooks with room whose deliveries are not due yet: their oldest is when to look again.
+    let mut next_due: Option<i64> = None;
+    for (hook, oldest) in waiting_hooks(tx)? {
+        if room_of(&hook) == 0 {
+            continue;
+        }
+        if oldest <= now {
+            due.push((oldest, hook));
+        } else {
+            next_due = Some(next_due.map_or(oldest, |t| t.min(oldest)));
+        }
+    }
+    due.sort();
+    let mut claimed = Vec::with_capacity(limit);
+    let mut hook_stmt = tx.prepare_cached(
+        "SELECT target_url, secret, authorization,
+                CASE WHEN previous_secret_until > ?2 THEN previous_secret END
+         FROM herald_hooks WHERE id = ?1 AND enabled = 1",
+    )?;
+    // One row more than wanted, due or not: it says when the hook's next delivery falls due, so
+    // that knowing when to look again costs no second walk over the hooks.
+    //
+    // `LIMIT CAST(?2 ...)`, not `LIMIT ?2`: once SQLite prepares a statement again (after any
+    // schema change, the application's included), a bound LIMIT ties the new plan to the values
+    // bound that time, and from then on every claim prepares the statement anew: one parse and
+    // plan per hook per claim. The test `claims_and_records_keep_their_prepared_statements`
+    // watches for it.
+    let mut rows_stmt = tx.prepare_cached(
+        "SELECT d.seq, d.id, d.attempts, e.id, e.trigger_name, e.payload, d.next_attempt_at
+         FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
+         WHERE d.hook_id = ?1 AND d.next_attempt_at IS NOT NULL
+         ORDER BY d.next_attempt_at LIMIT CAST(?2 AS INTEGER)",
+    )?;
+    let mut discard = tx.prepare_cached(
+        "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = ?2
+         WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL
+           AND next_attempt_at <= CAST(?2 AS INTEGER)",
+    )?;
+    let mut lease = tx.prepare_cached(
+        "UPDATE herald_deliveries SET status = 'delivering', next_attempt_at = ?2, updated_at = ?3
+         WHERE seq = ?1",
+    )?;
+    for (_, hook_id) in due {
+        let wanted = room_of(&hook_id).min(limit - claimed.len());
+        if wanted == 0 {
+            // Full: whatever is left is due now.
+            next_due = Some(now);
+            break;
+        }
+        let hook: Option<(String, String, Option<String>, Option<String>)> = hook_stmt
+            .query_row((&hook_id, now), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((target_url, secret, authorization, previous_secret)) = hook else {
+            discard.execute((&hook_id, now))?;
+            continue;
+        };
+        let secret = secrets.open(&secret)?;
+        let authorization = authorization.map(|a| secrets.open(&a)).transpose()?;
+        let previous_secret = previous_secret.map(|p| secrets.open(&p)).transpose()?;
+        let rows = rows_stmt
+            .query_map((&hook_id, wanted as i64 + 1), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (taken, (seq, message_id, attempts, event_id, trigger, payload, due_at)) in
+            rows.into_iter().enumerate()
+        {
+            if due_at > now || taken == wanted {
+                // Not due yet, or the claim is full: when it falls due matters if the hook has
+                // room for it after what it just got.
+                if taken < room_of(&hook_id) {
+                    next_due = Some(next_due.map_or(due_at, |t| t.min(due_at)));
+                }
+                break;
+            }
+            lease.execute((seq, now + lease_ms, now))?;
+            claimed.push(ClaimedDelivery {
+                seq,
+                message_id,
+                attempt: attempts + 1,
+                hook_id: hook_id.clone(),
+                target_url: target_url.clone(),
+                secret: secret.clone(),
+                previous_secret: previous_secret.clone(),
+                authorization: authorization.clone(),
+                event_id,
+                trigger,
+                payload,
+                leased_until: now + lease_ms,
+            });
+        }
+    }
+    Ok(ClaimOutcome {
+        deliveries: claimed,
+        next_due,
+    })
 }
 
 fn record_in(
@@ -886,18 +907,34 @@ mod tests {
         let now = now_ms();
         let none = HashMap::new();
         let first = store.claim_due(now, 60_000, 10, &none, 2).unwrap();
-        assert_eq!(first.len(), 2);
-        assert_eq!(first[0].attempt, 1);
+        assert_eq!(first.deliveries.len(), 2);
+        assert_eq!(first.deliveries[0].attempt, 1);
+        // The hook has no room left: nothing to look again for.
+        assert_eq!(first.next_due, None);
         let in_flight = HashMap::from([(hook.clone(), 2)]);
         assert!(store
             .claim_due(now, 60_000, 10, &in_flight, 2)
             .unwrap()
+            .deliveries
             .is_empty());
+        // Before anything is due, the claim says when the oldest will be.
+        let early = store.claim_due(now - 5_000, 60_000, 10, &none, 10).unwrap();
+        assert!(early.deliveries.is_empty());
+        assert!(early.next_due.is_some_and(|t| t > now - 5_000 && t <= now));
+        // A claim that stops at its limit leaves the rest due at once.
+        let partial = store.claim_due(now, 60_000, 1, &none, 10).unwrap();
+        assert_eq!(partial.deliveries.len(), 1);
+        assert!(partial.next_due.is_some_and(|t| t <= now));
+        // All that is due claimed, with room left: next is when a lease taken above runs out.
+        let rest = store.claim_due(now, 60_000, 10, &none, 10).unwrap();
+        assert_eq!(rest.deliveries.len(), 2);
+        assert_eq!(rest.next_due, Some(now + 60_000));
         // A lease that ran out (the worker died) makes the delivery due again.
         let later = store
             .claim_due(now + 60_001, 60_000, 10, &none, 10)
             .unwrap();
-        assert_eq!(later.len(), 5);
+        assert_eq!(later.deliveries.len(), 5);
+        assert_eq!(later.next_due, None, "all five claimed, nothing else waits");
     }
 
     #[test]
@@ -905,11 +942,11 @@ mod tests {
         let (_dir, store, hook) = setup();
         store.insert_events(&[event("NewOpportunity")]).unwrap();
         assert!(store.delete_hook(&hook).unwrap());
-        assert!(store
+        let outcome = store
             .claim_due(now_ms(), 1000, 10, &HashMap::new(), 8)
-            .unwrap()
-            .is_empty());
-        assert_eq!(store.next_due(&HashMap::new(), 8).unwrap(), None);
+            .unwrap();
+        assert!(outcome.deliveries.is_empty());
+        assert_eq!(outcome.next_due, None);
     }
 
     #[test]
@@ -936,7 +973,10 @@ mod tests {
         store.insert_events(&[event("NewOpportunity")]).unwrap();
         let now = now_ms();
         let none = HashMap::new();
-        let claimed = store.claim_due(now, 60_000, 10, &none, 8).unwrap();
+        let claimed = store
+            .claim_due(now, 60_000, 10, &none, 8)
+            .unwrap()
+            .deliveries;
         assert_eq!(claimed.len(), 1);
         assert_eq!(
             store.delivery_status(&claimed[0].message_id).unwrap(),
@@ -957,7 +997,10 @@ mod tests {
             store.delivery_status(&claimed[0].message_id).unwrap(),
             Some(DeliveryStatus::Pending)
         );
-        let again = store.claim_due(now, 60_000, 10, &none, 8).unwrap();
+        let again = store
+            .claim_due(now, 60_000, 10, &none, 8)
+            .unwrap()
+            .deliveries;
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].seq, claimed[0].seq);
         assert_eq!(again[0].attempt, 1, "a released claim costs no attempt");
@@ -1006,13 +1049,13 @@ mod tests {
                 .record_and_claim(&[], &FailurePolicy::default(), &claim)
                 .unwrap();
             let records: Vec<AttemptRecord> = claimed
+                .deliveries
                 .iter()
                 .map(|c| AttemptRecord::delivered(c, now))
                 .collect();
             store
                 .record_attempts(&records, &FailurePolicy::default())
                 .unwrap();
-            store.next_due(&none, 8).unwrap();
         };
         cycle(now);
         // The application changes its schema: every cached statement is prepared once more.
@@ -1054,17 +1097,14 @@ mod tests {
         let claimed = store
             .claim_due(now_ms(), 60_000, 10, &in_flight, 8)
             .unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert_eq!(claimed[0].hook_id, other.id);
-        let next = store.next_due(&in_flight, 8).unwrap().unwrap();
-        assert!(
-            next > now_ms() + 50_000,
-            "only the other's lease end is left"
-        );
+        assert_eq!(claimed.deliveries.len(), 1);
+        assert_eq!(claimed.deliveries[0].hook_id, other.id);
+        assert_eq!(claimed.next_due, None, "the busy hook has no room");
         // With room again, the busy hook's oldest come first, up to its room.
         let claimed = store
             .claim_due(now_ms(), 60_000, 100, &HashMap::new(), 8)
-            .unwrap();
+            .unwrap()
+            .deliveries;
         assert_eq!(claimed.len(), 8);
         assert!(claimed.iter().all(|c| c.hook_id == busy));
     }
