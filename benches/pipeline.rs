@@ -520,6 +520,10 @@ async fn backlog_run(receiver: &Receiver, deliveries: usize) -> (f64, f64) {
                 .collect();
             store.insert_events(&fresh).unwrap();
             stored += take;
+            // What herald's checkpointer does while it runs and the receiver is down.
+            if stored % 10_000 == 0 {
+                store.checkpoint().unwrap();
+            }
         }
     })
     .await

@@ -210,7 +210,8 @@ pub async fn serve(
     served.context("the HTTP server failed")
 }
 
-/// Keeps the WAL small with a passive checkpoint every half second, off the paths events take.
+/// Keeps the WAL small with a passive checkpoint every half second, off the paths events take,
+/// and truncates it when a steady load kept it growing (see `Store::checkpoint`).
 async fn checkpoint_wal(store: Store, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {

@@ -79,8 +79,8 @@ struct Inner {
     /// herald's one writing connection. A std mutex: it is only ever held inside blocking code,
     /// never across an `.await`, and SQLite would serialise the writes anyway.
     writer: Mutex<Connection>,
-    /// The connection that checkpoints the WAL, apart from the writer so that a checkpoint never
-    /// holds up herald's own commits.
+    /// The connection that checkpoints the WAL, apart from the writer so that copying the WAL
+    /// never holds up herald's own commits (only truncating a long one does, briefly).
     checkpointer: Mutex<Option<Connection>>,
     /// Seals hooks' secrets and authorization headers at rest.
     secrets: Secrets,
@@ -122,17 +122,39 @@ impl Store {
 
     /// Copies what the WAL holds into the database without waiting for anyone (a passive
     /// checkpoint), so that the WAL stays small. Called on a timer, off the paths events take.
+    ///
+    /// A passive checkpoint alone never empties a WAL that someone keeps writing to: SQLite starts
+    /// the WAL over only once a checkpoint caught up with the last frame, and under a steady load
+    /// the next commit always lands first. The WAL then grows without end (gigabytes during a long
+    /// drain), and every page read searches its ever larger index. So past `WAL_RESET_FRAMES`
+    /// the checkpointer holds herald's writes back for the moment it takes to copy the few frames
+    /// the passive pass left and truncate the WAL.
     pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_resetting_past(WAL_RESET_FRAMES)
+    }
+
+    fn checkpoint_resetting_past(&self, reset_frames: i64) -> Result<()> {
         let mut guard = self
             .inner
             .checkpointer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if guard.is_none() {
-            *guard = Some(open_connection(&self.inner.path, OpenFlags::default())?);
+            let conn = open_connection(&self.inner.path, OpenFlags::default())?;
+            // A reader (the application's, say) can keep the WAL from being truncated; then the
+            // reset waits for it this long at most, and herald's writes with it.
+            conn.busy_timeout(WAL_RESET_WAIT)?;
+            *guard = Some(conn);
         }
         let conn = guard.as_ref().expect("opened above");
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+        if frames >= reset_frames {
+            let _writes_held = self.writer();
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            if busy != 0 {
+                tracing::debug!(frames, "WAL not truncated: a reader still uses it");
+            }
+        }
         Ok(())
     }
 
@@ -244,6 +266,11 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection> {
     Ok(conn)
 }
 
+/// WAL frames (4 KiB pages, so 64 MiB) past which the checkpointer truncates the WAL.
+const WAL_RESET_FRAMES: i64 = 16_384;
+/// How long a WAL reset waits for readers to leave the WAL before trying again next time.
+const WAL_RESET_WAIT: Duration = Duration::from_millis(50);
+
 /// How a connection waits for the application's write lock: SQLite's own busy handler sleeps 1, 2,
 /// 5, 10, 15, 20, 25, 25, 50... ms between tries, so a lock held for a millisecond can cost an
 /// event 10 ms. herald tries again every 100 µs at first, then backs off, and gives up (busy) after
@@ -311,4 +338,61 @@ pub fn known_tables(
         tables.extend(tables_of(&scratch)?);
     }
     Ok(tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_bytes(store: &Store) -> u64 {
+        let mut wal = store.path().as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn write_transactions(store: &Store, count: usize) {
+        for _ in 0..count {
+            store
+                .writer()
+                .execute(
+                    "INSERT INTO herald_state (key, value)
+                     VALUES ('test.' || (SELECT count(*) FROM herald_state), 0)",
+                    [],
+                )
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_wal_past_its_limit_is_truncated_and_a_small_one_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        write_transactions(&store, 10);
+        store.checkpoint_resetting_past(200).unwrap();
+        let small = wal_bytes(&store);
+        assert!(small > 0, "a small WAL is only checkpointed, not truncated");
+        write_transactions(&store, 300);
+        store.checkpoint_resetting_past(200).unwrap();
+        assert_eq!(wal_bytes(&store), 0, "the WAL went past 200 frames");
+        // Writing goes on into the emptied WAL.
+        write_transactions(&store, 1);
+        assert!(wal_bytes(&store) > 0);
+    }
+
+    #[test]
+    fn a_reader_in_the_wal_delays_the_truncation_without_failing_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        write_transactions(&store, 300);
+        let reader = Connection::open(store.path()).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM herald_state;")
+            .unwrap();
+        write_transactions(&store, 300);
+        store.checkpoint_resetting_past(200).unwrap();
+        assert!(wal_bytes(&store) > 0, "the reader still reads from the WAL");
+        reader.execute_batch("COMMIT").unwrap();
+        store.checkpoint_resetting_past(200).unwrap();
+        assert_eq!(wal_bytes(&store), 0);
+    }
 }
