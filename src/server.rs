@@ -211,7 +211,7 @@ pub async fn serve(
 }
 
 /// Keeps the WAL small with a passive checkpoint every half second, off the paths events take,
-/// and truncates it when a steady load kept it growing (see `Store::checkpoint`).
+/// and makes it start over when a steady load kept it growing (see `Store::checkpoint`).
 async fn checkpoint_wal(store: Store, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {

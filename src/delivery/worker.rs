@@ -584,10 +584,11 @@ impl Worker {
                             }
                             self.release(handed_back).await;
                             held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
+                            let now = now_ms();
                             match next_due {
                                 // The claim came back full or left due deliveries behind.
-                                Some(at) if at <= now_ms() => look_again = true,
-                                Some(at) => wait = Duration::from_millis((at - now_ms()) as u64).min(MAX_IDLE),
+                                Some(at) if at <= now => look_again = true,
+                                Some(at) => wait = Duration::from_millis((at - now) as u64).min(MAX_IDLE),
                                 None => wait = MAX_IDLE,
                             }
                         }

@@ -3,7 +3,8 @@
 //!
 //! Why triggers: they run inside the writer's own transaction, whatever the writer is (herald, the
 //! application, the `sqlite3` shell), so a change is logged if and only if it commits. SQLite has one
-//! writer at a time, so the log's AUTOINCREMENT ids are in commit order.
+//! writer at a time, so the log's ids (each the largest so far plus one) are in commit order. The
+//! log never empties (see `commit_consumed_changes` and migration 6), so ids never start again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -334,16 +335,18 @@ impl Store {
             let deliveries = insert_events(&tx, events)?;
             insert_failures(&tx, failures)?;
             // The log has no AUTOINCREMENT (migration 6): SQLite gives a new change the largest id
-            // plus one, so the last consumed change stays and keeps new ids above the position.
-            // Only a position moved past every logged change needs a row to stand in for it.
-            let mut forget = tx.prepare_cached("DELETE FROM herald_changes WHERE id < ?1")?;
-            forget.execute([to_position])?;
+            // plus one, so the last consumed change stays (the log's own trigger keeps its newest
+            // row whatever deletes) and new ids stay above the position. Only a position moved
+            // past every logged change needs a row to stand in for it, put in first so that the
+            // rows below it can go.
             let mut hold_position = tx.prepare_cached(
                 "INSERT INTO herald_changes (id, table_name, row_id, action, row_json, changed_at)
                  SELECT ?1, '', 0, 0, '{}', 0
                  WHERE ?1 > coalesce((SELECT max(id) FROM herald_changes), 0)",
             )?;
             hold_position.execute([to_position])?;
+            let mut forget = tx.prepare_cached("DELETE FROM herald_changes WHERE id < ?1")?;
+            forget.execute([to_position])?;
             drop((forget, hold_position));
             tx.commit()?;
             Ok(deliveries)
@@ -587,6 +590,27 @@ mod tests {
             .query_row("SELECT count(*) FROM herald_changes", [], |r| r.get(0))
             .unwrap();
         assert_eq!(logged, 2, "the change at the position and the new one");
+    }
+
+    #[test]
+    fn deleting_the_whole_log_by_hand_keeps_its_newest_row_so_ids_go_on() {
+        let (dir, store) = store_with_deal();
+        store.sync_tracking(&["Deal".into()]).unwrap();
+        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        app.execute_batch(
+            "INSERT INTO Deal (title) VALUES ('a'), ('b'), ('c');
+             DELETE FROM herald_changes;
+             INSERT INTO Deal (title) VALUES ('d');",
+        )
+        .unwrap();
+        let ids: Vec<i64> = app
+            .prepare("SELECT id FROM herald_changes ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(ids, [3, 4]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::Result;
+use super::{Result, StoreError};
 
 /// Each entry is applied once, in order, inside one transaction. Never edit a released entry: add one.
 const MIGRATIONS: &[&str] = &[
@@ -173,6 +173,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE herald_changes_next RENAME TO herald_changes;
     PRAGMA legacy_alter_table = OFF;
 
+    -- Whatever deletes from the log (an older herald, an operator dropping a backlog), its newest
+    -- row stays, so the next change's id is still above every id handed out before.
+    CREATE TRIGGER herald_changes_keep_last BEFORE DELETE ON herald_changes
+    WHEN OLD.id = (SELECT max(id) FROM herald_changes)
+    BEGIN SELECT RAISE(IGNORE); END;
+
     -- The column names of each tracked table's layout, in the order of the trigger's values.
     -- Never deleted: a change names its layout by id for as long as it waits.
     CREATE TABLE herald_tracking_layouts (
@@ -202,6 +208,12 @@ fn migrate_through(conn: &mut Connection, migrations: &[&str]) -> Result<()> {
         [],
         |r| r.get(0),
     )?;
+    if applied > migrations.len() as i64 {
+        return Err(StoreError::NewerDatabase {
+            found: applied,
+            known: migrations.len() as i64,
+        });
+    }
     for (index, sql) in migrations.iter().enumerate() {
         let version = index as i64 + 1;
         if version <= applied {
@@ -236,6 +248,17 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(user_version, 42);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_herald_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let error = migrate_through(&mut conn, &MIGRATIONS[..5]).unwrap_err();
+        assert!(
+            matches!(error, StoreError::NewerDatabase { found, known: 5 } if found == MIGRATIONS.len() as i64),
+            "{error}"
+        );
     }
 
     /// A database of version 5 with a tracking trigger of that version: changes consumed and

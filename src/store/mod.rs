@@ -46,6 +46,11 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("cannot apply {file}: {message}")]
     Schema { file: String, message: String },
+    #[error(
+        "the database was brought to version {found} of herald's tables by a newer herald; this one \
+         knows versions up to {known} and would misread them: run the newer herald"
+    )]
+    NewerDatabase { found: i64, known: i64 },
     #[error("change {change_id} in the change log is malformed: {message}")]
     MalformedChange { change_id: i64, message: String },
     #[error("another herald process consumed the change log at the same time")]
@@ -80,13 +85,27 @@ struct Inner {
     /// never across an `.await`, and SQLite would serialise the writes anyway.
     writer: Mutex<Connection>,
     /// The connection that checkpoints the WAL, apart from the writer so that copying the WAL
-    /// never holds up herald's own commits (only truncating a long one does, briefly).
-    checkpointer: Mutex<Option<Connection>>,
+    /// never holds up herald's own commits (only making a long one start over does, briefly).
+    checkpointer: Mutex<Option<Checkpointer>>,
     /// Seals hooks' secrets and authorization headers at rest.
     secrets: Secrets,
     /// herald's own writes that last failed for another reason than a busy lock (a full disk, an
     /// I/O error, a read-only file), by what they were doing; cleared when one succeeds.
     write_problems: Mutex<std::collections::BTreeMap<&'static str, String>>,
+}
+
+struct Checkpointer {
+    conn: Connection,
+    /// The WAL's frame count when this checkpointer last made it start over.
+    started_over_at: Option<i64>,
+    /// Resets in a row that readers kept from completing.
+    resets_in_the_way: u32,
+}
+
+/// What a checkpoint found and did.
+#[derive(Debug, Clone, Copy)]
+struct WalCheckpoint {
+    started_over: bool,
 }
 
 impl Store {
@@ -129,17 +148,17 @@ impl Store {
     /// the WAL over only once a checkpoint caught up with the last frame, and under a steady load
     /// the next commit always lands first. The WAL then grows without end (gigabytes during a long
     /// drain), and every page read searches its ever larger index. So past `WAL_RESET_FRAMES`
-    /// the checkpointer catches up with passive passes, then holds herald's writes back while it
-    /// copies the last few frames, syncs the database and makes the WAL start over (measured in
-    /// the 1,000,000-delivery drain: one hold per 64 MiB written, median 29 ms, at most ~110 ms,
-    /// mostly the sync and readers finishing).
+    /// the checkpointer catches up with passive passes, then holds herald's writes back while a
+    /// RESTART checkpoint copies the last few frames, syncs the database and makes the WAL start
+    /// over. RESTART holds SQLite's write lock as well, so the application's writes wait too.
+    /// Measured in the 1,000,000-delivery drain: one hold per 64 MiB written, median 29 ms, at
+    /// most ~110 ms, mostly the sync and readers finishing.
     pub fn checkpoint(&self) -> Result<()> {
         self.checkpoint_resetting_past(WAL_RESET_FRAMES)?;
         Ok(())
     }
 
-    /// Returns how many frames the WAL held.
-    fn checkpoint_resetting_past(&self, reset_frames: i64) -> Result<i64> {
+    fn checkpoint_resetting_past(&self, reset_frames: i64) -> Result<WalCheckpoint> {
         let mut guard = self
             .inner
             .checkpointer
@@ -150,41 +169,74 @@ impl Store {
             // A reader (the application's, say) can keep the WAL from starting over; then the
             // reset waits for it this long at most, and herald's writes with it.
             conn.busy_timeout(WAL_RESET_WAIT)?;
-            *guard = Some(conn);
+            *guard = Some(Checkpointer {
+                conn,
+                started_over_at: None,
+                resets_in_the_way: 0,
+            });
         }
-        let conn = guard.as_ref().expect("opened above");
+        let state = guard.as_mut().expect("opened above");
+        let conn = &state.conn;
         let passive = || -> Result<(i64, i64)> {
             Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok((r.get(1)?, r.get(2)?))
             })?)
         };
         let (frames, mut copied) = passive()?;
-        if frames >= reset_frames {
-            // A pass copies the frames that were there when it began; the commits made meanwhile
-            // are the next pass's work. Pass again until a pass had little to copy (so little came
-            // in during it): herald's writes then wait only for that much (and the sync).
-            for _ in 0..WAL_CATCH_UP_PASSES {
-                let (now_frames, now_copied) = passive()?;
-                let copied_by_this_pass = now_frames - copied;
-                copied = now_copied;
-                if copied_by_this_pass <= WAL_RESET_TAIL_FRAMES {
-                    break;
-                }
+        let mut report = WalCheckpoint {
+            started_over: false,
+        };
+        // The WAL starts over at the next commit after a reset; until one comes it still counts
+        // the old frames, all copied, and there is nothing to do again.
+        let reset_already = state.started_over_at == Some(frames) && copied == frames;
+        if frames < reset_frames || reset_already {
+            if frames < reset_frames {
+                state.started_over_at = None;
             }
-            let writes_held = self.writer();
-            let started = std::time::Instant::now();
-            // RESTART rather than TRUNCATE: the next commits overwrite the WAL's first frames
-            // instead of growing an emptied file again (`journal_size_limit` bounds it).
-            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0))?;
-            drop(writes_held);
-            tracing::debug!(
-                frames,
-                readers_in_the_way = busy != 0,
-                held_us = started.elapsed().as_micros() as u64,
-                "WAL checkpointed to start over"
-            );
+            return Ok(report);
         }
-        Ok(frames)
+        // A pass copies the frames that were there when it began; the commits made meanwhile are
+        // the next pass's work. Pass again until a pass had little to copy (so little came in
+        // during it): herald's writes then wait only for that much (and the sync).
+        for _ in 0..WAL_CATCH_UP_PASSES {
+            let (now_frames, now_copied) = passive()?;
+            let copied_by_this_pass = now_frames - copied;
+            copied = now_copied;
+            if copied_by_this_pass <= WAL_RESET_TAIL_FRAMES {
+                break;
+            }
+        }
+        let writes_held = self.writer();
+        let started = std::time::Instant::now();
+        // RESTART rather than TRUNCATE: the next commits overwrite the WAL's first frames instead
+        // of growing an emptied file again (`journal_size_limit` cuts back a file grown too far).
+        let (busy, restarted_at): (i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        drop(writes_held);
+        tracing::debug!(
+            frames,
+            readers_in_the_way = busy != 0,
+            held_us = started.elapsed().as_micros() as u64,
+            "WAL checkpointed to start over"
+        );
+        if busy == 0 {
+            state.started_over_at = Some(restarted_at);
+            state.resets_in_the_way = 0;
+            report.started_over = true;
+        } else {
+            state.resets_in_the_way += 1;
+            if state.resets_in_the_way == WAL_RESETS_BEFORE_WARNING {
+                tracing::warn!(
+                    frames,
+                    "the WAL keeps growing: readers have kept it from starting over for {} tries \
+                     in a row (a transaction the application left open?)",
+                    WAL_RESETS_BEFORE_WARNING
+                );
+            }
+        }
+        Ok(report)
     }
 
     pub fn path(&self) -> &Path {
@@ -295,12 +347,14 @@ fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection> {
     Ok(conn)
 }
 
-/// WAL frames (4 KiB pages, so 64 MiB) past which the checkpointer truncates the WAL.
+/// WAL frames (4 KiB pages, so 64 MiB) past which the checkpointer makes the WAL start over.
 const WAL_RESET_FRAMES: i64 = 16_384;
 /// At most this many frames are left to copy while herald's writes wait for the WAL to start over
 /// (1 MiB), unless the passes that copy the rest beforehand cannot catch up.
 const WAL_RESET_TAIL_FRAMES: i64 = 256;
 const WAL_CATCH_UP_PASSES: usize = 8;
+/// Failed resets in a row (half a second apart) before herald warns that the WAL keeps growing.
+const WAL_RESETS_BEFORE_WARNING: u32 = 20;
 /// The WAL file's size kept after it starts over: room for the frames between two resets.
 const WAL_SIZE_LIMIT_BYTES: i64 = 2 * WAL_RESET_FRAMES * 4096;
 /// How long a WAL reset waits for readers to leave the WAL before trying again next time.
@@ -402,22 +456,50 @@ mod tests {
 
     #[test]
     fn the_wal_starts_over_while_herald_keeps_writing() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
-        let writing = std::sync::atomic::AtomicBool::new(true);
-        let mut seen = Vec::new();
+        // The writer goes on until the WAL started over while it wrote (at most 20,000 commits).
+        let (seen, writing, written) = (
+            AtomicBool::new(false),
+            AtomicBool::new(true),
+            AtomicUsize::new(0),
+        );
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                write_transactions(&store, 3_000);
-                writing.store(false, std::sync::atomic::Ordering::SeqCst);
+                while !seen.load(SeqCst) && written.load(SeqCst) < 20_000 {
+                    write_transactions(&store, 1);
+                    written.fetch_add(1, SeqCst);
+                }
+                writing.store(false, SeqCst);
             });
-            while writing.load(std::sync::atomic::Ordering::SeqCst) {
-                seen.push(store.checkpoint_resetting_past(100).unwrap());
+            while writing.load(SeqCst) {
+                let before = written.load(SeqCst);
+                let checkpoint = store.checkpoint_resetting_past(100).unwrap();
+                if checkpoint.started_over && before > 0 && writing.load(SeqCst) {
+                    seen.store(true, SeqCst);
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
         });
-        let started_over = seen.windows(2).filter(|w| w[1] < w[0]).count();
-        assert!(started_over > 0, "the WAL only grew: {seen:?}");
+        assert!(
+            seen.load(SeqCst),
+            "{} commits and the WAL never started over",
+            written.load(SeqCst)
+        );
+    }
+
+    #[test]
+    fn an_idle_wal_is_made_to_start_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        write_transactions(&store, 300);
+        assert!(store.checkpoint_resetting_past(200).unwrap().started_over);
+        assert!(!store.checkpoint_resetting_past(200).unwrap().started_over);
+        assert!(
+            wal_frames(store.path()) >= 200,
+            "no commit yet, so not started over yet"
+        );
     }
 
     #[test]
@@ -430,14 +512,15 @@ mod tests {
             .execute_batch("BEGIN; SELECT count(*) FROM herald_state;")
             .unwrap();
         write_transactions(&store, 300);
-        let before = store.checkpoint_resetting_past(200).unwrap();
+        assert!(!store.checkpoint_resetting_past(200).unwrap().started_over);
+        let frames = wal_frames(store.path());
         write_transactions(&store, 1);
         assert!(
-            wal_frames(store.path()) > before,
+            wal_frames(store.path()) > frames,
             "the reader kept the WAL going"
         );
         reader.execute_batch("COMMIT").unwrap();
-        store.checkpoint_resetting_past(200).unwrap();
+        assert!(store.checkpoint_resetting_past(200).unwrap().started_over);
         write_transactions(&store, 1);
         assert!(wal_frames(store.path()) < 10, "started over");
     }

@@ -555,8 +555,10 @@ impl Store {
 pub struct ClaimOutcome {
     pub deliveries: Vec<ClaimedDelivery>,
     /// When to claim again: `now` or earlier when the claim was full and left deliveries due, else
-    /// the earliest time a delivery of a hook with room falls due (a lease running out counts);
-    /// `None` when nothing waits for a hook with room, or when nothing was to be claimed.
+    /// the earliest time a delivery of a hook with room falls due (the end of a lease taken by an
+    /// earlier claim counts; those taken by this one, and a disabled hook's, do not); `None` when
+    /// nothing waits for a hook with room, or when nothing was to be claimed. The worker looks
+    /// again within a second whatever this says.
     pub next_due: Option<i64>,
 }
 
