@@ -325,11 +325,9 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 type Trip = (Vec<AttemptRecord>, Result<TripResult, StoreError>);
 
 struct TripResult {
-    claimed: Vec<ClaimedDelivery>,
+    claim: ClaimOutcome,
     /// What the records did to their hooks' standing.
     health: Vec<HookHealthChange>,
-    /// When the next delivery falls due, if the claim left some waiting.
-    next_due: Option<i64>,
     /// Hooks the worker holds ready deliveries for that are no longer enabled (disabled or deleted
     /// since the claim, by an administrator or by this worker).
     stopped_hooks: Vec<String>,
@@ -556,7 +554,7 @@ impl Worker {
                     trip = None;
                     let (records, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     match result {
-                        Ok(TripResult { claimed, health, next_due, stopped_hooks }) => {
+                        Ok(TripResult { claim: ClaimOutcome { deliveries: claimed, next_due }, health, stopped_hooks }) => {
                             failures = 0;
                             no_trip_before = None;
                             self.finished(&records, &health);
@@ -615,8 +613,7 @@ impl Worker {
     }
 
     /// Records `records` and claims up to `limit` deliveries in one transaction, on a blocking
-    /// thread, while the loop goes on starting attempts. When the claim leaves deliveries waiting,
-    /// the trip also says when the next falls due.
+    /// thread, while the loop goes on starting attempts; the claim also says when to look again.
     fn start_trip(
         &self,
         records: Vec<AttemptRecord>,
@@ -641,20 +638,15 @@ impl Worker {
             let result =
                 store
                     .record_and_claim(&records, &policy, &claim)
-                    .and_then(|(outcome, health)| {
-                        let ClaimOutcome {
-                            deliveries: claimed,
-                            next_due,
-                        } = outcome;
+                    .and_then(|(claim, health)| {
                         let enabled = store.enabled_hooks_among(&ready_hooks)?;
                         let stopped_hooks = ready_hooks
                             .into_iter()
                             .filter(|hook| !enabled.contains(hook))
                             .collect();
                         Ok(TripResult {
-                            claimed,
+                            claim,
                             health,
-                            next_due,
                             stopped_hooks,
                         })
                     });

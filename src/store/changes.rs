@@ -335,17 +335,16 @@ impl Store {
             let deliveries = insert_events(&tx, events)?;
             insert_failures(&tx, failures)?;
             // The log has no AUTOINCREMENT (migration 6): SQLite gives a new change the largest id
-            // plus one, so the last consumed change stays (the log's own trigger keeps its newest
-            // row whatever deletes) and new ids stay above the position. Only a position moved
-            // past every logged change needs a row to stand in for it, put in first so that the
-            // rows below it can go.
+            // plus one, and the log's own trigger keeps its newest row whatever deletes, so new
+            // ids stay above the position. Only a position moved past every logged change needs a
+            // row to stand in for it, put in first so that the rows below it can go.
             let mut hold_position = tx.prepare_cached(
                 "INSERT INTO herald_changes (id, table_name, row_id, action, row_json, changed_at)
                  SELECT ?1, '', 0, 0, '{}', 0
                  WHERE ?1 > coalesce((SELECT max(id) FROM herald_changes), 0)",
             )?;
             hold_position.execute([to_position])?;
-            let mut forget = tx.prepare_cached("DELETE FROM herald_changes WHERE id < ?1")?;
+            let mut forget = tx.prepare_cached("DELETE FROM herald_changes WHERE id <= ?1")?;
             forget.execute([to_position])?;
             drop((forget, hold_position));
             tx.commit()?;
@@ -503,6 +502,14 @@ mod tests {
         (dir, store)
     }
 
+    /// The `Deal` table, tracked, and the application's own connection to it.
+    fn tracked_deal() -> (tempfile::TempDir, Store, Connection) {
+        let (dir, store) = store_with_deal();
+        store.sync_tracking(&["Deal".into()]).unwrap();
+        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        (dir, store, app)
+    }
+
     #[test]
     fn triggers_log_each_action_with_the_row_before_and_after() {
         let (dir, store) = store_with_deal();
@@ -551,9 +558,7 @@ mod tests {
 
     #[test]
     fn a_new_column_refreshes_the_triggers() {
-        let (dir, store) = store_with_deal();
-        store.sync_tracking(&["Deal".into()]).unwrap();
-        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        let (_dir, store, app) = tracked_deal();
         app.execute_batch("ALTER TABLE Deal ADD COLUMN stage TEXT")
             .unwrap();
         store.sync_tracking(&["Deal".into()]).unwrap();
@@ -565,9 +570,7 @@ mod tests {
 
     #[test]
     fn consumed_changes_never_let_new_ids_fall_behind_the_position() {
-        let (dir, store) = store_with_deal();
-        store.sync_tracking(&["Deal".into()]).unwrap();
-        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        let (_dir, store, app) = tracked_deal();
         app.execute_batch("INSERT INTO Deal (title) VALUES ('a'), ('b')")
             .unwrap();
         let mut reader = store.change_reader().unwrap();
@@ -594,9 +597,7 @@ mod tests {
 
     #[test]
     fn deleting_the_whole_log_by_hand_keeps_its_newest_row_so_ids_go_on() {
-        let (dir, store) = store_with_deal();
-        store.sync_tracking(&["Deal".into()]).unwrap();
-        let app = Connection::open(dir.path().join("t.db")).unwrap();
+        let (_dir, _store, app) = tracked_deal();
         app.execute_batch(
             "INSERT INTO Deal (title) VALUES ('a'), ('b'), ('c');
              DELETE FROM herald_changes;
@@ -615,10 +616,8 @@ mod tests {
 
     #[test]
     fn a_table_layout_is_recorded_once_and_names_the_values() {
-        let (dir, store) = store_with_deal();
+        let (_dir, store, app) = tracked_deal();
         store.sync_tracking(&["Deal".into()]).unwrap();
-        store.sync_tracking(&["Deal".into()]).unwrap();
-        let app = Connection::open(dir.path().join("t.db")).unwrap();
         let layouts: i64 = app
             .query_row("SELECT count(*) FROM herald_tracking_layouts", [], |r| {
                 r.get(0)

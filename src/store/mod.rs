@@ -102,12 +102,6 @@ struct Checkpointer {
     resets_in_the_way: u32,
 }
 
-/// What a checkpoint found and did.
-#[derive(Debug, Clone, Copy)]
-struct WalCheckpoint {
-    started_over: bool,
-}
-
 impl Store {
     /// Opens (creating if needed) the database, switches it to WAL and brings herald's tables to the
     /// latest version.
@@ -158,7 +152,8 @@ impl Store {
         Ok(())
     }
 
-    fn checkpoint_resetting_past(&self, reset_frames: i64) -> Result<WalCheckpoint> {
+    /// Returns whether the WAL was made to start over.
+    fn checkpoint_resetting_past(&self, reset_frames: i64) -> Result<bool> {
         let mut guard = self
             .inner
             .checkpointer
@@ -183,9 +178,6 @@ impl Store {
             })?)
         };
         let (frames, mut copied) = passive()?;
-        let mut report = WalCheckpoint {
-            started_over: false,
-        };
         // The WAL starts over at the next commit after a reset; until one comes it still counts
         // the old frames, all copied, and there is nothing to do again.
         let reset_already = state.started_over_at == Some(frames) && copied == frames;
@@ -193,7 +185,7 @@ impl Store {
             if frames < reset_frames {
                 state.started_over_at = None;
             }
-            return Ok(report);
+            return Ok(false);
         }
         // A pass copies the frames that were there when it began; the commits made meanwhile are
         // the next pass's work. Pass again until a pass had little to copy (so little came in
@@ -224,7 +216,6 @@ impl Store {
         if busy == 0 {
             state.started_over_at = Some(restarted_at);
             state.resets_in_the_way = 0;
-            report.started_over = true;
         } else {
             state.resets_in_the_way += 1;
             if state.resets_in_the_way == WAL_RESETS_BEFORE_WARNING {
@@ -236,7 +227,7 @@ impl Store {
                 );
             }
         }
-        Ok(report)
+        Ok(busy == 0)
     }
 
     pub fn path(&self) -> &Path {
@@ -475,8 +466,8 @@ mod tests {
             });
             while writing.load(SeqCst) {
                 let before = written.load(SeqCst);
-                let checkpoint = store.checkpoint_resetting_past(100).unwrap();
-                if checkpoint.started_over && before > 0 && writing.load(SeqCst) {
+                let started_over = store.checkpoint_resetting_past(100).unwrap();
+                if started_over && before > 0 && writing.load(SeqCst) {
                     seen.store(true, SeqCst);
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -494,8 +485,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
         write_transactions(&store, 300);
-        assert!(store.checkpoint_resetting_past(200).unwrap().started_over);
-        assert!(!store.checkpoint_resetting_past(200).unwrap().started_over);
+        assert!(store.checkpoint_resetting_past(200).unwrap());
+        assert!(!store.checkpoint_resetting_past(200).unwrap());
         assert!(
             wal_frames(store.path()) >= 200,
             "no commit yet, so not started over yet"
@@ -512,7 +503,7 @@ mod tests {
             .execute_batch("BEGIN; SELECT count(*) FROM herald_state;")
             .unwrap();
         write_transactions(&store, 300);
-        assert!(!store.checkpoint_resetting_past(200).unwrap().started_over);
+        assert!(!store.checkpoint_resetting_past(200).unwrap());
         let frames = wal_frames(store.path());
         write_transactions(&store, 1);
         assert!(
@@ -520,7 +511,7 @@ mod tests {
             "the reader kept the WAL going"
         );
         reader.execute_batch("COMMIT").unwrap();
-        assert!(store.checkpoint_resetting_past(200).unwrap().started_over);
+        assert!(store.checkpoint_resetting_past(200).unwrap());
         write_transactions(&store, 1);
         assert!(wal_frames(store.path()) < 10, "started over");
     }

@@ -648,30 +648,37 @@ fn claim_in(
         let secret = secrets.open(&secret)?;
         let authorization = authorization.map(|a| secrets.open(&a)).transpose()?;
         let previous_secret = previous_secret.map(|p| secrets.open(&p)).transpose()?;
+        // The row past what is taken is read for its time only, not its payload.
+        let mut read = 0;
         let rows = rows_stmt
             .query_map((&hook_id, wanted as i64 + 1), |r| {
+                let due_at = r.get::<_, i64>(6)?;
+                read += 1;
+                if due_at > now || read > wanted {
+                    return Ok((due_at, None));
+                }
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, i64>(6)?,
+                    due_at,
+                    Some((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    )),
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        for (taken, (seq, message_id, attempts, event_id, trigger, payload, due_at)) in
-            rows.into_iter().enumerate()
-        {
-            if due_at > now || taken == wanted {
+        for (taken, (due_at, row)) in rows.into_iter().enumerate() {
+            let Some((seq, message_id, attempts, event_id, trigger, payload)) = row else {
                 // Not due yet, or the claim is full: when it falls due matters if the hook has
                 // room for it after what it just got.
                 if taken < room_of(&hook_id) {
                     next_due = Some(next_due.map_or(due_at, |t| t.min(due_at)));
                 }
                 break;
-            }
+            };
             lease.execute((seq, now + lease_ms, now))?;
             claimed.push(ClaimedDelivery {
                 seq,
