@@ -4,7 +4,8 @@
 //! work goes in trips, one at a time and beside the attempts: a trip records what finished and
 //! claims the next deliveries in one transaction. A hook has at most `max_in_flight_per_hook`
 //! attempts in flight, so a slow or dead target holds only its own slots and never the healthy
-//! targets' ones, and as many more claimed and ready, which start as soon as a slot frees.
+//! targets' ones, and `ROUNDS_AHEAD` times as many more claimed and ready, which start as soon as
+//! a slot frees. Under load trips are spaced (`TRIP_SPACING`) so that each carries more.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -317,6 +318,17 @@ pub struct Worker {
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// Claims per transaction at most.
 const CLAIM_BATCH: usize = 200;
+/// Finished attempts waiting this many start a trip at once, so a transaction stays bounded.
+const RECORD_BATCH: usize = 256;
+/// Trips start at least this far apart unless one is needed at once (a slot would sit idle, new
+/// deliveries were stored, a retry fell due, a stop is under way). Most of a trip's cost is fixed
+/// (the transaction, the pages its commit writes, the hand-off to a blocking thread), so under load
+/// fewer and larger trips carry the same deliveries for less; the attempts themselves never wait
+/// for it, they start from the ready queue.
+const TRIP_SPACING: Duration = Duration::from_millis(2);
+/// Rounds of attempts claimed ahead per hook, beyond the round in flight: enough to keep a busy
+/// hook's slots full from one trip to the next.
+const ROUNDS_AHEAD: usize = 2;
 /// The longest the worker sleeps without looking, in case a delivery was stored by another process.
 const MAX_IDLE: Duration = Duration::from_secs(1);
 
@@ -334,7 +346,7 @@ struct TripResult {
 }
 
 /// The worker's deliveries between the outbox and the receivers: attempts in flight, and deliveries
-/// claimed ahead (at most one more round per hook) that start the moment a slot frees, without
+/// claimed ahead (at most `ROUNDS_AHEAD` more rounds per hook) that start the moment a slot frees, without
 /// waiting for the database. Ready deliveries start in the order they were claimed, across hooks,
 /// so none waits behind later claims (and past its lease).
 #[derive(Default)]
@@ -459,12 +471,12 @@ impl Worker {
         }
     }
 
-    /// How long a claimed delivery stays leased: long enough to wait in the ready queue behind a
-    /// round of attempts that all run to the time-out, run its own, and be recorded. A process that
-    /// dies mid-attempt leaves its leases to run out; then the deliveries are sent again, which is
-    /// what at least once costs.
+    /// How long a claimed delivery stays leased: long enough to wait in the ready queue behind the
+    /// rounds ahead of it, each of attempts that all run to the time-out, run its own, and be
+    /// recorded. A process that dies mid-attempt leaves its leases to run out; then the deliveries
+    /// are sent again, which is what at least once costs.
     fn lease_ms(&self) -> i64 {
-        (self.settings.timeout * 2 + LEASE_MARGIN).as_millis() as i64
+        (self.settings.timeout * (1 + ROUNDS_AHEAD as u32) + LEASE_MARGIN).as_millis() as i64
     }
 
     /// Runs until `shutdown` turns true; then hands the deliveries claimed ahead back to the
@@ -486,6 +498,9 @@ impl Worker {
         // After a failed trip, the next waits out its backoff; attempts go on meanwhile.
         let mut no_trip_before: Option<Instant> = None;
         let mut look_again = true;
+        // A trip is needed now rather than at the next spacing: see TRIP_SPACING.
+        let mut urgent = true;
+        let mut last_trip_at: Option<Instant> = None;
         let mut wait = MAX_IDLE;
         let mut stopping_since: Option<Instant> = None;
         let mut failures = 0u32;
@@ -506,10 +521,12 @@ impl Worker {
                 self.release(held.take_ready(None)).await;
             }
             let backing_off = no_trip_before.is_some_and(|t| Instant::now() < t);
+            // Not now, but at the next spacing.
+            let mut paced_until = None;
             if trip.is_none() {
                 let past_deadline = stopping_since.is_some_and(|t| t.elapsed() > stop_deadline);
-                let room =
-                    (max_in_flight * 2).saturating_sub(held.total_in_flight + held.total_ready);
+                let room = (max_in_flight * (1 + ROUNDS_AHEAD))
+                    .saturating_sub(held.total_in_flight + held.total_ready);
                 let claim = stopping_since.is_none() && look_again && room > 0;
                 // Stopping: done once nothing is in flight and everything is recorded, or at the
                 // deadline whatever is left (its leases bring it back).
@@ -523,14 +540,29 @@ impl Worker {
                     }
                     break;
                 }
+                // Free slots and nothing ready to fill them.
+                let idle = held.total_ready == 0 && held.total_in_flight < max_in_flight;
+                let spaced_until = last_trip_at.map(|t| t + TRIP_SPACING);
+                let due_now = urgent
+                    || idle
+                    || stopping_since.is_some()
+                    || unrecorded.len() >= RECORD_BATCH
+                    || spaced_until.is_none_or(|t| Instant::now() >= t);
                 if !backing_off && (claim || !unrecorded.is_empty()) {
-                    let limit = if claim { room.min(CLAIM_BATCH) } else { 0 };
-                    trip = Some(self.start_trip(std::mem::take(&mut unrecorded), limit, &held));
-                    look_again = false;
+                    if due_now {
+                        let limit = if claim { room.min(CLAIM_BATCH) } else { 0 };
+                        trip = Some(self.start_trip(std::mem::take(&mut unrecorded), limit, &held));
+                        look_again = false;
+                        urgent = false;
+                        last_trip_at = Some(Instant::now());
+                    } else {
+                        paced_until = spaced_until;
+                    }
                 }
             }
-            let nap = match no_trip_before {
-                Some(t) if backing_off => t.saturating_duration_since(Instant::now()),
+            let nap = match (no_trip_before, paced_until) {
+                (Some(t), _) if backing_off => t.saturating_duration_since(Instant::now()),
+                (_, Some(t)) => t.saturating_duration_since(Instant::now()).min(wait),
                 _ => wait,
             };
             tokio::select! {
@@ -546,6 +578,8 @@ impl Worker {
                     if stopping_since.is_none() {
                         held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
                     }
+                    // A hook whose slot freed with nothing ready for it waits for the next claim.
+                    urgent |= finished.iter().any(|r| !held.ready.contains_key(&r.hook_id));
                     unrecorded.extend(finished);
                     // A slot freed: the next trip claims for it.
                     look_again = true;
@@ -599,11 +633,16 @@ impl Worker {
                         }
                     }
                 }
-                _ = self.deliveries_waiting.notified(), if stopping_since.is_none() => look_again = true,
+                _ = self.deliveries_waiting.notified(), if stopping_since.is_none() => {
+                    look_again = true;
+                    urgent = true;
+                }
                 _ = shutdown.changed(), if stopping_since.is_none() => {}
                 _ = tokio::time::sleep(nap), if trip.is_none() => {
                     if !backing_off {
                         look_again = true;
+                        // Woken for a due delivery rather than by the spacing.
+                        urgent |= paced_until.is_none();
                         wait = MAX_IDLE;
                     }
                 }
@@ -623,8 +662,8 @@ impl Worker {
         let store = self.store.clone();
         let held_per_hook = held.per_hook();
         let ready_hooks: Vec<String> = held.ready.keys().cloned().collect();
-        // A hook may have one round in flight and one ready.
-        let per_hook_limit = self.settings.max_in_flight_per_hook * 2;
+        // A hook may have one round in flight and more ready.
+        let per_hook_limit = self.settings.max_in_flight_per_hook * (1 + ROUNDS_AHEAD);
         let lease_ms = self.lease_ms();
         let policy = self.failure_policy();
         tokio::task::spawn_blocking(move || {
