@@ -20,7 +20,9 @@ use crate::events::{
 };
 use crate::metrics::Metrics;
 use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
-use crate::store::{Change, ChangeReader, NewEvent, ReadOnlyDb, ScriptFailure, Store, StoreError};
+use crate::store::{
+    Change, ChangeReader, NewEvent, ReadOnlyDb, ScriptFailure, Store, StoreError, UnreadableChange,
+};
 
 /// What one change produced.
 #[derive(Debug, Default)]
@@ -107,6 +109,30 @@ pub fn process_change(context: &ChangeContext<'_>, change: &Change, out: &mut Ch
                 });
             }
         }
+    }
+}
+
+/// A logged row that cannot be read, recorded against the table's notification script (the script
+/// that could not run for it) and logged; the changes behind it go on.
+fn unreadable_change_failure(scripts: &ScriptSet, change: &UnreadableChange) -> ScriptFailure {
+    let script = scripts.notification(&change.table).map_or_else(
+        || format!("SysNotification_{}_ParseForEach.rhai", change.table),
+        |s| s.file_name.clone(),
+    );
+    let message = format!(
+        "change {} ({} row {}) in the change log cannot be read and was skipped: {}",
+        change.id, change.table, change.row_id, change.reason
+    );
+    tracing::warn!(change_id = change.id, table = %change.table, row_id = change.row_id, "{message}");
+    ScriptFailure {
+        script,
+        line: None,
+        col: None,
+        message,
+        trigger: None,
+        table: Some(change.table.clone()),
+        row_id: Some(change.row_id),
+        change_id: Some(change.id),
     }
 }
 
@@ -206,11 +232,10 @@ impl Tracker {
     /// Consumes at most one batch; returns how many changes it consumed.
     fn consume_batch(&mut self, stop: &AtomicBool) -> Result<usize, StoreError> {
         let position = self.reader.position()?;
-        let changes = self.reader.read_after(position, self.settings.batch_size)?;
-        let Some(last) = changes.last() else {
+        let batch = self.reader.read_after(position, self.settings.batch_size)?;
+        let Some(to_position) = batch.through else {
             return Ok(0);
         };
-        let to_position = last.id;
         let scripts = self.registry.current();
         let resource_events = self.store.subscribed_resource_events()?;
         let context = ChangeContext {
@@ -221,10 +246,15 @@ impl Tracker {
         };
         let mut outcome = ChangeOutcome::default();
         self.sandbox.in_one_snapshot(|| {
-            for change in &changes {
+            for change in &batch.changes {
                 process_change(&context, change, &mut outcome);
             }
         });
+        for unreadable in &batch.unreadable {
+            outcome
+                .failures
+                .push(unreadable_change_failure(&scripts, unreadable));
+        }
         // The scripts ran once; only the commit is retried, so a busy database never runs a script
         // twice for the same change.
         let mut backoff = Backoff::default();
@@ -239,7 +269,7 @@ impl Tracker {
                     if deliveries > 0 {
                         self.deliveries_waiting.notify_one();
                     }
-                    self.metrics.changes_consumed(changes.len());
+                    self.metrics.changes_consumed(batch.len());
                     for event in &outcome.events {
                         self.metrics.event_fired(&event.trigger);
                         tracing::debug!(
@@ -253,12 +283,12 @@ impl Tracker {
                         self.metrics.script_failed(&failure.script);
                     }
                     tracing::debug!(
-                        changes = changes.len(),
+                        changes = batch.len(),
                         events = outcome.events.len(),
                         deliveries,
                         "changes consumed"
                     );
-                    return Ok(changes.len());
+                    return Ok(batch.len());
                 }
                 Err(StoreError::ConcurrentConsumer) => {
                     tracing::warn!(

@@ -76,6 +76,41 @@ pub struct Change {
     pub changed_at: i64,
 }
 
+/// A logged row that cannot be turned into a change: its layout is missing or does not fit its
+/// values, its text is not JSON, or its action is unknown (written by hand, or by a newer herald).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableChange {
+    pub id: i64,
+    pub table: String,
+    pub row_id: i64,
+    pub reason: String,
+}
+
+/// Something read from the change log, or why it cannot be read.
+type Readable<T> = std::result::Result<T, String>;
+
+/// What one read of the change log found.
+#[derive(Debug, Default)]
+pub struct ChangeBatch {
+    pub changes: Vec<Change>,
+    /// Passed over, not retried: one bad row must not stop every change behind it.
+    pub unreadable: Vec<UnreadableChange>,
+    /// The id of the last row read, readable or not: where the position moves once the batch's
+    /// events are stored.
+    pub through: Option<i64>,
+}
+
+impl ChangeBatch {
+    /// Rows read, readable or not.
+    pub fn len(&self) -> usize {
+        self.changes.len() + self.unreadable.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.through.is_none()
+    }
+}
+
 /// A table herald was asked to track but cannot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackingProblem {
@@ -370,46 +405,59 @@ impl ChangeReader {
         })
     }
 
-    fn layout(&mut self, id: i64) -> Result<Arc<[String]>> {
+    /// A layout's column names; the inner error says why a layout cannot be used (missing, or not
+    /// a JSON list of names), the outer one that the database could not be read.
+    fn layout(&mut self, id: i64) -> Result<Readable<Arc<[String]>>> {
         if let Some(columns) = self.layouts.get(&id) {
-            return Ok(columns.clone());
+            return Ok(Ok(columns.clone()));
         }
-        let text: String = self.conn.query_row(
-            "SELECT columns FROM herald_tracking_layouts WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
-        let columns: Arc<[String]> = serde_json::from_str::<Vec<String>>(&text)?.into();
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT columns FROM herald_tracking_layouts WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(text) = text else {
+            return Ok(Err(format!("its layout {id} is not recorded")));
+        };
+        let columns: Arc<[String]> = match serde_json::from_str::<Vec<String>>(&text) {
+            Ok(columns) => columns.into(),
+            Err(e) => return Ok(Err(format!("its layout {id} is not a list of names: {e}"))),
+        };
         self.layouts.insert(id, columns.clone());
-        Ok(columns)
+        Ok(Ok(columns))
     }
 
     /// A logged row: a JSON array in its layout's column order, or (logged before migration 6)
-    /// a JSON object.
+    /// a JSON object. The inner error says why the row cannot be read.
     fn logged_row(
         &mut self,
-        change_id: i64,
         layout: Option<i64>,
         text: &str,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<Readable<serde_json::Value>> {
         let Some(layout) = layout else {
-            return Ok(serde_json::from_str(text)?);
+            return Ok(serde_json::from_str(text).map_err(|e| format!("its row is not JSON: {e}")));
         };
-        let columns = self.layout(layout)?;
-        let values: Vec<serde_json::Value> = serde_json::from_str(text)?;
+        let columns = match self.layout(layout)? {
+            Ok(columns) => columns,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let values: Vec<serde_json::Value> = match serde_json::from_str(text) {
+            Ok(values) => values,
+            Err(e) => return Ok(Err(format!("its row is not a JSON list of values: {e}"))),
+        };
         if values.len() != columns.len() {
-            return Err(StoreError::MalformedChange {
-                change_id,
-                message: format!(
-                    "{} values for the {} columns of layout {layout}",
-                    values.len(),
-                    columns.len()
-                ),
-            });
+            return Ok(Err(format!(
+                "{} values for the {} columns of layout {layout}",
+                values.len(),
+                columns.len()
+            )));
         }
-        Ok(serde_json::Value::Object(
+        Ok(Ok(serde_json::Value::Object(
             columns.iter().cloned().zip(values).collect(),
-        ))
+        )))
     }
 
     /// Changes whenever another connection commits: one look at the WAL index, no file read.
@@ -435,8 +483,9 @@ impl ChangeReader {
         )?)
     }
 
-    /// The next `limit` changes after `position`, oldest first.
-    pub fn read_after(&mut self, position: i64, limit: usize) -> Result<Vec<Change>> {
+    /// The next `limit` logged rows after `position`, oldest first, as changes or, where a row
+    /// cannot be read, as what is wrong with it. An error means the log itself could not be read.
+    pub fn read_after(&mut self, position: i64, limit: usize) -> Result<ChangeBatch> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, table_name, row_id, action, row_json, old_row_json, changed_at, layout
              FROM herald_changes WHERE id > ?1 ORDER BY id LIMIT ?2",
@@ -456,33 +505,58 @@ impl ChangeReader {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         drop(stmt);
-        let mut changes = Vec::with_capacity(raw.len());
+        let mut batch = ChangeBatch {
+            changes: Vec::with_capacity(raw.len()),
+            ..ChangeBatch::default()
+        };
         for (id, table, row_id, action, row_json, old_row_json, changed_at, layout) in raw {
-            let Some(action) = Action::from_number(action) else {
-                tracing::warn!(
-                    change_id = id,
+            batch.through = Some(id);
+            let read = match Action::from_number(action) {
+                None => Err(format!("its action {action} is unknown")),
+                Some(action) => self.logged_change(action, layout, &row_json, old_row_json)?,
+            };
+            match read {
+                Ok((action, row, old_row)) => batch.changes.push(Change {
+                    id,
+                    table,
+                    row_id,
                     action,
-                    "skipping a change with an unknown action"
-                );
-                continue;
-            };
-            let row = self.logged_row(id, layout, &row_json)?;
-            let old_row = match (action, old_row_json) {
-                (Action::Delete, _) => Some(row.clone()),
-                (_, Some(text)) => Some(self.logged_row(id, layout, &text)?),
-                (_, None) => None,
-            };
-            changes.push(Change {
-                id,
-                table,
-                row_id,
-                action,
-                row,
-                old_row,
-                changed_at,
-            });
+                    row,
+                    old_row,
+                    changed_at,
+                }),
+                Err(reason) => batch.unreadable.push(UnreadableChange {
+                    id,
+                    table,
+                    row_id,
+                    reason,
+                }),
+            }
         }
-        Ok(changes)
+        Ok(batch)
+    }
+
+    /// A change's action, row and row before, or why they cannot be read.
+    fn logged_change(
+        &mut self,
+        action: Action,
+        layout: Option<i64>,
+        row_json: &str,
+        old_row_json: Option<String>,
+    ) -> Result<Readable<(Action, serde_json::Value, Option<serde_json::Value>)>> {
+        let row = match self.logged_row(layout, row_json)? {
+            Ok(row) => row,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let old_row = match (action, old_row_json) {
+            (Action::Delete, _) => Some(row.clone()),
+            (_, Some(text)) => match self.logged_row(layout, &text)? {
+                Ok(old_row) => Some(old_row),
+                Err(reason) => return Ok(Err(format!("{reason} (the row before the change)"))),
+            },
+            (_, None) => None,
+        };
+        Ok(Ok((action, row, old_row)))
     }
 }
 
@@ -522,7 +596,7 @@ mod tests {
         )
         .unwrap();
         let mut reader = store.change_reader().unwrap();
-        let changes = reader.read_after(0, 10).unwrap();
+        let changes = reader.read_after(0, 10).unwrap().changes;
         let actions: Vec<Action> = changes.iter().map(|c| c.action).collect();
         assert_eq!(actions, [Action::Insert, Action::Update, Action::Delete]);
         assert_eq!(changes[0].row["photo"], "00FF");
@@ -564,7 +638,12 @@ mod tests {
         store.sync_tracking(&["Deal".into()]).unwrap();
         app.execute("INSERT INTO Deal (title, stage) VALUES ('x', 'won')", [])
             .unwrap();
-        let changes = store.change_reader().unwrap().read_after(0, 10).unwrap();
+        let changes = store
+            .change_reader()
+            .unwrap()
+            .read_after(0, 10)
+            .unwrap()
+            .changes;
         assert_eq!(changes[0].row["stage"], "won");
     }
 
@@ -574,19 +653,19 @@ mod tests {
         app.execute_batch("INSERT INTO Deal (title) VALUES ('a'), ('b')")
             .unwrap();
         let mut reader = store.change_reader().unwrap();
-        let first = reader.read_after(0, 10).unwrap();
+        let first = reader.read_after(0, 10).unwrap().changes;
         assert_eq!(first.len(), 2);
         store.commit_consumed_changes(0, 2, &[], &[]).unwrap();
         app.execute("INSERT INTO Deal (title) VALUES ('c')", [])
             .unwrap();
-        let next = reader.read_after(2, 10).unwrap();
+        let next = reader.read_after(2, 10).unwrap().changes;
         assert_eq!(next.len(), 1);
         assert_eq!((next[0].id, &next[0].row["title"]), (3, &"c".into()));
         // A position moved past every logged change (nothing to keep) still holds.
         store.commit_consumed_changes(2, 40, &[], &[]).unwrap();
         app.execute("INSERT INTO Deal (title) VALUES ('d')", [])
             .unwrap();
-        let next = reader.read_after(40, 10).unwrap();
+        let next = reader.read_after(40, 10).unwrap().changes;
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].id, 41);
         let logged: i64 = app
@@ -630,11 +709,51 @@ mod tests {
             .query_row("SELECT row_json FROM herald_changes", [], |r| r.get(0))
             .unwrap();
         assert_eq!(logged, r#"[1,"it's \"quoted\"",null]"#);
-        let changes = store.change_reader().unwrap().read_after(0, 10).unwrap();
+        let changes = store
+            .change_reader()
+            .unwrap()
+            .read_after(0, 10)
+            .unwrap()
+            .changes;
         assert_eq!(
             changes[0].row,
             serde_json::json!({"id": 1, "title": "it's \"quoted\"", "photo": null})
         );
+    }
+
+    #[test]
+    fn unreadable_rows_are_reported_with_why_and_read_past() {
+        let (_dir, store, app) = tracked_deal();
+        app.execute_batch(
+            "INSERT INTO Deal VALUES (1, 'a', NULL);
+             INSERT INTO herald_changes (table_name, row_id, action, row_json, layout)
+                 VALUES ('Deal', 2, 1, '[2, \"too few\"]', 1),
+                        ('Deal', 3, 1, '[3, \"b\", null]', 999),
+                        ('Deal', 4, 1, 'not json', 1),
+                        ('Deal', 5, 7, '[5, \"c\", null]', 1),
+                        ('Deal', 6, 2, '[6, \"d\", null]', 1);
+             INSERT INTO Deal VALUES (7, 'e', NULL);",
+        )
+        .unwrap();
+        let batch = store.change_reader().unwrap().read_after(0, 10).unwrap();
+        let read: Vec<i64> = batch.changes.iter().map(|c| c.row_id).collect();
+        // An update logged without its row before is read as it stands.
+        assert_eq!(read, [1, 6, 7]);
+        let reasons: Vec<(i64, &str)> = batch
+            .unreadable
+            .iter()
+            .map(|u| (u.row_id, u.reason.as_str()))
+            .collect();
+        assert_eq!(reasons[0], (2, "2 values for the 3 columns of layout 1"));
+        assert_eq!(reasons[1], (3, "its layout 999 is not recorded"));
+        assert_eq!(reasons[2].0, 4);
+        assert!(reasons[2]
+            .1
+            .starts_with("its row is not a JSON list of values"));
+        assert_eq!(reasons[3], (5, "its action 7 is unknown"));
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert_eq!(batch.len(), 7);
+        assert_eq!(batch.through, Some(7));
     }
 
     #[test]

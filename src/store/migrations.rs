@@ -297,7 +297,7 @@ mod tests {
             let store = crate::store::Store::open(&path).unwrap();
             let mut reader = store.change_reader().unwrap();
             let position = reader.position().unwrap();
-            let waiting = reader.read_after(position, 10).unwrap();
+            let waiting = reader.read_after(position, 10).unwrap().changes;
             if consume_all {
                 assert!(waiting.is_empty());
             } else {
@@ -311,7 +311,7 @@ mod tests {
             let app = Connection::open(&path).unwrap();
             app.execute("INSERT INTO Deal (title) VALUES ('e')", [])
                 .unwrap();
-            let after = reader.read_after(position, 10).unwrap();
+            let after = reader.read_after(position, 10).unwrap().changes;
             let newest = after.last().unwrap();
             assert_eq!(newest.id, 5);
             assert_eq!(newest.row["title"], "e");

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use changes::{Action, Change, ChangeReader, TrackingProblem};
+pub use changes::{Action, Change, ChangeBatch, ChangeReader, TrackingProblem, UnreadableChange};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
 pub use outbox::{
@@ -51,8 +51,6 @@ pub enum StoreError {
          knows versions up to {known} and would misread them: run the newer herald"
     )]
     NewerDatabase { found: i64, known: i64 },
-    #[error("change {change_id} in the change log is malformed: {message}")]
-    MalformedChange { change_id: i64, message: String },
     #[error("another herald process consumed the change log at the same time")]
     ConcurrentConsumer,
     #[error("{0}")]

@@ -1,5 +1,6 @@
-//! Database faults: the application holds the write lock longer than herald's busy time-out. herald
-//! says it is not ready, keeps what it has, and resumes when the lock is let go.
+//! Database faults: the application holds the write lock longer than herald's busy time-out (herald
+//! says it is not ready, keeps what it has, and resumes when the lock is let go); a change-log row
+//! that cannot be read (recorded and passed over, never a stop for the changes behind it).
 
 use std::time::Duration;
 
@@ -125,5 +126,44 @@ async fn a_long_application_write_lock_makes_herald_not_ready_and_loses_nothing(
     let entries = log["deliveries"].as_array().expect("a deliveries log");
     assert_eq!(entries.len(), 3, "{log}");
     assert!(entries.iter().all(|e| e["outcome"] == "success"), "{log}");
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_change_is_recorded_and_the_changes_behind_it_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    let app = herald.app();
+    // A row written past the triggers (by hand, or by a tool that knows the table but not its
+    // layouts), naming a layout that does not exist, then an ordinary change behind it.
+    app.execute_batch(
+        "INSERT INTO herald_changes (table_name, row_id, action, row_json, layout)
+             VALUES ('Deal', 424242, 1, '[424242, \"hand-written\"]', 999999);
+         INSERT INTO Deal (title, is_project, company_id) VALUES ('behind the bad row', 1, 1);",
+    )
+    .unwrap();
+
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["title"], "behind the bad row");
+    let store = herald.store();
+    let failure = eventually(Duration::from_secs(5), || {
+        store.recent_script_failures(10).unwrap().into_iter().next()
+    })
+    .await
+    .expect("the unreadable change is recorded");
+    assert_eq!(failure.script, "SysNotification_Deal_ParseForEach.rhai");
+    assert_eq!(failure.table.as_deref(), Some("Deal"));
+    assert_eq!(failure.row_id, Some(424242));
+    assert!(failure.change_id.is_some());
+    assert!(
+        failure.message.contains("layout 999999 is not recorded"),
+        "{}",
+        failure.message
+    );
     herald.stop().await;
 }
