@@ -5,7 +5,7 @@
 //! worker died becomes due again by itself (at least once, never lost).
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
@@ -723,6 +723,9 @@ fn record_in(
             "UPDATE herald_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, updated_at = ?5
              WHERE seq = ?1",
         )?;
+        // Hooks whose run of failures a success in these records already ended: their later
+        // successes have nothing to reset (a trip records many attempts to a busy hook).
+        let mut clean: HashSet<&str> = HashSet::new();
         for r in records {
             insert.execute((
                 r.delivery_seq,
@@ -743,8 +746,15 @@ fn record_in(
                 NextStep::Failed | NextStep::HookGone => (DeliveryStatus::Failed, None),
             };
             update.execute((r.delivery_seq, status.as_str(), r.attempt, next_at, now))?;
-            if let Some(change) = track_health(tx, r, policy, now)? {
-                changes.push(change);
+            if r.outcome == AttemptOutcome::Success {
+                if clean.insert(&r.hook_id) {
+                    end_failure_run(tx, &r.hook_id)?;
+                }
+            } else {
+                clean.remove(r.hook_id.as_str());
+                if let Some(change) = extend_failure_run(tx, r, policy, now)? {
+                    changes.push(change);
+                }
             }
         }
     }
@@ -774,22 +784,24 @@ fn record_in(
     Ok(changes)
 }
 
-/// Keeps a hook's run of failures: a success ends it; a failure starts or extends it; a run that
-/// spans the policy's window disables the hook, with a warning at half the window.
-fn track_health(
+/// A success ends a hook's run of failures.
+fn end_failure_run(tx: &Transaction<'_>, hook_id: &str) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE herald_hooks SET failing_since = NULL, failures = 0, failure_warned = 0
+         WHERE id = ?1 AND failing_since IS NOT NULL",
+    )?
+    .execute([hook_id])?;
+    Ok(())
+}
+
+/// A failure starts or extends a hook's run of failures; a run that spans the policy's window
+/// disables the hook, with a warning at half the window.
+fn extend_failure_run(
     tx: &Transaction<'_>,
     record: &AttemptRecord,
     policy: &FailurePolicy,
     now: i64,
 ) -> Result<Option<HookHealthChange>> {
-    if record.outcome == AttemptOutcome::Success {
-        tx.prepare_cached(
-            "UPDATE herald_hooks SET failing_since = NULL, failures = 0, failure_warned = 0
-             WHERE id = ?1 AND failing_since IS NOT NULL",
-        )?
-        .execute([&record.hook_id])?;
-        return Ok(None);
-    }
     let run: Option<(i64, i64, bool, bool)> = tx
         .prepare_cached(
             "UPDATE herald_hooks SET failing_since = coalesce(failing_since, ?2), failures = failures + 1
@@ -894,6 +906,55 @@ mod tests {
             company_id: None,
             project_id: None,
         }
+    }
+
+    #[test]
+    fn a_hooks_run_of_failures_follows_its_records_in_order_within_one_batch() {
+        let (_dir, store, hook) = setup();
+        for _ in 0..3 {
+            store.insert_events(&[event("NewOpportunity")]).unwrap();
+        }
+        let now = now_ms();
+        let claimed = store
+            .claim_due(now, 60_000, 10, &HashMap::new(), 10)
+            .unwrap()
+            .deliveries;
+        assert_eq!(claimed.len(), 3);
+        let failed = |claim: &ClaimedDelivery, started_at: i64| AttemptRecord {
+            outcome: AttemptOutcome::HttpError,
+            status_code: Some(500),
+            next: NextStep::RetryAt(now + 60_000),
+            ..AttemptRecord::delivered(claim, started_at)
+        };
+        let run = |store: &Store| {
+            let hook = store.get_hook(&hook).unwrap().unwrap();
+            (hook.failing_since, hook.failures)
+        };
+        let policy = FailurePolicy::default();
+        // Success, failure, success: the last success ends the run the failure began.
+        store
+            .record_attempts(
+                &[
+                    AttemptRecord::delivered(&claimed[0], now),
+                    failed(&claimed[1], now + 1),
+                    AttemptRecord::delivered(&claimed[2], now + 2),
+                ],
+                &policy,
+            )
+            .unwrap();
+        assert_eq!(run(&store), (None, 0));
+        // Failure, success, failure: the run starts again at the last failure.
+        store
+            .record_attempts(
+                &[
+                    failed(&claimed[0], now + 3),
+                    AttemptRecord::delivered(&claimed[1], now + 4),
+                    failed(&claimed[2], now + 5),
+                ],
+                &policy,
+            )
+            .unwrap();
+        assert_eq!(run(&store), (Some(now + 5), 1));
     }
 
     #[test]
