@@ -576,6 +576,11 @@ mod tests {
         (dir, store)
     }
 
+    /// The first rows of the change log, read by a fresh reader.
+    fn logged_changes(store: &Store) -> ChangeBatch {
+        store.change_reader().unwrap().read_after(0, 10).unwrap()
+    }
+
     /// The `Deal` table, tracked, and the application's own connection to it.
     fn tracked_deal() -> (tempfile::TempDir, Store, Connection) {
         let (dir, store) = store_with_deal();
@@ -622,12 +627,7 @@ mod tests {
         let app = Connection::open(dir.path().join("t.db")).unwrap();
         app.execute("INSERT INTO Deal (title) VALUES ('x')", [])
             .unwrap();
-        assert!(store
-            .change_reader()
-            .unwrap()
-            .read_after(0, 10)
-            .unwrap()
-            .is_empty());
+        assert!(logged_changes(&store).is_empty());
     }
 
     #[test]
@@ -638,12 +638,7 @@ mod tests {
         store.sync_tracking(&["Deal".into()]).unwrap();
         app.execute("INSERT INTO Deal (title, stage) VALUES ('x', 'won')", [])
             .unwrap();
-        let changes = store
-            .change_reader()
-            .unwrap()
-            .read_after(0, 10)
-            .unwrap()
-            .changes;
+        let changes = logged_changes(&store).changes;
         assert_eq!(changes[0].row["stage"], "won");
     }
 
@@ -709,12 +704,7 @@ mod tests {
             .query_row("SELECT row_json FROM herald_changes", [], |r| r.get(0))
             .unwrap();
         assert_eq!(logged, r#"[1,"it's \"quoted\"",null]"#);
-        let changes = store
-            .change_reader()
-            .unwrap()
-            .read_after(0, 10)
-            .unwrap()
-            .changes;
+        let changes = logged_changes(&store).changes;
         assert_eq!(
             changes[0].row,
             serde_json::json!({"id": 1, "title": "it's \"quoted\"", "photo": null})
@@ -735,7 +725,7 @@ mod tests {
              INSERT INTO Deal VALUES (7, 'e', NULL);",
         )
         .unwrap();
-        let batch = store.change_reader().unwrap().read_after(0, 10).unwrap();
+        let batch = logged_changes(&store);
         let read: Vec<i64> = batch.changes.iter().map(|c| c.row_id).collect();
         // An update logged without its row before is read as it stands.
         assert_eq!(read, [1, 6, 7]);
