@@ -406,10 +406,29 @@ async fn latency(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
         .wait_for(total as u64, Duration::from_secs(600))
         .await;
     let arrivals = receiver.seen.arrivals.lock().unwrap().take().unwrap();
-    let mut latencies: Vec<f64> = committed
+    let first_commit = committed.first().map(|(_, at)| *at);
+    let timeline: Vec<(f64, f64)> = committed
         .iter()
-        .filter_map(|(id, at)| arrivals.get(id).map(|r| (*r - *at).as_secs_f64() * 1000.0))
+        .filter_map(|(id, at)| {
+            let since_start = (*at - first_commit?).as_secs_f64() * 1000.0;
+            arrivals
+                .get(id)
+                .map(|r| (since_start, (*r - *at).as_secs_f64() * 1000.0))
+        })
         .collect();
+    // Each event's commit time and latency, for finding what the slow ones have in common.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tsv: String = timeline
+        .iter()
+        .map(|(at, ms)| format!("{at:.3}\t{ms:.3}\n"))
+        .collect();
+    std::fs::write(
+        dir.join("latency.tsv"),
+        format!("commit_ms\tlatency_ms\n{tsv}"),
+    )
+    .unwrap();
+    let mut latencies: Vec<f64> = timeline.iter().map(|(_, ms)| *ms).collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
     for (name, p) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
         let value = percentile(&latencies, p);
