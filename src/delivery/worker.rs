@@ -500,6 +500,11 @@ impl Worker {
         let mut look_again = true;
         // A trip is needed now rather than at the next spacing: see TRIP_SPACING.
         let mut urgent = true;
+        // The last claim left due deliveries behind: a freed slot has something to claim. Without
+        // it, finished attempts wait for the next spacing or the next claim, so that a quiet
+        // outbox costs one trip per delivery rather than two (each a write transaction the
+        // application's writes queue behind).
+        let mut backlog = true;
         let mut last_trip_at: Option<Instant> = None;
         let mut wait = MAX_IDLE;
         let mut stopping_since: Option<Instant> = None;
@@ -541,7 +546,7 @@ impl Worker {
                     break;
                 }
                 // Free slots and nothing ready to fill them.
-                let idle = held.total_ready == 0 && held.total_in_flight < max_in_flight;
+                let idle = backlog && held.total_ready == 0 && held.total_in_flight < max_in_flight;
                 let spaced_until = last_trip_at.map(|t| t + TRIP_SPACING);
                 let due_now = urgent
                     || idle
@@ -579,7 +584,7 @@ impl Worker {
                         held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
                     }
                     // A hook whose slot freed with nothing ready for it waits for the next claim.
-                    urgent |= finished.iter().any(|r| !held.ready.contains_key(&r.hook_id));
+                    urgent |= backlog && finished.iter().any(|r| !held.ready.contains_key(&r.hook_id));
                     unrecorded.extend(finished);
                     // A slot freed: the next trip claims for it.
                     look_again = true;
@@ -617,6 +622,7 @@ impl Worker {
                             self.release(handed_back).await;
                             held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
                             let now = now_ms();
+                            backlog = next_due.is_some_and(|at| at <= now);
                             match next_due {
                                 // The claim came back full or left due deliveries behind.
                                 Some(at) if at <= now => look_again = true,
