@@ -59,17 +59,29 @@ impl Sender {
         }
     }
 
-    pub async fn attempt(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
+    /// Takes the delivery: its strings move into the record and its payload into the request, so
+    /// an attempt copies none of them.
+    pub async fn attempt(&self, delivery: ClaimedDelivery) -> AttemptRecord {
         let started_at = now_ms();
         let clock = Instant::now();
-        let timestamp = started_at / 1000;
+        let prepared = self.prepare(&delivery, started_at / 1000);
+        let ClaimedDelivery {
+            seq,
+            message_id,
+            attempt,
+            hook_id,
+            target_url,
+            event_id,
+            payload,
+            ..
+        } = delivery;
         let mut record = AttemptRecord {
-            delivery_seq: delivery.seq,
-            url: delivery.target_url.clone(),
-            hook_id: delivery.hook_id.clone(),
-            event_id: delivery.event_id.clone(),
-            message_id: delivery.message_id.clone(),
-            attempt: delivery.attempt,
+            delivery_seq: seq,
+            url: target_url,
+            hook_id,
+            event_id,
+            message_id,
+            attempt,
             started_at,
             duration_ms: 0,
             outcome: AttemptOutcome::ConnectionError,
@@ -80,7 +92,7 @@ impl Sender {
             error: None,
             next: crate::store::NextStep::Failed,
         };
-        let result = match self.prepare(delivery, timestamp) {
+        let result = match prepared {
             Err((outcome, error)) => {
                 record.outcome = outcome;
                 record.error = Some(error);
@@ -88,11 +100,11 @@ impl Sender {
             }
             Ok((url, headers)) => {
                 record.request_headers = masked_headers_json(&headers);
-                self.send(delivery, url, headers, &mut record).await
+                self.send(url, headers, payload, &mut record).await
             }
         };
         record.duration_ms = clock.elapsed().as_millis() as i64;
-        record.next = self.retry.next_step(delivery.attempt, result, now_ms());
+        record.next = self.retry.next_step(attempt, result, now_ms());
         record
     }
 
@@ -162,16 +174,16 @@ impl Sender {
 
     async fn send(
         &self,
-        delivery: &ClaimedDelivery,
         url: url::Url,
         headers: HeaderMap,
+        payload: String,
         record: &mut AttemptRecord,
     ) -> AttemptResult {
         let sent = self
             .client
             .post(url)
             .headers(headers)
-            .body(delivery.payload.clone())
+            .body(payload)
             .send()
             .await;
         let mut response = match sent {
@@ -307,7 +319,8 @@ impl serde::Serialize for HeadersJson<'_> {
 /// The loop that keeps deliveries moving.
 pub struct Worker {
     store: Store,
-    sender: Sender,
+    /// Shared by the attempts' tasks: one reference count per attempt, not a copy of its settings.
+    sender: Arc<Sender>,
     settings: DeliverySettings,
     /// Notified when new deliveries are stored, so they go out at once rather than at the next look.
     deliveries_waiting: Arc<Notify>,
@@ -463,7 +476,7 @@ impl Worker {
         metrics: Arc<Metrics>,
     ) -> Worker {
         Worker {
-            sender: Sender::new(&settings),
+            sender: Arc::new(Sender::new(&settings)),
             store,
             settings,
             deliveries_waiting,
@@ -516,7 +529,7 @@ impl Worker {
             let sender = self.sender.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
-                let record = sender.attempt(&delivery).await;
+                let record = sender.attempt(delivery).await;
                 let _ = done.send(record);
             });
         };
