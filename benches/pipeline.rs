@@ -417,14 +417,12 @@ async fn latency(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
         })
         .collect();
     // Each event's commit time and latency, for finding what the slow ones have in common.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
     let tsv: String = timeline
         .iter()
         .map(|(at, ms)| format!("{at:.3}\t{ms:.3}\n"))
         .collect();
     std::fs::write(
-        dir.join("latency.tsv"),
+        output_dir().join("latency.tsv"),
         format!("commit_ms\tlatency_ms\n{tsv}"),
     )
     .unwrap();
@@ -773,11 +771,16 @@ fn report(rows: &[Row], quick: bool) {
             "target": r.target,
         })).collect::<Vec<_>>(),
     });
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("pipeline.json");
+    let path = output_dir().join("pipeline.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwritten to {}", path.display());
+}
+
+/// `target/bench`, where the report and the latency timeline go.
+fn output_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn main() {

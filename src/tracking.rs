@@ -113,12 +113,12 @@ pub fn process_change(context: &ChangeContext<'_>, change: &Change, out: &mut Ch
 }
 
 /// A logged row that cannot be read, recorded against the table's notification script (the script
-/// that could not run for it) and logged; the changes behind it go on.
+/// that could not run for it) or, for a table tracked for resource events alone, against the change
+/// log itself; and logged. The changes behind it go on.
 fn unreadable_change_failure(scripts: &ScriptSet, change: &UnreadableChange) -> ScriptFailure {
-    let script = scripts.notification(&change.table).map_or_else(
-        || format!("SysNotification_{}_ParseForEach.rhai", change.table),
-        |s| s.file_name.clone(),
-    );
+    let script = scripts
+        .notification(&change.table)
+        .map_or_else(|| "herald_changes".to_owned(), |s| s.file_name.clone());
     let message = format!(
         "change {} ({} row {}) in the change log cannot be read and was skipped: {}",
         change.id, change.table, change.row_id, change.reason
@@ -229,7 +229,7 @@ impl Tracker {
         }
     }
 
-    /// Consumes at most one batch; returns how many changes it consumed.
+    /// Consumes at most one batch; returns how many rows of the log it consumed, readable or not.
     fn consume_batch(&mut self, stop: &AtomicBool) -> Result<usize, StoreError> {
         let position = self.reader.position()?;
         let batch = self.reader.read_after(position, self.settings.batch_size)?;

@@ -359,8 +359,8 @@ struct TripResult {
 }
 
 /// The worker's deliveries between the outbox and the receivers: attempts in flight, and deliveries
-/// claimed ahead (at most `ROUNDS_AHEAD` more rounds per hook) that start the moment a slot frees, without
-/// waiting for the database. Ready deliveries start in the order they were claimed, across hooks,
+/// claimed ahead (at most `ROUNDS_AHEAD` more rounds per hook) that start the moment a slot frees,
+/// without waiting for the database. Ready deliveries start in the order they were claimed, across hooks,
 /// so none waits behind later claims (and past its lease).
 #[derive(Default)]
 struct Held {
@@ -558,7 +558,7 @@ impl Worker {
                     }
                     break;
                 }
-                // Free slots and nothing ready to fill them.
+                // Free slots, nothing ready to fill them, and due deliveries left to claim.
                 let idle = backlog && held.total_ready == 0 && held.total_in_flight < max_in_flight;
                 let spaced_until = last_trip_at.map(|t| t + TRIP_SPACING);
                 let due_now = urgent
@@ -635,10 +635,10 @@ impl Worker {
                             self.release(handed_back).await;
                             held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
                             let now = now_ms();
+                            // The claim came back full or left due deliveries behind.
                             backlog = next_due.is_some_and(|at| at <= now);
                             match next_due {
-                                // The claim came back full or left due deliveries behind.
-                                Some(at) if at <= now => look_again = true,
+                                _ if backlog => look_again = true,
                                 Some(at) => wait = Duration::from_millis((at - now) as u64).min(MAX_IDLE),
                                 None => wait = MAX_IDLE,
                             }

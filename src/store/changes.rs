@@ -513,7 +513,9 @@ impl ChangeReader {
             batch.through = Some(id);
             let read = match Action::from_number(action) {
                 None => Err(format!("its action {action} is unknown")),
-                Some(action) => self.logged_change(action, layout, &row_json, old_row_json)?,
+                Some(action) => self
+                    .logged_rows(action, layout, &row_json, old_row_json)?
+                    .map(|(row, old_row)| (action, row, old_row)),
             };
             match read {
                 Ok((action, row, old_row)) => batch.changes.push(Change {
@@ -536,14 +538,14 @@ impl ChangeReader {
         Ok(batch)
     }
 
-    /// A change's action, row and row before, or why they cannot be read.
-    fn logged_change(
+    /// A change's row and row before, or why they cannot be read.
+    fn logged_rows(
         &mut self,
         action: Action,
         layout: Option<i64>,
         row_json: &str,
         old_row_json: Option<String>,
-    ) -> Result<Readable<(Action, serde_json::Value, Option<serde_json::Value>)>> {
+    ) -> Result<Readable<(serde_json::Value, Option<serde_json::Value>)>> {
         let row = match self.logged_row(layout, row_json)? {
             Ok(row) => row,
             Err(reason) => return Ok(Err(reason)),
@@ -556,7 +558,7 @@ impl ChangeReader {
             },
             (_, None) => None,
         };
-        Ok(Ok((action, row, old_row)))
+        Ok(Ok((row, old_row)))
     }
 }
 
