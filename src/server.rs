@@ -144,18 +144,6 @@ pub async fn serve(
     let deliveries_waiting = Arc::new(Notify::new());
     let metrics = Metrics::new();
 
-    let tracker_alive = Arc::new(AtomicBool::new(false));
-    let stop_tracking = Arc::new(AtomicBool::new(false));
-    let tracker = Tracker::new(
-        store.clone(),
-        registry.clone(),
-        Sandbox::new(&config.sandbox, store.read_only()?),
-        config.tracking.clone(),
-        deliveries_waiting.clone(),
-        metrics.clone(),
-    )?;
-    let tracker_thread = tracker.spawn(stop_tracking.clone(), tracker_alive.clone())?;
-
     let worker_alive = Arc::new(AtomicBool::new(false));
     let (stop_worker, worker_shutdown) = watch::channel(false);
     let worker = Worker::new(
@@ -164,6 +152,20 @@ pub async fn serve(
         deliveries_waiting.clone(),
         metrics.clone(),
     );
+
+    let tracker_alive = Arc::new(AtomicBool::new(false));
+    let stop_tracking = Arc::new(AtomicBool::new(false));
+    let tracker = Tracker::new(
+        store.clone(),
+        registry.clone(),
+        Sandbox::new(&config.sandbox, store.read_only()?),
+        config.tracking.clone(),
+        worker.handoff(),
+        deliveries_waiting.clone(),
+        metrics.clone(),
+    )?;
+    let tracker_thread = tracker.spawn(stop_tracking.clone(), tracker_alive.clone())?;
+
     let checkpoint_task = tokio::spawn(checkpoint_wal(store.clone(), worker_shutdown.clone()));
     let retention_task = tokio::spawn(crate::retention::run(
         store.clone(),
@@ -196,16 +198,17 @@ pub async fn serve(
         .await;
     tracing::info!("shutting down: finishing deliveries in flight");
     drop(watcher);
+    // The tracker first: once it has stopped, nothing more is handed to the worker, which then
+    // hands back what it holds unsent.
     stop_tracking.store(true, Ordering::SeqCst);
+    let tracker_joined = tokio::task::spawn_blocking(move || tracker_thread.join()).await?;
     let _ = stop_worker.send(true);
     if let Err(e) = worker_task.await {
         tracing::error!("delivery worker ended abnormally: {e}");
     }
     let _ = retention_task.await;
     let _ = checkpoint_task.await;
-    tokio::task::spawn_blocking(move || tracker_thread.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the tracking thread panicked"))?;
+    tracker_joined.map_err(|_| anyhow::anyhow!("the tracking thread panicked"))?;
     tracing::info!("herald stopped");
     served.context("the HTTP server failed")
 }

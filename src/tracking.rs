@@ -15,13 +15,15 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::TrackingSettings;
+use crate::delivery::Handoff;
 use crate::events::{
     event_type, render_event, resource_event, resource_event_name, scope_of, RenderError,
 };
 use crate::metrics::Metrics;
 use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
 use crate::store::{
-    Change, ChangeReader, NewEvent, ReadOnlyDb, ScriptFailure, Store, StoreError, UnreadableChange,
+    Change, ChangeReader, NewEvent, ReadOnlyDb, ScriptFailure, Store, StoreError, Stored,
+    UnreadableChange,
 };
 
 /// What one change produced.
@@ -143,7 +145,9 @@ pub struct Tracker {
     scope_db: ReadOnlyDb,
     reader: ChangeReader,
     settings: TrackingSettings,
-    /// Told whenever new deliveries were stored.
+    /// Where fresh deliveries go straight to the worker while it has room for them.
+    handoff: Handoff,
+    /// Told whenever deliveries were stored that the worker has to claim.
     deliveries_waiting: Arc<Notify>,
     metrics: Arc<Metrics>,
 }
@@ -154,6 +158,7 @@ impl Tracker {
         registry: Arc<ScriptRegistry>,
         sandbox: Sandbox,
         settings: TrackingSettings,
+        handoff: Handoff,
         deliveries_waiting: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Result<Tracker, StoreError> {
@@ -166,6 +171,7 @@ impl Tracker {
             scope_db,
             reader,
             settings,
+            handoff,
             deliveries_waiting,
             metrics,
         })
@@ -264,11 +270,13 @@ impl Tracker {
                 to_position,
                 &outcome.events,
                 &outcome.failures,
+                Some(&self.handoff.lease()),
             ) {
-                Ok(deliveries) => {
-                    if deliveries > 0 {
+                Ok(Stored { deliveries, leased }) => {
+                    if deliveries > leased.len() {
                         self.deliveries_waiting.notify_one();
                     }
+                    self.handoff.hand_over(leased);
                     self.metrics.changes_consumed(batch.len());
                     for event in &outcome.events {
                         self.metrics.event_fired(&event.trigger);

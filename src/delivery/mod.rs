@@ -1,5 +1,5 @@
-//! Delivery: the worker that claims due deliveries from the outbox, signs and POSTs them, records
-//! every attempt and schedules the next one.
+//! Delivery: the worker that takes fresh deliveries from the tracker (`Handoff`) and claims due
+//! ones from the outbox, signs and POSTs them, records every attempt and schedules the next one.
 
 mod retry;
 pub mod signing;
@@ -8,7 +8,7 @@ mod worker;
 
 pub use retry::{parse_retry_after, AttemptResult, RetryPolicy};
 pub use target::{GuardedResolver, TargetError, TargetPolicy};
-pub use worker::{Sender, Worker};
+pub use worker::{Handoff, Sender, Worker};
 
 /// The most of a response body that is kept in the attempt log.
 pub const RESPONSE_BODY_CAP: usize = 20 * 1024;

@@ -1,6 +1,7 @@
 //! The delivery worker.
 //!
-//! One loop starts one task per attempt; finished attempts come back over a channel. Its database
+//! One loop starts one task per attempt; finished attempts come back over a channel. Fresh
+//! deliveries come from the tracker already leased (`Handoff`); the rest are claimed. Its database
 //! work goes in trips, one at a time and beside the attempts: a trip records what finished and
 //! claims the next deliveries in one transaction. A hook has at most `max_in_flight_per_hook`
 //! attempts in flight, so a slow or dead target holds only its own slots and never the healthy
@@ -23,8 +24,8 @@ use crate::clock::now_ms;
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::store::{
-    AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, FailurePolicy,
-    HookHealthChange, NextStep, Store, StoreError,
+    AttemptOutcome, AttemptRecord, Capacity, Claim, ClaimOutcome, ClaimedDelivery, DirectLease,
+    FailurePolicy, HookHealthChange, NextStep, Store, StoreError,
 };
 
 /// Signs and sends one attempt and says what it came to.
@@ -322,9 +323,44 @@ pub struct Worker {
     /// Shared by the attempts' tasks: one reference count per attempt, not a copy of its settings.
     sender: Arc<Sender>,
     settings: DeliverySettings,
-    /// Notified when new deliveries are stored, so they go out at once rather than at the next look.
+    /// What the worker holds and may hold, shared with the tracker's leases (`Handoff`).
+    capacity: Arc<Capacity>,
+    /// Deliveries the tracker leased to this worker as it stored them.
+    handed_over: mpsc::UnboundedReceiver<Vec<ClaimedDelivery>>,
+    handoff: Handoff,
+    /// Notified when new deliveries are stored unleased, so they are claimed at once rather than
+    /// at the next look.
     deliveries_waiting: Arc<Notify>,
     metrics: Arc<Metrics>,
+}
+
+/// The worker's door for fresh deliveries: the tracker leases them to the worker in the
+/// transaction that stores them, while the worker has room, and hands them over once it commits,
+/// so that a new event costs no claim (one write transaction the application's writes queue
+/// behind) before it goes out.
+#[derive(Clone)]
+pub struct Handoff {
+    capacity: Arc<Capacity>,
+    lease_ms: i64,
+    sender: mpsc::UnboundedSender<Vec<ClaimedDelivery>>,
+}
+
+impl Handoff {
+    /// The room and lease the store leases fresh deliveries with.
+    pub fn lease(&self) -> DirectLease<'_> {
+        DirectLease {
+            capacity: &self.capacity,
+            lease_ms: self.lease_ms,
+        }
+    }
+
+    /// Gives the worker the deliveries a committed transaction leased to it. A worker already gone
+    /// leaves them leased: they go out again when the leases end.
+    pub fn hand_over(&self, leased: Vec<ClaimedDelivery>) {
+        if !leased.is_empty() {
+            let _ = self.sender.send(leased);
+        }
+    }
 }
 
 /// Time beyond the attempts' time-outs for recording one before its lease runs out.
@@ -333,6 +369,10 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 const CLAIM_BATCH: usize = 200;
 /// Finished attempts waiting this many start a trip at once, so a transaction stays bounded.
 const RECORD_BATCH: usize = 256;
+/// How long a finished attempt may wait to be recorded when nothing else needs a trip: records
+/// are not on the way of any delivery, so a quiet outbox records several attempts per
+/// transaction. A crash in between costs those deliveries a second send when their leases end.
+const RECORD_DELAY: Duration = Duration::from_millis(10);
 /// Trips start at least this far apart unless one is needed at once (a slot would sit idle, new
 /// deliveries were stored, a retry fell due, a stop is under way). Most of a trip's cost is fixed
 /// (the transaction, the pages its commit writes, the hand-off to a blocking thread), so under load
@@ -375,15 +415,6 @@ struct Held {
 }
 
 impl Held {
-    /// Per hook, what is in flight or ready: what a claim must count against the hook's room.
-    fn per_hook(&self) -> HashMap<String, usize> {
-        let mut held = self.in_flight.clone();
-        for (hook, ready) in &self.ready {
-            *held.entry(hook.clone()).or_default() += ready.len();
-        }
-        held
-    }
-
     /// Queues a claimed delivery; false (and nothing queued) when it is held already.
     fn add_ready(&mut self, delivery: ClaimedDelivery) -> bool {
         if !self.seqs.insert(delivery.seq) {
@@ -475,21 +506,32 @@ impl Worker {
         deliveries_waiting: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Worker {
+        // A hook may have one round in flight and more ready; so may the worker.
+        let capacity = Arc::new(Capacity::new(
+            settings.max_in_flight_per_hook * (1 + ROUNDS_AHEAD),
+            settings.max_in_flight * (1 + ROUNDS_AHEAD),
+        ));
+        let (sender, handed_over) = mpsc::unbounded_channel();
+        let handoff = Handoff {
+            capacity: capacity.clone(),
+            lease_ms: lease_ms(&settings),
+            sender,
+        };
         Worker {
             sender: Arc::new(Sender::new(&settings)),
             store,
             settings,
+            capacity,
+            handed_over,
+            handoff,
             deliveries_waiting,
             metrics,
         }
     }
 
-    /// How long a claimed delivery stays leased: long enough to wait in the ready queue behind the
-    /// rounds ahead of it, each of attempts that all run to the time-out, run its own, and be
-    /// recorded. A process that dies mid-attempt leaves its leases to run out; then the deliveries
-    /// are sent again, which is what at least once costs.
-    fn lease_ms(&self) -> i64 {
-        (self.settings.timeout * (1 + ROUNDS_AHEAD as u32) + LEASE_MARGIN).as_millis() as i64
+    /// Where the tracker leases fresh deliveries to this worker; it has room once the worker runs.
+    pub fn handoff(&self) -> Handoff {
+        self.handoff.clone()
     }
 
     /// Runs until `shutdown` turns true; then hands the deliveries claimed ahead back to the
@@ -502,11 +544,14 @@ impl Worker {
     /// starting from the ready queue and the next transaction takes everything that finished
     /// meanwhile, so a fast receiver is never idle waiting for a commit and a busy one makes the
     /// transactions larger rather than more numerous.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>, alive: Arc<AtomicBool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, alive: Arc<AtomicBool>) {
         alive.store(true, Ordering::SeqCst);
+        self.capacity.open();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AttemptRecord>();
         let mut held = Held::default();
         let mut unrecorded: Vec<AttemptRecord> = Vec::new();
+        // When the oldest of `unrecorded` finished.
+        let mut unrecorded_since: Option<Instant> = None;
         let mut trip: Option<tokio::task::JoinHandle<Trip>> = None;
         // After a failed trip, the next waits out its backoff; attempts go on meanwhile.
         let mut no_trip_before: Option<Instant> = None;
@@ -514,9 +559,9 @@ impl Worker {
         // A trip is needed now rather than at the next spacing: see TRIP_SPACING.
         let mut urgent = true;
         // The last claim left due deliveries behind: a freed slot has something to claim. Without
-        // it, finished attempts wait for the next spacing or the next claim, so that a quiet
-        // outbox costs one trip per delivery rather than two (each a write transaction the
-        // application's writes queue behind).
+        // it, a finished attempt claims nothing and waits up to RECORD_DELAY to be recorded with
+        // others (fresh deliveries come through the handoff), so a quiet outbox costs a few write
+        // transactions a second, not one per delivery.
         let mut backlog = true;
         let mut last_trip_at: Option<Instant> = None;
         let mut wait = MAX_IDLE;
@@ -536,6 +581,8 @@ impl Worker {
         loop {
             if *shutdown.borrow() && stopping_since.is_none() {
                 stopping_since = Some(Instant::now());
+                // The tracker leases nothing more to a stopping worker.
+                self.capacity.close();
                 self.release(held.take_ready(None)).await;
             }
             let backing_off = no_trip_before.is_some_and(|t| Instant::now() < t);
@@ -543,9 +590,7 @@ impl Worker {
             let mut paced_until = None;
             if trip.is_none() {
                 let past_deadline = stopping_since.is_some_and(|t| t.elapsed() > stop_deadline);
-                let room = (max_in_flight * (1 + ROUNDS_AHEAD))
-                    .saturating_sub(held.total_in_flight + held.total_ready);
-                let claim = stopping_since.is_none() && look_again && room > 0;
+                let claim = stopping_since.is_none() && look_again && self.capacity.free() > 0;
                 // Stopping: done once nothing is in flight and everything is recorded, or at the
                 // deadline whatever is left (its leases bring it back).
                 let all_done = held.total_in_flight == 0 && unrecorded.is_empty();
@@ -560,21 +605,28 @@ impl Worker {
                 }
                 // Free slots, nothing ready to fill them, and due deliveries left to claim.
                 let idle = backlog && held.total_ready == 0 && held.total_in_flight < max_in_flight;
-                let spaced_until = last_trip_at.map(|t| t + TRIP_SPACING);
+                // A claim goes at the next spacing; records alone wait until enough of them
+                // waited, or long enough.
+                let not_before = if claim {
+                    last_trip_at.map(|t| t + TRIP_SPACING)
+                } else {
+                    unrecorded_since.map(|t| t + RECORD_DELAY)
+                };
                 let due_now = urgent
                     || idle
                     || stopping_since.is_some()
                     || unrecorded.len() >= RECORD_BATCH
-                    || spaced_until.is_none_or(|t| Instant::now() >= t);
+                    || not_before.is_none_or(|t| Instant::now() >= t);
                 if !backing_off && (claim || !unrecorded.is_empty()) {
                     if due_now {
-                        let limit = if claim { room.min(CLAIM_BATCH) } else { 0 };
+                        let limit = if claim { CLAIM_BATCH } else { 0 };
                         trip = Some(self.start_trip(std::mem::take(&mut unrecorded), limit, &held));
+                        unrecorded_since = None;
                         look_again = false;
                         urgent = false;
                         last_trip_at = Some(Instant::now());
                     } else {
-                        paced_until = spaced_until;
+                        paced_until = not_before;
                     }
                 }
             }
@@ -592,21 +644,33 @@ impl Worker {
                     }
                     for record in &finished {
                         held.attempt_ended(record);
+                        self.capacity.give_back(&record.hook_id);
                     }
                     if stopping_since.is_none() {
                         held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
                     }
                     // A hook whose slot freed with nothing ready for it waits for the next claim.
                     urgent |= backlog && finished.iter().any(|r| !held.ready.contains_key(&r.hook_id));
+                    unrecorded_since.get_or_insert_with(Instant::now);
                     unrecorded.extend(finished);
-                    // A slot freed: the next trip claims for it.
-                    look_again = true;
+                    // A slot freed: the next trip claims for it, if anything waits.
+                    look_again |= backlog;
+                }
+                Some(leased) = self.handed_over.recv() => {
+                    if stopping_since.is_some() {
+                        self.release(leased).await;
+                        continue;
+                    }
+                    for delivery in leased {
+                        self.hold(&mut held, delivery);
+                    }
+                    held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
                 }
                 joined = async { trip.as_mut().expect("polled only with a trip").await }, if trip.is_some() => {
                     trip = None;
                     let (records, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     match result {
-                        Ok(TripResult { claim: ClaimOutcome { deliveries: claimed, next_due }, health, stopped_hooks }) => {
+                        Ok(TripResult { claim: ClaimOutcome { deliveries: claimed, next_due, due_without_room }, health, stopped_hooks }) => {
                             failures = 0;
                             no_trip_before = None;
                             self.finished(&records, &health);
@@ -616,10 +680,7 @@ impl Worker {
                                 continue;
                             }
                             for delivery in claimed {
-                                let seq = delivery.seq;
-                                if !held.add_ready(delivery) {
-                                    tracing::warn!(delivery_seq = seq, "claimed a delivery this worker already holds; ignoring the second claim");
-                                }
+                                self.hold(&mut held, delivery);
                             }
                             // A hook disabled (here, for failing, or by an administrator), answering
                             // 410 Gone or deleted sends nothing more from the ready queue.
@@ -636,7 +697,7 @@ impl Worker {
                             held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
                             let now = now_ms();
                             // The claim came back full or left due deliveries behind.
-                            backlog = next_due.is_some_and(|at| at <= now);
+                            backlog = due_without_room || next_due.is_some_and(|at| at <= now);
                             match next_due {
                                 _ if backlog => look_again = true,
                                 Some(at) => wait = Duration::from_millis((at - now) as u64).min(MAX_IDLE),
@@ -646,6 +707,9 @@ impl Worker {
                         Err(e) => {
                             failures += 1;
                             tracing::warn!("cannot record {} attempts or claim deliveries yet: {e}", records.len());
+                            if !records.is_empty() {
+                                unrecorded_since = Some(Instant::now());
+                            }
                             unrecorded.splice(0..0, records);
                             no_trip_before = Some(Instant::now() + backoff(failures));
                             look_again = true;
@@ -679,19 +743,16 @@ impl Worker {
         held: &Held,
     ) -> tokio::task::JoinHandle<Trip> {
         let store = self.store.clone();
-        let held_per_hook = held.per_hook();
         let ready_hooks: Vec<String> = held.ready.keys().cloned().collect();
-        // A hook may have one round in flight and more ready.
-        let per_hook_limit = self.settings.max_in_flight_per_hook * (1 + ROUNDS_AHEAD);
-        let lease_ms = self.lease_ms();
+        let capacity = self.capacity.clone();
+        let lease_ms = self.handoff.lease_ms;
         let policy = self.failure_policy();
         tokio::task::spawn_blocking(move || {
             let claim = Claim {
                 now: now_ms(),
                 lease_ms,
                 limit,
-                in_flight: &held_per_hook,
-                per_hook_limit,
+                capacity: &capacity,
             };
             let result =
                 store
@@ -712,11 +773,27 @@ impl Worker {
         })
     }
 
-    /// Hands deliveries claimed but never sent back to the outbox. When that fails their leases
-    /// run out instead, and they are sent after that.
+    /// Queues a delivery leased to this worker (claimed or handed over) to start when a slot
+    /// frees; a second lease of one it holds already gives its room back.
+    fn hold(&self, held: &mut Held, delivery: ClaimedDelivery) {
+        let (seq, hook) = (delivery.seq, delivery.hook_id.clone());
+        if !held.add_ready(delivery) {
+            self.capacity.give_back(&hook);
+            tracing::warn!(
+                delivery_seq = seq,
+                "leased a delivery this worker already holds; ignoring the second lease"
+            );
+        }
+    }
+
+    /// Hands deliveries claimed but never sent back to the outbox, and their room to the
+    /// capacity. When that fails their leases run out instead, and they are sent after that.
     async fn release(&self, claims: Vec<ClaimedDelivery>) {
         if claims.is_empty() {
             return;
+        }
+        for claim in &claims {
+            self.capacity.give_back(&claim.hook_id);
         }
         let store = self.store.clone();
         let count = claims.len();
@@ -792,6 +869,14 @@ impl Worker {
     }
 }
 
+/// How long a leased delivery stays leased: long enough to wait in the ready queue behind the
+/// rounds ahead of it, each of attempts that all run to the time-out, run its own, and be recorded.
+/// A process that dies mid-attempt leaves its leases to run out; then the deliveries are sent
+/// again, which is what at least once costs.
+fn lease_ms(settings: &DeliverySettings) -> i64 {
+    (settings.timeout * (1 + ROUNDS_AHEAD as u32) + LEASE_MARGIN).as_millis() as i64
+}
+
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(50u64 << failures.min(7)).min(Duration::from_secs(5))
 }
@@ -845,8 +930,6 @@ mod tests {
         assert!(held.take_startable(2, 3).is_empty());
         held.attempt_ended(&ended(&started[0]));
         assert_eq!(seqs(&held.take_startable(2, 3)), [3]);
-        // What a claim counts against each hook: in flight and ready together.
-        assert_eq!(held.per_hook()["hook_a"], 2 + 2);
         assert!(
             held.add_ready(claimed(5, "hook_b")),
             "ended, so it may be claimed again"

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::outbox::{insert_events, insert_failures, NewEvent, ScriptFailure};
+use super::outbox::{
+    insert_events, insert_failures, DirectLease, NewEvent, ScriptFailure, Stored, Taken,
+};
 use super::{open_connection, quote_ident, quote_literal, Result, Store, StoreError};
 
 /// What happened to a row, with the codes of the CRM that herald mirrors.
@@ -349,17 +351,20 @@ impl Store {
 
     /// Stores what a batch of changes produced and moves the consumer's position past them, in one
     /// transaction: after a crash the batch is either wholly consumed or not at all, so every change
-    /// turns into its events exactly once.
+    /// turns into its events exactly once. With `lease`, the fresh deliveries the worker has room
+    /// for are leased to it in the same transaction and returned, for it to send at once.
     pub fn commit_consumed_changes(
         &self,
         from_position: i64,
         to_position: i64,
         events: &[NewEvent],
         failures: &[ScriptFailure],
-    ) -> Result<usize> {
+        lease: Option<&DirectLease<'_>>,
+    ) -> Result<Stored> {
         let result = (|| {
             let mut conn = self.writer();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut taken = lease.map(|l| (Taken::new(l.capacity), l.lease_ms));
             let moved = tx.execute(
                 "UPDATE herald_state SET value = ?2 WHERE key = 'tracking.position' AND value = ?1",
                 (from_position, to_position),
@@ -367,7 +372,12 @@ impl Store {
             if moved != 1 {
                 return Err(StoreError::ConcurrentConsumer);
             }
-            let deliveries = insert_events(&tx, events)?;
+            let stored = insert_events(
+                &tx,
+                self.secrets(),
+                events,
+                taken.as_mut().map(|(taken, lease_ms)| (taken, *lease_ms)),
+            )?;
             insert_failures(&tx, failures)?;
             // The log has no AUTOINCREMENT (migration 6): SQLite gives a new change the largest id
             // plus one, and the log's own trigger keeps its newest row whatever deletes, so new
@@ -383,7 +393,10 @@ impl Store {
             forget.execute([to_position])?;
             drop((forget, hold_position));
             tx.commit()?;
-            Ok(deliveries)
+            if let Some((taken, _)) = taken {
+                taken.keep();
+            }
+            Ok(stored)
         })();
         self.noting("storing events", result)
     }
@@ -652,14 +665,16 @@ mod tests {
         let mut reader = store.change_reader().unwrap();
         let first = reader.read_after(0, 10).unwrap().changes;
         assert_eq!(first.len(), 2);
-        store.commit_consumed_changes(0, 2, &[], &[]).unwrap();
+        store.commit_consumed_changes(0, 2, &[], &[], None).unwrap();
         app.execute("INSERT INTO Deal (title) VALUES ('c')", [])
             .unwrap();
         let next = reader.read_after(2, 10).unwrap().changes;
         assert_eq!(next.len(), 1);
         assert_eq!((next[0].id, &next[0].row["title"]), (3, &"c".into()));
         // A position moved past every logged change (nothing to keep) still holds.
-        store.commit_consumed_changes(2, 40, &[], &[]).unwrap();
+        store
+            .commit_consumed_changes(2, 40, &[], &[], None)
+            .unwrap();
         app.execute("INSERT INTO Deal (title) VALUES ('d')", [])
             .unwrap();
         let next = reader.read_after(40, 10).unwrap().changes;
@@ -751,9 +766,9 @@ mod tests {
     #[test]
     fn the_position_moves_only_from_where_it_stood() {
         let (_dir, store) = store_with_deal();
-        store.commit_consumed_changes(0, 5, &[], &[]).unwrap();
+        store.commit_consumed_changes(0, 5, &[], &[], None).unwrap();
         assert!(matches!(
-            store.commit_consumed_changes(0, 9, &[], &[]),
+            store.commit_consumed_changes(0, 9, &[], &[], None),
             Err(StoreError::ConcurrentConsumer)
         ));
         assert_eq!(store.change_reader().unwrap().position().unwrap(), 5);

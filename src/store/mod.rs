@@ -25,9 +25,9 @@ pub use changes::{Action, Change, ChangeBatch, ChangeReader, TrackingProblem, Un
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
 pub use outbox::{
-    AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
-    FailurePolicy, HookHealthChange, NewEvent, NextStep, OutboxSnapshot, ScriptFailure,
-    StoredAttempt,
+    AttemptOutcome, AttemptRecord, Capacity, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
+    DirectLease, FailurePolicy, HookHealthChange, NewEvent, NextStep, OutboxSnapshot,
+    ScriptFailure, Stored, StoredAttempt,
 };
 pub use read_only::{Cell, QueryError, ReadOnlyDb, RowLimit, Rows, ScopeName};
 pub use secrets::{SecretError, Secrets};

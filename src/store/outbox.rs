@@ -251,15 +251,218 @@ pub struct StoredAttempt {
     pub error: Option<String>,
 }
 
-/// Stores events and fans each out to the enabled hooks that select it and whose scope it is in. An
-/// event no hook receives is not stored: there is nobody to deliver it to and no history to show it
-/// in. Returns the number of deliveries created.
+/// How many deliveries the delivery worker can hold (claimed and ready, or in flight), per hook and
+/// in all, and how many it holds. Every lease is taken against it, by a claim or straight from the
+/// transaction that stores fresh deliveries, and both run under the writer's lock, so together they
+/// never lease more than the worker can send before the leases end. Closed (no room) while no
+/// worker runs.
+#[derive(Debug)]
+pub struct Capacity {
+    per_hook: usize,
+    total: usize,
+    state: std::sync::Mutex<CapacityState>,
+}
+
+#[derive(Debug, Default)]
+struct CapacityState {
+    open: bool,
+    held: HashMap<String, usize>,
+    total_held: usize,
+}
+
+impl Capacity {
+    /// Closed until `open`.
+    pub fn new(per_hook: usize, total: usize) -> Capacity {
+        Capacity {
+            per_hook,
+            total,
+            state: Default::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, CapacityState> {
+        // The counts are updated in single steps; a panic elsewhere leaves them whole.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn open(&self) {
+        self.state().open = true;
+    }
+
+    /// No more room until opened again; what is held stays counted until given back.
+    pub fn close(&self) {
+        self.state().open = false;
+    }
+
+    /// How many more deliveries of `hook` may be leased now.
+    pub fn free_for(&self, hook: &str) -> usize {
+        let state = self.state();
+        if !state.open {
+            return 0;
+        }
+        let held = state.held.get(hook).copied().unwrap_or(0);
+        self.per_hook
+            .saturating_sub(held)
+            .min(self.total.saturating_sub(state.total_held))
+    }
+
+    /// How many more deliveries may be leased now, whatever their hooks.
+    pub fn free(&self) -> usize {
+        let state = self.state();
+        if !state.open {
+            return 0;
+        }
+        self.total.saturating_sub(state.total_held)
+    }
+
+    /// Counts one more delivery of `hook` held, if there is room.
+    fn take(&self, hook: &str) -> bool {
+        let mut state = self.state();
+        let held = state.held.get(hook).copied().unwrap_or(0);
+        if !state.open || held >= self.per_hook || state.total_held >= self.total {
+            return false;
+        }
+        state.total_held += 1;
+        *state.held.entry(hook.to_owned()).or_default() += 1;
+        true
+    }
+
+    /// A held delivery of `hook` is no longer held: its attempt was recorded, it went back to the
+    /// outbox, or its lease was never committed.
+    pub fn give_back(&self, hook: &str) {
+        let mut state = self.state();
+        if let Some(held) = state.held.get_mut(hook) {
+            *held -= 1;
+            if *held == 0 {
+                state.held.remove(hook);
+            }
+            state.total_held -= 1;
+        }
+    }
+
+    /// Deliveries held, of `hook` or of every hook.
+    pub fn held(&self, hook: Option<&str>) -> usize {
+        let state = self.state();
+        match hook {
+            Some(hook) => state.held.get(hook).copied().unwrap_or(0),
+            None => state.total_held,
+        }
+    }
+}
+
+/// Room taken in a transaction: given back unless the transaction committed.
+pub(super) struct Taken<'a> {
+    capacity: &'a Capacity,
+    hooks: Vec<String>,
+    committed: bool,
+}
+
+impl<'a> Taken<'a> {
+    pub(super) fn new(capacity: &'a Capacity) -> Taken<'a> {
+        Taken {
+            capacity,
+            hooks: Vec::new(),
+            committed: false,
+        }
+    }
+
+    /// The transaction committed: what it took stays held.
+    pub(super) fn keep(mut self) {
+        self.committed = true;
+    }
+
+    fn take(&mut self, hook: &str) -> bool {
+        let taken = self.capacity.take(hook);
+        if taken {
+            self.hooks.push(hook.to_owned());
+        }
+        taken
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            for hook in &self.hooks {
+                self.capacity.give_back(hook);
+            }
+        }
+    }
+}
+
+/// Fresh deliveries leased to the worker in the transaction that stores them, while it has room:
+/// they go out without waiting for a claim.
+pub struct DirectLease<'a> {
+    pub capacity: &'a Capacity,
+    pub lease_ms: i64,
+}
+
+/// What storing events did.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Deliveries created, leased or not.
+    pub deliveries: usize,
+    /// The deliveries leased straight to the worker, for it to send.
+    pub leased: Vec<ClaimedDelivery>,
+}
+
+/// An enabled hook that receives an event, as the fan-out finds it; opened for sending only when a
+/// delivery of it is leased.
+struct Receiver {
+    id: String,
+    target_url: String,
+    sealed_secret: String,
+    sealed_authorization: Option<String>,
+    sealed_previous_secret: Option<String>,
+    opened: Option<OpenedSecrets>,
+}
+
+#[derive(Clone)]
+struct OpenedSecrets {
+    secret: String,
+    previous_secret: Option<String>,
+    authorization: Option<String>,
+}
+
+impl Receiver {
+    fn open(&mut self, secrets: &Secrets) -> Result<OpenedSecrets> {
+        if self.opened.is_none() {
+            self.opened = Some(OpenedSecrets {
+                secret: secrets.open(&self.sealed_secret)?,
+                previous_secret: self
+                    .sealed_previous_secret
+                    .as_deref()
+                    .map(|p| secrets.open(p))
+                    .transpose()?,
+                authorization: self
+                    .sealed_authorization
+                    .as_deref()
+                    .map(|a| secrets.open(a))
+                    .transpose()?,
+            });
+        }
+        Ok(self.opened.clone().expect("opened above"))
+    }
+}
+
 /// An event's trigger and scope: which hooks receive it depends on nothing else.
 type Audience<'a> = (&'a str, Option<i64>, Option<i64>);
 
-pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<usize> {
+/// Stores events and fans each out to the enabled hooks that select it and whose scope it is in. An
+/// event no hook receives is not stored: there is nobody to deliver it to and no history to show it
+/// in. With `lease`, the deliveries the worker has room for are stored leased and returned, the rest
+/// wait for a claim.
+pub(super) fn insert_events(
+    tx: &Transaction<'_>,
+    secrets: &Secrets,
+    events: &[NewEvent],
+    mut lease: Option<(&mut Taken<'_>, i64)>,
+) -> Result<Stored> {
+    let mut stored = Stored::default();
     if events.is_empty() {
-        return Ok(0);
+        return Ok(stored);
     }
     let now = now_ms();
     let mut insert_event = tx.prepare_cached(
@@ -269,12 +472,14 @@ pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts, next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6)",
     )?;
     // A hook without a scope takes everything; a project-level hook its project's events; a
     // company-level hook its company's.
     let mut receivers = tx.prepare_cached(
-        "SELECT h.id FROM herald_hook_events e JOIN herald_hooks h ON h.id = e.hook_id
+        "SELECT h.id, h.target_url, h.secret, h.authorization,
+                CASE WHEN h.previous_secret_until > ?4 THEN h.previous_secret END
+         FROM herald_hook_events e JOIN herald_hooks h ON h.id = e.hook_id
          WHERE e.event_name = ?1 AND h.enabled = 1
            AND ((h.company_id IS NULL AND h.project_id IS NULL)
                 OR (h.project_id IS NOT NULL AND h.project_id = ?3)
@@ -282,18 +487,27 @@ pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result
          ORDER BY h.id",
     )?;
     // A batch's events mostly share a few triggers and scopes: look each combination up once.
-    let mut receivers_of: HashMap<Audience<'_>, Vec<String>> = HashMap::new();
-    let mut deliveries = 0;
+    let mut receivers_of: HashMap<Audience<'_>, Vec<Receiver>> = HashMap::new();
     for event in events {
         let key = (event.trigger.as_str(), event.company_id, event.project_id);
         let hooks = match receivers_of.entry(key) {
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(new) => new.insert(
                 receivers
-                    .query_map((&event.trigger, event.company_id, event.project_id), |r| {
-                        r.get::<_, String>(0)
-                    })?
-                    .collect::<rusqlite::Result<Vec<String>>>()?,
+                    .query_map(
+                        (&event.trigger, event.company_id, event.project_id, now),
+                        |r| {
+                            Ok(Receiver {
+                                id: r.get(0)?,
+                                target_url: r.get(1)?,
+                                sealed_secret: r.get(2)?,
+                                sealed_authorization: r.get(3)?,
+                                sealed_previous_secret: r.get(4)?,
+                                opened: None,
+                            })
+                        },
+                    )?
+                    .collect::<rusqlite::Result<Vec<Receiver>>>()?,
             ),
         };
         if hooks.is_empty() {
@@ -312,13 +526,46 @@ pub(super) fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> Result
             event.project_id,
             now,
         ))?;
-        let seq = tx.last_insert_rowid();
-        for hook_id in hooks.iter() {
-            insert_delivery.execute((crate::ids::message_id(), seq, hook_id, now))?;
-            deliveries += 1;
+        let event_seq = tx.last_insert_rowid();
+        for hook in hooks.iter_mut() {
+            let message_id = crate::ids::message_id();
+            let leased = match lease.as_mut() {
+                Some((taken, lease_ms)) => taken.take(&hook.id).then_some(*lease_ms),
+                None => None,
+            };
+            let (status, next_attempt_at) = match leased {
+                Some(lease_ms) => (DeliveryStatus::Delivering, now + lease_ms),
+                None => (DeliveryStatus::Pending, now),
+            };
+            insert_delivery.execute((
+                &message_id,
+                event_seq,
+                &hook.id,
+                status.as_str(),
+                next_attempt_at,
+                now,
+            ))?;
+            stored.deliveries += 1;
+            if leased.is_some() {
+                let opened = hook.open(secrets)?;
+                stored.leased.push(ClaimedDelivery {
+                    seq: tx.last_insert_rowid(),
+                    message_id,
+                    attempt: 1,
+                    hook_id: hook.id.clone(),
+                    target_url: hook.target_url.clone(),
+                    secret: opened.secret,
+                    previous_secret: opened.previous_secret,
+                    authorization: opened.authorization,
+                    event_id: event.id.clone(),
+                    trigger: event.trigger.clone(),
+                    payload: event.payload.clone(),
+                    leased_until: next_attempt_at,
+                });
+            }
         }
     }
-    Ok(deliveries)
+    Ok(stored)
 }
 
 pub(super) fn insert_failures(tx: &Transaction<'_>, failures: &[ScriptFailure]) -> Result<()> {
@@ -349,18 +596,14 @@ impl Store {
     pub fn insert_events(&self, events: &[NewEvent]) -> Result<usize> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let deliveries = insert_events(&tx, events)?;
+        let stored = insert_events(&tx, self.secrets(), events, None)?;
         tx.commit()?;
-        Ok(deliveries)
+        Ok(stored.deliveries)
     }
 
-    /// Claims up to `limit` due deliveries, leasing each until `now + lease_ms`. Hooks are served
-    /// oldest due first, each up to its room under `per_hook_limit` (counting `in_flight`), so a hook
-    /// with a large backlog or a slow target never hides another hook's deliveries. Deliveries whose
-    /// hook is gone or disabled are discarded on the way.
-    ///
-    /// The cost is one index seek per hook with waiting deliveries plus the rows claimed, however
-    /// large the backlog: nothing here scans the outbox. The same walk tells when to claim again.
+    /// Claims up to `limit` due deliveries, leasing each until `now + lease_ms`, for a worker that
+    /// holds `in_flight` and at most `per_hook_limit` per hook: `record_and_claim` without records,
+    /// for tests and tools.
     pub fn claim_due(
         &self,
         now: i64,
@@ -369,12 +612,18 @@ impl Store {
         in_flight: &HashMap<String, usize>,
         per_hook_limit: usize,
     ) -> Result<ClaimOutcome> {
+        let capacity = Capacity::new(per_hook_limit, usize::MAX);
+        capacity.open();
+        for (hook, held) in in_flight {
+            for _ in 0..*held {
+                capacity.take(hook);
+            }
+        }
         let claim = Claim {
             now,
             lease_ms,
             limit,
-            in_flight,
-            per_hook_limit,
+            capacity: &capacity,
         };
         Ok(self
             .record_and_claim(&[], &FailurePolicy::default(), &claim)?
@@ -382,8 +631,15 @@ impl Store {
     }
 
     /// Records finished attempts and claims the next deliveries in one transaction: the worker's
-    /// step after attempts come back, at half the commits of doing the two apart. Returns what was
-    /// claimed and what the attempts did to their hooks' standing.
+    /// step after attempts come back, at half the commits of doing the two apart. Hooks are served
+    /// oldest due first, each up to its room in the claim's `Capacity`, so a hook with a large
+    /// backlog or a slow target never hides another hook's deliveries. Deliveries whose hook is
+    /// gone or disabled are discarded on the way. Returns what was claimed (counted in the
+    /// capacity) and what the attempts did to their hooks' standing.
+    ///
+    /// The claim costs one index seek per hook with waiting deliveries plus the rows claimed,
+    /// however large the backlog: nothing here scans the outbox. The same walk tells when to claim
+    /// again.
     pub fn record_and_claim(
         &self,
         records: &[AttemptRecord],
@@ -394,16 +650,17 @@ impl Store {
             let mut conn = self.writer();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let health = record_in(&tx, records, policy)?;
+            let mut taken = Taken::new(claim.capacity);
             let claimed = claim_in(
                 &tx,
                 self.secrets(),
                 claim.now,
                 claim.lease_ms,
                 claim.limit,
-                claim.in_flight,
-                claim.per_hook_limit,
+                &mut taken,
             )?;
             tx.commit()?;
+            taken.keep();
             Ok((claimed, health))
         })();
         self.noting("recording attempts", result)
@@ -560,16 +817,18 @@ pub struct ClaimOutcome {
     /// nothing waits for a hook with room, or when nothing was to be claimed. The worker looks
     /// again within a second whatever this says.
     pub next_due: Option<i64>,
+    /// Due deliveries wait for hooks the worker has no room for: a slot that frees has something
+    /// to claim.
+    pub due_without_room: bool,
 }
 
-/// What to claim: at most `limit` deliveries due at `now`, leased for `lease_ms`, no hook above
-/// `per_hook_limit` in flight counting `in_flight`.
+/// What to claim: at most `limit` deliveries due at `now`, leased for `lease_ms`, each against
+/// room in `capacity`.
 pub struct Claim<'a> {
     pub now: i64,
     pub lease_ms: i64,
     pub limit: usize,
-    pub in_flight: &'a HashMap<String, usize>,
-    pub per_hook_limit: usize,
+    pub capacity: &'a Capacity,
 }
 
 fn claim_in(
@@ -578,19 +837,19 @@ fn claim_in(
     now: i64,
     lease_ms: i64,
     limit: usize,
-    in_flight: &HashMap<String, usize>,
-    per_hook_limit: usize,
+    taken: &mut Taken<'_>,
 ) -> Result<ClaimOutcome> {
     if limit == 0 {
         return Ok(ClaimOutcome::default());
     }
-    let room_of =
-        |hook: &str| per_hook_limit.saturating_sub(in_flight.get(hook).copied().unwrap_or(0));
+    let capacity = taken.capacity;
     let mut due: Vec<(i64, String)> = Vec::new();
     // Hooks with room whose deliveries are not due yet: their oldest is when to look again.
     let mut next_due: Option<i64> = None;
+    let mut due_without_room = false;
     for (hook, oldest) in waiting_hooks(tx)? {
-        if room_of(&hook) == 0 {
+        if capacity.free_for(&hook) == 0 {
+            due_without_room |= oldest <= now;
             continue;
         }
         if oldest <= now {
@@ -630,7 +889,7 @@ fn claim_in(
          WHERE seq = ?1",
     )?;
     for (_, hook_id) in due {
-        let wanted = room_of(&hook_id).min(limit - claimed.len());
+        let wanted = capacity.free_for(&hook_id).min(limit - claimed.len());
         if wanted == 0 {
             // Full: whatever is left is due now.
             next_due = Some(now);
@@ -670,15 +929,21 @@ fn claim_in(
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        for (taken, (due_at, row)) in rows.into_iter().enumerate() {
+        for (due_at, row) in rows {
             let Some((seq, message_id, attempts, event_id, trigger, payload)) = row else {
                 // Not due yet, or the claim is full: when it falls due matters if the hook has
-                // room for it after what it just got.
-                if taken < room_of(&hook_id) {
+                // room for it after what it just got; if it has none, a slot that frees has it
+                // to claim.
+                if capacity.free_for(&hook_id) > 0 {
                     next_due = Some(next_due.map_or(due_at, |t| t.min(due_at)));
+                } else {
+                    due_without_room |= due_at <= now;
                 }
                 break;
             };
+            if !taken.take(&hook_id) {
+                break;
+            }
             lease.execute((seq, now + lease_ms, now))?;
             claimed.push(ClaimedDelivery {
                 seq,
@@ -699,6 +964,7 @@ fn claim_in(
     Ok(ClaimOutcome {
         deliveries: claimed,
         next_due,
+        due_without_room,
     })
 }
 
@@ -873,7 +1139,7 @@ fn waiting_hooks(conn: &rusqlite::Connection) -> Result<Vec<(String, i64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{HookOrigin, NewHook, Scope};
+    use crate::store::{HookOrigin, NewHook, Scope, StoreError};
 
     fn setup() -> (tempfile::TempDir, Store, String) {
         let dir = tempfile::tempdir().unwrap();
@@ -1008,6 +1274,91 @@ mod tests {
     }
 
     #[test]
+    fn fresh_deliveries_are_leased_to_the_worker_while_it_has_room() {
+        let (_dir, store, hook) = setup();
+        let capacity = Capacity::new(2, 10);
+        let lease = DirectLease {
+            capacity: &capacity,
+            lease_ms: 60_000,
+        };
+        let events: Vec<NewEvent> = (0..3).map(|_| event("NewOpportunity")).collect();
+        // Closed (no worker runs): everything waits for a claim.
+        let stored = store
+            .commit_consumed_changes(0, 0, &events[..1], &[], Some(&lease))
+            .unwrap();
+        assert_eq!((stored.deliveries, stored.leased.len()), (1, 0));
+        capacity.open();
+        let before = now_ms();
+        let stored = store
+            .commit_consumed_changes(0, 0, &events[1..], &[], Some(&lease))
+            .unwrap();
+        assert_eq!((stored.deliveries, stored.leased.len()), (2, 2));
+        assert_eq!(capacity.held(Some(&hook)), 2);
+        let leased = &stored.leased[0];
+        assert_eq!(
+            (leased.attempt, leased.event_id.as_str()),
+            (1, events[1].id.as_str())
+        );
+        assert_eq!(leased.payload, events[1].payload);
+        assert_eq!(leased.secret, "whsec_c2VjcmV0", "opened for signing");
+        assert!(leased.leased_until >= before + 60_000);
+        assert_eq!(
+            store.delivery_status(&leased.message_id).unwrap(),
+            Some(DeliveryStatus::Delivering)
+        );
+        // The hook is full: a claim takes nothing, and says a freed slot has the first one to take.
+        let claim = Claim {
+            now: now_ms(),
+            lease_ms: 60_000,
+            limit: 10,
+            capacity: &capacity,
+        };
+        let (claimed, _) = store
+            .record_and_claim(&[], &FailurePolicy::default(), &claim)
+            .unwrap();
+        assert!(claimed.deliveries.is_empty());
+        assert!(claimed.due_without_room);
+        capacity.give_back(&hook);
+        let (claimed, _) = store
+            .record_and_claim(&[], &FailurePolicy::default(), &claim)
+            .unwrap();
+        assert_eq!(claimed.deliveries.len(), 1);
+        assert_eq!(claimed.deliveries[0].event_id, events[0].id);
+        assert_eq!(capacity.held(None), 2);
+    }
+
+    #[test]
+    fn room_taken_by_a_transaction_that_fails_is_given_back() {
+        let (_dir, store, hook) = setup();
+        let capacity = Capacity::new(8, 8);
+        capacity.open();
+        let lease = DirectLease {
+            capacity: &capacity,
+            lease_ms: 60_000,
+        };
+        // The position moved meanwhile (another consumer): the transaction rolls back.
+        let failed =
+            store.commit_consumed_changes(5, 6, &[event("NewOpportunity")], &[], Some(&lease));
+        assert!(matches!(failed, Err(StoreError::ConcurrentConsumer)));
+        assert_eq!(capacity.held(Some(&hook)), 0);
+        // An event id stored already fails the insert after its delivery's room was taken.
+        let twice = event("NewOpportunity");
+        store
+            .commit_consumed_changes(0, 0, std::slice::from_ref(&twice), &[], Some(&lease))
+            .unwrap();
+        assert_eq!(capacity.held(None), 1);
+        let failed = store.commit_consumed_changes(
+            0,
+            0,
+            &[event("NewOpportunity"), twice],
+            &[],
+            Some(&lease),
+        );
+        assert!(failed.is_err());
+        assert_eq!(capacity.held(None), 1, "only the committed lease is held");
+    }
+
+    #[test]
     fn deleting_the_hook_discards_what_waits() {
         let (_dir, store, hook) = setup();
         store.insert_events(&[event("NewOpportunity")]).unwrap();
@@ -1104,16 +1455,16 @@ mod tests {
     #[test]
     fn claims_and_records_keep_their_prepared_statements() {
         let (dir, store, _hook) = setup();
-        let none = HashMap::new();
         let mut now = now_ms();
         let cycle = |now: i64| {
             store.insert_events(&[event("NewOpportunity")]).unwrap();
+            let capacity = Capacity::new(8, 100);
+            capacity.open();
             let claim = Claim {
                 now,
                 lease_ms: 60_000,
                 limit: 10,
-                in_flight: &none,
-                per_hook_limit: 8,
+                capacity: &capacity,
             };
             let (claimed, _) = store
                 .record_and_claim(&[], &FailurePolicy::default(), &claim)
