@@ -1273,6 +1273,20 @@ mod tests {
         assert_eq!(later.next_due, None, "all five claimed, nothing else waits");
     }
 
+    /// A worker's claim of up to 10 deliveries, leased for a minute, against `capacity`.
+    fn claim_against(store: &Store, now: i64, capacity: &Capacity) -> ClaimOutcome {
+        let claim = Claim {
+            now,
+            lease_ms: 60_000,
+            limit: 10,
+            capacity,
+        };
+        store
+            .record_and_claim(&[], &FailurePolicy::default(), &claim)
+            .unwrap()
+            .0
+    }
+
     #[test]
     fn fresh_deliveries_are_leased_to_the_worker_while_it_has_room() {
         let (_dir, store, hook) = setup();
@@ -1307,21 +1321,11 @@ mod tests {
             Some(DeliveryStatus::Delivering)
         );
         // The hook is full: a claim takes nothing, and says a freed slot has the first one to take.
-        let claim = Claim {
-            now: now_ms(),
-            lease_ms: 60_000,
-            limit: 10,
-            capacity: &capacity,
-        };
-        let (claimed, _) = store
-            .record_and_claim(&[], &FailurePolicy::default(), &claim)
-            .unwrap();
+        let claimed = claim_against(&store, now_ms(), &capacity);
         assert!(claimed.deliveries.is_empty());
         assert!(claimed.due_without_room);
         capacity.give_back(&hook);
-        let (claimed, _) = store
-            .record_and_claim(&[], &FailurePolicy::default(), &claim)
-            .unwrap();
+        let claimed = claim_against(&store, now_ms(), &capacity);
         assert_eq!(claimed.deliveries.len(), 1);
         assert_eq!(claimed.deliveries[0].event_id, events[0].id);
         assert_eq!(capacity.held(None), 2);
@@ -1460,15 +1464,7 @@ mod tests {
             store.insert_events(&[event("NewOpportunity")]).unwrap();
             let capacity = Capacity::new(8, 100);
             capacity.open();
-            let claim = Claim {
-                now,
-                lease_ms: 60_000,
-                limit: 10,
-                capacity: &capacity,
-            };
-            let (claimed, _) = store
-                .record_and_claim(&[], &FailurePolicy::default(), &claim)
-                .unwrap();
+            let claimed = claim_against(&store, now, &capacity);
             let records: Vec<AttemptRecord> = claimed
                 .deliveries
                 .iter()
