@@ -325,7 +325,12 @@ impl Capacity {
             return false;
         }
         state.total_held += 1;
-        *state.held.entry(hook.to_owned()).or_default() += 1;
+        match state.held.get_mut(hook) {
+            Some(held) => *held += 1,
+            None => {
+                state.held.insert(hook.to_owned(), 1);
+            }
+        }
         true
     }
 
@@ -355,7 +360,9 @@ impl Capacity {
 /// Room taken in a transaction: given back unless the transaction committed.
 pub(super) struct Taken<'a> {
     capacity: &'a Capacity,
-    hooks: Vec<String>,
+    /// Per hook, how many, in runs: a claim takes a hook's deliveries together, and a batch of
+    /// events mostly goes to the same hooks in turn.
+    hooks: Vec<(String, usize)>,
     committed: bool,
 }
 
@@ -374,19 +381,24 @@ impl<'a> Taken<'a> {
     }
 
     fn take(&mut self, hook: &str) -> bool {
-        let taken = self.capacity.take(hook);
-        if taken {
-            self.hooks.push(hook.to_owned());
+        if !self.capacity.take(hook) {
+            return false;
         }
-        taken
+        match self.hooks.last_mut() {
+            Some((last, n)) if last == hook => *n += 1,
+            _ => self.hooks.push((hook.to_owned(), 1)),
+        }
+        true
     }
 }
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         if !self.committed {
-            for hook in &self.hooks {
-                self.capacity.give_back(hook);
+            for (hook, n) in &self.hooks {
+                for _ in 0..*n {
+                    self.capacity.give_back(hook);
+                }
             }
         }
     }
@@ -408,40 +420,40 @@ pub struct Stored {
     pub leased: Vec<ClaimedDelivery>,
 }
 
-/// An enabled hook that receives an event, as the fan-out finds it; opened for sending only when a
-/// delivery of it is leased.
+/// What a delivery is signed and authorized with: sealed as the hook's row keeps it, or opened. The
+/// previous secret is there only while its grace period lasts.
+#[derive(Clone)]
+struct HookSecrets {
+    secret: String,
+    authorization: Option<String>,
+    previous_secret: Option<String>,
+}
+
+impl HookSecrets {
+    /// The opened copy of sealed secrets.
+    fn open(&self, secrets: &Secrets) -> Result<HookSecrets> {
+        let open = |sealed: &Option<String>| sealed.as_deref().map(|s| secrets.open(s)).transpose();
+        Ok(HookSecrets {
+            secret: secrets.open(&self.secret)?,
+            authorization: open(&self.authorization)?,
+            previous_secret: open(&self.previous_secret)?,
+        })
+    }
+}
+
+/// An enabled hook that receives an event, as the fan-out finds it; its secrets are opened only
+/// once a delivery of it is leased, and then once per batch.
 struct Receiver {
     id: String,
     target_url: String,
-    sealed_secret: String,
-    sealed_authorization: Option<String>,
-    sealed_previous_secret: Option<String>,
-    opened: Option<OpenedSecrets>,
-}
-
-#[derive(Clone)]
-struct OpenedSecrets {
-    secret: String,
-    previous_secret: Option<String>,
-    authorization: Option<String>,
+    sealed: HookSecrets,
+    opened: Option<HookSecrets>,
 }
 
 impl Receiver {
-    fn open(&mut self, secrets: &Secrets) -> Result<OpenedSecrets> {
+    fn open(&mut self, secrets: &Secrets) -> Result<HookSecrets> {
         if self.opened.is_none() {
-            self.opened = Some(OpenedSecrets {
-                secret: secrets.open(&self.sealed_secret)?,
-                previous_secret: self
-                    .sealed_previous_secret
-                    .as_deref()
-                    .map(|p| secrets.open(p))
-                    .transpose()?,
-                authorization: self
-                    .sealed_authorization
-                    .as_deref()
-                    .map(|a| secrets.open(a))
-                    .transpose()?,
-            });
+            self.opened = Some(self.sealed.open(secrets)?);
         }
         Ok(self.opened.clone().expect("opened above"))
     }
@@ -500,9 +512,11 @@ pub(super) fn insert_events(
                             Ok(Receiver {
                                 id: r.get(0)?,
                                 target_url: r.get(1)?,
-                                sealed_secret: r.get(2)?,
-                                sealed_authorization: r.get(3)?,
-                                sealed_previous_secret: r.get(4)?,
+                                sealed: HookSecrets {
+                                    secret: r.get(2)?,
+                                    authorization: r.get(3)?,
+                                    previous_secret: r.get(4)?,
+                                },
                                 opened: None,
                             })
                         },
@@ -895,18 +909,23 @@ fn claim_in(
             next_due = Some(now);
             break;
         }
-        let hook: Option<(String, String, Option<String>, Option<String>)> = hook_stmt
+        let hook: Option<(String, HookSecrets)> = hook_stmt
             .query_row((&hook_id, now), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    r.get(0)?,
+                    HookSecrets {
+                        secret: r.get(1)?,
+                        authorization: r.get(2)?,
+                        previous_secret: r.get(3)?,
+                    },
+                ))
             })
             .optional()?;
-        let Some((target_url, secret, authorization, previous_secret)) = hook else {
+        let Some((target_url, sealed)) = hook else {
             discard.execute((&hook_id, now))?;
             continue;
         };
-        let secret = secrets.open(&secret)?;
-        let authorization = authorization.map(|a| secrets.open(&a)).transpose()?;
-        let previous_secret = previous_secret.map(|p| secrets.open(&p)).transpose()?;
+        let opened = sealed.open(secrets)?;
         // The row past what is taken is read for its time only, not its payload.
         let mut read = 0;
         let rows = rows_stmt
@@ -951,9 +970,9 @@ fn claim_in(
                 attempt: attempts + 1,
                 hook_id: hook_id.clone(),
                 target_url: target_url.clone(),
-                secret: secret.clone(),
-                previous_secret: previous_secret.clone(),
-                authorization: authorization.clone(),
+                secret: opened.secret.clone(),
+                previous_secret: opened.previous_secret.clone(),
+                authorization: opened.authorization.clone(),
                 event_id,
                 trigger,
                 payload,
@@ -1340,12 +1359,13 @@ mod tests {
             capacity: &capacity,
             lease_ms: 60_000,
         };
-        // The position moved meanwhile (another consumer): the transaction rolls back.
+        // The position moved meanwhile (another consumer): nothing is stored, nothing held.
         let failed =
             store.commit_consumed_changes(5, 6, &[event("NewOpportunity")], &[], Some(&lease));
         assert!(matches!(failed, Err(StoreError::ConcurrentConsumer)));
         assert_eq!(capacity.held(Some(&hook)), 0);
-        // An event id stored already fails the insert after its delivery's room was taken.
+        // A batch whose second event was stored already fails after the first event's delivery
+        // took its room: that room comes back.
         let twice = event("NewOpportunity");
         store
             .commit_consumed_changes(0, 0, std::slice::from_ref(&twice), &[], Some(&lease))
