@@ -268,6 +268,9 @@ struct CapacityState {
     open: bool,
     held: HashMap<String, usize>,
     total_held: usize,
+    /// The hook the last claim took from: the next claim's walk over the waiting hooks starts
+    /// after it (see `claim_in`).
+    last_claimed_hook: String,
 }
 
 impl Capacity {
@@ -345,6 +348,16 @@ impl Capacity {
             }
             state.total_held -= 1;
         }
+    }
+
+    fn last_claimed_hook(&self) -> String {
+        self.state().last_claimed_hook.clone()
+    }
+
+    fn claimed_from(&self, hook: &str) {
+        let mut state = self.state();
+        state.last_claimed_hook.clear();
+        state.last_claimed_hook.push_str(hook);
     }
 
     /// Deliveries held, of `hook` or of every hook.
@@ -825,7 +838,8 @@ impl Store {
 #[derive(Debug, Default)]
 pub struct ClaimOutcome {
     pub deliveries: Vec<ClaimedDelivery>,
-    /// When to claim again: `now` or earlier when the claim was full and left deliveries due, else
+    /// When to claim again: `now` or earlier when the claim was full (its limit, or the worker's
+    /// room) with more hooks waiting, or left a hook's deliveries due, else
     /// the earliest time a delivery of a hook with room falls due (the end of a lease taken by an
     /// earlier claim counts; those taken by this one, and a disabled hook's, do not); `None` when
     /// nothing waits for a hook with room, or when nothing was to be claimed. The worker looks
@@ -857,22 +871,9 @@ fn claim_in(
         return Ok(ClaimOutcome::default());
     }
     let capacity = taken.capacity;
-    let mut due: Vec<(i64, String)> = Vec::new();
     // Hooks with room whose deliveries are not due yet: their oldest is when to look again.
     let mut next_due: Option<i64> = None;
     let mut due_without_room = false;
-    for (hook, oldest) in waiting_hooks(tx)? {
-        if capacity.free_for(&hook) == 0 {
-            due_without_room |= oldest <= now;
-            continue;
-        }
-        if oldest <= now {
-            due.push((oldest, hook));
-        } else {
-            next_due = Some(next_due.map_or(oldest, |t| t.min(oldest)));
-        }
-    }
-    due.sort();
     let mut claimed = Vec::with_capacity(limit);
     let mut hook_stmt = tx.prepare_cached(
         "SELECT target_url, secret, authorization,
@@ -902,13 +903,27 @@ fn claim_in(
         "UPDATE herald_deliveries SET status = 'delivering', next_attempt_at = ?2, updated_at = ?3
          WHERE seq = ?1",
     )?;
-    for (_, hook_id) in due {
-        let wanted = capacity.free_for(&hook_id).min(limit - claimed.len());
-        if wanted == 0 {
-            // Full: whatever is left is due now.
+    // The hooks take turns: the walk starts after the hook the last claim took from and stops
+    // once the claim is full, so that a claim costs a seek per hook it takes from rather than one
+    // per waiting hook (a thousand hooks with a deep outbox made every claim walk them all, and
+    // draining slowed as the outbox grew). A walk that goes all the way round sees every hook.
+    let mut walk = WaitingHooks::after(capacity.last_claimed_hook());
+    while let Some((hook_id, oldest)) = walk.next(tx)? {
+        if claimed.len() == limit || capacity.free() == 0 {
+            // Full, and another hook waits: look again at once, or once a slot frees.
             next_due = Some(now);
             break;
         }
+        let free = capacity.free_for(&hook_id);
+        if free == 0 {
+            due_without_room |= oldest <= now;
+            continue;
+        }
+        if oldest > now {
+            next_due = Some(next_due.map_or(oldest, |t| t.min(oldest)));
+            continue;
+        }
+        let wanted = free.min(limit - claimed.len());
         let hook: Option<(String, HookSecrets)> = hook_stmt
             .query_row((&hook_id, now), |r| {
                 Ok((
@@ -926,6 +941,7 @@ fn claim_in(
             continue;
         };
         let opened = sealed.open(secrets)?;
+        let mut took_any = false;
         // The row past what is taken is read for its time only, not its payload.
         let mut read = 0;
         let rows = rows_stmt
@@ -978,6 +994,10 @@ fn claim_in(
                 payload,
                 leased_until: now + lease_ms,
             });
+            took_any = true;
+        }
+        if took_any {
+            capacity.claimed_from(&hook_id);
         }
     }
     Ok(ClaimOutcome {
@@ -1133,26 +1153,56 @@ fn extend_failure_run(
     Ok(None)
 }
 
-/// Every hook with waiting deliveries (due or not, leased ones included), with its earliest
-/// `next_attempt_at`. A skip scan over the index on `(hook_id, next_attempt_at)`: one seek per hook.
-fn waiting_hooks(conn: &rusqlite::Connection) -> Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT hook_id, next_attempt_at FROM herald_deliveries INDEXED BY herald_deliveries_waiting
-         WHERE next_attempt_at IS NOT NULL AND hook_id > ?1
-         ORDER BY hook_id, next_attempt_at LIMIT 1",
-    )?;
-    let mut hooks = Vec::new();
-    let mut after = String::new();
-    while let Some((hook, oldest)) = stmt
-        .query_row([&after], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })
-        .optional()?
-    {
-        after.clone_from(&hook);
-        hooks.push((hook, oldest));
+/// The hooks with waiting deliveries (due or not, leased ones included), each with its earliest
+/// `next_attempt_at`, in id order from the one after `start` round to `start` itself: a skip scan
+/// over the index on `(hook_id, next_attempt_at)`, one seek per hook, as far as the caller goes.
+struct WaitingHooks {
+    start: String,
+    after: String,
+    wrapped: bool,
+    done: bool,
+}
+
+impl WaitingHooks {
+    fn after(start: String) -> WaitingHooks {
+        WaitingHooks {
+            after: start.clone(),
+            wrapped: start.is_empty(),
+            start,
+            done: false,
+        }
     }
-    Ok(hooks)
+
+    fn next(&mut self, conn: &rusqlite::Connection) -> Result<Option<(String, i64)>> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT hook_id, next_attempt_at FROM herald_deliveries INDEXED BY herald_deliveries_waiting
+             WHERE next_attempt_at IS NOT NULL AND hook_id > ?1
+             ORDER BY hook_id, next_attempt_at LIMIT 1",
+        )?;
+        while !self.done {
+            let found = stmt
+                .query_row([&self.after], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()?;
+            match found {
+                // Round again past the start: every hook was seen.
+                Some((hook, _)) if self.wrapped && !self.start.is_empty() && hook > self.start => {
+                    self.done = true;
+                }
+                Some((hook, oldest)) => {
+                    self.after.clone_from(&hook);
+                    return Ok(Some((hook, oldest)));
+                }
+                None if self.wrapped => self.done = true,
+                None => {
+                    self.wrapped = true;
+                    self.after.clear();
+                }
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -1511,31 +1561,129 @@ mod tests {
         assert!(again.is_empty(), "prepared again and again: {again:#?}");
     }
 
-    #[test]
-    fn a_saturated_hooks_backlog_does_not_hide_another_hooks_delivery() {
-        let (_dir, store, busy) = setup();
-        for _ in 0..50 {
-            store.insert_events(&[event("NewOpportunity")]).unwrap();
-        }
-        let other = store
+    /// A hook of everything for `trigger`, besides `setup`'s.
+    fn another_hook(store: &Store, path: &str, trigger: &str) -> String {
+        store
             .create_hook(NewHook {
-                target_url: "http://127.0.0.1:9/other".into(),
+                target_url: format!("http://127.0.0.1:9/{path}"),
                 secret: "whsec_c2VjcmV0".into(),
                 authorization: None,
                 description: String::new(),
                 origin: HookOrigin::Subscription,
                 scope: Scope::Everything,
                 enabled: true,
-                events: vec!["DealWon".into()],
+                events: vec![trigger.into()],
             })
-            .unwrap();
+            .unwrap()
+            .id
+    }
+
+    #[test]
+    fn hooks_take_turns_and_a_full_claim_stops_walking() {
+        let (_dir, store, first) = setup();
+        let mut hooks = [
+            first,
+            another_hook(&store, "b", "NewOpportunity"),
+            another_hook(&store, "c", "NewOpportunity"),
+        ];
+        hooks.sort();
+        for _ in 0..4 {
+            store.insert_events(&[event("NewOpportunity")]).unwrap();
+        }
+        let capacity = Capacity::new(2, 100);
+        capacity.open();
+        let claim_of_two = |now: i64| {
+            let claim = Claim {
+                now,
+                lease_ms: 60_000,
+                limit: 2,
+                capacity: &capacity,
+            };
+            let outcome = store
+                .record_and_claim(&[], &FailurePolicy::default(), &claim)
+                .unwrap()
+                .0;
+            let taken: Vec<&str> = outcome
+                .deliveries
+                .iter()
+                .map(|d| d.hook_id.as_str())
+                .collect();
+            let hook = taken[0].to_owned();
+            assert!(taken.iter().all(|h| *h == hook), "{taken:?}");
+            for _ in 0..taken.len() {
+                capacity.give_back(&hook);
+            }
+            (hook, taken.len(), outcome.next_due)
+        };
+        let now = now_ms();
+        // Each claim fills from one hook and says to look again at once, since others wait.
+        for (turn, expected) in [&hooks[0], &hooks[1], &hooks[2], &hooks[0]]
+            .iter()
+            .enumerate()
+        {
+            let (hook, taken, next_due) = claim_of_two(now);
+            assert_eq!((&hook, taken), (*expected, 2), "turn {turn}");
+            assert_eq!(next_due, Some(now), "turn {turn}");
+        }
+        // Going round from the middle still reaches the hooks before it: hooks[1] and [2] have
+        // two each left, and hooks[0] none due.
+        let (hook, taken, _) = claim_of_two(now);
+        assert_eq!((hook.as_str(), taken), (hooks[1].as_str(), 2));
+        let (hook, taken, _) = claim_of_two(now);
+        assert_eq!((hook.as_str(), taken), (hooks[2].as_str(), 2));
+        let claim = Claim {
+            now,
+            lease_ms: 60_000,
+            limit: 2,
+            capacity: &capacity,
+        };
+        let last = store
+            .record_and_claim(&[], &FailurePolicy::default(), &claim)
+            .unwrap()
+            .0;
+        assert!(last.deliveries.is_empty());
+        assert_eq!(
+            last.next_due,
+            Some(now + 60_000),
+            "when the first lease runs out"
+        );
+        // The worker's room in all runs out on the first hook: the claim stops there too.
+        let small = Capacity::new(2, 1);
+        small.open();
+        store.insert_events(&[event("NewOpportunity")]).unwrap();
+        let claim = Claim {
+            now: now_ms(),
+            lease_ms: 60_000,
+            limit: 10,
+            capacity: &small,
+        };
+        let outcome = store
+            .record_and_claim(&[], &FailurePolicy::default(), &claim)
+            .unwrap()
+            .0;
+        assert_eq!(outcome.deliveries.len(), 1);
+        assert_eq!(outcome.deliveries[0].hook_id, hooks[0]);
+        assert_eq!(
+            outcome.next_due,
+            Some(claim.now),
+            "the other hooks wait for a slot"
+        );
+    }
+
+    #[test]
+    fn a_saturated_hooks_backlog_does_not_hide_another_hooks_delivery() {
+        let (_dir, store, busy) = setup();
+        for _ in 0..50 {
+            store.insert_events(&[event("NewOpportunity")]).unwrap();
+        }
+        let other = another_hook(&store, "other", "DealWon");
         store.insert_events(&[event("DealWon")]).unwrap();
         let in_flight = HashMap::from([(busy.clone(), 8)]);
         let claimed = store
             .claim_due(now_ms(), 60_000, 10, &in_flight, 8)
             .unwrap();
         assert_eq!(claimed.deliveries.len(), 1);
-        assert_eq!(claimed.deliveries[0].hook_id, other.id);
+        assert_eq!(claimed.deliveries[0].hook_id, other);
         assert_eq!(claimed.next_due, None, "the busy hook has no room");
         // With room again, the busy hook's oldest come first, up to its room.
         let claimed = store
