@@ -1344,10 +1344,15 @@ mod tests {
 
     /// A worker's claim of up to 10 deliveries, leased for a minute, against `capacity`.
     fn claim_against(store: &Store, now: i64, capacity: &Capacity) -> ClaimOutcome {
+        claim_up_to(store, now, 10, capacity)
+    }
+
+    /// A worker's claim of up to `limit` deliveries, leased for a minute, against `capacity`.
+    fn claim_up_to(store: &Store, now: i64, limit: usize, capacity: &Capacity) -> ClaimOutcome {
         let claim = Claim {
             now,
             lease_ms: 60_000,
-            limit: 10,
+            limit,
             capacity,
         };
         store
@@ -1593,16 +1598,7 @@ mod tests {
         let capacity = Capacity::new(2, 100);
         capacity.open();
         let claim_of_two = |now: i64| {
-            let claim = Claim {
-                now,
-                lease_ms: 60_000,
-                limit: 2,
-                capacity: &capacity,
-            };
-            let outcome = store
-                .record_and_claim(&[], &FailurePolicy::default(), &claim)
-                .unwrap()
-                .0;
+            let outcome = claim_up_to(&store, now, 2, &capacity);
             let taken: Vec<&str> = outcome
                 .deliveries
                 .iter()
@@ -1631,16 +1627,7 @@ mod tests {
         assert_eq!((hook.as_str(), taken), (hooks[1].as_str(), 2));
         let (hook, taken, _) = claim_of_two(now);
         assert_eq!((hook.as_str(), taken), (hooks[2].as_str(), 2));
-        let claim = Claim {
-            now,
-            lease_ms: 60_000,
-            limit: 2,
-            capacity: &capacity,
-        };
-        let last = store
-            .record_and_claim(&[], &FailurePolicy::default(), &claim)
-            .unwrap()
-            .0;
+        let last = claim_up_to(&store, now, 2, &capacity);
         assert!(last.deliveries.is_empty());
         assert_eq!(
             last.next_due,
@@ -1651,21 +1638,13 @@ mod tests {
         let small = Capacity::new(2, 1);
         small.open();
         store.insert_events(&[event("NewOpportunity")]).unwrap();
-        let claim = Claim {
-            now: now_ms(),
-            lease_ms: 60_000,
-            limit: 10,
-            capacity: &small,
-        };
-        let outcome = store
-            .record_and_claim(&[], &FailurePolicy::default(), &claim)
-            .unwrap()
-            .0;
+        let now = now_ms();
+        let outcome = claim_against(&store, now, &small);
         assert_eq!(outcome.deliveries.len(), 1);
         assert_eq!(outcome.deliveries[0].hook_id, hooks[0]);
         assert_eq!(
             outcome.next_due,
-            Some(claim.now),
+            Some(now),
             "the other hooks wait for a slot"
         );
     }
