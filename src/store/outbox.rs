@@ -941,7 +941,7 @@ fn claim_in(
             continue;
         };
         let opened = sealed.open(secrets)?;
-        let mut took_any = false;
+        let claimed_before = claimed.len();
         // The row past what is taken is read for its time only, not its payload.
         let mut read = 0;
         let rows = rows_stmt
@@ -994,9 +994,8 @@ fn claim_in(
                 payload,
                 leased_until: now + lease_ms,
             });
-            took_any = true;
         }
-        if took_any {
+        if claimed.len() > claimed_before {
             capacity.claimed_from(&hook_id);
         }
     }
