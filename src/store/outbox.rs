@@ -1591,9 +1591,10 @@ mod tests {
             another_hook(&store, "c", "NewOpportunity"),
         ];
         hooks.sort();
-        for _ in 0..4 {
-            store.insert_events(&[event("NewOpportunity")]).unwrap();
-        }
+        // One batch, so every delivery has the same time: oldest-first would give the first hook
+        // every turn while it has any left; taking turns does not.
+        let batch: Vec<NewEvent> = (0..4).map(|_| event("NewOpportunity")).collect();
+        store.insert_events(&batch).unwrap();
         let capacity = Capacity::new(2, 100);
         capacity.open();
         let claim_of_two = |now: i64| {
