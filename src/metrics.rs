@@ -58,6 +58,7 @@ pub struct Metrics {
     hooks: Family<HookStateLabel, Gauge>,
     hook_failure_warnings: Counter,
     hooks_auto_disabled: Counter,
+    deliveries_handed_back: Counter,
     rate_limited: Family<CallerLabel, Counter>,
 }
 
@@ -120,6 +121,12 @@ impl Metrics {
             "Hooks disabled because every attempt failed for the whole window",
             hooks_auto_disabled.clone(),
         );
+        let deliveries_handed_back = Counter::default();
+        registry.register(
+            "deliveries_handed_back",
+            "Claimed deliveries handed back to the outbox unsent because their hook had no free slot for a whole delivery time-out",
+            deliveries_handed_back.clone(),
+        );
         let rate_limited = Family::<CallerLabel, Counter>::default();
         registry.register(
             "api_rate_limited",
@@ -138,6 +145,7 @@ impl Metrics {
             hooks,
             hook_failure_warnings,
             hooks_auto_disabled,
+            deliveries_handed_back,
             rate_limited,
         })
     }
@@ -178,6 +186,10 @@ impl Metrics {
 
     pub fn hook_disabled(&self) {
         self.hooks_auto_disabled.inc();
+    }
+
+    pub fn deliveries_handed_back(&self, count: usize) {
+        self.deliveries_handed_back.inc_by(count as u64);
     }
 
     pub fn rate_limited(&self, caller: &str) {

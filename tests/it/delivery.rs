@@ -227,6 +227,69 @@ async fn a_hanging_target_does_not_hold_up_a_healthy_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_that_wait_a_whole_time_out_for_a_slow_target_go_back_and_are_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    // One slot, answers that take most of the time-out: the fourth deal waits well over a whole
+    // time-out in the ready queue, so its lease (2 x time-out + 10 s) would not cover its wait
+    // behind more rounds; it goes back to the outbox and is claimed again instead.
+    config.delivery.timeout = Duration::from_secs(1);
+    config.delivery.max_in_flight_per_hook = 1;
+    let herald = TestHerald::start(config).await;
+    let slow = TestReceiver::start().await;
+    slow.answer_always(Answer {
+        delay: Duration::from_millis(700),
+        ..Answer::status(200)
+    });
+    herald.subscribe("NewOpportunity", &slow.url("/slow")).await;
+    let mut app = herald.app();
+    let tx = app.transaction().unwrap();
+    for i in 0..4 {
+        tx.execute(
+            "INSERT INTO Deal (title, is_project) VALUES (?1, 1)",
+            [format!("deal {i}")],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+
+    let got = slow.wait_for(4, Duration::from_secs(15)).await;
+    // Nothing more comes: each was sent once, in the order of the changes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got_all = slow.received();
+    assert_eq!(got_all.len(), 4, "each deal once");
+    let titles: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(titles, ["deal 0", "deal 1", "deal 2", "deal 3"]);
+    let store = herald.store();
+    for received in &got_all {
+        let message_id = received.header("webhook-id");
+        assert_eq!(
+            store.delivery_status(message_id).unwrap(),
+            Some(DeliveryStatus::Delivered)
+        );
+        let attempts = store.attempts_of(message_id).unwrap();
+        assert_eq!(attempts.len(), 1, "handing back is not an attempt");
+    }
+    let text = reqwest::get(herald.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let handed_back: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_deliveries_handed_back_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no handed-back counter in {text}"));
+    assert!(handed_back >= 1, "{text}");
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_can_recover() {
     let dir = tempfile::tempdir().unwrap();
     let scripts = demo_scripts(dir.path());
