@@ -541,10 +541,14 @@ impl Worker {
         metrics: Arc<Metrics>,
     ) -> Worker {
         // A hook may have one round in flight and more ready; so may the worker.
-        let capacity = Arc::new(Capacity::new(
-            settings.max_in_flight_per_hook * (1 + ROUNDS_AHEAD),
-            settings.max_in_flight * (1 + ROUNDS_AHEAD),
-        ));
+        // A claim gives every waiting hook a round before it takes more rounds of any.
+        let capacity = Arc::new(
+            Capacity::new(
+                settings.max_in_flight_per_hook * (1 + ROUNDS_AHEAD),
+                settings.max_in_flight * (1 + ROUNDS_AHEAD),
+            )
+            .taking_turns_of(settings.max_in_flight_per_hook),
+        );
         let (sender, handed_over) = mpsc::unbounded_channel();
         let handoff = Handoff {
             capacity: capacity.clone(),

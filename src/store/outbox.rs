@@ -260,6 +260,9 @@ pub struct StoredAttempt {
 pub struct Capacity {
     per_hook: usize,
     total: usize,
+    /// How many of a hook's deliveries a claim takes before every other waiting hook has had its
+    /// turn: see `claim_in`.
+    turn: usize,
     state: std::sync::Mutex<CapacityState>,
 }
 
@@ -279,8 +282,16 @@ impl Capacity {
         Capacity {
             per_hook,
             total,
+            turn: per_hook,
             state: Default::default(),
         }
+    }
+
+    /// A claim takes at most `turn` deliveries of a hook (the worker gives it one round of its
+    /// slots) until every waiting hook has had that much, and only then what room is left.
+    pub fn taking_turns_of(mut self, turn: usize) -> Capacity {
+        self.turn = turn.max(1);
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, CapacityState> {
@@ -907,8 +918,37 @@ fn claim_in(
     // once the claim is full, so that a claim costs a seek per hook it takes from rather than one
     // per waiting hook (a thousand hooks with a deep outbox made every claim walk them all, and
     // draining slowed as the outbox grew). A walk that goes all the way round sees every hook.
+    //
+    // A turn is one round of a hook's slots (`Capacity::turn`): the walk takes that much of each
+    // hook, and only once it went all the way round with room to spare do the hooks it cut short
+    // get the rest of their room. So a deep outbox of many hooks is claimed breadth first, an
+    // event's deliveries to many hooks together: they were stored side by side, so a claim dirties
+    // a few pages instead of one per delivery, and no hook waits behind another's whole backlog.
+    // A lone busy hook still fills its queue.
     let mut walk = WaitingHooks::after(capacity.last_claimed_hook());
-    while let Some((hook_id, oldest)) = walk.next(tx)? {
+    // Hooks with due deliveries left after their turn, and room for them.
+    let mut cut_short: Vec<String> = Vec::new();
+    let mut second_round: Option<std::vec::IntoIter<String>> = None;
+    loop {
+        let (hook_id, oldest) = match second_round.as_mut() {
+            None => match walk.next(tx)? {
+                Some(found) => found,
+                None if cut_short.is_empty() => break,
+                None => {
+                    second_round = Some(std::mem::take(&mut cut_short).into_iter());
+                    continue;
+                }
+            },
+            Some(hooks) => match hooks.next() {
+                Some(hook) => (hook, now),
+                None => break,
+            },
+        };
+        let turn = if second_round.is_some() {
+            usize::MAX
+        } else {
+            capacity.turn
+        };
         if claimed.len() == limit || capacity.free() == 0 {
             // Full, and another hook waits: look again at once, or once a slot frees.
             next_due = Some(now);
@@ -923,7 +963,8 @@ fn claim_in(
             next_due = Some(next_due.map_or(oldest, |t| t.min(oldest)));
             continue;
         }
-        let wanted = free.min(limit - claimed.len());
+        let wanted = free.min(turn).min(limit - claimed.len());
+        let cut_by_turn = turn < free.min(limit - claimed.len());
         let hook: Option<(String, HookSecrets)> = hook_stmt
             .query_row((&hook_id, now), |r| {
                 Ok((
@@ -968,8 +1009,10 @@ fn claim_in(
             let Some((seq, message_id, attempts, event_id, trigger, payload)) = row else {
                 // Not due yet, or the claim is full: when it falls due matters if the hook has
                 // room for it after what it just got; if it has none, a slot that frees has it
-                // to claim.
-                if capacity.free_for(&hook_id) > 0 {
+                // to claim. Due but past the hook's turn: the second round takes it.
+                if due_at <= now && cut_by_turn {
+                    cut_short.push(hook_id.clone());
+                } else if capacity.free_for(&hook_id) > 0 {
                     next_due = Some(next_due.map_or(due_at, |t| t.min(due_at)));
                 } else {
                     due_without_room |= due_at <= now;
@@ -1647,6 +1690,49 @@ mod tests {
             Some(now),
             "the other hooks wait for a slot"
         );
+    }
+
+    #[test]
+    fn a_claim_gives_every_waiting_hook_a_turn_before_taking_more_of_any() {
+        let (_dir, store, first) = setup();
+        let mut hooks = [
+            first,
+            another_hook(&store, "b", "NewOpportunity"),
+            another_hook(&store, "c", "NewOpportunity"),
+        ];
+        hooks.sort();
+        let batch: Vec<NewEvent> = (0..5).map(|_| event("NewOpportunity")).collect();
+        store.insert_events(&batch).unwrap();
+        let capacity = Capacity::new(4, 100).taking_turns_of(2);
+        capacity.open();
+        let now = now_ms();
+        let hooks_of = |outcome: &ClaimOutcome| -> Vec<String> {
+            outcome
+                .deliveries
+                .iter()
+                .map(|d| d.hook_id.clone())
+                .collect()
+        };
+        // Room for six: a turn of two each, the hooks' oldest deliveries, and more waits.
+        let outcome = claim_up_to(&store, now, 6, &capacity);
+        let expected: Vec<String> = hooks.iter().flat_map(|h| [h.clone(), h.clone()]).collect();
+        assert_eq!(hooks_of(&outcome), expected);
+        let events: Vec<&str> = outcome
+            .deliveries
+            .iter()
+            .map(|d| d.event_id.as_str())
+            .collect();
+        assert!(
+            events.chunks(2).all(|pair| pair == &events[..2]),
+            "the same two events for every hook: {events:?}"
+        );
+        assert_eq!(outcome.next_due, Some(now));
+        // Room to spare once every hook had its turn: the rest of each hook's room, in turn.
+        let outcome = claim_up_to(&store, now, 100, &capacity);
+        assert_eq!(hooks_of(&outcome), expected, "two more each: four per hook");
+        assert_eq!(outcome.next_due, None, "every hook is full");
+        assert!(outcome.due_without_room);
+        assert_eq!(capacity.held(None), 12);
     }
 
     #[test]
