@@ -171,7 +171,10 @@ impl Herald {
             .arg(addr.to_string())
             .env("HERALD_API_TOKEN", TOKEN)
             .env("HERALD_ALLOW_TARGETS", "127.0.0.0/8")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_HERALD_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("the herald binary runs");
