@@ -6,9 +6,10 @@
 //! claims the next deliveries in one transaction. A hook has at most `max_in_flight_per_hook`
 //! attempts in flight, so a slow or dead target holds only its own slots and never the healthy
 //! targets' ones, and `ROUNDS_AHEAD` times as many more claimed and ready, which start as soon as
-//! a slot frees. Under load trips are spaced (`TRIP_SPACING`) so that each carries more. A ready
-//! delivery that has waited a whole time-out goes back to the outbox (`READY_WAIT`), so leases
-//! stay short however deep the ready queue is.
+//! a slot frees. Under load trips are spaced (`TRIP_SPACING`) so that each carries more. How many
+//! rounds a hook gets ahead follows how long its attempts take (`HookPace`), and a ready delivery
+//! that has waited a whole time-out goes back to the outbox instead of starting
+//! (`READY_WAIT_TIMEOUTS`), so leases stay short however deep the ready queue is.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -381,17 +382,20 @@ const RECORD_DELAY: Duration = Duration::from_millis(10);
 /// fewer and larger trips carry the same deliveries for less; the attempts themselves never wait
 /// for it, they start from the ready queue.
 const TRIP_SPACING: Duration = Duration::from_millis(2);
-/// Rounds of attempts claimed ahead per hook, beyond the round in flight: enough to keep a busy
-/// hook's slots full from one trip to the next. A fast receiver empties a round in well under a
+/// Rounds of attempts claimed ahead for a fast hook, beyond the round in flight: enough to keep its
+/// slots full from one trip to the next. A fast receiver empties a round in well under a
 /// millisecond, so the ready queue has to cover a whole trip (its wait for the writer included) and
 /// the spacing: with two rounds ahead a single loopback hook's slots sat empty for 29 % of its
-/// attempts (waiting for the next claim), with eight for 5 %, and throughput rose by a fifth. The
-/// depth costs no lease time: see `READY_WAIT`.
+/// attempts (waiting for the next claim), with eight for 5 %, and throughput rose by a fifth. A
+/// slow hook gets fewer (see `HookPace`); the depth costs no lease time (see `READY_WAIT_TIMEOUTS`).
 const ROUNDS_AHEAD: usize = 8;
-/// The longest a delivery waits in the ready queue: one that has not started by then (its hook is
-/// slow, its slots held by attempts running to the time-out) goes back to the outbox, due at once,
-/// to be claimed again when its hook has room. Every lease therefore covers this wait, one
-/// attempt and the margin to record it, whatever `ROUNDS_AHEAD` is.
+/// Rounds ahead for a hook whose attempts this worker has not timed yet: with one, a ready
+/// delivery waits for at most one round of attempts, so at most one time-out.
+const FIRST_ROUNDS_AHEAD: usize = 1;
+/// The longest a delivery waits in the ready queue, in time-outs: one that has not started by then
+/// (its hook turned slow, its slots held by attempts running to the time-out) goes back to the
+/// outbox, due at once, to be claimed again when its hook has room. Every lease therefore covers
+/// this wait, one attempt and the margin to record it, whatever the depth of the queue.
 const READY_WAIT_TIMEOUTS: u32 = 1;
 /// How often the ready queue is searched for deliveries that waited too long.
 const READY_WAIT_CHECK: Duration = Duration::from_secs(1);
@@ -400,7 +404,11 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 
 /// What one trip to the database brings back: the records it was given (to keep them when it
 /// failed), and what it found.
-type Trip = (Vec<AttemptRecord>, Result<TripResult, StoreError>);
+type Trip = (
+    Vec<AttemptRecord>,
+    Vec<ClaimedDelivery>,
+    Result<TripResult, StoreError>,
+);
 
 struct TripResult {
     claim: ClaimOutcome,
@@ -443,13 +451,16 @@ impl Held {
     }
 
     /// Takes every ready delivery that has a free slot under its hook's limit and the worker's,
-    /// in claim order, and counts them in flight.
+    /// in claim order, and counts them in flight; with them, taken out but not counted, those that
+    /// came to a slot with their lease ending before `start_by` (Unix ms), too late to start.
     fn take_startable(
         &mut self,
         per_hook_limit: usize,
         max_in_flight: usize,
-    ) -> Vec<ClaimedDelivery> {
+        start_by: i64,
+    ) -> (Vec<ClaimedDelivery>, Vec<ClaimedDelivery>) {
         let mut startable = Vec::new();
+        let mut too_late = Vec::new();
         while self.total_ready > 0 && self.total_in_flight < max_in_flight {
             let oldest = self
                 .ready
@@ -468,12 +479,17 @@ impl Held {
             if queue.is_empty() {
                 self.ready.remove(&hook);
             }
+            self.total_ready -= 1;
+            if delivery.leased_until < start_by {
+                self.seqs.remove(&delivery.seq);
+                too_late.push(delivery);
+                continue;
+            }
             *self.in_flight.entry(hook).or_default() += 1;
             self.total_in_flight += 1;
-            self.total_ready -= 1;
             startable.push(delivery);
         }
-        startable
+        (startable, too_late)
     }
 
     fn attempt_ended(&mut self, record: &AttemptRecord) {
@@ -540,11 +556,12 @@ impl Worker {
         deliveries_waiting: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Worker {
-        // A hook may have one round in flight and more ready; so may the worker.
-        // A claim gives every waiting hook a round before it takes more rounds of any.
+        // A hook may have one round in flight and more ready (as many as its pace allows, see
+        // `HookPace`); so may the worker. A claim gives every waiting hook a round before it
+        // takes more rounds of any.
         let capacity = Arc::new(
             Capacity::new(
-                settings.max_in_flight_per_hook * (1 + ROUNDS_AHEAD),
+                settings.max_in_flight_per_hook * (1 + FIRST_ROUNDS_AHEAD),
                 settings.max_in_flight * (1 + ROUNDS_AHEAD),
             )
             .taking_turns_of(settings.max_in_flight_per_hook),
@@ -605,6 +622,9 @@ impl Worker {
         let mut wait = MAX_IDLE;
         let mut stopping_since: Option<Instant> = None;
         let mut next_ready_wait_check = Instant::now() + READY_WAIT_CHECK;
+        // Ready deliveries that waited too long, for the next trip to hand back to the outbox.
+        let mut to_release: Vec<ClaimedDelivery> = Vec::new();
+        let mut pace = HookPace::default();
         let mut failures = 0u32;
         let per_hook_limit = self.settings.max_in_flight_per_hook;
         let max_in_flight = self.settings.max_in_flight;
@@ -617,6 +637,15 @@ impl Worker {
                 let _ = done.send(record);
             });
         };
+        // Starts what has a free slot; what waited too long for one goes to `to_release` instead.
+        // Returns whether any did (its room is free again: worth a claim).
+        let start_ready = |held: &mut Held, to_release: &mut Vec<ClaimedDelivery>| -> bool {
+            let start_by = must_start_by(&self.settings, now_ms());
+            let (startable, too_late) =
+                held.take_startable(per_hook_limit, max_in_flight, start_by);
+            startable.into_iter().for_each(&start);
+            hand_back(&self.capacity, &self.metrics, too_late, to_release)
+        };
         loop {
             if *shutdown.borrow() && stopping_since.is_none() {
                 stopping_since = Some(Instant::now());
@@ -624,20 +653,13 @@ impl Worker {
                 self.capacity.close();
                 self.release(held.take_ready(None)).await;
             }
+            // Ready deliveries that no slot of their hook reached within a time-out (it turned
+            // slow) go back to the outbox before their leases could end.
             if stopping_since.is_none() && Instant::now() >= next_ready_wait_check {
                 next_ready_wait_check = Instant::now() + READY_WAIT_CHECK;
                 let overdue =
                     held.take_leased_until_before(must_start_by(&self.settings, now_ms()));
-                if !overdue.is_empty() {
-                    tracing::debug!(
-                        deliveries = overdue.len(),
-                        "ready deliveries waited a whole time-out for a slot; handing them back to the outbox"
-                    );
-                    self.metrics.deliveries_handed_back(overdue.len());
-                    // Claimed again when their hooks have room; a slot freed meanwhile claims.
-                    look_again = true;
-                    self.release(overdue).await;
-                }
+                look_again |= hand_back(&self.capacity, &self.metrics, overdue, &mut to_release);
             }
             let backing_off = no_trip_before.is_some_and(|t| Instant::now() < t);
             // Not now, but at the next spacing.
@@ -647,7 +669,8 @@ impl Worker {
                 let claim = stopping_since.is_none() && look_again && self.capacity.free() > 0;
                 // Stopping: done once nothing is in flight and everything is recorded, or at the
                 // deadline whatever is left (its leases bring it back).
-                let all_done = held.total_in_flight == 0 && unrecorded.is_empty();
+                let all_done =
+                    held.total_in_flight == 0 && unrecorded.is_empty() && to_release.is_empty();
                 if stopping_since.is_some() && (all_done || past_deadline) {
                     if !unrecorded.is_empty() {
                         tracing::warn!(
@@ -671,10 +694,15 @@ impl Worker {
                     || stopping_since.is_some()
                     || unrecorded.len() >= RECORD_BATCH
                     || not_before.is_none_or(|t| Instant::now() >= t);
-                if !backing_off && (claim || !unrecorded.is_empty()) {
+                if !backing_off && (claim || !unrecorded.is_empty() || !to_release.is_empty()) {
                     if due_now {
                         let limit = if claim { CLAIM_BATCH } else { 0 };
-                        trip = Some(self.start_trip(std::mem::take(&mut unrecorded), limit, &held));
+                        trip = Some(self.start_trip(
+                            std::mem::take(&mut unrecorded),
+                            std::mem::take(&mut to_release),
+                            limit,
+                            &held,
+                        ));
                         unrecorded_since = None;
                         look_again = false;
                         urgent = false;
@@ -684,11 +712,20 @@ impl Worker {
                     }
                 }
             }
-            let nap = match (no_trip_before, paced_until) {
+            let mut nap = match (no_trip_before, paced_until) {
                 (Some(t), _) if backing_off => t.saturating_duration_since(Instant::now()),
                 (_, Some(t)) => t.saturating_duration_since(Instant::now()).min(wait),
                 _ => wait,
             };
+            // Woken for the ready queue's check alone, the loop's top does it; nothing else is due.
+            let mut nap_is_the_check = false;
+            if held.total_ready > 0 && stopping_since.is_none() {
+                let until_check = next_ready_wait_check.saturating_duration_since(Instant::now());
+                if until_check < nap {
+                    nap = until_check;
+                    nap_is_the_check = true;
+                }
+            }
             tokio::select! {
                 biased;
                 Some(record) = done_rx.recv() => {
@@ -699,9 +736,12 @@ impl Worker {
                     for record in &finished {
                         held.attempt_ended(record);
                         self.capacity.give_back(&record.hook_id);
+                        if let Some(rounds) = pace.attempt_took(&record.hook_id, record.duration_ms, self.settings.timeout) {
+                            self.capacity.set_room(&record.hook_id, per_hook_limit * (1 + rounds));
+                        }
                     }
                     if stopping_since.is_none() {
-                        held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
+                        look_again |= start_ready(&mut held, &mut to_release);
                     }
                     // A hook whose slot freed with nothing ready for it waits for the next claim.
                     urgent |= backlog && finished.iter().any(|r| !held.ready.contains_key(&r.hook_id));
@@ -718,11 +758,11 @@ impl Worker {
                     for delivery in leased {
                         self.hold(&mut held, delivery);
                     }
-                    held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
+                    look_again |= start_ready(&mut held, &mut to_release);
                 }
                 joined = async { trip.as_mut().expect("polled only with a trip").await }, if trip.is_some() => {
                     trip = None;
-                    let (records, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                    let (records, released, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     match result {
                         Ok(TripResult { claim: ClaimOutcome { deliveries: claimed, next_due, due_without_room }, health, stopped_hooks }) => {
                             failures = 0;
@@ -748,12 +788,15 @@ impl Worker {
                                 handed_back.extend(held.take_ready(Some(hook)));
                             }
                             self.release(handed_back).await;
-                            held.take_startable(per_hook_limit, max_in_flight).into_iter().for_each(&start);
+                            look_again |= start_ready(&mut held, &mut to_release);
                             let now = now_ms();
-                            // The claim came back full or left due deliveries behind.
-                            backlog = due_without_room || next_due.is_some_and(|at| at <= now);
+                            // The claim came back full, or left due deliveries behind with room to
+                            // take them: claim again at once. Due deliveries of hooks without room
+                            // wait for a slot of theirs to free (`backlog`).
+                            let due_now = next_due.is_some_and(|at| at <= now);
+                            backlog = due_without_room || due_now;
                             match next_due {
-                                _ if backlog => look_again = true,
+                                _ if due_now => look_again = true,
                                 Some(at) => wait = Duration::from_millis((at - now) as u64).min(MAX_IDLE),
                                 None => wait = MAX_IDLE,
                             }
@@ -765,6 +808,7 @@ impl Worker {
                                 unrecorded_since = Some(Instant::now());
                             }
                             unrecorded.splice(0..0, records);
+                            to_release.splice(0..0, released);
                             no_trip_before = Some(Instant::now() + backoff(failures));
                             look_again = true;
                         }
@@ -776,7 +820,7 @@ impl Worker {
                 }
                 _ = shutdown.changed(), if stopping_since.is_none() => {}
                 _ = tokio::time::sleep(nap), if trip.is_none() => {
-                    if !backing_off {
+                    if !backing_off && !nap_is_the_check {
                         look_again = true;
                         // Woken for a due delivery rather than by the spacing.
                         urgent |= paced_until.is_none();
@@ -788,11 +832,13 @@ impl Worker {
         alive.store(false, Ordering::SeqCst);
     }
 
-    /// Records `records` and claims up to `limit` deliveries in one transaction, on a blocking
-    /// thread, while the loop goes on starting attempts; the claim also says when to look again.
+    /// Records `records`, hands `released` back and claims up to `limit` deliveries in one
+    /// transaction, on a blocking thread, while the loop goes on starting attempts; the claim also
+    /// says when to look again.
     fn start_trip(
         &self,
         records: Vec<AttemptRecord>,
+        released: Vec<ClaimedDelivery>,
         limit: usize,
         held: &Held,
     ) -> tokio::task::JoinHandle<Trip> {
@@ -808,22 +854,21 @@ impl Worker {
                 limit,
                 capacity: &capacity,
             };
-            let result =
-                store
-                    .record_and_claim(&records, &policy, &claim)
-                    .and_then(|(claim, health)| {
-                        let enabled = store.enabled_hooks_among(&ready_hooks)?;
-                        let stopped_hooks = ready_hooks
-                            .into_iter()
-                            .filter(|hook| !enabled.contains(hook))
-                            .collect();
-                        Ok(TripResult {
-                            claim,
-                            health,
-                            stopped_hooks,
-                        })
-                    });
-            (records, result)
+            let result = store
+                .record_and_claim(&records, &released, &policy, &claim)
+                .and_then(|(claim, health)| {
+                    let enabled = store.enabled_hooks_among(&ready_hooks)?;
+                    let stopped_hooks = ready_hooks
+                        .into_iter()
+                        .filter(|hook| !enabled.contains(hook))
+                        .collect();
+                    Ok(TripResult {
+                        claim,
+                        health,
+                        stopped_hooks,
+                    })
+                });
+            (records, released, result)
         })
     }
 
@@ -923,6 +968,76 @@ impl Worker {
     }
 }
 
+/// Ready deliveries that waited too long for a slot: their room goes back to the capacity and they
+/// go to `to_release`, for the next trip to hand back to the outbox. Returns whether there were any.
+fn hand_back(
+    capacity: &Capacity,
+    metrics: &Metrics,
+    overdue: Vec<ClaimedDelivery>,
+    to_release: &mut Vec<ClaimedDelivery>,
+) -> bool {
+    if overdue.is_empty() {
+        return false;
+    }
+    tracing::debug!(
+        deliveries = overdue.len(),
+        "ready deliveries waited a whole time-out for a slot; handing them back to the outbox"
+    );
+    metrics.deliveries_handed_back(overdue.len());
+    for delivery in &overdue {
+        capacity.give_back(&delivery.hook_id);
+    }
+    to_release.extend(overdue);
+    true
+}
+
+/// How long each hook's attempts take lately, and so how many rounds of them the worker claims
+/// ahead: a ready delivery must start within a time-out (`READY_WAIT_TIMEOUTS`), and one `n` rounds
+/// back waits about `n` attempts' time. A hook that answers in a millisecond gets `ROUNDS_AHEAD`,
+/// one whose attempts run to the time-out one round; a hook not timed yet `FIRST_ROUNDS_AHEAD`.
+#[derive(Default)]
+struct HookPace {
+    /// Per hook, a moving average of its attempts' durations, in ms.
+    average_ms: HashMap<String, f64>,
+    rounds_ahead: HashMap<String, usize>,
+}
+
+impl HookPace {
+    /// Notes how long an attempt took; returns the hook's rounds ahead when they change.
+    fn attempt_took(&mut self, hook: &str, duration_ms: i64, timeout: Duration) -> Option<usize> {
+        let took = duration_ms.max(0) as f64;
+        let average = match self.average_ms.get_mut(hook) {
+            Some(average) => {
+                *average += (took - *average) / 8.0;
+                *average
+            }
+            None => {
+                self.average_ms.insert(hook.to_owned(), took);
+                took
+            }
+        };
+        let rounds = rounds_ahead_at(average, timeout);
+        match self.rounds_ahead.get_mut(hook) {
+            Some(known) if *known == rounds => None,
+            Some(known) => {
+                *known = rounds;
+                Some(rounds)
+            }
+            None => {
+                self.rounds_ahead.insert(hook.to_owned(), rounds);
+                Some(rounds)
+            }
+        }
+    }
+}
+
+/// Rounds ahead for attempts that take `average_ms`: the last of them should start within half a
+/// time-out, the other half being room for the average to be wrong.
+fn rounds_ahead_at(average_ms: f64, timeout: Duration) -> usize {
+    let half_timeout_ms = timeout.as_secs_f64() * 1000.0 / 2.0;
+    ((half_timeout_ms / average_ms.max(1.0)) as usize).clamp(1, ROUNDS_AHEAD)
+}
+
 /// How long a leased delivery stays leased: long enough to wait in the ready queue (at most
 /// `READY_WAIT_TIMEOUTS` time-outs, then it goes back), run its attempt and be recorded. A process
 /// that dies mid-attempt leaves its leases to run out; then the deliveries are sent again, which is
@@ -980,16 +1095,16 @@ mod tests {
         assert!(held.add_ready(claimed(6, "hook_a")));
         assert!(!held.add_ready(claimed(5, "hook_b")), "never held twice");
         // Two per hook, three in all: hook_a's two oldest, then hook_b's.
-        let started = held.take_startable(2, 3);
+        let started = held.take_startable(2, 3, 0).0;
         assert_eq!(seqs(&started), [1, 2, 5]);
         assert_eq!((held.total_in_flight, held.total_ready), (3, 3));
-        assert!(held.take_startable(2, 3).is_empty(), "no slot is free");
+        assert!(held.take_startable(2, 3, 0).0.is_empty(), "no slot is free");
         // hook_b's attempt ends: the worker's free slot goes to the oldest claim that may start,
         // hook_a's, but hook_a is at its own limit.
         held.attempt_ended(&ended(&started[2]));
-        assert!(held.take_startable(2, 3).is_empty());
+        assert!(held.take_startable(2, 3, 0).0.is_empty());
         held.attempt_ended(&ended(&started[0]));
-        assert_eq!(seqs(&held.take_startable(2, 3)), [3]);
+        assert_eq!(seqs(&held.take_startable(2, 3, 0).0), [3]);
         assert!(
             held.add_ready(claimed(5, "hook_b")),
             "ended, so it may be claimed again"
@@ -1011,7 +1126,7 @@ mod tests {
         held.add_ready(leased(3, "hook_b", 150));
         held.add_ready(leased(4, "hook_b", 400));
         held.add_ready(leased(5, "hook_c", 120));
-        let started = held.take_startable(1, 1);
+        let started = held.take_startable(1, 1, 0).0;
         assert_eq!(
             seqs(&started),
             [1],
@@ -1025,11 +1140,53 @@ mod tests {
         assert!(held.add_ready(leased(3, "hook_b", 900)), "claimable again");
         held.attempt_ended(&ended(&started[0]));
         assert_eq!(
-            seqs(&held.take_startable(2, 3)),
+            seqs(&held.take_startable(2, 3, 0).0),
             [2, 4, 3],
             "claim order kept"
         );
         assert!(held.take_leased_until_before(i64::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_delivery_that_reaches_a_slot_too_late_is_not_started() {
+        let mut held = Held::default();
+        let leased = |seq: i64, until: i64| ClaimedDelivery {
+            leased_until: until,
+            ..claimed(seq, "hook_a")
+        };
+        held.add_ready(leased(1, 500));
+        held.add_ready(leased(2, 100));
+        held.add_ready(leased(3, 600));
+        let (started, too_late) = held.take_startable(2, 10, 200);
+        assert_eq!(seqs(&started), [1, 3], "the one behind takes the slot");
+        assert_eq!(seqs(&too_late), [2]);
+        assert_eq!((held.total_ready, held.total_in_flight), (0, 2));
+        assert!(held.add_ready(leased(2, 900)), "no longer held");
+    }
+
+    #[test]
+    fn a_hooks_rounds_ahead_follow_how_long_its_attempts_take() {
+        let timeout = Duration::from_secs(15);
+        assert_eq!(rounds_ahead_at(0.0, timeout), ROUNDS_AHEAD);
+        assert_eq!(rounds_ahead_at(900.0, timeout), ROUNDS_AHEAD);
+        assert_eq!(rounds_ahead_at(1_500.0, timeout), 5);
+        assert_eq!(rounds_ahead_at(15_000.0, timeout), 1, "at least one");
+        let mut pace = HookPace::default();
+        assert_eq!(pace.attempt_took("a", 2, timeout), Some(ROUNDS_AHEAD));
+        assert_eq!(pace.attempt_took("a", 3, timeout), None, "unchanged");
+        // A fast hook turning slow loses its depth within a few attempts, not at the first.
+        let mut rounds = Vec::new();
+        for _ in 0..20 {
+            rounds.extend(pace.attempt_took("a", 15_000, timeout));
+        }
+        assert!(rounds[0] > 1, "{rounds:?}");
+        assert_eq!(rounds.last(), Some(&1));
+        assert!(rounds.windows(2).all(|w| w[0] > w[1]), "{rounds:?}");
+        assert_eq!(
+            pace.attempt_took("b", 15_000, timeout),
+            Some(1),
+            "hooks apart"
+        );
     }
 
     #[test]

@@ -253,11 +253,12 @@ pub struct StoredAttempt {
 
 /// How many deliveries the delivery worker can hold (claimed and ready, or in flight), per hook and
 /// in all, and how many it holds. Every lease is taken against it, by a claim or straight from the
-/// transaction that stores fresh deliveries, and both run under the writer's lock, so together they
-/// never lease more than the worker can send before the leases end. Closed (no room) while no
-/// worker runs.
+/// transaction that stores fresh deliveries, and both run under the writer's lock. A hook's room
+/// may be set apart from the others' (the worker gives a slow hook less, so that what it holds
+/// can start before the leases end). Closed (no room) while no worker runs.
 #[derive(Debug)]
 pub struct Capacity {
+    /// A hook's room unless set for that hook.
     per_hook: usize,
     total: usize,
     /// How many of a hook's deliveries a claim takes before every other waiting hook has had its
@@ -270,6 +271,8 @@ pub struct Capacity {
 struct CapacityState {
     open: bool,
     held: HashMap<String, usize>,
+    /// Hooks whose room is not `per_hook`.
+    room: HashMap<String, usize>,
     total_held: usize,
     /// The hook the last claim took from: the next claim's walk over the waiting hooks starts
     /// after it (see `claim_in`).
@@ -310,6 +313,28 @@ impl Capacity {
         self.state().open = false;
     }
 
+    /// Sets how many deliveries of `hook` may be held at once (by default, `per_hook`). Lowering
+    /// it leaves what is held alone; nothing more is leased until the hook is below it.
+    pub fn set_room(&self, hook: &str, room: usize) {
+        let mut state = self.state();
+        if room == self.per_hook {
+            state.room.remove(hook);
+        } else if let Some(known) = state.room.get_mut(hook) {
+            *known = room;
+        } else {
+            state.room.insert(hook.to_owned(), room);
+        }
+    }
+
+    /// How many deliveries of `hook` may be held at once.
+    pub fn room(&self, hook: &str) -> usize {
+        self.room_in(&self.state(), hook)
+    }
+
+    fn room_in(&self, state: &CapacityState, hook: &str) -> usize {
+        state.room.get(hook).copied().unwrap_or(self.per_hook)
+    }
+
     /// How many more deliveries of `hook` may be leased now.
     pub fn free_for(&self, hook: &str) -> usize {
         let state = self.state();
@@ -317,7 +342,7 @@ impl Capacity {
             return 0;
         }
         let held = state.held.get(hook).copied().unwrap_or(0);
-        self.per_hook
+        self.room_in(&state, hook)
             .saturating_sub(held)
             .min(self.total.saturating_sub(state.total_held))
     }
@@ -335,7 +360,7 @@ impl Capacity {
     fn take(&self, hook: &str) -> bool {
         let mut state = self.state();
         let held = state.held.get(hook).copied().unwrap_or(0);
-        if !state.open || held >= self.per_hook || state.total_held >= self.total {
+        if !state.open || held >= self.room_in(&state, hook) || state.total_held >= self.total {
             return false;
         }
         state.total_held += 1;
@@ -664,7 +689,7 @@ impl Store {
             capacity: &capacity,
         };
         Ok(self
-            .record_and_claim(&[], &FailurePolicy::default(), &claim)?
+            .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)?
             .0)
     }
 
@@ -678,9 +703,13 @@ impl Store {
     /// The claim costs one index seek per hook with waiting deliveries plus the rows claimed,
     /// however large the backlog: nothing here scans the outbox. The same walk tells when to claim
     /// again.
+    ///
+    /// `released` are deliveries the worker held but will not send (see `release_claims`): handed
+    /// back first, so the claim may take them again.
     pub fn record_and_claim(
         &self,
         records: &[AttemptRecord],
+        released: &[ClaimedDelivery],
         policy: &FailurePolicy,
         claim: &Claim<'_>,
     ) -> Result<(ClaimOutcome, Vec<HookHealthChange>)> {
@@ -688,6 +717,7 @@ impl Store {
             let mut conn = self.writer();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let health = record_in(&tx, records, policy)?;
+            release_in(&tx, released.iter(), claim.now)?;
             let mut taken = Taken::new(claim.capacity);
             let claimed = claim_in(
                 &tx,
@@ -705,9 +735,9 @@ impl Store {
     }
 
     /// Hands claimed deliveries that were never sent back to the outbox, due at `now`: what a
-    /// stopping worker held ready beyond its attempts in flight. Their attempt counts are
-    /// untouched, so they go out as if never claimed. A claim whose lease ran out (and which
-    /// someone may have claimed again since) is left alone.
+    /// stopping worker held ready beyond its attempts in flight, or the ready deliveries of a hook
+    /// that was disabled. Their attempt counts are untouched, so they go out as if never claimed.
+    /// A claim whose lease ran out (and which someone may have claimed again since) is left alone.
     pub fn release_claims(&self, claims: &[&ClaimedDelivery], now: i64) -> Result<()> {
         if claims.is_empty() {
             return Ok(());
@@ -715,17 +745,7 @@ impl Store {
         let result = (|| {
             let mut conn = self.writer();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut release = tx.prepare_cached(
-                    "UPDATE herald_deliveries
-                     SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
-                         next_attempt_at = ?3, updated_at = ?3
-                     WHERE seq = ?1 AND status = 'delivering' AND next_attempt_at = ?2",
-                )?;
-                for claim in claims {
-                    release.execute((claim.seq, claim.leased_until, now))?;
-                }
-            }
+            release_in(&tx, claims.iter().copied(), now)?;
             tx.commit()?;
             Ok(())
         })();
@@ -1047,6 +1067,23 @@ fn claim_in(
         next_due,
         due_without_room,
     })
+}
+
+fn release_in<'c>(
+    tx: &Transaction<'_>,
+    claims: impl Iterator<Item = &'c ClaimedDelivery>,
+    now: i64,
+) -> Result<()> {
+    let mut release = tx.prepare_cached(
+        "UPDATE herald_deliveries
+         SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+             next_attempt_at = ?3, updated_at = ?3
+         WHERE seq = ?1 AND status = 'delivering' AND next_attempt_at = ?2",
+    )?;
+    for claim in claims {
+        release.execute((claim.seq, claim.leased_until, now))?;
+    }
+    Ok(())
 }
 
 fn record_in(
@@ -1398,7 +1435,7 @@ mod tests {
             capacity,
         };
         store
-            .record_and_claim(&[], &FailurePolicy::default(), &claim)
+            .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
             .unwrap()
             .0
     }
@@ -1701,10 +1738,8 @@ mod tests {
             another_hook(&store, "c", "NewOpportunity"),
         ];
         hooks.sort();
-        let batch: Vec<NewEvent> = (0..5).map(|_| event("NewOpportunity")).collect();
+        let batch: Vec<NewEvent> = (0..10).map(|_| event("NewOpportunity")).collect();
         store.insert_events(&batch).unwrap();
-        let capacity = Capacity::new(4, 100).taking_turns_of(2);
-        capacity.open();
         let now = now_ms();
         let hooks_of = |outcome: &ClaimOutcome| -> Vec<String> {
             outcome
@@ -1713,10 +1748,13 @@ mod tests {
                 .map(|d| d.hook_id.clone())
                 .collect()
         };
-        // Room for six: a turn of two each, the hooks' oldest deliveries, and more waits.
+        let twice_each: Vec<String> = hooks.iter().flat_map(|h| [h.clone(), h.clone()]).collect();
+        // Room for six: a turn of two for each hook, of the same two (oldest) events, and the
+        // claim says to look again at once for the rest.
+        let capacity = Capacity::new(4, 100).taking_turns_of(2);
+        capacity.open();
         let outcome = claim_up_to(&store, now, 6, &capacity);
-        let expected: Vec<String> = hooks.iter().flat_map(|h| [h.clone(), h.clone()]).collect();
-        assert_eq!(hooks_of(&outcome), expected);
+        assert_eq!(hooks_of(&outcome), twice_each);
         let events: Vec<&str> = outcome
             .deliveries
             .iter()
@@ -1727,12 +1765,37 @@ mod tests {
             "the same two events for every hook: {events:?}"
         );
         assert_eq!(outcome.next_due, Some(now));
-        // Room to spare once every hook had its turn: the rest of each hook's room, in turn.
-        let outcome = claim_up_to(&store, now, 100, &capacity);
-        assert_eq!(hooks_of(&outcome), expected, "two more each: four per hook");
+        // Room to spare once every hook had its turn: a second round gives each the rest of its
+        // room (four each), in turn.
+        let roomier = Capacity::new(4, 100).taking_turns_of(2);
+        roomier.open();
+        let outcome = claim_up_to(&store, now, 100, &roomier);
+        let expected: Vec<String> = twice_each.iter().chain(&twice_each).cloned().collect();
+        assert_eq!(hooks_of(&outcome), expected);
         assert_eq!(outcome.next_due, None, "every hook is full");
         assert!(outcome.due_without_room);
-        assert_eq!(capacity.held(None), 12);
+        assert_eq!(roomier.held(None), 12);
+        // A hook's own room, set apart from the others', bounds its share.
+        let uneven = Capacity::new(4, 100).taking_turns_of(2);
+        uneven.open();
+        uneven.set_room(&hooks[1], 1);
+        assert_eq!(uneven.room(&hooks[1]), 1);
+        let outcome = claim_up_to(&store, now, 100, &uneven);
+        let taken_by = |hook: &str| {
+            outcome
+                .deliveries
+                .iter()
+                .filter(|d| d.hook_id == hook)
+                .count()
+        };
+        assert_eq!(
+            (
+                taken_by(&hooks[0]),
+                taken_by(&hooks[1]),
+                taken_by(&hooks[2])
+            ),
+            (4, 1, 4)
+        );
     }
 
     #[test]
