@@ -1662,19 +1662,25 @@ mod tests {
             .id
     }
 
-    #[test]
-    fn hooks_take_turns_and_a_full_claim_stops_walking() {
-        let (_dir, store, first) = setup();
+    /// Three hooks of `NewOpportunity` (in id order) and `events` events stored in one batch, so
+    /// that every delivery has the same time: oldest-first would give the first hook every turn
+    /// while it has any left; taking turns does not.
+    fn three_hooks_with_events(events: usize) -> (tempfile::TempDir, Store, [String; 3]) {
+        let (dir, store, first) = setup();
         let mut hooks = [
             first,
             another_hook(&store, "b", "NewOpportunity"),
             another_hook(&store, "c", "NewOpportunity"),
         ];
         hooks.sort();
-        // One batch, so every delivery has the same time: oldest-first would give the first hook
-        // every turn while it has any left; taking turns does not.
-        let batch: Vec<NewEvent> = (0..4).map(|_| event("NewOpportunity")).collect();
+        let batch: Vec<NewEvent> = (0..events).map(|_| event("NewOpportunity")).collect();
         store.insert_events(&batch).unwrap();
+        (dir, store, hooks)
+    }
+
+    #[test]
+    fn hooks_take_turns_and_a_full_claim_stops_walking() {
+        let (_dir, store, hooks) = three_hooks_with_events(4);
         let capacity = Capacity::new(2, 100);
         capacity.open();
         let claim_of_two = |now: i64| {
@@ -1731,15 +1737,7 @@ mod tests {
 
     #[test]
     fn a_claim_gives_every_waiting_hook_a_turn_before_taking_more_of_any() {
-        let (_dir, store, first) = setup();
-        let mut hooks = [
-            first,
-            another_hook(&store, "b", "NewOpportunity"),
-            another_hook(&store, "c", "NewOpportunity"),
-        ];
-        hooks.sort();
-        let batch: Vec<NewEvent> = (0..10).map(|_| event("NewOpportunity")).collect();
-        store.insert_events(&batch).unwrap();
+        let (_dir, store, hooks) = three_hooks_with_events(10);
         let now = now_ms();
         let hooks_of = |outcome: &ClaimOutcome| -> Vec<String> {
             outcome
