@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{open_connection, Result};
@@ -128,9 +128,8 @@ impl ReadOnlyDb {
             .map(|i| stmt.column_name(i).map(String::from))
             .collect::<rusqlite::Result<_>>()
             .map_err(sqlite)?;
-        let values: Vec<Value> = params.iter().map(to_sql).collect();
         let mut rows = stmt
-            .query(rusqlite::params_from_iter(values.iter()))
+            .query(rusqlite::params_from_iter(params))
             .map_err(sqlite)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(sqlite)? {
@@ -238,13 +237,16 @@ impl ReadOnlyDb {
     }
 }
 
-fn to_sql(cell: &Cell) -> Value {
-    match cell {
-        Cell::Null => Value::Null,
-        Cell::Integer(n) => Value::Integer(*n),
-        Cell::Real(x) => Value::Real(*x),
-        Cell::Text(t) => Value::Text(t.clone()),
-        Cell::Blob(b) => Value::Blob(b.clone()),
+/// A parameter is bound where it lies, without a copy.
+impl rusqlite::ToSql for Cell {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self {
+            Cell::Null => ValueRef::Null,
+            Cell::Integer(n) => ValueRef::Integer(*n),
+            Cell::Real(x) => ValueRef::Real(*x),
+            Cell::Text(t) => ValueRef::Text(t.as_bytes()),
+            Cell::Blob(b) => ValueRef::Blob(b),
+        }))
     }
 }
 
