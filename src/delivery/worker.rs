@@ -397,7 +397,8 @@ const FIRST_ROUNDS_AHEAD: usize = 1;
 /// outbox, due at once, to be claimed again when its hook has room. Every lease therefore covers
 /// this wait, one attempt and the margin to record it, whatever the depth of the queue.
 const READY_WAIT_TIMEOUTS: u32 = 1;
-/// How often the ready queue is searched for deliveries that waited too long.
+/// How often the ready queue is searched for deliveries that waited too long, and the pace of
+/// hooks that hold nothing any more is forgotten.
 const READY_WAIT_CHECK: Duration = Duration::from_secs(1);
 /// The longest the worker sleeps without looking, in case a delivery was stored by another process.
 const MAX_IDLE: Duration = Duration::from_secs(1);
@@ -660,6 +661,9 @@ impl Worker {
                 let overdue =
                     held.take_leased_until_before(must_start_by(&self.settings, now_ms()));
                 look_again |= hand_back(&self.capacity, &self.metrics, overdue, &mut to_release);
+                for hook in pace.forget_idle(|hook| self.capacity.held(Some(hook)) == 0) {
+                    self.capacity.reset_room(&hook);
+                }
             }
             let backing_off = no_trip_before.is_some_and(|t| Instant::now() < t);
             // Not now, but at the next spacing.
@@ -997,37 +1001,53 @@ fn hand_back(
 /// one whose attempts run to the time-out one round; a hook not timed yet `FIRST_ROUNDS_AHEAD`.
 #[derive(Default)]
 struct HookPace {
-    /// Per hook, a moving average of its attempts' durations, in ms.
-    average_ms: HashMap<String, f64>,
-    rounds_ahead: HashMap<String, usize>,
+    hooks: HashMap<String, Pace>,
+}
+
+struct Pace {
+    /// A moving average of the hook's attempts' durations.
+    average_ms: f64,
+    rounds_ahead: usize,
 }
 
 impl HookPace {
     /// Notes how long an attempt took; returns the hook's rounds ahead when they change.
     fn attempt_took(&mut self, hook: &str, duration_ms: i64, timeout: Duration) -> Option<usize> {
         let took = duration_ms.max(0) as f64;
-        let average = match self.average_ms.get_mut(hook) {
-            Some(average) => {
-                *average += (took - *average) / 8.0;
-                *average
-            }
-            None => {
-                self.average_ms.insert(hook.to_owned(), took);
-                took
-            }
+        let Some(pace) = self.hooks.get_mut(hook) else {
+            let rounds_ahead = rounds_ahead_at(took, timeout);
+            self.hooks.insert(
+                hook.to_owned(),
+                Pace {
+                    average_ms: took,
+                    rounds_ahead,
+                },
+            );
+            return Some(rounds_ahead);
         };
-        let rounds = rounds_ahead_at(average, timeout);
-        match self.rounds_ahead.get_mut(hook) {
-            Some(known) if *known == rounds => None,
-            Some(known) => {
-                *known = rounds;
-                Some(rounds)
-            }
-            None => {
-                self.rounds_ahead.insert(hook.to_owned(), rounds);
-                Some(rounds)
-            }
+        pace.average_ms += (took - pace.average_ms) / 8.0;
+        let rounds_ahead = rounds_ahead_at(pace.average_ms, timeout);
+        if rounds_ahead == pace.rounds_ahead {
+            return None;
         }
+        pace.rounds_ahead = rounds_ahead;
+        Some(rounds_ahead)
+    }
+
+    /// Forgets the hooks for which `holds_nothing` is true, and returns them: they are timed
+    /// afresh when they next send. Subscriptions come and go, so the worker must not keep every
+    /// hook it ever sent to.
+    fn forget_idle(&mut self, holds_nothing: impl Fn(&str) -> bool) -> Vec<String> {
+        let idle: Vec<String> = self
+            .hooks
+            .keys()
+            .filter(|hook| holds_nothing(hook))
+            .cloned()
+            .collect();
+        for hook in &idle {
+            self.hooks.remove(hook);
+        }
+        idle
     }
 }
 
@@ -1186,6 +1206,12 @@ mod tests {
             pace.attempt_took("b", 15_000, timeout),
             Some(1),
             "hooks apart"
+        );
+        assert_eq!(pace.forget_idle(|hook| hook == "a"), ["a"]);
+        assert_eq!(
+            pace.attempt_took("a", 2, timeout),
+            Some(ROUNDS_AHEAD),
+            "timed afresh"
         );
     }
 

@@ -326,7 +326,13 @@ impl Capacity {
         }
     }
 
+    /// Gives `hook` the default room again.
+    pub fn reset_room(&self, hook: &str) {
+        self.state().room.remove(hook);
+    }
+
     /// How many deliveries of `hook` may be held at once.
+    #[cfg(test)]
     pub fn room(&self, hook: &str) -> usize {
         self.room_in(&self.state(), hook)
     }
@@ -959,6 +965,7 @@ fn claim_in(
                     continue;
                 }
             },
+            // The first walk found these due.
             Some(hooks) => match hooks.next() {
                 Some(hook) => (hook, now),
                 None => break,
@@ -1778,6 +1785,8 @@ mod tests {
         uneven.open();
         uneven.set_room(&hooks[1], 1);
         assert_eq!(uneven.room(&hooks[1]), 1);
+        uneven.reset_room(&hooks[2]);
+        assert_eq!(uneven.room(&hooks[2]), 4, "the default");
         let outcome = claim_up_to(&store, now, 100, &uneven);
         let taken_by = |hook: &str| {
             outcome
