@@ -520,6 +520,7 @@ async fn backlog_run(receiver: &Receiver, deliveries: usize) -> (f64, f64) {
                     scope: Scope::Everything,
                     enabled: true,
                     events: vec!["NewOpportunity".into()],
+                    made_by: None,
                 })
                 .unwrap();
         }

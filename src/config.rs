@@ -318,6 +318,19 @@ impl Config {
                 });
             }
         }
+        // A subscription belongs to the token that made it, by name: two tokens of one name would
+        // remove each other's, and "default" is the name of the admin token of HERALD_API_TOKEN.
+        let mut names = std::collections::BTreeSet::from(["default"]);
+        for token in &file.api_tokens {
+            if token.name.trim().is_empty() || !names.insert(token.name.as_str()) {
+                return Err(ConfigError::Invalid {
+                    name: format!("api_tokens ({})", token.name),
+                    message: "each token needs a name of its own (\"default\" is taken by the \
+                              main token)"
+                        .into(),
+                });
+            }
+        }
         config.api_tokens = file.api_tokens;
         config.watch_scripts = file.watch_scripts.unwrap_or(true);
         config.secret_key_file = file.secret_key_file;
@@ -712,5 +725,40 @@ mod tests {
         };
         let err = load(cli, &[]).unwrap_err();
         assert!(err.to_string().contains("unknown field `timeout`"), "{err}");
+    }
+
+    #[test]
+    fn api_tokens_need_names_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        let token = |name: &str, token: &str| {
+            format!(
+                "[[api_tokens]]\nname = \"{name}\"\ntoken = \"{token}\"\nrole = \"subscribe\"\n"
+            )
+        };
+        let cli = CommandLine {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        for (first, second) in [("zapier", "zapier"), ("zapier", "default"), ("zapier", " ")] {
+            let text = format!(
+                "{}{}",
+                token(first, "token-one-0123456789"),
+                token(second, "token-two-0123456789")
+            );
+            std::fs::write(&file, text).unwrap();
+            let err = load(cli.clone(), &[]).unwrap_err();
+            assert!(
+                err.to_string().contains("needs a name of its own"),
+                "{second}: {err}"
+            );
+        }
+        let text = format!(
+            "{}{}",
+            token("zapier", "token-one-0123456789"),
+            token("make", "token-two-0123456789")
+        );
+        std::fs::write(&file, text).unwrap();
+        assert_eq!(load(cli, &[]).unwrap().api_tokens.len(), 2);
     }
 }

@@ -318,6 +318,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
         scope,
         enabled: body.enabled.unwrap_or(true),
         events,
+        made_by: None,
     };
     let store = state.store.clone();
     let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;

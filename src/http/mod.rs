@@ -71,7 +71,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Who made an authenticated request: the token's name and role. The middleware puts it in the
+/// request's extensions; handlers that decide by owner (unsubscribe) read it.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// The name under which the admin pages' session calls the API.
+const ADMIN_PAGES_CALLER: &str = "admin pages session";
+
+async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -84,7 +99,13 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     }
     let error = match presented {
         None => match admin::api_session(&state, &request) {
-            Some(Ok(())) => return within_rate(&state, "admin pages session", request, next).await,
+            Some(Ok(())) => {
+                request.extensions_mut().insert(Caller {
+                    name: ADMIN_PAGES_CALLER.into(),
+                    role: Role::Admin,
+                });
+                return within_rate(&state, ADMIN_PAGES_CALLER, request, next).await;
+            }
             Some(Err(refused)) => return refused.into_response(),
             None => ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -95,13 +116,16 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         Some(value) => match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
                 match find_token(&state.tokens, token.trim()).map(|t| (t.role, t.name.clone())) {
-                    Some((Role::Admin, name)) => {
-                        return within_rate(&state, &name, request, next).await
+                    Some((role, name))
+                        if role == Role::Admin || request.uri().path().starts_with("/EPT_") =>
+                    {
+                        request.extensions_mut().insert(Caller {
+                            name: name.clone(),
+                            role,
+                        });
+                        return within_rate(&state, &name, request, next).await;
                     }
-                    Some((Role::Subscribe, name)) if request.uri().path().starts_with("/EPT_") => {
-                        return within_rate(&state, &name, request, next).await
-                    }
-                    Some((Role::Subscribe, _)) => {
+                    Some(_) => {
                         return ApiError::new(
                             StatusCode::FORBIDDEN,
                             "forbidden",

@@ -1,7 +1,7 @@
 //! The REST hooks endpoints, with the CRM's names and Zapier's semantics: subscribe a target URL to a
 //! trigger, unsubscribe, and sample payloads (perform-list).
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -10,8 +10,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::ErrorBody;
-use super::{blocking, checked_target, ApiError, AppJson, AppQuery, AppState};
+use super::{blocking, checked_target, ApiError, AppJson, AppQuery, AppState, Caller};
 use crate::clock::rfc3339_ms;
+use crate::config::Role;
 use crate::delivery::signing::generate_secret;
 use crate::events::{sample_payloads, RenderError};
 use crate::store::{HookOrigin, NewHook, Scope};
@@ -68,6 +69,7 @@ fn known_trigger(state: &AppState, event: &str) -> Result<(), ApiError> {
     ))]
 pub async fn subscribe(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     AppJson(body): AppJson<SubscribeIn>,
 ) -> Result<(StatusCode, Json<SubscriptionOut>), ApiError> {
     let event = required(body.event, "event")?;
@@ -84,6 +86,7 @@ pub async fn subscribe(
         scope: Scope::Everything,
         enabled: true,
         events: vec![event.clone()],
+        made_by: Some(caller.name),
     };
     let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;
     tracing::info!(hook_id = %hook.id, %event, target = %hook.target_url, "subscribed");
@@ -114,7 +117,8 @@ pub struct UnsubscribedOut {
     deleted: bool,
 }
 
-/// Removes a subscription.
+/// Removes a subscription. A subscribe-only token removes only the subscriptions it made; any
+/// other id answers 404, as an unknown one does.
 #[utoipa::path(post, path = "/EPT_WebhookUnsubscribe", tag = "rest-hooks", request_body = UnsubscribeIn,
     responses(
         (status = 200, body = UnsubscribedOut),
@@ -123,6 +127,7 @@ pub struct UnsubscribedOut {
     ))]
 pub async fn unsubscribe(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     AppJson(body): AppJson<UnsubscribeIn>,
 ) -> Result<Json<UnsubscribedOut>, ApiError> {
     let id = match body.id {
@@ -137,27 +142,36 @@ pub async fn unsubscribe(
         }
         None => return Err(ApiError::missing_field("id")),
     };
-    delete_subscription(state, id).await
+    delete_subscription(state, caller, id).await
 }
 
-/// Removes a subscription, by its id in the path.
+/// Removes a subscription, by its id in the path (a subscribe-only token: only its own).
 #[utoipa::path(delete, path = "/EPT_WebhookSubscribe/{id}", tag = "rest-hooks",
     params(("id" = String, Path, description = "The subscription's id")),
     responses((status = 200, body = UnsubscribedOut), (status = 404, body = ErrorBody)))]
 pub async fn unsubscribe_by_path(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<UnsubscribedOut>, ApiError> {
-    delete_subscription(state, id).await
+    delete_subscription(state, caller, id).await
 }
 
 async fn delete_subscription(
     state: AppState,
+    caller: Caller,
     id: String,
 ) -> Result<Json<UnsubscribedOut>, ApiError> {
     let store = state.store.clone();
     let hook_id = id.clone();
-    let deleted = blocking(move || store.delete_hook(&hook_id).map_err(ApiError::from)).await?;
+    let deleted = blocking(move || {
+        match caller.role {
+            Role::Admin => store.delete_hook(&hook_id),
+            Role::Subscribe => store.delete_subscription_made_by(&hook_id, &caller.name),
+        }
+        .map_err(ApiError::from)
+    })
+    .await?;
     if !deleted {
         return Err(ApiError::not_found(
             "unknown_subscription",

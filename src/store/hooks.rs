@@ -75,6 +75,8 @@ pub struct NewHook {
     pub enabled: bool,
     /// Trigger names and resource events (`Deal.create`) the hook receives.
     pub events: Vec<String>,
+    /// The name of the API token that made a REST-hooks subscription.
+    pub made_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +100,8 @@ pub struct Hook {
     pub failures: i64,
     /// Why the hook is disabled, when it is.
     pub disabled_reason: Option<String>,
+    /// The name of the API token that made a REST-hooks subscription.
+    pub made_by: Option<String>,
 }
 
 /// A change to a hook; `None` leaves a field as it is.
@@ -120,7 +124,7 @@ pub struct HookFilter {
 
 const HOOK_COLUMNS: &str = "id, target_url, secret, authorization, description, origin, enabled, \
      created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at, \
-     failing_since, failures, disabled_reason";
+     failing_since, failures, disabled_reason, made_by";
 
 fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
     let previous_secret: Option<String> = row.get(10)?;
@@ -142,6 +146,7 @@ fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
         failing_since: row.get(13)?,
         failures: row.get(14)?,
         disabled_reason: row.get(15)?,
+        made_by: row.get(16)?,
     })
 }
 
@@ -192,8 +197,9 @@ impl Store {
         let id = crate::ids::hook_id();
         tx.execute(
             "INSERT INTO herald_hooks (id, target_url, secret, authorization, description, origin,
-                                       enabled, created_at, updated_at, company_id, project_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
+                                       enabled, created_at, updated_at, company_id, project_id,
+                                       made_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
             (
                 &id,
                 &new.target_url,
@@ -205,6 +211,7 @@ impl Store {
                 now,
                 company_id,
                 project_id,
+                &new.made_by,
             ),
         )?;
         for event in &new.events {
@@ -463,6 +470,23 @@ impl Store {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let deleted = delete_hook_in(&tx, id)?;
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    /// Deletes a REST-hooks subscription only if the token named `made_by` made it; returns
+    /// whether it did. Any other hook, whoever made it, is left alone, and the answer is the same
+    /// as for an id that does not exist.
+    pub fn delete_subscription_made_by(&self, id: &str, made_by: &str) -> Result<bool> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let theirs = tx
+            .prepare_cached(
+                "SELECT 1 FROM herald_hooks
+                 WHERE id = ?1 AND origin = 'subscription' AND made_by = ?2",
+            )?
+            .exists((id, made_by))?;
+        let deleted = theirs && delete_hook_in(&tx, id)?;
         tx.commit()?;
         Ok(deleted)
     }

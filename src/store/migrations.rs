@@ -188,6 +188,12 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (table_name, columns)
     );
     "#,
+    // 7: which API token made a REST-hooks subscription (by the token's name), so that a
+    // subscribe-only token removes only its own. NULL for hooks made by an administrator and for
+    // subscriptions made before this version: only an admin token removes those.
+    r#"
+    ALTER TABLE herald_hooks ADD COLUMN made_by TEXT;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -1309,6 +1309,7 @@ mod tests {
                 scope: Scope::Everything,
                 enabled: true,
                 events: vec!["NewOpportunity".into()],
+                made_by: None,
             })
             .unwrap();
         (dir, store, hook.id)
@@ -1664,6 +1665,7 @@ mod tests {
                 scope: Scope::Everything,
                 enabled: true,
                 events: vec![trigger.into()],
+                made_by: None,
             })
             .unwrap()
             .id

@@ -1029,6 +1029,7 @@ async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
             scope: herald::store::Scope::Company(1),
             enabled: false,
             events: Vec::new(),
+            made_by: None,
         })
         .unwrap();
     let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;

@@ -12,5 +12,6 @@ mod faults;
 mod operations;
 mod reload;
 mod scripts;
+mod security;
 mod spine;
 mod support;
