@@ -160,3 +160,33 @@ async fn a_payload_over_the_size_cap_fails_its_event() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleep_is_not_a_function_scripts_have() {
+    // It blocked the tracker thread for its whole length, past the time budget: the next change
+    // waited 20 s, nothing was recorded, and readiness said all was well.
+    hostile_event_fails_and_others_go_on(
+        "// waits\nsleep(20);\n#{ slept: true }\n",
+        "Function not found: sleep",
+        2,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perform_list_with_a_sleeping_body_script_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = scripts_with_hostile_body(dir.path(), "sleep(30.0);\n[#{ slept: true }]\n");
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        herald.get("/EPT_WebhookPerformList?event=Hostile"),
+    )
+    .await
+    .expect("perform-list answers without waiting out the script's sleep");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "script_failed", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Function not found: sleep"), "{message}");
+    herald.stop().await;
+}
