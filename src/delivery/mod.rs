@@ -1,11 +1,14 @@
 //! Delivery: the worker that takes fresh deliveries from the tracker (`Handoff`) and claims due
 //! ones from the outbox, signs and POSTs them, records every attempt and schedules the next one.
 
+mod capacity;
 mod retry;
 pub mod signing;
 mod target;
 mod worker;
 
+pub(crate) use capacity::Taken;
+pub use capacity::{Capacity, DirectLease};
 pub use retry::{parse_retry_after, AttemptResult, RetryPolicy};
 pub use target::{GuardedResolver, TargetError, TargetPolicy};
 pub use worker::{Handoff, Sender, Worker};

@@ -22,13 +22,13 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::retry::{parse_retry_after, AttemptResult, RetryPolicy};
 use super::signing::sign;
 use super::target::{GuardedResolver, TargetError, TargetPolicy};
-use super::{RESPONSE_BODY_CAP, USER_AGENT};
+use super::{Capacity, DirectLease, RESPONSE_BODY_CAP, USER_AGENT};
 use crate::clock::now_ms;
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::store::{
-    AttemptOutcome, AttemptRecord, Capacity, Claim, ClaimOutcome, ClaimedDelivery, DirectLease,
-    FailurePolicy, HookHealthChange, NextStep, Store, StoreError,
+    AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, FailurePolicy,
+    HookHealthChange, NextStep, Store, StoreError,
 };
 
 /// Signs and sends one attempt and says what it came to.

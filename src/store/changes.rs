@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::outbox::{
-    insert_events, insert_failures, DirectLease, NewEvent, ScriptFailure, Stored, Taken,
-};
+use super::outbox::{fan_out, NewEvent, Stored};
+use super::script_failures::{insert_failures, ScriptFailure};
 use super::{open_connection, quote_ident, quote_literal, Result, Store, StoreError};
+use crate::delivery::{DirectLease, Taken};
 
 /// What happened to a row, with the codes of the CRM that herald mirrors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,68 +218,68 @@ impl Store {
     /// `script_tables` are the tables with a notification script; the tables of the resource events
     /// hooks select (`Deal.update`) are tracked as well, so ticking a grid cell needs no script.
     pub fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut tables: BTreeSet<String> = script_tables.iter().cloned().collect();
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT DISTINCT substr(event_name, 1, instr(event_name, '.') - 1)
-                 FROM herald_hook_events WHERE instr(event_name, '.') > 0",
-            )?;
-            for table in stmt.query_map([], |r| r.get::<_, String>(0))? {
-                tables.insert(table?);
+        let (tables, problems, changed) = self.write(|tx| {
+            let mut tables: BTreeSet<String> = script_tables.iter().cloned().collect();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT DISTINCT substr(event_name, 1, instr(event_name, '.') - 1)
+                     FROM herald_hook_events WHERE instr(event_name, '.') > 0",
+                )?;
+                for table in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                    tables.insert(table?);
+                }
             }
-        }
-        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
-        let mut problems = Vec::new();
-        for table in &tables {
-            let Some(columns) = table_columns(&tx, table)? else {
-                problems.push(TrackingProblem {
-                    table: table.clone(),
-                    message: format!("table {table} does not exist in the database"),
-                });
-                continue;
+            let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+            let mut problems = Vec::new();
+            for table in &tables {
+                let Some(columns) = table_columns(tx, table)? else {
+                    problems.push(TrackingProblem {
+                        table: table.clone(),
+                        message: format!("table {table} does not exist in the database"),
+                    });
+                    continue;
+                };
+                if !has_rowid(tx, table) {
+                    problems.push(TrackingProblem {
+                        table: table.clone(),
+                        message: format!(
+                            "table {table} is WITHOUT ROWID; herald tracks rowid tables only"
+                        ),
+                    });
+                    continue;
+                }
+                let layout = layout_id(tx, table, &columns)?;
+                for action in Action::ALL {
+                    wanted.insert(
+                        trigger_name(table, action),
+                        trigger_sql(table, &columns, layout, action),
+                    );
+                }
+            }
+            let existing: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'herald\\_track\\_%' ESCAPE '\\'",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows
             };
-            if !has_rowid(&tx, table) {
-                problems.push(TrackingProblem {
-                    table: table.clone(),
-                    message: format!(
-                        "table {table} is WITHOUT ROWID; herald tracks rowid tables only"
-                    ),
-                });
-                continue;
+            let mut changed = false;
+            for (name, sql) in &existing {
+                if wanted.get(name) != Some(sql) {
+                    tx.execute_batch(&format!("DROP TRIGGER {}", quote_ident(name)))?;
+                    changed = true;
+                }
             }
-            let layout = layout_id(&tx, table, &columns)?;
-            for action in Action::ALL {
-                wanted.insert(
-                    trigger_name(table, action),
-                    trigger_sql(table, &columns, layout, action),
-                );
+            for (name, sql) in &wanted {
+                if !existing.iter().any(|(n, s)| n == name && s == sql) {
+                    tx.execute_batch(sql)?;
+                    changed = true;
+                }
             }
-        }
-        let existing: Vec<(String, String)> = {
-            let mut stmt = tx.prepare(
-                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'herald\\_track\\_%' ESCAPE '\\'",
-            )?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows
-        };
-        let mut changed = false;
-        for (name, sql) in &existing {
-            if wanted.get(name) != Some(sql) {
-                tx.execute_batch(&format!("DROP TRIGGER {}", quote_ident(name)))?;
-                changed = true;
-            }
-        }
-        for (name, sql) in &wanted {
-            if !existing.iter().any(|(n, s)| n == name && s == sql) {
-                tx.execute_batch(sql)?;
-                changed = true;
-            }
-        }
-        tx.commit()?;
+            Ok((tables, problems, changed))
+        })?;
         if changed {
             tracing::info!(tables = ?tables, "tracking triggers updated");
         }
@@ -361,10 +361,8 @@ impl Store {
         failures: &[ScriptFailure],
         lease: Option<&DirectLease<'_>>,
     ) -> Result<Stored> {
-        let result = (|| {
-            let mut conn = self.writer();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut taken = lease.map(|l| (Taken::new(l.capacity), l.lease_ms));
+        let mut taken = lease.map(|l| (Taken::new(l.capacity), l.lease_ms));
+        let stored = self.write_noting("storing events", |tx| {
             let moved = tx.execute(
                 "UPDATE herald_state SET value = ?2 WHERE key = 'tracking.position' AND value = ?1",
                 (from_position, to_position),
@@ -372,33 +370,31 @@ impl Store {
             if moved != 1 {
                 return Err(StoreError::ConcurrentConsumer);
             }
-            let stored = insert_events(
-                &tx,
+            let stored = fan_out(
+                tx,
                 self.secrets(),
                 events,
                 taken.as_mut().map(|(taken, lease_ms)| (taken, *lease_ms)),
             )?;
-            insert_failures(&tx, failures)?;
+            insert_failures(tx, failures)?;
             // The log has no AUTOINCREMENT (migration 6): SQLite gives a new change the largest id
             // plus one, and the log's own trigger keeps its newest row whatever deletes, so new
             // ids stay above the position. Only a position moved past every logged change needs a
             // row to stand in for it, put in first so that the rows below it can go.
-            let mut hold_position = tx.prepare_cached(
+            tx.prepare_cached(
                 "INSERT INTO herald_changes (id, table_name, row_id, action, row_json, changed_at)
                  SELECT ?1, '', 0, 0, '{}', 0
                  WHERE ?1 > coalesce((SELECT max(id) FROM herald_changes), 0)",
-            )?;
-            hold_position.execute([to_position])?;
-            let mut forget = tx.prepare_cached("DELETE FROM herald_changes WHERE id <= ?1")?;
-            forget.execute([to_position])?;
-            drop((forget, hold_position));
-            tx.commit()?;
-            if let Some((taken, _)) = taken {
-                taken.keep();
-            }
+            )?
+            .execute([to_position])?;
+            tx.prepare_cached("DELETE FROM herald_changes WHERE id <= ?1")?
+                .execute([to_position])?;
             Ok(stored)
-        })();
-        self.noting("storing events", result)
+        })?;
+        if let Some((taken, _)) = taken {
+            taken.keep();
+        }
+        Ok(stored)
     }
 }
 

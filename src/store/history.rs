@@ -5,7 +5,7 @@
 //! Pages are newest first and cut by cursor: the sequence number of the last entry shown. New
 //! entries get higher numbers, so they never shift a page that is being read.
 
-use rusqlite::{OptionalExtension, TransactionBehavior};
+use rusqlite::OptionalExtension;
 
 use super::outbox::DeliveryStatus;
 use super::{Result, Store};
@@ -285,27 +285,26 @@ impl Store {
         applies: impl Fn(DeliveryStatus) -> bool,
         act: impl Fn(&rusqlite::Transaction<'_>, i64, i64) -> rusqlite::Result<usize>,
     ) -> Result<EventAction> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT d.seq, d.status FROM herald_deliveries d
-                 JOIN herald_events e ON e.seq = d.event_seq
-                 WHERE d.hook_id = ?1 AND e.id = ?2",
-                (hook_id, event_id),
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((seq, status)) = found else {
-            return Ok(EventAction::NotFound);
-        };
-        let status = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed);
-        if !applies(status) {
-            return Ok(EventAction::Conflict(status));
-        }
-        act(&tx, seq, now_ms())?;
-        tx.commit()?;
-        Ok(EventAction::Done)
+        self.write(|tx| {
+            let found: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT d.seq, d.status FROM herald_deliveries d
+                     JOIN herald_events e ON e.seq = d.event_seq
+                     WHERE d.hook_id = ?1 AND e.id = ?2",
+                    (hook_id, event_id),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((seq, status)) = found else {
+                return Ok(EventAction::NotFound);
+            };
+            let status = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed);
+            if !applies(status) {
+                return Ok(EventAction::Conflict(status));
+            }
+            act(tx, seq, now_ms())?;
+            Ok(EventAction::Done)
+        })
     }
 
     /// Makes every event of a hook that failed at or after `since` (Unix ms) due now, and those
@@ -318,17 +317,16 @@ impl Store {
         since: i64,
         include_discarded: bool,
     ) -> Result<usize> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now = now_ms();
-        let count = tx.execute(
-            "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = ?3, updated_at = ?3
-             WHERE hook_id = ?1 AND updated_at >= ?2
-               AND (status = 'failed' OR (?4 AND status = 'discarded'))",
-            (hook_id, since, now, include_discarded),
-        )?;
-        tx.commit()?;
-        Ok(count)
+        self.write(|tx| {
+            let now = now_ms();
+            let count = tx.execute(
+                "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = ?3, updated_at = ?3
+                 WHERE hook_id = ?1 AND updated_at >= ?2
+                   AND (status = 'failed' OR (?4 AND status = 'discarded'))",
+                (hook_id, since, now, include_discarded),
+            )?;
+            Ok(count)
+        })
     }
 
     /// Deletes at most `batch` events created before `cutoff` (Unix ms) whose deliveries are all
@@ -336,41 +334,40 @@ impl Store {
     /// how many events went. Small batches keep each write transaction short, so deliveries and the
     /// application's own writes never wait long behind the clean-up.
     pub fn purge_before(&self, cutoff: i64, batch: usize) -> Result<usize> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let events: Vec<i64> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT e.seq FROM herald_events e
-                 WHERE e.created_at < ?1
-                   AND NOT EXISTS (SELECT 1 FROM herald_deliveries d
-                                   WHERE d.event_seq = e.seq AND d.next_attempt_at IS NOT NULL)
-                 ORDER BY e.seq LIMIT ?2",
+        self.write(|tx| {
+            let events: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT e.seq FROM herald_events e
+                     WHERE e.created_at < ?1
+                       AND NOT EXISTS (SELECT 1 FROM herald_deliveries d
+                                       WHERE d.event_seq = e.seq AND d.next_attempt_at IS NOT NULL)
+                     ORDER BY e.seq LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map((cutoff, batch as i64), |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows
+            };
+            let list = serde_json::to_string(&events).expect("integers serialise");
+            tx.execute(
+                "DELETE FROM herald_attempts WHERE delivery_seq IN
+                   (SELECT seq FROM herald_deliveries WHERE event_seq IN (SELECT value FROM json_each(?1)))",
+                [&list],
             )?;
-            let rows = stmt
-                .query_map((cutoff, batch as i64), |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows
-        };
-        let list = serde_json::to_string(&events).expect("integers serialise");
-        tx.execute(
-            "DELETE FROM herald_attempts WHERE delivery_seq IN
-               (SELECT seq FROM herald_deliveries WHERE event_seq IN (SELECT value FROM json_each(?1)))",
-            [&list],
-        )?;
-        tx.execute(
-            "DELETE FROM herald_deliveries WHERE event_seq IN (SELECT value FROM json_each(?1))",
-            [&list],
-        )?;
-        tx.execute(
-            "DELETE FROM herald_events WHERE seq IN (SELECT value FROM json_each(?1))",
-            [&list],
-        )?;
-        tx.execute(
-            "DELETE FROM herald_script_failures WHERE seq IN
-               (SELECT seq FROM herald_script_failures WHERE created_at < ?1 ORDER BY seq LIMIT ?2)",
-            (cutoff, batch as i64),
-        )?;
-        tx.commit()?;
-        Ok(events.len())
+            tx.execute(
+                "DELETE FROM herald_deliveries WHERE event_seq IN (SELECT value FROM json_each(?1))",
+                [&list],
+            )?;
+            tx.execute(
+                "DELETE FROM herald_events WHERE seq IN (SELECT value FROM json_each(?1))",
+                [&list],
+            )?;
+            tx.execute(
+                "DELETE FROM herald_script_failures WHERE seq IN
+                   (SELECT seq FROM herald_script_failures WHERE created_at < ?1 ORDER BY seq LIMIT ?2)",
+                (cutoff, batch as i64),
+            )?;
+            Ok(events.len())
+        })
     }
 }

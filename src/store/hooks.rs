@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{OptionalExtension, Row, Transaction};
 
 use super::{Result, Secrets, Store};
 use crate::clock::now_ms;
@@ -190,39 +190,38 @@ fn get_hook_in(conn: &rusqlite::Connection, id: &str, secrets: &Secrets) -> Resu
 
 impl Store {
     pub fn create_hook(&self, new: NewHook) -> Result<Hook> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now = now_ms();
-        let (company_id, project_id) = new.scope.columns();
-        let id = crate::ids::hook_id();
-        tx.execute(
-            "INSERT INTO herald_hooks (id, target_url, secret, authorization, description, origin,
-                                       enabled, created_at, updated_at, company_id, project_id,
-                                       made_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
-            (
-                &id,
-                &new.target_url,
-                self.secrets().seal(&new.secret),
-                new.authorization.as_deref().map(|a| self.secrets().seal(a)),
-                &new.description,
-                new.origin.as_str(),
-                new.enabled,
-                now,
-                company_id,
-                project_id,
-                &new.made_by,
-            ),
-        )?;
-        for event in &new.events {
+        self.write(|tx| {
+            let now = now_ms();
+            let (company_id, project_id) = new.scope.columns();
+            let id = crate::ids::hook_id();
             tx.execute(
-                "INSERT OR IGNORE INTO herald_hook_events (hook_id, event_name) VALUES (?1, ?2)",
-                (&id, event),
+                "INSERT INTO herald_hooks (id, target_url, secret, authorization, description, origin,
+                                           enabled, created_at, updated_at, company_id, project_id,
+                                           made_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
+                (
+                    &id,
+                    &new.target_url,
+                    self.secrets().seal(&new.secret),
+                    new.authorization.as_deref().map(|a| self.secrets().seal(a)),
+                    &new.description,
+                    new.origin.as_str(),
+                    new.enabled,
+                    now,
+                    company_id,
+                    project_id,
+                    &new.made_by,
+                ),
             )?;
-        }
-        let hook = get_hook_in(&tx, &id, self.secrets())?.expect("inserted in this transaction");
-        tx.commit()?;
-        Ok(hook)
+            for event in &new.events {
+                tx.execute(
+                    "INSERT OR IGNORE INTO herald_hook_events (hook_id, event_name) VALUES (?1, ?2)",
+                    (&id, event),
+                )?;
+            }
+            let hook = get_hook_in(tx, &id, self.secrets())?.expect("inserted in this transaction");
+            Ok(hook)
+        })
     }
 
     pub fn get_hook(&self, id: &str) -> Result<Option<Hook>> {
@@ -259,63 +258,62 @@ impl Store {
 
     /// Applies `patch`; `None` when there is no such hook. Disabling a hook discards what waits for it.
     pub fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(mut hook) = get_hook_in(&tx, id, self.secrets())? else {
-            return Ok(None);
-        };
-        if let Some(url) = &patch.target_url {
-            hook.target_url = url.clone();
-        }
-        if let Some(authorization) = &patch.authorization {
-            hook.authorization = authorization.clone();
-        }
-        if let Some(description) = &patch.description {
-            hook.description = description.clone();
-        }
-        if let Some(scope) = patch.scope {
-            hook.scope = scope;
-        }
-        let now = now_ms();
-        if let Some(enabled) = patch.enabled {
-            if hook.enabled && !enabled {
-                discard_waiting(&tx, id, now)?;
-                hook.disabled_reason = Some("disabled by an administrator".into());
+        self.write(|tx| {
+            let Some(mut hook) = get_hook_in(tx, id, self.secrets())? else {
+                return Ok(None);
+            };
+            if let Some(url) = &patch.target_url {
+                hook.target_url = url.clone();
             }
-            if !hook.enabled && enabled {
-                // A fresh start: the run of failures that may have disabled it is over.
-                hook.disabled_reason = None;
-                hook.failing_since = None;
-                hook.failures = 0;
+            if let Some(authorization) = &patch.authorization {
+                hook.authorization = authorization.clone();
             }
-            hook.enabled = enabled;
-        }
-        hook.updated_at = now;
-        let (company_id, project_id) = hook.scope.columns();
-        tx.execute(
-            "UPDATE herald_hooks SET target_url = ?2, authorization = ?3, description = ?4,
-                    company_id = ?5, project_id = ?6, enabled = ?7, updated_at = ?8,
-                    disabled_reason = ?9, failing_since = ?10, failures = ?11,
-                    failure_warned = CASE WHEN ?10 IS NULL THEN 0 ELSE failure_warned END
-             WHERE id = ?1",
-            rusqlite::params![
-                id,
-                &hook.target_url,
-                hook.authorization
-                    .as_deref()
-                    .map(|a| self.secrets().seal(a)),
-                &hook.description,
-                company_id,
-                project_id,
-                hook.enabled,
-                now,
-                &hook.disabled_reason,
-                hook.failing_since,
-                hook.failures,
-            ],
-        )?;
-        tx.commit()?;
-        Ok(Some(hook))
+            if let Some(description) = &patch.description {
+                hook.description = description.clone();
+            }
+            if let Some(scope) = patch.scope {
+                hook.scope = scope;
+            }
+            let now = now_ms();
+            if let Some(enabled) = patch.enabled {
+                if hook.enabled && !enabled {
+                    discard_waiting(tx, id, now)?;
+                    hook.disabled_reason = Some("disabled by an administrator".into());
+                }
+                if !hook.enabled && enabled {
+                    // A fresh start: the run of failures that may have disabled it is over.
+                    hook.disabled_reason = None;
+                    hook.failing_since = None;
+                    hook.failures = 0;
+                }
+                hook.enabled = enabled;
+            }
+            hook.updated_at = now;
+            let (company_id, project_id) = hook.scope.columns();
+            tx.execute(
+                "UPDATE herald_hooks SET target_url = ?2, authorization = ?3, description = ?4,
+                        company_id = ?5, project_id = ?6, enabled = ?7, updated_at = ?8,
+                        disabled_reason = ?9, failing_since = ?10, failures = ?11,
+                        failure_warned = CASE WHEN ?10 IS NULL THEN 0 ELSE failure_warned END
+                 WHERE id = ?1",
+                rusqlite::params![
+                    id,
+                    &hook.target_url,
+                    hook.authorization
+                        .as_deref()
+                        .map(|a| self.secrets().seal(a)),
+                    &hook.description,
+                    company_id,
+                    project_id,
+                    hook.enabled,
+                    now,
+                    &hook.disabled_reason,
+                    hook.failing_since,
+                    hook.failures,
+                ],
+            )?;
+            Ok(Some(hook))
+        })
     }
 
     /// Replaces the signing secret; the old one keeps signing (beside the new) until `grace_until`.
@@ -325,54 +323,52 @@ impl Store {
         new_secret: &str,
         grace_until: i64,
     ) -> Result<Option<Hook>> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now = now_ms();
-        let changed = tx.execute(
-            "UPDATE herald_hooks SET previous_secret = secret, previous_secret_until = ?3,
-                    secret = ?2, updated_at = ?4
-             WHERE id = ?1",
-            (id, self.secrets().seal(new_secret), grace_until, now),
-        )?;
-        let hook = if changed == 1 {
-            get_hook_in(&tx, id, self.secrets())?
-        } else {
-            None
-        };
-        tx.commit()?;
-        Ok(hook)
+        self.write(|tx| {
+            let now = now_ms();
+            let changed = tx.execute(
+                "UPDATE herald_hooks SET previous_secret = secret, previous_secret_until = ?3,
+                        secret = ?2, updated_at = ?4
+                 WHERE id = ?1",
+                (id, self.secrets().seal(new_secret), grace_until, now),
+            )?;
+            let hook = if changed == 1 {
+                get_hook_in(tx, id, self.secrets())?
+            } else {
+                None
+            };
+            Ok(hook)
+        })
     }
 
     /// Ticks (`selected`) or clears one event of a hook: a trigger name or a resource event. Returns
     /// `None` when there is no such hook, else whether anything changed.
     pub fn set_hook_event(&self, id: &str, event: &str, selected: bool) -> Result<Option<bool>> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT 1 FROM herald_hooks WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let changed = if selected {
+        self.write(|tx| {
+            let exists: Option<i64> = tx
+                .query_row("SELECT 1 FROM herald_hooks WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            let changed = if selected {
+                tx.execute(
+                    "INSERT OR IGNORE INTO herald_hook_events (hook_id, event_name) VALUES (?1, ?2)",
+                    (id, event),
+                )?
+            } else {
+                tx.execute(
+                    "DELETE FROM herald_hook_events WHERE hook_id = ?1 AND event_name = ?2",
+                    (id, event),
+                )?
+            };
             tx.execute(
-                "INSERT OR IGNORE INTO herald_hook_events (hook_id, event_name) VALUES (?1, ?2)",
-                (id, event),
-            )?
-        } else {
-            tx.execute(
-                "DELETE FROM herald_hook_events WHERE hook_id = ?1 AND event_name = ?2",
-                (id, event),
-            )?
-        };
-        tx.execute(
-            "UPDATE herald_hooks SET updated_at = ?2 WHERE id = ?1",
-            (id, now_ms()),
-        )?;
-        tx.commit()?;
-        Ok(Some(changed > 0))
+                "UPDATE herald_hooks SET updated_at = ?2 WHERE id = ?1",
+                (id, now_ms()),
+            )?;
+            Ok(Some(changed > 0))
+        })
     }
 
     /// Seals every secret and authorization header still stored in plain text (written before
@@ -382,52 +378,51 @@ impl Store {
             return Ok(0);
         }
         // (And checks that the key opens what is already sealed.)
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // A wrong key is found now, at start, not at the first delivery.
-        let sealed: Option<String> = tx
-            .query_row(
-                "SELECT secret FROM herald_hooks WHERE secret LIKE 'enc:v1:%' LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(sealed) = sealed {
-            self.secrets().open(&sealed)?;
-        }
-        let plain: Vec<(String, String, Option<String>, Option<String>)> = {
-            let mut stmt = tx.prepare(
-                "SELECT id, secret, authorization, previous_secret FROM herald_hooks
-                 WHERE secret NOT LIKE 'enc:v1:%'
-                    OR (authorization IS NOT NULL AND authorization NOT LIKE 'enc:v1:%')
-                    OR (previous_secret IS NOT NULL AND previous_secret NOT LIKE 'enc:v1:%')",
-            )?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows
-        };
-        let reseal = |stored: &str| -> Result<String> {
-            if Secrets::is_sealed(stored) {
-                Ok(stored.to_owned())
-            } else {
-                Ok(self.secrets().seal(stored))
+        self.write(|tx| {
+            // A wrong key is found now, at start, not at the first delivery.
+            let sealed: Option<String> = tx
+                .query_row(
+                    "SELECT secret FROM herald_hooks WHERE secret LIKE 'enc:v1:%' LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(sealed) = sealed {
+                self.secrets().open(&sealed)?;
             }
-        };
-        for (id, secret, authorization, previous) in &plain {
-            tx.execute(
-                "UPDATE herald_hooks SET secret = ?2, authorization = ?3, previous_secret = ?4
-                 WHERE id = ?1",
-                (
-                    id,
-                    reseal(secret)?,
-                    authorization.as_deref().map(reseal).transpose()?,
-                    previous.as_deref().map(reseal).transpose()?,
-                ),
-            )?;
-        }
-        tx.commit()?;
-        Ok(plain.len())
+            let plain: Vec<(String, String, Option<String>, Option<String>)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, secret, authorization, previous_secret FROM herald_hooks
+                     WHERE secret NOT LIKE 'enc:v1:%'
+                        OR (authorization IS NOT NULL AND authorization NOT LIKE 'enc:v1:%')
+                        OR (previous_secret IS NOT NULL AND previous_secret NOT LIKE 'enc:v1:%')",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows
+            };
+            let reseal = |stored: &str| -> Result<String> {
+                if Secrets::is_sealed(stored) {
+                    Ok(stored.to_owned())
+                } else {
+                    Ok(self.secrets().seal(stored))
+                }
+            };
+            for (id, secret, authorization, previous) in &plain {
+                tx.execute(
+                    "UPDATE herald_hooks SET secret = ?2, authorization = ?3, previous_secret = ?4
+                     WHERE id = ?1",
+                    (
+                        id,
+                        reseal(secret)?,
+                        authorization.as_deref().map(reseal).transpose()?,
+                        previous.as_deref().map(reseal).transpose()?,
+                    ),
+                )?;
+            }
+            Ok(plain.len())
+        })
     }
 
     /// Every event name (trigger or resource event) some hook selects, with how many hooks select
@@ -467,28 +462,26 @@ impl Store {
     /// Deletes a hook. Deliveries already made stay in the log; those still waiting are discarded.
     /// Returns whether the hook existed.
     pub fn delete_hook(&self, id: &str) -> Result<bool> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let deleted = delete_hook_in(&tx, id)?;
-        tx.commit()?;
-        Ok(deleted)
+        self.write(|tx| {
+            let deleted = delete_hook_in(tx, id)?;
+            Ok(deleted)
+        })
     }
 
     /// Deletes a REST-hooks subscription only if the token named `made_by` made it; returns
     /// whether it did. Any other hook, whoever made it, is left alone, and the answer is the same
     /// as for an id that does not exist.
     pub fn delete_subscription_made_by(&self, id: &str, made_by: &str) -> Result<bool> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let theirs = tx
-            .prepare_cached(
-                "SELECT 1 FROM herald_hooks
-                 WHERE id = ?1 AND origin = 'subscription' AND made_by = ?2",
-            )?
-            .exists((id, made_by))?;
-        let deleted = theirs && delete_hook_in(&tx, id)?;
-        tx.commit()?;
-        Ok(deleted)
+        self.write(|tx| {
+            let theirs = tx
+                .prepare_cached(
+                    "SELECT 1 FROM herald_hooks
+                     WHERE id = ?1 AND origin = 'subscription' AND made_by = ?2",
+                )?
+                .exists((id, made_by))?;
+            let deleted = theirs && delete_hook_in(tx, id)?;
+            Ok(deleted)
+        })
     }
 }
 

@@ -13,23 +13,24 @@ mod hooks;
 mod migrations;
 mod outbox;
 mod read_only;
+mod script_failures;
 mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use changes::{Action, Change, ChangeBatch, ChangeReader, TrackingProblem, UnreadableChange};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
 pub use outbox::{
-    AttemptOutcome, AttemptRecord, Capacity, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
-    DirectLease, FailurePolicy, HookHealthChange, NewEvent, NextStep, OutboxSnapshot,
-    ScriptFailure, Stored, StoredAttempt,
+    AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
+    FailurePolicy, HookHealthChange, NewEvent, NextStep, OutboxSnapshot, Stored, StoredAttempt,
 };
 pub use read_only::{Cell, QueryError, ReadOnlyDb, RowLimit, Rows, ScopeName};
+pub use script_failures::ScriptFailure;
 pub use secrets::{SecretError, Secrets};
 
 /// The writer's page cache, in KiB.
@@ -269,6 +270,28 @@ impl Store {
         let conn = open_connection(&self.inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.query_row("SELECT count(*) FROM herald_state", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction on herald's writer and commits it, or rolls
+    /// it back if `work` fails (an early `Ok` commits what it wrote, if anything).
+    fn write<T>(&self, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// `write` for the writes herald's loops keep making (storing events, recording attempts): how
+    /// it went is noted under `what` for `write_problems`, so that `/readyz` names a write that
+    /// keeps failing and clears it with the next that succeeds.
+    fn write_noting<T>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let result = self.write(work);
+        self.noting(what, result)
     }
 
     /// Remembers how one of herald's writes went, for `write_problems`. A busy lock is not a

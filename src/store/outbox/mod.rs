@@ -1,0 +1,391 @@
+//! The outbox: events, one delivery per event per hook, and one attempt row per try.
+//!
+//! An event's payload is stored once, on the event; deliveries point at it. A delivery is due when
+//! `next_attempt_at <= now`; claiming it sets that column to the end of a lease, so a delivery whose
+//! worker died becomes due again by itself (at least once, never lost).
+//!
+//! `fan_out` stores events and a delivery per receiving hook, `claims` leases due deliveries to the
+//! worker, `records` stores what their attempts did (and what that does to a hook's standing).
+//! This file holds the types they share and the outbox's reads.
+
+mod claims;
+mod fan_out;
+mod records;
+#[cfg(test)]
+mod tests;
+
+use rusqlite::OptionalExtension;
+
+use super::{Result, Secrets, Store};
+
+pub use claims::{Claim, ClaimOutcome};
+pub(super) use fan_out::fan_out;
+pub use fan_out::Stored;
+
+/// An event ready to store: its payload is already rendered.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// `evt_...`, chosen before rendering so that a payload can carry it.
+    pub id: String,
+    /// A trigger name (`NewOpportunity`) or a resource event (`Deal.update`): what hooks select.
+    pub trigger: String,
+    pub row_id: Option<i64>,
+    /// The JSON body, exactly as it will be sent.
+    pub payload: String,
+    /// The change that fired it; `None` when fired by hand.
+    pub change_id: Option<i64>,
+    /// Which version of the body script rendered it.
+    pub script_hash: Option<String>,
+    /// The table whose change it is about, when it comes from a change.
+    pub resource_name: Option<String>,
+    /// `create`, `update` or `delete`, when it comes from a change.
+    pub event_type: Option<String>,
+    /// The scope of the changed row, which decides which scoped hooks receive it.
+    pub company_id: Option<i64>,
+    pub project_id: Option<i64>,
+}
+
+/// When a hook whose attempts all fail is disabled, as Svix and Stripe do it: not after a burst of
+/// failures, but once failures have run, without a single success, for a whole window (5 days by
+/// default), with a warning at half of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailurePolicy {
+    /// `None`: never disable.
+    pub disable_after_ms: Option<i64>,
+}
+
+impl FailurePolicy {
+    /// A run needs at least this many failed attempts, so that two failures far apart are no run.
+    pub const MIN_FAILURES: i64 = 3;
+}
+
+/// What a batch of attempts did to a hook's standing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookHealthChange {
+    /// Failing for half the window: it will be disabled if nothing succeeds.
+    Warned {
+        hook_id: String,
+        failing_since: i64,
+        failures: i64,
+    },
+    /// Failing for the whole window: disabled, its waiting deliveries discarded.
+    Disabled {
+        hook_id: String,
+        failing_since: i64,
+        failures: i64,
+    },
+}
+
+/// The outbox and the hooks at one moment, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxSnapshot {
+    /// Deliveries not yet final.
+    pub waiting: u64,
+    pub oldest_waiting_created_at: Option<i64>,
+    pub hooks_enabled: u64,
+    pub hooks_disabled: u64,
+    /// Enabled hooks with deliveries waiting for a retry.
+    pub hooks_failing: u64,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its first attempt.
+    Pending,
+    /// An attempt is in flight.
+    Delivering,
+    /// A target answered 2xx.
+    Delivered,
+    /// An attempt failed; another is scheduled.
+    Retrying,
+    /// Every attempt failed, or the target answered 410 Gone.
+    Failed,
+    /// Dropped without delivery: its hook was deleted or disabled.
+    Discarded,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivering => "delivering",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivering,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Retrying,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Discarded,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A delivery claimed by the worker, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub seq: i64,
+    /// Sent as `webhook-id`.
+    pub message_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub hook_id: String,
+    pub target_url: String,
+    pub secret: String,
+    /// The secret before a rotation, while its grace period lasts: deliveries carry both signatures.
+    pub previous_secret: Option<String>,
+    pub authorization: Option<String>,
+    pub event_id: String,
+    pub trigger: String,
+    pub payload: String,
+    /// When this claim's lease ends: the delivery's `next_attempt_at` while it is ours.
+    pub leased_until: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Success,
+    /// The target answered, with a status that is not 2xx (3xx included: redirects are not followed).
+    HttpError,
+    Timeout,
+    /// No answer: refused, reset, DNS failure, TLS failure.
+    ConnectionError,
+    /// herald refused to send: the target resolves to a refused address range.
+    Refused,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::HttpError => "http_error",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::ConnectionError => "connection_error",
+            AttemptOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    RetryAt(i64),
+    Failed,
+    /// The target answered 410 Gone: the hook goes, the delivery fails.
+    HookGone,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_seq: i64,
+    /// Where the request went (the hook's URL at the time).
+    pub url: String,
+    pub hook_id: String,
+    /// For the log line of the attempt: which event, and the `webhook-id` the receiver saw.
+    pub event_id: String,
+    pub message_id: String,
+    pub attempt: u32,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<u16>,
+    /// JSON object of the request headers, secrets masked.
+    pub request_headers: String,
+    /// JSON object of the response headers.
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub next: NextStep,
+}
+
+#[cfg(test)]
+impl AttemptRecord {
+    /// A first-try success for `claim`, as the worker would record it: for tests of what follows.
+    pub(crate) fn delivered(claim: &ClaimedDelivery, started_at: i64) -> AttemptRecord {
+        AttemptRecord {
+            delivery_seq: claim.seq,
+            url: claim.target_url.clone(),
+            hook_id: claim.hook_id.clone(),
+            event_id: claim.event_id.clone(),
+            message_id: claim.message_id.clone(),
+            attempt: claim.attempt,
+            started_at,
+            duration_ms: 1,
+            outcome: AttemptOutcome::Success,
+            status_code: Some(200),
+            request_headers: "{}".into(),
+            response_headers: None,
+            response_body: None,
+            error: None,
+            next: NextStep::Delivered,
+        }
+    }
+}
+
+/// An attempt as stored, for the logs and tests.
+#[derive(Debug, Clone)]
+pub struct StoredAttempt {
+    pub attempt: u32,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub status_code: Option<u16>,
+    pub request_headers: String,
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What a delivery is signed and authorized with: sealed as the hook's row keeps it, or opened. The
+/// previous secret is there only while its grace period lasts.
+#[derive(Clone)]
+struct HookSecrets {
+    secret: String,
+    authorization: Option<String>,
+    previous_secret: Option<String>,
+}
+
+impl HookSecrets {
+    /// The columns a query selects from `herald_hooks h` for a hook's secrets, in `from_row`'s
+    /// order: the previous secret only while its grace period lasts at the parameter `now` (`?2`).
+    fn columns(now: &str) -> String {
+        format!(
+            "h.secret, h.authorization, \
+             CASE WHEN h.previous_secret_until > {now} THEN h.previous_secret END"
+        )
+    }
+
+    /// The sealed secrets in columns `first..first + 3` of a row that selected `columns`.
+    fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<HookSecrets> {
+        Ok(HookSecrets {
+            secret: row.get(first)?,
+            authorization: row.get(first + 1)?,
+            previous_secret: row.get(first + 2)?,
+        })
+    }
+
+    /// The opened copy of sealed secrets.
+    fn open(&self, secrets: &Secrets) -> Result<HookSecrets> {
+        let open = |sealed: &Option<String>| sealed.as_deref().map(|s| secrets.open(s)).transpose();
+        Ok(HookSecrets {
+            secret: secrets.open(&self.secret)?,
+            authorization: open(&self.authorization)?,
+            previous_secret: open(&self.previous_secret)?,
+        })
+    }
+}
+
+/// What the fan-out and a claim know of a delivery they lease to the worker.
+struct Leased<'a> {
+    seq: i64,
+    message_id: String,
+    attempts_made: u32,
+    hook_id: &'a str,
+    target_url: &'a str,
+    secrets: &'a HookSecrets,
+    event_id: String,
+    trigger: String,
+    payload: String,
+    leased_until: i64,
+}
+
+impl From<Leased<'_>> for ClaimedDelivery {
+    fn from(leased: Leased<'_>) -> ClaimedDelivery {
+        ClaimedDelivery {
+            seq: leased.seq,
+            message_id: leased.message_id,
+            attempt: leased.attempts_made + 1,
+            hook_id: leased.hook_id.to_owned(),
+            target_url: leased.target_url.to_owned(),
+            secret: leased.secrets.secret.clone(),
+            previous_secret: leased.secrets.previous_secret.clone(),
+            authorization: leased.secrets.authorization.clone(),
+            event_id: leased.event_id,
+            trigger: leased.trigger,
+            payload: leased.payload,
+            leased_until: leased.leased_until,
+        }
+    }
+}
+
+impl Store {
+    /// What `/metrics` reports about the outbox and the hooks.
+    pub fn outbox_snapshot(&self) -> Result<OutboxSnapshot> {
+        let conn = self.writer();
+        let (waiting, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT count(*), min(created_at) FROM herald_deliveries WHERE next_attempt_at IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (enabled, disabled): (i64, i64) = conn.query_row(
+            "SELECT coalesce(sum(enabled = 1), 0), coalesce(sum(enabled = 0), 0) FROM herald_hooks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let failing: i64 = conn.query_row(
+            "SELECT count(DISTINCT d.hook_id) FROM herald_deliveries d
+             JOIN herald_hooks h ON h.id = d.hook_id
+             WHERE d.next_attempt_at IS NOT NULL AND d.status = 'retrying' AND h.enabled = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(OutboxSnapshot {
+            waiting: waiting as u64,
+            oldest_waiting_created_at: oldest,
+            hooks_enabled: enabled as u64,
+            hooks_disabled: disabled as u64,
+            hooks_failing: failing as u64,
+        })
+    }
+
+    /// The status of one delivery, by its message id.
+    pub fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>> {
+        let conn = self.writer();
+        let status: Option<String> = conn
+            .query_row(
+                "SELECT status FROM herald_deliveries WHERE id = ?1",
+                [message_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(status.as_deref().and_then(DeliveryStatus::parse))
+    }
+
+    /// Every attempt made for one delivery, in order.
+    pub fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code,
+                    a.request_headers, a.response_headers, a.response_body, a.error
+             FROM herald_attempts a JOIN herald_deliveries d ON d.seq = a.delivery_seq
+             WHERE d.id = ?1 ORDER BY a.seq",
+        )?;
+        let rows = stmt
+            .query_map([message_id], |r| {
+                Ok(StoredAttempt {
+                    attempt: r.get(0)?,
+                    started_at: r.get(1)?,
+                    duration_ms: r.get(2)?,
+                    outcome: r.get(3)?,
+                    status_code: r.get(4)?,
+                    request_headers: r.get(5)?,
+                    response_headers: r.get(6)?,
+                    response_body: r.get(7)?,
+                    error: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,173 @@
+//! Records: what an attempt did, stored with its delivery's next step, and what a run of failed
+//! attempts does to its hook (warned, then disabled; a 410 removes a subscription).
+
+use std::collections::HashSet;
+
+use rusqlite::{OptionalExtension, Transaction};
+
+use super::{
+    AttemptOutcome, AttemptRecord, DeliveryStatus, FailurePolicy, HookHealthChange, NextStep,
+};
+use crate::clock::now_ms;
+use crate::store::hooks::{delete_hook_in, discard_waiting};
+use crate::store::{Result, Store};
+
+impl Store {
+    /// Records finished attempts and moves their deliveries on, in one transaction.
+    pub fn record_attempts(
+        &self,
+        records: &[AttemptRecord],
+        policy: &FailurePolicy,
+    ) -> Result<Vec<HookHealthChange>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write_noting("recording attempts", |tx| record_in(tx, records, policy))
+    }
+}
+
+pub(super) fn record_in(
+    tx: &Transaction<'_>,
+    records: &[AttemptRecord],
+    policy: &FailurePolicy,
+) -> Result<Vec<HookHealthChange>> {
+    let mut changes = Vec::new();
+    if records.is_empty() {
+        return Ok(changes);
+    }
+    let now = now_ms();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO herald_attempts
+             (delivery_seq, attempt, started_at, duration_ms, outcome, status_code,
+              request_headers, response_headers, response_body, error, url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        let mut update = tx.prepare_cached(
+            "UPDATE herald_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, updated_at = ?5
+             WHERE seq = ?1",
+        )?;
+        // Hooks whose run of failures a success in these records already ended: their later
+        // successes have nothing to reset (a trip records many attempts to a busy hook).
+        let mut clean: HashSet<&str> = HashSet::new();
+        for r in records {
+            insert.execute((
+                r.delivery_seq,
+                r.attempt,
+                r.started_at,
+                r.duration_ms,
+                r.outcome.as_str(),
+                r.status_code,
+                &r.request_headers,
+                &r.response_headers,
+                &r.response_body,
+                &r.error,
+                &r.url,
+            ))?;
+            let (status, next_at) = match r.next {
+                NextStep::Delivered => (DeliveryStatus::Delivered, None),
+                NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                NextStep::Failed | NextStep::HookGone => (DeliveryStatus::Failed, None),
+            };
+            update.execute((r.delivery_seq, status.as_str(), r.attempt, next_at, now))?;
+            if r.outcome == AttemptOutcome::Success {
+                if clean.insert(&r.hook_id) {
+                    end_failure_run(tx, &r.hook_id)?;
+                }
+            } else {
+                clean.remove(r.hook_id.as_str());
+                if let Some(change) = extend_failure_run(tx, r, policy, now)? {
+                    changes.push(change);
+                }
+            }
+        }
+    }
+    for r in records.iter().filter(|r| r.next == NextStep::HookGone) {
+        let origin: Option<String> = tx
+            .query_row(
+                "SELECT origin FROM herald_hooks WHERE id = ?1",
+                [&r.hook_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match origin.as_deref() {
+            Some("subscription") => {
+                delete_hook_in(tx, &r.hook_id)?;
+                tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: subscription removed");
+            }
+            Some(_) => {
+                tx.execute(
+                    "UPDATE herald_hooks SET enabled = 0, disabled_reason = ?2 WHERE id = ?1",
+                    (&r.hook_id, "the target answered 410 Gone"),
+                )?;
+                tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: hook disabled");
+            }
+            None => {}
+        }
+    }
+    Ok(changes)
+}
+
+/// A success ends a hook's run of failures.
+fn end_failure_run(tx: &Transaction<'_>, hook_id: &str) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE herald_hooks SET failing_since = NULL, failures = 0, failure_warned = 0
+         WHERE id = ?1 AND failing_since IS NOT NULL",
+    )?
+    .execute([hook_id])?;
+    Ok(())
+}
+
+/// A failure starts or extends a hook's run of failures; a run that spans the policy's window
+/// disables the hook, with a warning at half the window.
+fn extend_failure_run(
+    tx: &Transaction<'_>,
+    record: &AttemptRecord,
+    policy: &FailurePolicy,
+    now: i64,
+) -> Result<Option<HookHealthChange>> {
+    let run: Option<(i64, i64, bool, bool)> = tx
+        .prepare_cached(
+            "UPDATE herald_hooks SET failing_since = coalesce(failing_since, ?2), failures = failures + 1
+             WHERE id = ?1
+             RETURNING failing_since, failures, failure_warned, enabled",
+        )?
+        .query_row((&record.hook_id, record.started_at), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let (Some(window), Some((failing_since, failures, warned, true))) =
+        (policy.disable_after_ms, run)
+    else {
+        return Ok(None);
+    };
+    let failing_for = now - failing_since;
+    if failing_for >= window && failures >= FailurePolicy::MIN_FAILURES {
+        let reason = format!(
+            "every attempt failed since {} ({failures} attempts)",
+            crate::clock::rfc3339_ms(failing_since)
+        );
+        tx.execute(
+            "UPDATE herald_hooks SET enabled = 0, disabled_reason = ?2, updated_at = ?3 WHERE id = ?1",
+            (&record.hook_id, &reason, now),
+        )?;
+        discard_waiting(tx, &record.hook_id, now)?;
+        return Ok(Some(HookHealthChange::Disabled {
+            hook_id: record.hook_id.clone(),
+            failing_since,
+            failures,
+        }));
+    }
+    if !warned && failing_for >= window / 2 {
+        tx.execute(
+            "UPDATE herald_hooks SET failure_warned = 1 WHERE id = ?1",
+            [&record.hook_id],
+        )?;
+        return Ok(Some(HookHealthChange::Warned {
+            hook_id: record.hook_id.clone(),
+            failing_since,
+            failures,
+        }));
+    }
+    Ok(None)
+}
