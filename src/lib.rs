@@ -20,6 +20,7 @@
 //! - [`server`]: the composition root that starts all of the above and stops them on shutdown.
 //! - [`commands`]: `herald check`, `herald fire` and `herald sample`, the command-line tools beside `serve`.
 
+pub mod backoff;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::backoff::Backoff;
 use crate::config::TrackingSettings;
 use crate::delivery::Handoff;
 use crate::events::{
@@ -202,7 +203,7 @@ impl Tracker {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!("cannot read the change log: {e}");
-                    backoff.sleep(stop);
+                    sleep_after_failure(&mut backoff, stop);
                     continue;
                 }
             };
@@ -229,7 +230,7 @@ impl Tracker {
                 Err(e) => {
                     tracing::warn!("change log consumer: {e}; retrying");
                     more_waiting = true;
-                    backoff.sleep(stop);
+                    sleep_after_failure(&mut backoff, stop);
                 }
             }
         }
@@ -306,7 +307,7 @@ impl Tracker {
                 }
                 Err(e) if e.is_busy() && !stop.load(Ordering::Relaxed) => {
                     tracing::warn!("database busy while storing events; retrying");
-                    backoff.sleep(stop);
+                    sleep_after_failure(&mut backoff, stop);
                 }
                 Err(e) => return Err(e),
             }
@@ -314,26 +315,13 @@ impl Tracker {
     }
 }
 
-/// Exponential backoff from 50 ms to 5 s, waking early when asked to stop.
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    fn sleep(&mut self, stop: &AtomicBool) {
-        let delay =
-            Duration::from_millis(50u64 << self.failures.min(7)).min(Duration::from_secs(5));
-        self.failures += 1;
-        let step = Duration::from_millis(20);
-        let mut slept = Duration::ZERO;
-        while slept < delay && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(step);
-            slept += step;
-        }
+/// Sleeps out the backoff of one more failure, waking early when asked to stop.
+fn sleep_after_failure(backoff: &mut Backoff, stop: &AtomicBool) {
+    let delay = backoff.failed();
+    let step = Duration::from_millis(20);
+    let mut slept = Duration::ZERO;
+    while slept < delay && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(step);
+        slept += step;
     }
 }

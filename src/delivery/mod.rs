@@ -2,6 +2,9 @@
 //! ones from the outbox, signs and POSTs them, records every attempt and schedules the next one.
 
 mod capacity;
+mod dispatch;
+mod held;
+mod pace;
 mod retry;
 pub mod signing;
 mod target;
@@ -9,9 +12,10 @@ mod worker;
 
 pub(crate) use capacity::Taken;
 pub use capacity::{Capacity, DirectLease};
+pub use dispatch::Dispatcher;
 pub use retry::{parse_retry_after, AttemptResult, RetryPolicy};
 pub use target::{GuardedResolver, TargetError, TargetPolicy};
-pub use worker::{Handoff, Sender, Worker};
+pub use worker::{Handoff, Worker};
 
 /// The most of a response body that is kept in the attempt log.
 pub const RESPONSE_BODY_CAP: usize = 20 * 1024;

@@ -11,320 +11,29 @@
 //! that has waited a whole time-out goes back to the outbox instead of starting
 //! (`READY_WAIT_TIMEOUTS`), so leases stay short however deep the ready queue is.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::retry::{parse_retry_after, AttemptResult, RetryPolicy};
-use super::signing::sign;
-use super::target::{GuardedResolver, TargetError, TargetPolicy};
-use super::{Capacity, DirectLease, RESPONSE_BODY_CAP, USER_AGENT};
+use super::held::Held;
+use super::pace::{HookPace, FIRST_ROUNDS_AHEAD, ROUNDS_AHEAD};
+use super::{Capacity, DirectLease, Dispatcher};
+use crate::backoff::Backoff;
 use crate::clock::now_ms;
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::store::{
-    AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, FailurePolicy,
-    HookHealthChange, NextStep, Store, StoreError,
+    AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, FailurePolicy, HookHealthChange, NextStep,
+    Store, StoreError,
 };
-
-/// Signs and sends one attempt and says what it came to.
-#[derive(Clone)]
-pub struct Sender {
-    client: reqwest::Client,
-    policy: Arc<TargetPolicy>,
-    retry: RetryPolicy,
-}
-
-impl Sender {
-    pub fn new(settings: &DeliverySettings) -> Sender {
-        let policy = Arc::new(TargetPolicy::of(settings));
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
-            }))
-            .build()
-            .expect("the HTTP client's settings are valid");
-        Sender {
-            client,
-            policy,
-            retry: RetryPolicy {
-                schedule: settings.retry_schedule.clone(),
-                max_retry_after: settings.max_retry_after,
-            },
-        }
-    }
-
-    /// Takes the delivery: its strings move into the record and its payload into the request, so
-    /// an attempt copies none of them.
-    pub async fn attempt(&self, delivery: ClaimedDelivery) -> AttemptRecord {
-        let started_at = now_ms();
-        let clock = Instant::now();
-        let prepared = self.prepare(&delivery, started_at / 1000);
-        let ClaimedDelivery {
-            seq,
-            message_id,
-            attempt,
-            hook_id,
-            target_url,
-            event_id,
-            payload,
-            ..
-        } = delivery;
-        let mut record = AttemptRecord {
-            delivery_seq: seq,
-            url: target_url,
-            hook_id,
-            event_id,
-            message_id,
-            attempt,
-            started_at,
-            duration_ms: 0,
-            outcome: AttemptOutcome::ConnectionError,
-            status_code: None,
-            request_headers: "{}".into(),
-            response_headers: None,
-            response_body: None,
-            error: None,
-            next: crate::store::NextStep::Failed,
-        };
-        let result = match prepared {
-            Err((outcome, error)) => {
-                record.outcome = outcome;
-                record.error = Some(error);
-                AttemptResult::Failure { retry_after: None }
-            }
-            Ok((url, headers)) => {
-                record.request_headers = masked_headers_json(&headers);
-                self.send(url, headers, payload, &mut record).await
-            }
-        };
-        record.duration_ms = clock.elapsed().as_millis() as i64;
-        record.next = self.retry.next_step(attempt, result, now_ms());
-        record
-    }
-
-    /// The request's URL and headers, or why it cannot be sent at all.
-    fn prepare(
-        &self,
-        delivery: &ClaimedDelivery,
-        timestamp: i64,
-    ) -> Result<(url::Url, HeaderMap), (AttemptOutcome, String)> {
-        let url = self
-            .policy
-            .parse(&delivery.target_url)
-            .map_err(|e| (AttemptOutcome::Refused, e.to_string()))?;
-        // An address written in the URL skips the resolver, so it is checked here.
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(address) = literal {
-            if let Some(kind) = self.policy.refusal(address) {
-                let error = TargetError::Refused {
-                    host: address.to_string(),
-                    address,
-                    kind,
-                };
-                return Err((AttemptOutcome::Refused, error.to_string()));
-            }
-        }
-        // While a rotated secret's grace period lasts, both signatures go, space-separated, so a
-        // receiver still on the old secret and one already on the new both verify.
-        let mut signatures = Vec::with_capacity(2);
-        for secret in std::iter::once(&delivery.secret).chain(&delivery.previous_secret) {
-            signatures.push(
-                sign(
-                    secret,
-                    &delivery.message_id,
-                    timestamp,
-                    delivery.payload.as_bytes(),
-                )
-                .map_err(|e| (AttemptOutcome::Refused, format!("cannot sign: {e}")))?,
-            );
-        }
-        let signature = signatures.join(" ");
-        let mut headers = HeaderMap::new();
-        let mut put = |name: &'static str, value: &str| -> Result<(), (AttemptOutcome, String)> {
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                (
-                    AttemptOutcome::Refused,
-                    format!("the {name} header has characters HTTP does not allow"),
-                )
-            })?;
-            headers.insert(HeaderName::from_static(name), value);
-            Ok(())
-        };
-        put("content-type", "application/json")?;
-        put("user-agent", USER_AGENT)?;
-        put("webhook-id", &delivery.message_id)?;
-        put("webhook-timestamp", &timestamp.to_string())?;
-        put("webhook-signature", &signature)?;
-        put("herald-event", &delivery.trigger)?;
-        if let Some(authorization) = &delivery.authorization {
-            put("authorization", authorization)?;
-        }
-        Ok((url, headers))
-    }
-
-    async fn send(
-        &self,
-        url: url::Url,
-        headers: HeaderMap,
-        payload: String,
-        record: &mut AttemptRecord,
-    ) -> AttemptResult {
-        let sent = self
-            .client
-            .post(url)
-            .headers(headers)
-            .body(payload)
-            .send()
-            .await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(error) => {
-                record.outcome = if error.is_timeout() {
-                    AttemptOutcome::Timeout
-                } else if refused_by_policy(&error) {
-                    AttemptOutcome::Refused
-                } else {
-                    AttemptOutcome::ConnectionError
-                };
-                record.error = Some(error_chain(&error));
-                return AttemptResult::Failure { retry_after: None };
-            }
-        };
-        let status = response.status();
-        record.status_code = Some(status.as_u16());
-        record.response_headers = Some(headers_json(response.headers()));
-        let retry_after = if matches!(status.as_u16(), 429 | 503) {
-            response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()))
-        } else {
-            None
-        };
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = RESPONSE_BODY_CAP - body.len();
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    if body.len() >= RESPONSE_BODY_CAP {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    record.error = Some(format!(
-                        "reading the response body: {}",
-                        error_chain(&error)
-                    ));
-                    break;
-                }
-            }
-        }
-        record.response_body = Some(String::from_utf8_lossy(&body).into_owned());
-        if status.is_success() {
-            record.outcome = AttemptOutcome::Success;
-            AttemptResult::Success
-        } else {
-            record.outcome = AttemptOutcome::HttpError;
-            if status == reqwest::StatusCode::GONE {
-                AttemptResult::Gone
-            } else {
-                AttemptResult::Failure { retry_after }
-            }
-        }
-    }
-}
-
-fn refused_by_policy(error: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.downcast_ref::<TargetError>().is_some() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// reqwest's own message is "error sending request"; the cause is further down the chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
-/// Headers as one JSON object, a name's several values joined by ", ", written straight to text
-/// (no intermediate map or copy of the headers: this runs twice per attempt).
-fn headers_json(headers: &HeaderMap) -> String {
-    serde_json::to_string(&HeadersJson {
-        headers,
-        mask_authorization: false,
-    })
-    .unwrap_or_else(|_| "{}".into())
-}
-
-/// The request headers as logged: the authorization header keeps its scheme and loses its secret.
-fn masked_headers_json(headers: &HeaderMap) -> String {
-    serde_json::to_string(&HeadersJson {
-        headers,
-        mask_authorization: true,
-    })
-    .unwrap_or_else(|_| "{}".into())
-}
-
-struct HeadersJson<'a> {
-    headers: &'a HeaderMap,
-    mask_authorization: bool,
-}
-
-impl serde::Serialize for HeadersJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.headers.keys().map(|name| {
-            let mut values = self
-                .headers
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()));
-            let mut value = values.next().unwrap_or_default();
-            for more in values {
-                let joined = value.to_mut();
-                joined.push_str(", ");
-                joined.push_str(&more);
-            }
-            if self.mask_authorization && name == reqwest::header::AUTHORIZATION {
-                value = std::borrow::Cow::Owned(super::mask_authorization(&value));
-            }
-            (name.as_str(), value)
-        }))
-    }
-}
 
 /// The loop that keeps deliveries moving.
 pub struct Worker {
     store: Store,
     /// Shared by the attempts' tasks: one reference count per attempt, not a copy of its settings.
-    sender: Arc<Sender>,
+    sender: Arc<Dispatcher>,
     settings: DeliverySettings,
     /// What the worker holds and may hold, shared with the tracker's leases (`Handoff`).
     capacity: Arc<Capacity>,
@@ -382,16 +91,6 @@ const RECORD_DELAY: Duration = Duration::from_millis(10);
 /// fewer and larger trips carry the same deliveries for less; the attempts themselves never wait
 /// for it, they start from the ready queue.
 const TRIP_SPACING: Duration = Duration::from_millis(2);
-/// Rounds of attempts claimed ahead for a fast hook, beyond the round in flight: enough to keep its
-/// slots full from one trip to the next. A fast receiver empties a round in well under a
-/// millisecond, so the ready queue has to cover a whole trip (its wait for the writer included) and
-/// the spacing: with two rounds ahead a single loopback hook's slots sat empty for 29 % of its
-/// attempts (waiting for the next claim), with eight for 5 %, and throughput rose by a fifth. A
-/// slow hook gets fewer (see `HookPace`); the depth costs no lease time (see `READY_WAIT_TIMEOUTS`).
-const ROUNDS_AHEAD: usize = 8;
-/// Rounds ahead for a hook whose attempts this worker has not timed yet: with one, a ready
-/// delivery waits for at most one round of attempts, so at most one time-out.
-const FIRST_ROUNDS_AHEAD: usize = 1;
 /// The longest a delivery waits in the ready queue, in time-outs: one that has not started by then
 /// (its hook turned slow, its slots held by attempts running to the time-out) goes back to the
 /// outbox, due at once, to be claimed again when its hook has room. Every lease therefore covers
@@ -420,136 +119,6 @@ struct TripResult {
     stopped_hooks: Vec<String>,
 }
 
-/// The worker's deliveries between the outbox and the receivers: attempts in flight, and deliveries
-/// claimed ahead (at most `ROUNDS_AHEAD` more rounds per hook) that start the moment a slot frees,
-/// without waiting for the database. Ready deliveries start in the order they were claimed, across hooks,
-/// so none waits behind later claims (and past its lease).
-#[derive(Default)]
-struct Held {
-    in_flight: HashMap<String, usize>,
-    /// Per hook, ready deliveries with their place in the claim order.
-    ready: HashMap<String, VecDeque<(u64, ClaimedDelivery)>>,
-    next_place: u64,
-    /// Every delivery held, ready or in flight, by seq: a delivery is never held twice.
-    seqs: HashSet<i64>,
-    total_in_flight: usize,
-    total_ready: usize,
-}
-
-impl Held {
-    /// Queues a claimed delivery; false (and nothing queued) when it is held already.
-    fn add_ready(&mut self, delivery: ClaimedDelivery) -> bool {
-        if !self.seqs.insert(delivery.seq) {
-            return false;
-        }
-        self.total_ready += 1;
-        self.next_place += 1;
-        self.ready
-            .entry(delivery.hook_id.clone())
-            .or_default()
-            .push_back((self.next_place, delivery));
-        true
-    }
-
-    /// Takes every ready delivery that has a free slot under its hook's limit and the worker's,
-    /// in claim order, and counts them in flight; with them, taken out but not counted, those that
-    /// came to a slot with their lease ending before `start_by` (Unix ms), too late to start.
-    fn take_startable(
-        &mut self,
-        per_hook_limit: usize,
-        max_in_flight: usize,
-        start_by: i64,
-    ) -> (Vec<ClaimedDelivery>, Vec<ClaimedDelivery>) {
-        let mut startable = Vec::new();
-        let mut too_late = Vec::new();
-        while self.total_ready > 0 && self.total_in_flight < max_in_flight {
-            let oldest = self
-                .ready
-                .iter()
-                .filter(|(hook, _)| {
-                    self.in_flight.get(hook.as_str()).copied().unwrap_or(0) < per_hook_limit
-                })
-                .filter_map(|(hook, queue)| Some((queue.front()?.0, hook)))
-                .min();
-            let Some((_, hook)) = oldest else {
-                break;
-            };
-            let hook = hook.clone();
-            let queue = self.ready.get_mut(&hook).expect("found above");
-            let (_, delivery) = queue.pop_front().expect("not empty");
-            if queue.is_empty() {
-                self.ready.remove(&hook);
-            }
-            self.total_ready -= 1;
-            if delivery.leased_until < start_by {
-                self.seqs.remove(&delivery.seq);
-                too_late.push(delivery);
-                continue;
-            }
-            *self.in_flight.entry(hook).or_default() += 1;
-            self.total_in_flight += 1;
-            startable.push(delivery);
-        }
-        (startable, too_late)
-    }
-
-    fn attempt_ended(&mut self, record: &AttemptRecord) {
-        if let Some(n) = self.in_flight.get_mut(&record.hook_id) {
-            *n -= 1;
-            if *n == 0 {
-                self.in_flight.remove(&record.hook_id);
-            }
-        }
-        self.seqs.remove(&record.delivery_seq);
-        self.total_in_flight = self.total_in_flight.saturating_sub(1);
-    }
-
-    /// The ready deliveries whose lease ends before `deadline` (Unix ms), taken out: they could not
-    /// be sent and recorded within it any more.
-    fn take_leased_until_before(&mut self, deadline: i64) -> Vec<ClaimedDelivery> {
-        let mut taken = Vec::new();
-        self.ready.retain(|_, queue| {
-            if queue.iter().any(|(_, d)| d.leased_until < deadline) {
-                let (kept, overdue): (VecDeque<_>, VecDeque<_>) = std::mem::take(queue)
-                    .into_iter()
-                    .partition(|(_, d)| d.leased_until >= deadline);
-                *queue = kept;
-                taken.extend(overdue.into_iter().map(|(_, d)| d));
-            }
-            !queue.is_empty()
-        });
-        for delivery in &taken {
-            self.seqs.remove(&delivery.seq);
-        }
-        self.total_ready -= taken.len();
-        taken
-    }
-
-    /// The ready deliveries of `hook` (or of every hook), taken out: to hand back to the outbox.
-    fn take_ready(&mut self, hook: Option<&str>) -> Vec<ClaimedDelivery> {
-        let taken: Vec<ClaimedDelivery> = match hook {
-            Some(hook) => self
-                .ready
-                .remove(hook)
-                .into_iter()
-                .flatten()
-                .map(|(_, d)| d)
-                .collect(),
-            None => self
-                .ready
-                .drain()
-                .flat_map(|(_, queue)| queue)
-                .map(|(_, d)| d)
-                .collect(),
-        };
-        for delivery in &taken {
-            self.seqs.remove(&delivery.seq);
-        }
-        self.total_ready -= taken.len();
-        taken
-    }
-}
-
 impl Worker {
     pub fn new(
         store: Store,
@@ -574,7 +143,7 @@ impl Worker {
             sender,
         };
         Worker {
-            sender: Arc::new(Sender::new(&settings)),
+            sender: Arc::new(Dispatcher::new(&settings)),
             store,
             settings,
             capacity,
@@ -626,7 +195,7 @@ impl Worker {
         // Ready deliveries that waited too long, for the next trip to hand back to the outbox.
         let mut to_release: Vec<ClaimedDelivery> = Vec::new();
         let mut pace = HookPace::default();
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         let per_hook_limit = self.settings.max_in_flight_per_hook;
         let max_in_flight = self.settings.max_in_flight;
         let stop_deadline = self.settings.timeout + Duration::from_secs(1);
@@ -769,7 +338,7 @@ impl Worker {
                     let (records, released, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     match result {
                         Ok(TripResult { claim: ClaimOutcome { deliveries: claimed, next_due, due_without_room }, health, stopped_hooks }) => {
-                            failures = 0;
+                            backoff.reset();
                             no_trip_before = None;
                             self.finished(&records, &health);
                             if stopping_since.is_some() {
@@ -806,14 +375,13 @@ impl Worker {
                             }
                         }
                         Err(e) => {
-                            failures += 1;
                             tracing::warn!("cannot record {} attempts or claim deliveries yet: {e}", records.len());
                             if !records.is_empty() {
                                 unrecorded_since = Some(Instant::now());
                             }
                             unrecorded.splice(0..0, records);
                             to_release.splice(0..0, released);
-                            no_trip_before = Some(Instant::now() + backoff(failures));
+                            no_trip_before = Some(Instant::now() + backoff.failed());
                             look_again = true;
                         }
                     }
@@ -995,69 +563,6 @@ fn hand_back(
     true
 }
 
-/// How long each hook's attempts take lately, and so how many rounds of them the worker claims
-/// ahead: a ready delivery must start within a time-out (`READY_WAIT_TIMEOUTS`), and one `n` rounds
-/// back waits about `n` attempts' time. A hook that answers in a millisecond gets `ROUNDS_AHEAD`,
-/// one whose attempts run to the time-out one round; a hook not timed yet `FIRST_ROUNDS_AHEAD`.
-#[derive(Default)]
-struct HookPace {
-    hooks: HashMap<String, Pace>,
-}
-
-struct Pace {
-    /// A moving average of the hook's attempts' durations.
-    average_ms: f64,
-    rounds_ahead: usize,
-}
-
-impl HookPace {
-    /// Notes how long an attempt took; returns the hook's rounds ahead when they change.
-    fn attempt_took(&mut self, hook: &str, duration_ms: i64, timeout: Duration) -> Option<usize> {
-        let took = duration_ms.max(0) as f64;
-        let Some(pace) = self.hooks.get_mut(hook) else {
-            let rounds_ahead = rounds_ahead_at(took, timeout);
-            self.hooks.insert(
-                hook.to_owned(),
-                Pace {
-                    average_ms: took,
-                    rounds_ahead,
-                },
-            );
-            return Some(rounds_ahead);
-        };
-        pace.average_ms += (took - pace.average_ms) / 8.0;
-        let rounds_ahead = rounds_ahead_at(pace.average_ms, timeout);
-        if rounds_ahead == pace.rounds_ahead {
-            return None;
-        }
-        pace.rounds_ahead = rounds_ahead;
-        Some(rounds_ahead)
-    }
-
-    /// Forgets the hooks for which `holds_nothing` is true, and returns them: they are timed
-    /// afresh when they next send. Subscriptions come and go, so the worker must not keep every
-    /// hook it ever sent to.
-    fn forget_idle(&mut self, holds_nothing: impl Fn(&str) -> bool) -> Vec<String> {
-        let idle: Vec<String> = self
-            .hooks
-            .keys()
-            .filter(|hook| holds_nothing(hook))
-            .cloned()
-            .collect();
-        for hook in &idle {
-            self.hooks.remove(hook);
-        }
-        idle
-    }
-}
-
-/// Rounds ahead for attempts that take `average_ms`: the last of them should start within half a
-/// time-out, the other half being room for the average to be wrong.
-fn rounds_ahead_at(average_ms: f64, timeout: Duration) -> usize {
-    let half_timeout_ms = timeout.as_secs_f64() * 1000.0 / 2.0;
-    ((half_timeout_ms / average_ms.max(1.0)) as usize).clamp(1, ROUNDS_AHEAD)
-}
-
 /// How long a leased delivery stays leased: long enough to wait in the ready queue (at most
 /// `READY_WAIT_TIMEOUTS` time-outs, then it goes back), run its attempt and be recorded. A process
 /// that dies mid-attempt leaves its leases to run out; then the deliveries are sent again, which is
@@ -1070,167 +575,4 @@ fn lease_ms(settings: &DeliverySettings) -> i64 {
 /// time: one attempt and the margin to record it are all that is left.
 fn must_start_by(settings: &DeliverySettings, now: i64) -> i64 {
     now + (settings.timeout + LEASE_MARGIN).as_millis() as i64
-}
-
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(50u64 << failures.min(7)).min(Duration::from_secs(5))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claimed(seq: i64, hook: &str) -> ClaimedDelivery {
-        ClaimedDelivery {
-            seq,
-            message_id: format!("msg_{seq}"),
-            attempt: 1,
-            hook_id: hook.into(),
-            target_url: "http://127.0.0.1:9/".into(),
-            secret: "whsec_c2VjcmV0".into(),
-            previous_secret: None,
-            authorization: None,
-            event_id: format!("evt_{seq}"),
-            trigger: "NewOpportunity".into(),
-            payload: "{}".into(),
-            leased_until: 0,
-        }
-    }
-
-    fn ended(delivery: &ClaimedDelivery) -> AttemptRecord {
-        AttemptRecord::delivered(delivery, 0)
-    }
-
-    fn seqs(deliveries: &[ClaimedDelivery]) -> Vec<i64> {
-        deliveries.iter().map(|d| d.seq).collect()
-    }
-
-    #[test]
-    fn ready_deliveries_start_in_claim_order_within_both_limits() {
-        let mut held = Held::default();
-        for seq in 1..=4 {
-            assert!(held.add_ready(claimed(seq, "hook_a")));
-        }
-        assert!(held.add_ready(claimed(5, "hook_b")));
-        assert!(held.add_ready(claimed(6, "hook_a")));
-        assert!(!held.add_ready(claimed(5, "hook_b")), "never held twice");
-        // Two per hook, three in all: hook_a's two oldest, then hook_b's.
-        let started = held.take_startable(2, 3, 0).0;
-        assert_eq!(seqs(&started), [1, 2, 5]);
-        assert_eq!((held.total_in_flight, held.total_ready), (3, 3));
-        assert!(held.take_startable(2, 3, 0).0.is_empty(), "no slot is free");
-        // hook_b's attempt ends: the worker's free slot goes to the oldest claim that may start,
-        // hook_a's, but hook_a is at its own limit.
-        held.attempt_ended(&ended(&started[2]));
-        assert!(held.take_startable(2, 3, 0).0.is_empty());
-        held.attempt_ended(&ended(&started[0]));
-        assert_eq!(seqs(&held.take_startable(2, 3, 0).0), [3]);
-        assert!(
-            held.add_ready(claimed(5, "hook_b")),
-            "ended, so it may be claimed again"
-        );
-        assert_eq!(seqs(&held.take_ready(Some("hook_b"))), [5]);
-        assert_eq!(seqs(&held.take_ready(None)), [4, 6]);
-        assert_eq!(held.total_ready, 0);
-    }
-
-    #[test]
-    fn deliveries_whose_lease_ends_too_soon_leave_the_ready_queue() {
-        let mut held = Held::default();
-        let leased = |seq: i64, hook: &str, until: i64| ClaimedDelivery {
-            leased_until: until,
-            ..claimed(seq, hook)
-        };
-        held.add_ready(leased(1, "hook_a", 100));
-        held.add_ready(leased(2, "hook_a", 300));
-        held.add_ready(leased(3, "hook_b", 150));
-        held.add_ready(leased(4, "hook_b", 400));
-        held.add_ready(leased(5, "hook_c", 120));
-        let started = held.take_startable(1, 1, 0).0;
-        assert_eq!(
-            seqs(&started),
-            [1],
-            "in flight: not the queue's to hand back"
-        );
-        let mut overdue = seqs(&held.take_leased_until_before(200));
-        overdue.sort();
-        assert_eq!(overdue, [3, 5]);
-        assert_eq!(held.total_ready, 2);
-        assert!(!held.ready.contains_key("hook_c"), "an emptied queue goes");
-        assert!(held.add_ready(leased(3, "hook_b", 900)), "claimable again");
-        held.attempt_ended(&ended(&started[0]));
-        assert_eq!(
-            seqs(&held.take_startable(2, 3, 0).0),
-            [2, 4, 3],
-            "claim order kept"
-        );
-        assert!(held.take_leased_until_before(i64::MAX).is_empty());
-    }
-
-    #[test]
-    fn a_delivery_that_reaches_a_slot_too_late_is_not_started() {
-        let mut held = Held::default();
-        let leased = |seq: i64, until: i64| ClaimedDelivery {
-            leased_until: until,
-            ..claimed(seq, "hook_a")
-        };
-        held.add_ready(leased(1, 500));
-        held.add_ready(leased(2, 100));
-        held.add_ready(leased(3, 600));
-        let (started, too_late) = held.take_startable(2, 10, 200);
-        assert_eq!(seqs(&started), [1, 3], "the one behind takes the slot");
-        assert_eq!(seqs(&too_late), [2]);
-        assert_eq!((held.total_ready, held.total_in_flight), (0, 2));
-        assert!(held.add_ready(leased(2, 900)), "no longer held");
-    }
-
-    #[test]
-    fn a_hooks_rounds_ahead_follow_how_long_its_attempts_take() {
-        let timeout = Duration::from_secs(15);
-        assert_eq!(rounds_ahead_at(0.0, timeout), ROUNDS_AHEAD);
-        assert_eq!(rounds_ahead_at(900.0, timeout), ROUNDS_AHEAD);
-        assert_eq!(rounds_ahead_at(1_500.0, timeout), 5);
-        assert_eq!(rounds_ahead_at(15_000.0, timeout), 1, "at least one");
-        let mut pace = HookPace::default();
-        assert_eq!(pace.attempt_took("a", 2, timeout), Some(ROUNDS_AHEAD));
-        assert_eq!(pace.attempt_took("a", 3, timeout), None, "unchanged");
-        // A fast hook turning slow loses its depth within a few attempts, not at the first.
-        let mut rounds = Vec::new();
-        for _ in 0..20 {
-            rounds.extend(pace.attempt_took("a", 15_000, timeout));
-        }
-        assert!(rounds[0] > 1, "{rounds:?}");
-        assert_eq!(rounds.last(), Some(&1));
-        assert!(rounds.windows(2).all(|w| w[0] > w[1]), "{rounds:?}");
-        assert_eq!(
-            pace.attempt_took("b", 15_000, timeout),
-            Some(1),
-            "hooks apart"
-        );
-        assert_eq!(pace.forget_idle(|hook| hook == "a"), ["a"]);
-        assert_eq!(
-            pace.attempt_took("a", 2, timeout),
-            Some(ROUNDS_AHEAD),
-            "timed afresh"
-        );
-    }
-
-    #[test]
-    fn the_authorization_header_is_masked_in_the_log() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "authorization",
-            HeaderValue::from_static("Basic c3a24b8208ac"),
-        );
-        headers.insert("webhook-id", HeaderValue::from_static("msg_1"));
-        headers.append("vary", HeaderValue::from_static("origin"));
-        headers.append("vary", HeaderValue::from_static("accept \"x\""));
-        let logged: serde_json::Value =
-            serde_json::from_str(&masked_headers_json(&headers)).unwrap();
-        assert_eq!(logged["authorization"], "Basic ********");
-        assert_eq!(logged["webhook-id"], "msg_1");
-        assert_eq!(logged["vary"], "origin, accept \"x\"");
-        let unmasked: serde_json::Value = serde_json::from_str(&headers_json(&headers)).unwrap();
-        assert_eq!(unmasked["authorization"], "Basic c3a24b8208ac");
-    }
 }
