@@ -5,6 +5,7 @@ mod capacity;
 mod dispatch;
 mod held;
 mod pace;
+mod pacer;
 mod retry;
 pub mod signing;
 mod target;

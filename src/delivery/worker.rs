@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::held::Held;
 use super::pace::{HookPace, FIRST_ROUNDS_AHEAD, ROUNDS_AHEAD};
+use super::pacer::{Load, Pacer, Step, MAX_IDLE};
 use super::{Capacity, DirectLease, Dispatcher};
-use crate::backoff::Backoff;
 use crate::clock::now_ms;
 use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
@@ -33,7 +33,7 @@ use crate::store::{
 pub struct Worker {
     store: Store,
     /// Shared by the attempts' tasks: one reference count per attempt, not a copy of its settings.
-    sender: Arc<Dispatcher>,
+    dispatcher: Arc<Dispatcher>,
     settings: DeliverySettings,
     /// What the worker holds and may hold, shared with the tracker's leases (`Handoff`).
     capacity: Arc<Capacity>,
@@ -54,7 +54,7 @@ pub struct Worker {
 pub struct Handoff {
     capacity: Arc<Capacity>,
     lease_ms: i64,
-    sender: mpsc::UnboundedSender<Vec<ClaimedDelivery>>,
+    to_worker: mpsc::UnboundedSender<Vec<ClaimedDelivery>>,
 }
 
 impl Handoff {
@@ -70,45 +70,26 @@ impl Handoff {
     /// leaves them leased: they go out again when the leases end.
     pub fn hand_over(&self, leased: Vec<ClaimedDelivery>) {
         if !leased.is_empty() {
-            let _ = self.sender.send(leased);
+            let _ = self.to_worker.send(leased);
         }
     }
 }
 
 /// Time beyond the attempts' time-outs for recording one before its lease runs out.
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
-/// Claims per transaction at most.
-const CLAIM_BATCH: usize = 200;
-/// Finished attempts waiting this many start a trip at once, so a transaction stays bounded.
-const RECORD_BATCH: usize = 256;
-/// How long a finished attempt may wait to be recorded when nothing else needs a trip: records
-/// are not on the way of any delivery, so a quiet outbox records several attempts per
-/// transaction. A crash in between costs those deliveries a second send when their leases end.
-const RECORD_DELAY: Duration = Duration::from_millis(10);
-/// Trips start at least this far apart unless one is needed at once (a slot would sit idle, new
-/// deliveries were stored, a retry fell due, a stop is under way). Most of a trip's cost is fixed
-/// (the transaction, the pages its commit writes, the hand-off to a blocking thread), so under load
-/// fewer and larger trips carry the same deliveries for less; the attempts themselves never wait
-/// for it, they start from the ready queue.
-const TRIP_SPACING: Duration = Duration::from_millis(2);
 /// The longest a delivery waits in the ready queue, in time-outs: one that has not started by then
 /// (its hook turned slow, its slots held by attempts running to the time-out) goes back to the
 /// outbox, due at once, to be claimed again when its hook has room. Every lease therefore covers
 /// this wait, one attempt and the margin to record it, whatever the depth of the queue.
 const READY_WAIT_TIMEOUTS: u32 = 1;
-/// How often the ready queue is searched for deliveries that waited too long, and the pace of
-/// hooks that hold nothing any more is forgotten.
-const READY_WAIT_CHECK: Duration = Duration::from_secs(1);
-/// The longest the worker sleeps without looking, in case a delivery was stored by another process.
-const MAX_IDLE: Duration = Duration::from_secs(1);
 
-/// What one trip to the database brings back: the records it was given (to keep them when it
-/// failed), and what it found.
-type Trip = (
-    Vec<AttemptRecord>,
-    Vec<ClaimedDelivery>,
-    Result<TripResult, StoreError>,
-);
+/// What one trip to the database brings back: what it was given to record and hand back (to keep
+/// them for the next when it failed), and what it found.
+struct Trip {
+    records: Vec<AttemptRecord>,
+    handed_back: Vec<ClaimedDelivery>,
+    result: Result<TripResult, StoreError>,
+}
 
 struct TripResult {
     claim: ClaimOutcome,
@@ -136,14 +117,14 @@ impl Worker {
             )
             .taking_turns_of(settings.max_in_flight_per_hook),
         );
-        let (sender, handed_over) = mpsc::unbounded_channel();
+        let (to_worker, handed_over) = mpsc::unbounded_channel();
         let handoff = Handoff {
             capacity: capacity.clone(),
             lease_ms: lease_ms(&settings),
-            sender,
+            to_worker,
         };
         Worker {
-            sender: Arc::new(Dispatcher::new(&settings)),
+            dispatcher: Arc::new(Dispatcher::new(&settings)),
             store,
             settings,
             capacity,
@@ -175,76 +156,62 @@ impl Worker {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AttemptRecord>();
         let mut held = Held::default();
         let mut unrecorded: Vec<AttemptRecord> = Vec::new();
-        // When the oldest of `unrecorded` finished.
-        let mut unrecorded_since: Option<Instant> = None;
-        let mut trip: Option<tokio::task::JoinHandle<Trip>> = None;
-        // After a failed trip, the next waits out its backoff; attempts go on meanwhile.
-        let mut no_trip_before: Option<Instant> = None;
-        let mut look_again = true;
-        // A trip is needed now rather than at the next spacing: see TRIP_SPACING.
-        let mut urgent = true;
-        // The last claim left due deliveries behind: a freed slot has something to claim. Without
-        // it, a finished attempt claims nothing and waits up to RECORD_DELAY to be recorded with
-        // others (fresh deliveries come through the handoff), so a quiet outbox costs a few write
-        // transactions a second, not one per delivery.
-        let mut backlog = true;
-        let mut last_trip_at: Option<Instant> = None;
-        let mut wait = MAX_IDLE;
-        let mut stopping_since: Option<Instant> = None;
-        let mut next_ready_wait_check = Instant::now() + READY_WAIT_CHECK;
         // Ready deliveries that waited too long, for the next trip to hand back to the outbox.
-        let mut to_release: Vec<ClaimedDelivery> = Vec::new();
+        let mut to_hand_back: Vec<ClaimedDelivery> = Vec::new();
+        let mut trip: Option<tokio::task::JoinHandle<Trip>> = None;
         let mut pace = HookPace::default();
-        let mut backoff = Backoff::default();
         let per_hook_limit = self.settings.max_in_flight_per_hook;
         let max_in_flight = self.settings.max_in_flight;
-        let stop_deadline = self.settings.timeout + Duration::from_secs(1);
+        let mut pacer = Pacer::new(
+            Instant::now(),
+            self.settings.timeout + Duration::from_secs(1),
+        );
         let start = |delivery: ClaimedDelivery| {
-            let sender = self.sender.clone();
+            let dispatcher = self.dispatcher.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
-                let record = sender.attempt(delivery).await;
+                let record = dispatcher.attempt(delivery).await;
                 let _ = done.send(record);
             });
         };
-        // Starts what has a free slot; what waited too long for one goes to `to_release` instead.
-        // Returns whether any did (its room is free again: worth a claim).
-        let start_ready = |held: &mut Held, to_release: &mut Vec<ClaimedDelivery>| -> bool {
+        // Starts what has a free slot; what waited too long for one is to be handed back instead.
+        // Returns whether any was (its room is free again: worth a claim).
+        let start_ready = |held: &mut Held, to_hand_back: &mut Vec<ClaimedDelivery>| -> bool {
             let start_by = must_start_by(&self.settings, now_ms());
             let (startable, too_late) =
                 held.take_startable(per_hook_limit, max_in_flight, start_by);
             startable.into_iter().for_each(&start);
-            hand_back(&self.capacity, &self.metrics, too_late, to_release)
+            queue_hand_back(&self.capacity, &self.metrics, too_late, to_hand_back)
         };
         loop {
-            if *shutdown.borrow() && stopping_since.is_none() {
-                stopping_since = Some(Instant::now());
+            if *shutdown.borrow() && pacer.stop(Instant::now()) {
                 // The tracker leases nothing more to a stopping worker.
                 self.capacity.close();
-                self.release(held.take_ready(None)).await;
+                self.hand_back(held.take_ready(None)).await;
             }
             // Ready deliveries that no slot of their hook reached within a time-out (it turned
             // slow) go back to the outbox before their leases could end.
-            if stopping_since.is_none() && Instant::now() >= next_ready_wait_check {
-                next_ready_wait_check = Instant::now() + READY_WAIT_CHECK;
+            if pacer.ready_wait_check_due(Instant::now()) {
                 let overdue =
                     held.take_leased_until_before(must_start_by(&self.settings, now_ms()));
-                look_again |= hand_back(&self.capacity, &self.metrics, overdue, &mut to_release);
+                if queue_hand_back(&self.capacity, &self.metrics, overdue, &mut to_hand_back) {
+                    pacer.room_freed();
+                }
                 for hook in pace.forget_idle(|hook| self.capacity.held(Some(hook)) == 0) {
                     self.capacity.reset_room(&hook);
                 }
             }
-            let backing_off = no_trip_before.is_some_and(|t| Instant::now() < t);
-            // Not now, but at the next spacing.
-            let mut paced_until = None;
-            if trip.is_none() {
-                let past_deadline = stopping_since.is_some_and(|t| t.elapsed() > stop_deadline);
-                let claim = stopping_since.is_none() && look_again && self.capacity.free() > 0;
-                // Stopping: done once nothing is in flight and everything is recorded, or at the
-                // deadline whatever is left (its leases bring it back).
-                let all_done =
-                    held.total_in_flight == 0 && unrecorded.is_empty() && to_release.is_empty();
-                if stopping_since.is_some() && (all_done || past_deadline) {
+            let load = Load {
+                trip_under_way: trip.is_some(),
+                free_room: self.capacity.free(),
+                ready: held.total_ready,
+                in_flight: held.total_in_flight,
+                max_in_flight,
+                unrecorded: unrecorded.len(),
+                to_hand_back: to_hand_back.len(),
+            };
+            let nap = match pacer.decide(&load, Instant::now()) {
+                Step::Stop => {
                     if !unrecorded.is_empty() {
                         tracing::warn!(
                             attempts = unrecorded.len(),
@@ -253,52 +220,17 @@ impl Worker {
                     }
                     break;
                 }
-                // Free slots, nothing ready to fill them, and due deliveries left to claim.
-                let idle = backlog && held.total_ready == 0 && held.total_in_flight < max_in_flight;
-                // A claim goes at the next spacing; records alone wait until enough of them
-                // waited, or long enough.
-                let not_before = if claim {
-                    last_trip_at.map(|t| t + TRIP_SPACING)
-                } else {
-                    unrecorded_since.map(|t| t + RECORD_DELAY)
-                };
-                let due_now = urgent
-                    || idle
-                    || stopping_since.is_some()
-                    || unrecorded.len() >= RECORD_BATCH
-                    || not_before.is_none_or(|t| Instant::now() >= t);
-                if !backing_off && (claim || !unrecorded.is_empty() || !to_release.is_empty()) {
-                    if due_now {
-                        let limit = if claim { CLAIM_BATCH } else { 0 };
-                        trip = Some(self.start_trip(
-                            std::mem::take(&mut unrecorded),
-                            std::mem::take(&mut to_release),
-                            limit,
-                            &held,
-                        ));
-                        unrecorded_since = None;
-                        look_again = false;
-                        urgent = false;
-                        last_trip_at = Some(Instant::now());
-                    } else {
-                        paced_until = not_before;
-                    }
+                Step::Trip { claim_limit } => {
+                    trip = Some(self.start_trip(
+                        std::mem::take(&mut unrecorded),
+                        std::mem::take(&mut to_hand_back),
+                        claim_limit,
+                        &held,
+                    ));
+                    None
                 }
-            }
-            let mut nap = match (no_trip_before, paced_until) {
-                (Some(t), _) if backing_off => t.saturating_duration_since(Instant::now()),
-                (_, Some(t)) => t.saturating_duration_since(Instant::now()).min(wait),
-                _ => wait,
+                Step::Wait(nap) => Some(nap),
             };
-            // Woken for the ready queue's check alone, the loop's top does it; nothing else is due.
-            let mut nap_is_the_check = false;
-            if held.total_ready > 0 && stopping_since.is_none() {
-                let until_check = next_ready_wait_check.saturating_duration_since(Instant::now());
-                if until_check < nap {
-                    nap = until_check;
-                    nap_is_the_check = true;
-                }
-            }
             tokio::select! {
                 biased;
                 Some(record) = done_rx.recv() => {
@@ -313,37 +245,35 @@ impl Worker {
                             self.capacity.set_room(&record.hook_id, per_hook_limit * (1 + rounds));
                         }
                     }
-                    if stopping_since.is_none() {
-                        look_again |= start_ready(&mut held, &mut to_release);
+                    if !pacer.is_stopping() && start_ready(&mut held, &mut to_hand_back) {
+                        pacer.room_freed();
                     }
-                    // A hook whose slot freed with nothing ready for it waits for the next claim.
-                    urgent |= backlog && finished.iter().any(|r| !held.ready.contains_key(&r.hook_id));
-                    unrecorded_since.get_or_insert_with(Instant::now);
+                    let slot_left_empty = finished.iter().any(|r| !held.ready.contains_key(&r.hook_id));
+                    pacer.attempts_finished(Instant::now(), slot_left_empty);
                     unrecorded.extend(finished);
-                    // A slot freed: the next trip claims for it, if anything waits.
-                    look_again |= backlog;
                 }
                 Some(leased) = self.handed_over.recv() => {
-                    if stopping_since.is_some() {
-                        self.release(leased).await;
+                    if pacer.is_stopping() {
+                        self.hand_back(leased).await;
                         continue;
                     }
                     for delivery in leased {
                         self.hold(&mut held, delivery);
                     }
-                    look_again |= start_ready(&mut held, &mut to_release);
+                    if start_ready(&mut held, &mut to_hand_back) {
+                        pacer.room_freed();
+                    }
                 }
                 joined = async { trip.as_mut().expect("polled only with a trip").await }, if trip.is_some() => {
                     trip = None;
-                    let (records, released, result) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                    let Trip { records, handed_back, result } = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     match result {
                         Ok(TripResult { claim: ClaimOutcome { deliveries: claimed, next_due, due_without_room }, health, stopped_hooks }) => {
-                            backoff.reset();
-                            no_trip_before = None;
+                            pacer.trip_succeeded();
                             self.finished(&records, &health);
-                            if stopping_since.is_some() {
+                            if pacer.is_stopping() {
                                 // Claimed while the stop came: hand them straight back.
-                                self.release(claimed).await;
+                                self.hand_back(claimed).await;
                                 continue;
                             }
                             for delivery in claimed {
@@ -356,47 +286,31 @@ impl Worker {
                                 HookHealthChange::Warned { .. } => None,
                             });
                             let gone = records.iter().filter(|r| r.next == NextStep::HookGone).map(|r| &r.hook_id);
-                            let mut handed_back = Vec::new();
+                            let mut stopped = Vec::new();
                             for hook in disabled_here.chain(gone).chain(&stopped_hooks) {
-                                handed_back.extend(held.take_ready(Some(hook)));
+                                stopped.extend(held.take_ready(Some(hook)));
                             }
-                            self.release(handed_back).await;
-                            look_again |= start_ready(&mut held, &mut to_release);
-                            let now = now_ms();
-                            // The claim came back full, or left due deliveries behind with room to
-                            // take them: claim again at once. Due deliveries of hooks without room
-                            // wait for a slot of theirs to free (`backlog`).
-                            let due_now = next_due.is_some_and(|at| at <= now);
-                            backlog = due_without_room || due_now;
-                            match next_due {
-                                _ if due_now => look_again = true,
-                                Some(at) => wait = Duration::from_millis((at - now) as u64).min(MAX_IDLE),
-                                None => wait = MAX_IDLE,
+                            self.hand_back(stopped).await;
+                            if start_ready(&mut held, &mut to_hand_back) {
+                                pacer.room_freed();
                             }
+                            pacer.claim_came_back(next_due, due_without_room, now_ms());
                         }
                         Err(e) => {
                             tracing::warn!("cannot record {} attempts or claim deliveries yet: {e}", records.len());
-                            if !records.is_empty() {
-                                unrecorded_since = Some(Instant::now());
-                            }
+                            pacer.trip_failed(Instant::now(), !records.is_empty());
                             unrecorded.splice(0..0, records);
-                            to_release.splice(0..0, released);
-                            no_trip_before = Some(Instant::now() + backoff.failed());
-                            look_again = true;
+                            to_hand_back.splice(0..0, handed_back);
                         }
                     }
                 }
-                _ = self.deliveries_waiting.notified(), if stopping_since.is_none() => {
-                    look_again = true;
-                    urgent = true;
+                _ = self.deliveries_waiting.notified(), if !pacer.is_stopping() => {
+                    pacer.deliveries_stored();
                 }
-                _ = shutdown.changed(), if stopping_since.is_none() => {}
-                _ = tokio::time::sleep(nap), if trip.is_none() => {
-                    if !backing_off && !nap_is_the_check {
-                        look_again = true;
-                        // Woken for a due delivery rather than by the spacing.
-                        urgent |= paced_until.is_none();
-                        wait = MAX_IDLE;
+                _ = shutdown.changed(), if !pacer.is_stopping() => {}
+                _ = tokio::time::sleep(nap.map_or(MAX_IDLE, |nap| nap.length)), if trip.is_none() => {
+                    if let Some(nap) = &nap {
+                        pacer.napped(nap);
                     }
                 }
             }
@@ -404,13 +318,13 @@ impl Worker {
         alive.store(false, Ordering::SeqCst);
     }
 
-    /// Records `records`, hands `released` back and claims up to `limit` deliveries in one
+    /// Records `records`, hands `handed_back` back and claims up to `limit` deliveries in one
     /// transaction, on a blocking thread, while the loop goes on starting attempts; the claim also
     /// says when to look again.
     fn start_trip(
         &self,
         records: Vec<AttemptRecord>,
-        released: Vec<ClaimedDelivery>,
+        handed_back: Vec<ClaimedDelivery>,
         limit: usize,
         held: &Held,
     ) -> tokio::task::JoinHandle<Trip> {
@@ -427,7 +341,7 @@ impl Worker {
                 capacity: &capacity,
             };
             let result = store
-                .record_and_claim(&records, &released, &policy, &claim)
+                .record_and_claim(&records, &handed_back, &policy, &claim)
                 .and_then(|(claim, health)| {
                     let enabled = store.enabled_hooks_among(&ready_hooks)?;
                     let stopped_hooks = ready_hooks
@@ -440,7 +354,11 @@ impl Worker {
                         stopped_hooks,
                     })
                 });
-            (records, released, result)
+            Trip {
+                records,
+                handed_back,
+                result,
+            }
         })
     }
 
@@ -459,7 +377,7 @@ impl Worker {
 
     /// Hands deliveries claimed but never sent back to the outbox, and their room to the
     /// capacity. When that fails their leases run out instead, and they are sent after that.
-    async fn release(&self, claims: Vec<ClaimedDelivery>) {
+    async fn hand_back(&self, claims: Vec<ClaimedDelivery>) {
         if claims.is_empty() {
             return;
         }
@@ -468,12 +386,12 @@ impl Worker {
         }
         let store = self.store.clone();
         let count = claims.len();
-        let released = tokio::task::spawn_blocking(move || {
-            store.release_claims(&claims.iter().collect::<Vec<_>>(), now_ms())
+        let handed_back = tokio::task::spawn_blocking(move || {
+            store.hand_back(&claims.iter().collect::<Vec<_>>(), now_ms())
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        if let Err(e) = released {
+        if let Err(e) = handed_back {
             tracing::warn!("cannot hand {count} unsent deliveries back; they go out when their leases end: {e}");
         }
     }
@@ -541,12 +459,13 @@ impl Worker {
 }
 
 /// Ready deliveries that waited too long for a slot: their room goes back to the capacity and they
-/// go to `to_release`, for the next trip to hand back to the outbox. Returns whether there were any.
-fn hand_back(
+/// go to `to_hand_back`, for the next trip to hand back to the outbox. Returns whether there were
+/// any.
+fn queue_hand_back(
     capacity: &Capacity,
     metrics: &Metrics,
     overdue: Vec<ClaimedDelivery>,
-    to_release: &mut Vec<ClaimedDelivery>,
+    to_hand_back: &mut Vec<ClaimedDelivery>,
 ) -> bool {
     if overdue.is_empty() {
         return false;
@@ -559,7 +478,7 @@ fn hand_back(
     for delivery in &overdue {
         capacity.give_back(&delivery.hook_id);
     }
-    to_release.extend(overdue);
+    to_hand_back.extend(overdue);
     true
 }
 

@@ -76,19 +76,19 @@ impl Store {
     /// however large the backlog: nothing here scans the outbox. The same walk tells when to claim
     /// again.
     ///
-    /// `released` are deliveries the worker held but will not send (see `release_claims`): handed
+    /// `handed_back` are deliveries the worker held but will not send (see `hand_back`): handed
     /// back first, so the claim may take them again.
     pub fn record_and_claim(
         &self,
         records: &[AttemptRecord],
-        released: &[ClaimedDelivery],
+        handed_back: &[ClaimedDelivery],
         policy: &FailurePolicy,
         claim: &Claim<'_>,
     ) -> Result<(ClaimOutcome, Vec<HookHealthChange>)> {
         let mut taken = Taken::new(claim.capacity);
         let (claimed, health) = self.write_noting("recording attempts", |tx| {
             let health = record_in(tx, records, policy)?;
-            release_in(tx, released.iter(), claim.now)?;
+            hand_back_in(tx, handed_back.iter(), claim.now)?;
             let claimed = claim_in(tx, self.secrets(), claim, &mut taken)?;
             Ok((claimed, health))
         })?;
@@ -100,12 +100,12 @@ impl Store {
     /// stopping worker held ready beyond its attempts in flight, or the ready deliveries of a hook
     /// that was disabled. Their attempt counts are untouched, so they go out as if never claimed.
     /// A claim whose lease ran out (and which someone may have claimed again since) is left alone.
-    pub fn release_claims(&self, claims: &[&ClaimedDelivery], now: i64) -> Result<()> {
+    pub fn hand_back(&self, claims: &[&ClaimedDelivery], now: i64) -> Result<()> {
         if claims.is_empty() {
             return Ok(());
         }
-        self.write_noting("releasing claims", |tx| {
-            release_in(tx, claims.iter().copied(), now)
+        self.write_noting("handing deliveries back", |tx| {
+            hand_back_in(tx, claims.iter().copied(), now)
         })
     }
 }
@@ -286,7 +286,7 @@ fn claim_in(
     })
 }
 
-fn release_in<'c>(
+fn hand_back_in<'c>(
     tx: &Transaction<'_>,
     claims: impl Iterator<Item = &'c ClaimedDelivery>,
     now: i64,

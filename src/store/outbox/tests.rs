@@ -260,7 +260,7 @@ fn enabled_hooks_among_leaves_out_disabled_and_deleted_ones() {
 }
 
 #[test]
-fn released_claims_are_due_again_as_if_never_claimed() {
+fn claims_handed_back_are_due_again_as_if_never_claimed() {
     let (_dir, store, _hook) = setup();
     store.insert_events(&[event("NewOpportunity")]).unwrap();
     let now = now_ms();
@@ -279,12 +279,12 @@ fn released_claims_are_due_again_as_if_never_claimed() {
         leased_until: claimed[0].leased_until - 1,
         ..claimed[0].clone()
     };
-    store.release_claims(&[&stale], now).unwrap();
+    store.hand_back(&[&stale], now).unwrap();
     assert_eq!(
         store.delivery_status(&claimed[0].message_id).unwrap(),
         Some(DeliveryStatus::Delivering)
     );
-    store.release_claims(&[&claimed[0]], now).unwrap();
+    store.hand_back(&[&claimed[0]], now).unwrap();
     assert_eq!(
         store.delivery_status(&claimed[0].message_id).unwrap(),
         Some(DeliveryStatus::Pending)
@@ -295,7 +295,7 @@ fn released_claims_are_due_again_as_if_never_claimed() {
         .deliveries;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].seq, claimed[0].seq);
-    assert_eq!(again[0].attempt, 1, "a released claim costs no attempt");
+    assert_eq!(again[0].attempt, 1, "a claim handed back costs no attempt");
 }
 
 /// Every statement the writer has prepared, with how often SQLite prepared it again.
