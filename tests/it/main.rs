@@ -14,4 +14,5 @@ mod reload;
 mod scripts;
 mod security;
 mod spine;
+mod storage;
 mod support;
