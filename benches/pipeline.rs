@@ -552,7 +552,7 @@ async fn backlog_run(receiver: &Receiver, deliveries: usize) -> (f64, f64) {
             stored += take;
             // What herald's checkpointer does while it runs and the receiver is down.
             if stored % 10_000 == 0 {
-                store.checkpoint().unwrap();
+                store.maintain().unwrap();
             }
         }
     })
@@ -644,7 +644,7 @@ fn script_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
     let scripts_dir = demo_scripts(dir.path());
     let config = herald::Config::with_paths(dir.path().join("bench.db"), &scripts_dir);
     let (store, scripts) = herald::server::prepare(&config).unwrap();
-    let sandbox = herald::scripts::Sandbox::new(&config.sandbox, store.read_only().unwrap());
+    let sandbox = herald::scripts::Sandbox::new(&config.sandbox, store.script_db().unwrap());
     let script = scripts.body("NewOpportunity").unwrap().clone();
     let render = || {
         let payload = sandbox.render(&script, Some(1000), None).unwrap();

@@ -57,7 +57,7 @@ pub fn fire(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let (store, scripts) = prepare(config)?;
-    let sandbox = Sandbox::new(&config.sandbox, store.read_only()?);
+    let sandbox = Sandbox::new(&config.sandbox, store.script_db()?);
     let event = render_event(&sandbox, &scripts, trigger, row_id, None)?;
     if dry_run {
         let payload: serde_json::Value = serde_json::from_str(&event.payload)?;
@@ -81,7 +81,7 @@ pub fn sample(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let (store, scripts) = prepare(config)?;
-    let sandbox = Sandbox::new(&config.sandbox, store.read_only()?);
+    let sandbox = Sandbox::new(&config.sandbox, store.script_db()?);
     let samples = sample_payloads(&sandbox, &scripts, trigger, limit)?;
     writeln!(out, "{}", serde_json::to_string_pretty(&samples)?)?;
     Ok(())

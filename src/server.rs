@@ -158,7 +158,7 @@ pub async fn serve(
     let tracker = Tracker::new(
         store.clone(),
         registry.clone(),
-        Sandbox::new(&config.sandbox, store.read_only()?),
+        Sandbox::new(&config.sandbox, store.script_db()?),
         config.tracking.clone(),
         worker.handoff(),
         deliveries_waiting.clone(),
@@ -222,7 +222,7 @@ async fn checkpoint_wal(store: Store, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+        match tokio::task::spawn_blocking(move || store.maintain()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!("WAL checkpoint skipped: {e}"),
             Err(e) => tracing::warn!("WAL checkpoint task failed: {e}"),

@@ -23,7 +23,7 @@ use crate::events::{
 use crate::metrics::Metrics;
 use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
 use crate::store::{
-    Change, ChangeReader, NewEvent, ReadOnlyDb, ScriptFailure, Store, StoreError, Stored,
+    Change, ChangeFeed, NewEvent, ScriptDb, ScriptFailure, Store, StoreError, Stored,
     UnreadableChange,
 };
 
@@ -41,7 +41,7 @@ pub struct ChangeContext<'a> {
     /// The resource events (`Deal.update`) some enabled hook selects, read once per batch.
     pub resource_events: &'a BTreeSet<String>,
     /// Finds a row's company through its project.
-    pub scope_db: &'a ReadOnlyDb,
+    pub scope_db: &'a dyn ScriptDb,
 }
 
 /// Runs the notification script of the change's table, renders every trigger it fires, and adds the
@@ -143,8 +143,8 @@ pub struct Tracker {
     store: Store,
     registry: Arc<ScriptRegistry>,
     sandbox: Sandbox,
-    scope_db: ReadOnlyDb,
-    reader: ChangeReader,
+    scope_db: Box<dyn ScriptDb>,
+    reader: Box<dyn ChangeFeed>,
     settings: TrackingSettings,
     /// Where fresh deliveries go straight to the worker while it has room for them.
     handoff: Handoff,
@@ -163,8 +163,8 @@ impl Tracker {
         deliveries_waiting: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Result<Tracker, StoreError> {
-        let reader = store.change_reader()?;
-        let scope_db = store.read_only()?;
+        let reader = store.change_feed()?;
+        let scope_db = store.script_db()?;
         Ok(Tracker {
             store,
             registry,
@@ -249,7 +249,7 @@ impl Tracker {
             sandbox: &self.sandbox,
             scripts: &scripts,
             resource_events: &resource_events,
-            scope_db: &self.scope_db,
+            scope_db: &*self.scope_db,
         };
         let mut outcome = ChangeOutcome::default();
         self.sandbox.in_one_snapshot(|| {

@@ -124,7 +124,7 @@ pub(crate) async fn catalogue(
                     sample_error,
                 });
             }
-            let scope_db = store.read_only()?;
+            let scope_db = store.script_db()?;
             let mut resource_events = Vec::new();
             for table in store.application_tables()? {
                 let newest = if with_samples {
@@ -146,7 +146,7 @@ pub(crate) async fn catalogue(
                             old_row: (action != Action::Insert).then(|| row.clone()),
                             changed_at: crate::clock::now_ms(),
                         };
-                        let event = resource_event(&change, scope_of(&change, &scope_db));
+                        let event = resource_event(&change, scope_of(&change, &*scope_db));
                         serde_json::from_str(&event.payload).unwrap_or(Value::Null)
                     });
                     let name = resource_event_name(&table, event_type);

@@ -13,7 +13,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope};
 
 use super::{Diagnostic, Script};
 use crate::config::SandboxLimits;
-use crate::store::{Cell, Change, ReadOnlyDb, RowLimit, Rows, Store, StoreError};
+use crate::store::{Cell, Change, RowLimit, Rows, ScriptDb, Store, StoreError};
 
 /// A trigger fired by a notification script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl Deadline {
 
 /// What host functions need during one run.
 struct RunState {
-    db: Mutex<ReadOnlyDb>,
+    db: Mutex<Box<dyn ScriptDb>>,
     deadline: Arc<Deadline>,
     /// Only notification scripts may fire triggers.
     may_fire: AtomicBool,
@@ -129,14 +129,14 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    pub fn new(limits: &SandboxLimits, db: ReadOnlyDb) -> Sandbox {
+    pub fn new(limits: &SandboxLimits, db: Box<dyn ScriptDb>) -> Sandbox {
         let deadline = Arc::new(Deadline {
             epoch: Instant::now(),
             until: AtomicU64::new(u64::MAX),
         });
         {
             let deadline = deadline.clone();
-            db.set_interrupt_check(move || deadline.passed());
+            db.set_interrupt_check(Box::new(move || deadline.passed()));
         }
         let state = Arc::new(RunState {
             db: Mutex::new(db),
@@ -537,7 +537,7 @@ impl SandboxPool {
     pub fn with<T>(&self, f: impl FnOnce(&Sandbox) -> T) -> Result<T, StoreError> {
         let sandbox = match lock(&self.idle).pop() {
             Some(sandbox) => sandbox,
-            None => Sandbox::new(&self.limits, self.store.read_only()?),
+            None => Sandbox::new(&self.limits, self.store.script_db()?),
         };
         let result = f(&sandbox);
         let mut idle = lock(&self.idle);
@@ -558,7 +558,7 @@ mod tests {
     fn callable_names() -> BTreeSet<String> {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
-        let sandbox = Sandbox::new(&SandboxLimits::default(), store.read_only().unwrap());
+        let sandbox = Sandbox::new(&SandboxLimits::default(), store.script_db().unwrap());
         sandbox
             .engine
             .gen_fn_signatures(true)

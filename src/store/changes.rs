@@ -14,7 +14,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::outbox::{fan_out, NewEvent, Stored};
 use super::script_failures::{insert_failures, ScriptFailure};
-use super::{open_connection, quote_ident, quote_literal, Result, Store, StoreError};
+use super::{
+    open_connection, quote_ident, quote_literal, ChangeFeed, ChangeLog, Result, Sqlite, StoreError,
+};
 use crate::delivery::{DirectLease, Taken};
 
 /// What happened to a row, with the codes of the CRM that herald mirrors.
@@ -210,14 +212,14 @@ fn has_rowid(conn: &Connection, table: &str) -> bool {
         .is_ok()
 }
 
-impl Store {
+impl ChangeLog for Sqlite {
     /// Makes the tracking triggers match `tables`: creates or refreshes them (a table whose columns
     /// changed gets new triggers) and drops herald's triggers from tables no longer tracked. Returns
     /// the tables that cannot be tracked, with why; the others are tracked regardless.
     ///
     /// `script_tables` are the tables with a notification script; the tables of the resource events
     /// hooks select (`Deal.update`) are tracked as well, so ticking a grid cell needs no script.
-    pub fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>> {
+    fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>> {
         let (tables, problems, changed) = self.write(|tx| {
             let mut tables: BTreeSet<String> = script_tables.iter().cloned().collect();
             {
@@ -288,7 +290,7 @@ impl Store {
 
     /// The application's tables that can be tracked (rowid tables, not SQLite's or herald's own):
     /// the resources of the grid.
-    pub fn application_tables(&self) -> Result<Vec<String>> {
+    fn application_tables(&self) -> Result<Vec<String>> {
         let conn = self.writer();
         let mut stmt = conn.prepare_cached(
             "SELECT name FROM sqlite_schema WHERE type = 'table'
@@ -306,7 +308,7 @@ impl Store {
 
     /// The newest row of an application table (by rowid) as a JSON object, with its rowid: what a
     /// resource event's sample shows. `None` when the table is empty or is not an application table.
-    pub fn newest_row(&self, table: &str) -> Result<Option<(i64, serde_json::Value)>> {
+    fn newest_row(&self, table: &str) -> Result<Option<(i64, serde_json::Value)>> {
         if table.starts_with("herald_") || table.starts_with("sqlite_") {
             return Ok(None);
         }
@@ -353,7 +355,7 @@ impl Store {
     /// transaction: after a crash the batch is either wholly consumed or not at all, so every change
     /// turns into its events exactly once. With `lease`, the fresh deliveries the worker has room
     /// for are leased to it in the same transaction and returned, for it to send at once.
-    pub fn commit_consumed_changes(
+    fn commit_consumed_changes(
         &self,
         from_position: i64,
         to_position: i64,
@@ -395,6 +397,11 @@ impl Store {
             taken.keep();
         }
         Ok(stored)
+    }
+
+    /// A connection of its own for the change-log consumer.
+    fn change_feed(&self) -> Result<Box<dyn ChangeFeed>> {
+        Ok(Box::new(ChangeReader::open(self.path())?))
     }
 }
 
@@ -469,22 +476,47 @@ impl ChangeReader {
         )))
     }
 
+    /// A change's row and row before, or why they cannot be read.
+    fn logged_rows(
+        &mut self,
+        action: Action,
+        layout: Option<i64>,
+        row_json: &str,
+        old_row_json: Option<String>,
+    ) -> Result<Readable<(serde_json::Value, Option<serde_json::Value>)>> {
+        let row = match self.logged_row(layout, row_json)? {
+            Ok(row) => row,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let old_row = match (action, old_row_json) {
+            (Action::Delete, _) => Some(row.clone()),
+            (_, Some(text)) => match self.logged_row(layout, &text)? {
+                Ok(old_row) => Some(old_row),
+                Err(reason) => return Ok(Err(format!("{reason} (the row before the change)"))),
+            },
+            (_, None) => None,
+        };
+        Ok(Ok((row, old_row)))
+    }
+}
+
+impl ChangeFeed for ChangeReader {
     /// Changes whenever another connection commits: one look at the WAL index, no file read.
-    pub fn data_version(&self) -> Result<i64> {
+    fn data_version(&self) -> Result<i64> {
         Ok(self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// Changes whenever any connection changes the schema (a column added to a tracked table).
-    pub fn schema_version(&self) -> Result<i64> {
+    fn schema_version(&self) -> Result<i64> {
         Ok(self
             .conn
             .query_row("PRAGMA schema_version", [], |r| r.get(0))?)
     }
 
     /// Where the consumer stands: the id of the last change whose events are stored.
-    pub fn position(&self) -> Result<i64> {
+    fn position(&self) -> Result<i64> {
         Ok(self.conn.query_row(
             "SELECT value FROM herald_state WHERE key = 'tracking.position'",
             [],
@@ -494,7 +526,7 @@ impl ChangeReader {
 
     /// The next `limit` logged rows after `position`, oldest first, as changes or, where a row
     /// cannot be read, as what is wrong with it. An error means the log itself could not be read.
-    pub fn read_after(&mut self, position: i64, limit: usize) -> Result<ChangeBatch> {
+    fn read_after(&mut self, position: i64, limit: usize) -> Result<ChangeBatch> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, table_name, row_id, action, row_json, old_row_json, changed_at, layout
              FROM herald_changes WHERE id > ?1 ORDER BY id LIMIT ?2",
@@ -546,34 +578,12 @@ impl ChangeReader {
         }
         Ok(batch)
     }
-
-    /// A change's row and row before, or why they cannot be read.
-    fn logged_rows(
-        &mut self,
-        action: Action,
-        layout: Option<i64>,
-        row_json: &str,
-        old_row_json: Option<String>,
-    ) -> Result<Readable<(serde_json::Value, Option<serde_json::Value>)>> {
-        let row = match self.logged_row(layout, row_json)? {
-            Ok(row) => row,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        let old_row = match (action, old_row_json) {
-            (Action::Delete, _) => Some(row.clone()),
-            (_, Some(text)) => match self.logged_row(layout, &text)? {
-                Ok(old_row) => Some(old_row),
-                Err(reason) => return Ok(Err(format!("{reason} (the row before the change)"))),
-            },
-            (_, None) => None,
-        };
-        Ok(Ok((row, old_row)))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn store_with_deal() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -589,7 +599,7 @@ mod tests {
 
     /// The first rows of the change log, read by a fresh reader.
     fn logged_changes(store: &Store) -> ChangeBatch {
-        store.change_reader().unwrap().read_after(0, 10).unwrap()
+        store.change_feed().unwrap().read_after(0, 10).unwrap()
     }
 
     /// The `Deal` table, tracked, and the application's own connection to it.
@@ -611,7 +621,7 @@ mod tests {
              DELETE FROM Deal WHERE id = 7;",
         )
         .unwrap();
-        let mut reader = store.change_reader().unwrap();
+        let mut reader = store.change_feed().unwrap();
         let changes = reader.read_after(0, 10).unwrap().changes;
         let actions: Vec<Action> = changes.iter().map(|c| c.action).collect();
         assert_eq!(actions, [Action::Insert, Action::Update, Action::Delete]);
@@ -658,7 +668,7 @@ mod tests {
         let (_dir, store, app) = tracked_deal();
         app.execute_batch("INSERT INTO Deal (title) VALUES ('a'), ('b')")
             .unwrap();
-        let mut reader = store.change_reader().unwrap();
+        let mut reader = store.change_feed().unwrap();
         let first = reader.read_after(0, 10).unwrap().changes;
         assert_eq!(first.len(), 2);
         store.commit_consumed_changes(0, 2, &[], &[], None).unwrap();
@@ -767,6 +777,6 @@ mod tests {
             store.commit_consumed_changes(0, 9, &[], &[], None),
             Err(StoreError::ConcurrentConsumer)
         ));
-        assert_eq!(store.change_reader().unwrap().position().unwrap(), 5);
+        assert_eq!(store.change_feed().unwrap().position().unwrap(), 5);
     }
 }

@@ -8,7 +8,7 @@
 use rusqlite::OptionalExtension;
 
 use super::outbox::DeliveryStatus;
-use super::{Result, Store};
+use super::{History, Result, ScriptFailure, Sqlite};
 use crate::clock::now_ms;
 
 /// One page of a listing, newest first.
@@ -123,9 +123,9 @@ fn page<T>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Page<T> 
     Page { items, next_cursor }
 }
 
-impl Store {
+impl History for Sqlite {
     /// The deliveries log of a hook: its attempts, newest first, before cursor `before`.
-    pub fn hook_attempts(
+    fn hook_attempts(
         &self,
         hook_id: &str,
         only_failures: bool,
@@ -152,7 +152,7 @@ impl Store {
     }
 
     /// One attempt of a hook in full.
-    pub fn hook_attempt(&self, hook_id: &str, seq: i64) -> Result<Option<AttemptDetail>> {
+    fn hook_attempt(&self, hook_id: &str, seq: i64) -> Result<Option<AttemptDetail>> {
         let conn = self.writer();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {ATTEMPT_COLUMNS}, a.url, a.request_headers, e.payload, a.response_headers,
@@ -180,7 +180,7 @@ impl Store {
     /// How many of a hook's deliveries stand in each status, within the retention window. Counts
     /// the hook's rows through the `(hook_id, seq)` index: the cost follows the hook's history,
     /// which retention bounds.
-    pub fn hook_delivery_counts(&self, hook_id: &str) -> Result<Vec<(DeliveryStatus, u64)>> {
+    fn hook_delivery_counts(&self, hook_id: &str) -> Result<Vec<(DeliveryStatus, u64)>> {
         let conn = self.writer();
         let mut stmt = conn.prepare_cached(
             "SELECT status, count(*) FROM herald_deliveries WHERE hook_id = ?1 GROUP BY status",
@@ -197,7 +197,7 @@ impl Store {
     }
 
     /// The event history of a hook, newest first, before cursor `before`.
-    pub fn hook_events(
+    fn hook_events(
         &self,
         hook_id: &str,
         filter: &EventFilter,
@@ -252,7 +252,7 @@ impl Store {
 
     /// Makes one event of a hook due now, whatever its status but `delivering`. A delivered event is
     /// sent again; a failed or discarded one gets one more attempt.
-    pub fn retry_hook_event(&self, hook_id: &str, event_id: &str) -> Result<EventAction> {
+    fn retry_hook_event(&self, hook_id: &str, event_id: &str) -> Result<EventAction> {
         self.act_on_event(hook_id, event_id, |status| status != DeliveryStatus::Delivering, |tx, seq, now| {
             tx.execute(
                 "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2
@@ -263,7 +263,7 @@ impl Store {
     }
 
     /// Drops one waiting event of a hook (pending or retrying) without delivering it.
-    pub fn discard_hook_event(&self, hook_id: &str, event_id: &str) -> Result<EventAction> {
+    fn discard_hook_event(&self, hook_id: &str, event_id: &str) -> Result<EventAction> {
         self.act_on_event(
             hook_id,
             event_id,
@@ -278,40 +278,11 @@ impl Store {
         )
     }
 
-    fn act_on_event(
-        &self,
-        hook_id: &str,
-        event_id: &str,
-        applies: impl Fn(DeliveryStatus) -> bool,
-        act: impl Fn(&rusqlite::Transaction<'_>, i64, i64) -> rusqlite::Result<usize>,
-    ) -> Result<EventAction> {
-        self.write(|tx| {
-            let found: Option<(i64, String)> = tx
-                .query_row(
-                    "SELECT d.seq, d.status FROM herald_deliveries d
-                     JOIN herald_events e ON e.seq = d.event_seq
-                     WHERE d.hook_id = ?1 AND e.id = ?2",
-                    (hook_id, event_id),
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((seq, status)) = found else {
-                return Ok(EventAction::NotFound);
-            };
-            let status = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed);
-            if !applies(status) {
-                return Ok(EventAction::Conflict(status));
-            }
-            act(tx, seq, now_ms())?;
-            Ok(EventAction::Done)
-        })
-    }
-
     /// Makes every event of a hook that failed at or after `since` (Unix ms) due now, and those
     /// discarded since then too when `include_discarded` (what a disabled hook missed): recovery
     /// after the target's outage. An event counts by when it failed, not when it was created: the
     /// outage began with events that were already on their way. Returns how many.
-    pub fn retry_failed_since(
+    fn retry_failed_since(
         &self,
         hook_id: &str,
         since: i64,
@@ -333,7 +304,7 @@ impl Store {
     /// final, with their deliveries and attempts, and script failures older than `cutoff`. Returns
     /// how many events went. Small batches keep each write transaction short, so deliveries and the
     /// application's own writes never wait long behind the clean-up.
-    pub fn purge_before(&self, cutoff: i64, batch: usize) -> Result<usize> {
+    fn purge_before(&self, cutoff: i64, batch: usize) -> Result<usize> {
         self.write(|tx| {
             let events: Vec<i64> = {
                 let mut stmt = tx.prepare_cached(
@@ -368,6 +339,61 @@ impl Store {
                 (cutoff, batch as i64),
             )?;
             Ok(events.len())
+        })
+    }
+
+    /// The newest script failures, newest first.
+    fn recent_script_failures(&self, limit: usize) -> Result<Vec<ScriptFailure>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached(
+            "SELECT script, line, col, message, trigger_name, table_name, row_id, change_id
+             FROM herald_script_failures ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(ScriptFailure {
+                    script: r.get(0)?,
+                    line: r.get(1)?,
+                    col: r.get(2)?,
+                    message: r.get(3)?,
+                    trigger: r.get(4)?,
+                    table: r.get(5)?,
+                    row_id: r.get(6)?,
+                    change_id: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+impl Sqlite {
+    fn act_on_event(
+        &self,
+        hook_id: &str,
+        event_id: &str,
+        applies: impl Fn(DeliveryStatus) -> bool,
+        act: impl Fn(&rusqlite::Transaction<'_>, i64, i64) -> rusqlite::Result<usize>,
+    ) -> Result<EventAction> {
+        self.write(|tx| {
+            let found: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT d.seq, d.status FROM herald_deliveries d
+                     JOIN herald_events e ON e.seq = d.event_seq
+                     WHERE d.hook_id = ?1 AND e.id = ?2",
+                    (hook_id, event_id),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((seq, status)) = found else {
+                return Ok(EventAction::NotFound);
+            };
+            let status = DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed);
+            if !applies(status) {
+                return Ok(EventAction::Conflict(status));
+            }
+            act(tx, seq, now_ms())?;
+            Ok(EventAction::Done)
         })
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{OptionalExtension, Row, Transaction};
 
-use super::{Result, Secrets, Store};
+use super::{Hooks, Result, Secrets, Sqlite};
 use crate::clock::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,8 +188,8 @@ fn get_hook_in(conn: &rusqlite::Connection, id: &str, secrets: &Secrets) -> Resu
     Ok(Some(hook))
 }
 
-impl Store {
-    pub fn create_hook(&self, new: NewHook) -> Result<Hook> {
+impl Hooks for Sqlite {
+    fn create_hook(&self, new: NewHook) -> Result<Hook> {
         self.write(|tx| {
             let now = now_ms();
             let (company_id, project_id) = new.scope.columns();
@@ -224,13 +224,13 @@ impl Store {
         })
     }
 
-    pub fn get_hook(&self, id: &str) -> Result<Option<Hook>> {
+    fn get_hook(&self, id: &str) -> Result<Option<Hook>> {
         get_hook_in(&self.writer(), id, self.secrets())
     }
 
     /// Hooks newest first, at most `limit`, after the hook `after` (a cursor: the last id of the
     /// previous page).
-    pub fn list_hooks(
+    fn list_hooks(
         &self,
         filter: &HookFilter,
         after: Option<&str>,
@@ -257,7 +257,7 @@ impl Store {
     }
 
     /// Applies `patch`; `None` when there is no such hook. Disabling a hook discards what waits for it.
-    pub fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>> {
+    fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>> {
         self.write(|tx| {
             let Some(mut hook) = get_hook_in(tx, id, self.secrets())? else {
                 return Ok(None);
@@ -317,12 +317,7 @@ impl Store {
     }
 
     /// Replaces the signing secret; the old one keeps signing (beside the new) until `grace_until`.
-    pub fn rotate_secret(
-        &self,
-        id: &str,
-        new_secret: &str,
-        grace_until: i64,
-    ) -> Result<Option<Hook>> {
+    fn rotate_secret(&self, id: &str, new_secret: &str, grace_until: i64) -> Result<Option<Hook>> {
         self.write(|tx| {
             let now = now_ms();
             let changed = tx.execute(
@@ -342,7 +337,7 @@ impl Store {
 
     /// Ticks (`selected`) or clears one event of a hook: a trigger name or a resource event. Returns
     /// `None` when there is no such hook, else whether anything changed.
-    pub fn set_hook_event(&self, id: &str, event: &str, selected: bool) -> Result<Option<bool>> {
+    fn set_hook_event(&self, id: &str, event: &str, selected: bool) -> Result<Option<bool>> {
         self.write(|tx| {
             let exists: Option<i64> = tx
                 .query_row("SELECT 1 FROM herald_hooks WHERE id = ?1", [id], |r| {
@@ -373,7 +368,7 @@ impl Store {
 
     /// Seals every secret and authorization header still stored in plain text (written before
     /// encryption was on, or by a tool without the key). Returns how many hooks were sealed.
-    pub fn seal_plain_secrets(&self) -> Result<usize> {
+    fn seal_plain_secrets(&self) -> Result<usize> {
         if !self.secrets().is_on() {
             return Ok(0);
         }
@@ -427,7 +422,7 @@ impl Store {
 
     /// Every event name (trigger or resource event) some hook selects, with how many hooks select
     /// it, sorted by name.
-    pub fn hooks_per_event(&self) -> Result<Vec<(String, usize)>> {
+    fn hooks_per_event(&self) -> Result<Vec<(String, usize)>> {
         let conn = self.writer();
         let mut stmt = conn.prepare_cached(
             "SELECT event_name, count(*) FROM herald_hook_events
@@ -440,13 +435,13 @@ impl Store {
     }
 
     /// The resource events (`Deal.update`) that at least one enabled hook receives.
-    pub fn subscribed_resource_events(&self) -> Result<BTreeSet<String>> {
+    fn subscribed_resource_events(&self) -> Result<BTreeSet<String>> {
         subscribed_resource_events(&self.writer())
     }
 
     /// Which of `ids` are hooks that exist and are enabled: a worker holding deliveries for the
     /// others (disabled or deleted since they were claimed) hands them back instead of sending.
-    pub fn enabled_hooks_among(&self, ids: &[String]) -> Result<BTreeSet<String>> {
+    fn enabled_hooks_among(&self, ids: &[String]) -> Result<BTreeSet<String>> {
         let conn = self.writer();
         let mut stmt =
             conn.prepare_cached("SELECT 1 FROM herald_hooks WHERE id = ?1 AND enabled = 1")?;
@@ -461,7 +456,7 @@ impl Store {
 
     /// Deletes a hook. Deliveries already made stay in the log; those still waiting are discarded.
     /// Returns whether the hook existed.
-    pub fn delete_hook(&self, id: &str) -> Result<bool> {
+    fn delete_hook(&self, id: &str) -> Result<bool> {
         self.write(|tx| {
             let deleted = delete_hook_in(tx, id)?;
             Ok(deleted)
@@ -471,7 +466,7 @@ impl Store {
     /// Deletes a REST-hooks subscription only if the token named `made_by` made it; returns
     /// whether it did. Any other hook, whoever made it, is left alone, and the answer is the same
     /// as for an id that does not exist.
-    pub fn delete_subscription_made_by(&self, id: &str, made_by: &str) -> Result<bool> {
+    fn delete_subscription_made_by(&self, id: &str, made_by: &str) -> Result<bool> {
         self.write(|tx| {
             let theirs = tx
                 .prepare_cached(

@@ -301,7 +301,7 @@ mod tests {
             let path = dir.path().join("t.db");
             version_5_database(&path, consume_all);
             let store = crate::store::Store::open(&path).unwrap();
-            let mut reader = store.change_reader().unwrap();
+            let mut reader = store.change_feed().unwrap();
             let position = reader.position().unwrap();
             let waiting = reader.read_after(position, 10).unwrap().changes;
             if consume_all {

@@ -11,7 +11,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use super::{open_connection, Result};
+use super::{open_connection, Result, ScriptDb};
 
 /// A value read from or bound to SQL.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,37 +88,39 @@ impl ReadOnlyDb {
         })
     }
 
-    /// Makes the following queries read one snapshot of the database, taken at the first of them,
-    /// until [`ReadOnlyDb::end_snapshot`]: one read transaction (one lock, one check of the WAL)
-    /// instead of one per query. The statements are prepared afresh, never cached, so a script
-    /// cannot reach them through the statement cache.
-    pub fn begin_snapshot(&self) -> Result<()> {
-        self.as_herald(|conn| conn.execute_batch("BEGIN DEFERRED"))
-    }
-
-    /// Ends the snapshot, if one is open (an error inside it may have ended it already).
-    pub fn end_snapshot(&self) -> Result<()> {
-        if self.conn.is_autocommit() {
-            return Ok(());
-        }
-        self.as_herald(|conn| conn.execute_batch("COMMIT"))
-    }
-
     fn as_herald(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> Result<()> {
         self.herald_control.store(true, Ordering::Relaxed);
         let result = f(&self.conn);
         self.herald_control.store(false, Ordering::Relaxed);
         Ok(result?)
     }
+}
+
+impl ScriptDb for ReadOnlyDb {
+    /// Makes the following queries read one snapshot of the database, taken at the first of them,
+    /// until [`ReadOnlyDb::end_snapshot`]: one read transaction (one lock, one check of the WAL)
+    /// instead of one per query. The statements are prepared afresh, never cached, so a script
+    /// cannot reach them through the statement cache.
+    fn begin_snapshot(&self) -> Result<()> {
+        self.as_herald(|conn| conn.execute_batch("BEGIN DEFERRED"))
+    }
+
+    /// Ends the snapshot, if one is open (an error inside it may have ended it already).
+    fn end_snapshot(&self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.as_herald(|conn| conn.execute_batch("COMMIT"))
+    }
 
     /// Calls `interrupted` every few thousand SQLite instructions; a query stops with an error as
     /// soon as it returns true. This is how a script's wall-clock budget covers its queries.
-    pub fn set_interrupt_check(&self, interrupted: impl FnMut() -> bool + Send + 'static) {
+    fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>) {
         self.conn.progress_handler(4_000, Some(interrupted));
     }
 
     /// Runs one read statement and returns its rows, within `limit`.
-    pub fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
+    fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
         let sqlite = |e: rusqlite::Error| QueryError::Sqlite(describe(e));
         let mut stmt = self.conn.prepare_cached(sql).map_err(sqlite)?;
         if !stmt.readonly() {
@@ -158,6 +160,38 @@ impl ReadOnlyDb {
             values: out,
         })
     }
+
+    /// The rows of the application's `Company` table, by id: the company-level scopes, named by
+    /// the same convention that `events::scope_of` places rows by. Empty without such a table.
+    fn companies(&self) -> Vec<ScopeName> {
+        self.scope_names("SELECT id, name, NULL FROM Company ORDER BY id LIMIT ?1")
+            .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Company ORDER BY id LIMIT ?1"))
+            .unwrap_or_default()
+    }
+
+    /// The rows of the application's `Project` table, by id, with their company.
+    fn projects(&self) -> Vec<ScopeName> {
+        self.scope_names("SELECT id, name, company_id FROM Project ORDER BY id LIMIT ?1")
+            .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Project ORDER BY id LIMIT ?1"))
+            .unwrap_or_default()
+    }
+
+    /// The `company_id` of row `project_id` of the application's `Project` table: how a row that
+    /// names only its project is placed in a company. `None` when there is no such table, row or
+    /// column.
+    fn company_of_project(&self, project_id: i64) -> Option<i64> {
+        let rows = self
+            .query(
+                "SELECT company_id FROM Project WHERE id = ?1",
+                &[Cell::Integer(project_id)],
+                RowLimit::First,
+            )
+            .ok()?;
+        match rows.values.first()?.first()? {
+            Cell::Integer(id) => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 /// A company or project of the application, as the admin pages offer it as a hook's scope.
@@ -174,21 +208,6 @@ pub struct ScopeName {
 const MAX_SCOPES: usize = 1000;
 
 impl ReadOnlyDb {
-    /// The rows of the application's `Company` table, by id: the company-level scopes, named by
-    /// the same convention that `events::scope_of` places rows by. Empty without such a table.
-    pub fn companies(&self) -> Vec<ScopeName> {
-        self.scope_names("SELECT id, name, NULL FROM Company ORDER BY id LIMIT ?1")
-            .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Company ORDER BY id LIMIT ?1"))
-            .unwrap_or_default()
-    }
-
-    /// The rows of the application's `Project` table, by id, with their company.
-    pub fn projects(&self) -> Vec<ScopeName> {
-        self.scope_names("SELECT id, name, company_id FROM Project ORDER BY id LIMIT ?1")
-            .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Project ORDER BY id LIMIT ?1"))
-            .unwrap_or_default()
-    }
-
     fn scope_names(&self, sql: &str) -> Option<Vec<ScopeName>> {
         let rows = self
             .query(
@@ -217,23 +236,6 @@ impl ReadOnlyDb {
                 })
                 .collect(),
         )
-    }
-
-    /// The `company_id` of row `project_id` of the application's `Project` table: how a row that
-    /// names only its project is placed in a company. `None` when there is no such table, row or
-    /// column.
-    pub fn company_of_project(&self, project_id: i64) -> Option<i64> {
-        let rows = self
-            .query(
-                "SELECT company_id FROM Project WHERE id = ?1",
-                &[Cell::Integer(project_id)],
-                RowLimit::First,
-            )
-            .ok()?;
-        match rows.values.first()?.first()? {
-            Cell::Integer(id) => Some(*id),
-            _ => None,
-        }
     }
 }
 
@@ -283,7 +285,7 @@ mod tests {
         store
             .apply_schema("schema.sql", "CREATE TABLE Deal (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO Deal VALUES (1, 'Roof'), (2, 'Walls');")
             .unwrap();
-        let ro = store.read_only().unwrap();
+        let ro = ReadOnlyDb::open(&dir.path().join("t.db")).unwrap();
         (dir, ro)
     }
 

@@ -3,7 +3,7 @@
 
 use rusqlite::Transaction;
 
-use super::{Result, Store};
+use super::Result;
 use crate::clock::now_ms;
 
 /// A script that failed while handling a change or rendering an event.
@@ -40,30 +40,4 @@ pub(super) fn insert_failures(tx: &Transaction<'_>, failures: &[ScriptFailure]) 
         ))?;
     }
     Ok(())
-}
-
-impl Store {
-    /// The newest script failures, newest first.
-    pub fn recent_script_failures(&self, limit: usize) -> Result<Vec<ScriptFailure>> {
-        let conn = self.writer();
-        let mut stmt = conn.prepare_cached(
-            "SELECT script, line, col, message, trigger_name, table_name, row_id, change_id
-             FROM herald_script_failures ORDER BY seq DESC LIMIT ?1",
-        )?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(ScriptFailure {
-                    script: r.get(0)?,
-                    line: r.get(1)?,
-                    col: r.get(2)?,
-                    message: r.get(3)?,
-                    trigger: r.get(4)?,
-                    table: r.get(5)?,
-                    row_id: r.get(6)?,
-                    change_id: r.get(7)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
 }

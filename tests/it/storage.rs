@@ -595,7 +595,7 @@ fn changes_are_consumed_once_with_the_position(backend: &Backend) {
          UPDATE Deal SET amount = 300000 WHERE title = 'Bridge';
          DELETE FROM Deal WHERE title = 'Bridge';",
     );
-    let mut reader = store.change_reader().unwrap();
+    let mut reader = store.change_feed().unwrap();
     let position = reader.position().unwrap();
     let batch = reader.read_after(position, 10).unwrap();
     let actions: Vec<Action> = batch.changes.iter().map(|c| c.action).collect();

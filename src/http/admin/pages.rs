@@ -56,7 +56,7 @@ fn checked_form<T: DeserializeOwned>(session: &SessionInfo, body: &[u8]) -> Resu
 async fn directory(state: &AppState) -> Result<(Vec<ScopeName>, Vec<ScopeName>), ApiError> {
     let store = state.store.clone();
     blocking(move || {
-        let db = store.read_only().map_err(ApiError::from)?;
+        let db = store.script_db().map_err(ApiError::from)?;
         Ok((db.companies(), db.projects()))
     })
     .await

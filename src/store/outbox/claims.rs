@@ -1,13 +1,10 @@
 //! Claims: due deliveries leased to the worker, hook by hook, against the room it has.
 
-use std::collections::HashMap;
-
 use rusqlite::{OptionalExtension, Transaction};
 
-use super::records::record_in;
-use super::{AttemptRecord, ClaimedDelivery, FailurePolicy, HookHealthChange, HookSecrets, Leased};
+use super::{ClaimedDelivery, HookSecrets, Leased};
 use crate::delivery::{Capacity, Taken};
-use crate::store::{Result, Secrets, Store};
+use crate::store::{Result, Secrets};
 
 /// What a claim brought back.
 #[derive(Debug, Default)]
@@ -35,82 +32,7 @@ pub struct Claim<'a> {
     pub capacity: &'a Capacity,
 }
 
-impl Store {
-    /// Claims up to `limit` due deliveries, leasing each until `now + lease_ms`, for a worker that
-    /// holds `in_flight` and at most `per_hook_limit` per hook: `record_and_claim` without records,
-    /// for tests and tools.
-    pub fn claim_due(
-        &self,
-        now: i64,
-        lease_ms: i64,
-        limit: usize,
-        in_flight: &HashMap<String, usize>,
-        per_hook_limit: usize,
-    ) -> Result<ClaimOutcome> {
-        let capacity = Capacity::new(per_hook_limit, usize::MAX);
-        capacity.open();
-        for (hook, held) in in_flight {
-            for _ in 0..*held {
-                capacity.take(hook);
-            }
-        }
-        let claim = Claim {
-            now,
-            lease_ms,
-            limit,
-            capacity: &capacity,
-        };
-        Ok(self
-            .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)?
-            .0)
-    }
-
-    /// Records finished attempts and claims the next deliveries in one transaction: the worker's
-    /// step after attempts come back, at half the commits of doing the two apart. Hooks are served
-    /// oldest due first, each up to its room in the claim's `Capacity`, so a hook with a large
-    /// backlog or a slow target never hides another hook's deliveries. Deliveries whose hook is
-    /// gone or disabled are discarded on the way. Returns what was claimed (counted in the
-    /// capacity) and what the attempts did to their hooks' standing.
-    ///
-    /// The claim costs one index seek per hook with waiting deliveries plus the rows claimed,
-    /// however large the backlog: nothing here scans the outbox. The same walk tells when to claim
-    /// again.
-    ///
-    /// `handed_back` are deliveries the worker held but will not send (see `hand_back`): handed
-    /// back first, so the claim may take them again.
-    pub fn record_and_claim(
-        &self,
-        records: &[AttemptRecord],
-        handed_back: &[ClaimedDelivery],
-        policy: &FailurePolicy,
-        claim: &Claim<'_>,
-    ) -> Result<(ClaimOutcome, Vec<HookHealthChange>)> {
-        let mut taken = Taken::new(claim.capacity);
-        let (claimed, health) = self.write_noting("recording attempts", |tx| {
-            let health = record_in(tx, records, policy)?;
-            hand_back_in(tx, handed_back.iter(), claim.now)?;
-            let claimed = claim_in(tx, self.secrets(), claim, &mut taken)?;
-            Ok((claimed, health))
-        })?;
-        taken.keep();
-        Ok((claimed, health))
-    }
-
-    /// Hands claimed deliveries that were never sent back to the outbox, due at `now`: what a
-    /// stopping worker held ready beyond its attempts in flight, or the ready deliveries of a hook
-    /// that was disabled. Their attempt counts are untouched, so they go out as if never claimed.
-    /// A claim whose lease ran out (and which someone may have claimed again since) is left alone.
-    pub fn hand_back(&self, claims: &[&ClaimedDelivery], now: i64) -> Result<()> {
-        if claims.is_empty() {
-            return Ok(());
-        }
-        self.write_noting("handing deliveries back", |tx| {
-            hand_back_in(tx, claims.iter().copied(), now)
-        })
-    }
-}
-
-fn claim_in(
+pub(super) fn claim_in(
     tx: &Transaction<'_>,
     secrets: &Secrets,
     claim: &Claim<'_>,
@@ -286,7 +208,7 @@ fn claim_in(
     })
 }
 
-fn hand_back_in<'c>(
+pub(super) fn hand_back_in<'c>(
     tx: &Transaction<'_>,
     claims: impl Iterator<Item = &'c ClaimedDelivery>,
     now: i64,

@@ -9,7 +9,7 @@ use rusqlite::Transaction;
 use super::{ClaimedDelivery, DeliveryStatus, HookSecrets, Leased, NewEvent};
 use crate::clock::now_ms;
 use crate::delivery::Taken;
-use crate::store::{Result, Secrets, Store};
+use crate::store::{Result, Secrets};
 
 /// What storing events did.
 #[derive(Debug, Default)]
@@ -159,12 +159,4 @@ pub(in crate::store) fn fan_out(
         }
     }
     Ok(stored)
-}
-
-impl Store {
-    /// Stores events fired outside the change log (by hand, by the API) and fans them out.
-    pub fn insert_events(&self, events: &[NewEvent]) -> Result<usize> {
-        let stored = self.write(|tx| fan_out(tx, self.secrets(), events, None))?;
-        Ok(stored.deliveries)
-    }
 }

@@ -16,7 +16,12 @@ mod tests;
 
 use rusqlite::OptionalExtension;
 
-use super::{Result, Secrets, Store};
+use std::collections::HashMap;
+
+use super::{Outbox, Result, Secrets, Sqlite};
+use crate::delivery::{Capacity, Taken};
+use claims::{claim_in, hand_back_in};
+use records::record_in;
 
 pub use claims::{Claim, ClaimOutcome};
 pub(super) use fan_out::fan_out;
@@ -319,9 +324,100 @@ impl From<Leased<'_>> for ClaimedDelivery {
     }
 }
 
-impl Store {
+impl Outbox for Sqlite {
+    /// Stores events fired outside the change log (by hand, by the API) and fans them out.
+    fn insert_events(&self, events: &[NewEvent]) -> Result<usize> {
+        let stored = self.write(|tx| fan_out(tx, self.secrets(), events, None))?;
+        Ok(stored.deliveries)
+    }
+
+    /// Claims up to `limit` due deliveries, leasing each until `now + lease_ms`, for a worker that
+    /// holds `in_flight` and at most `per_hook_limit` per hook: `record_and_claim` without records,
+    /// for tests and tools.
+    fn claim_due(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        in_flight: &HashMap<String, usize>,
+        per_hook_limit: usize,
+    ) -> Result<ClaimOutcome> {
+        let capacity = Capacity::new(per_hook_limit, usize::MAX);
+        capacity.open();
+        for (hook, held) in in_flight {
+            for _ in 0..*held {
+                capacity.take(hook);
+            }
+        }
+        let claim = Claim {
+            now,
+            lease_ms,
+            limit,
+            capacity: &capacity,
+        };
+        Ok(self
+            .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)?
+            .0)
+    }
+
+    /// Records finished attempts and claims the next deliveries in one transaction: the worker's
+    /// step after attempts come back, at half the commits of doing the two apart. Hooks are served
+    /// oldest due first, each up to its room in the claim's `Capacity`, so a hook with a large
+    /// backlog or a slow target never hides another hook's deliveries. Deliveries whose hook is
+    /// gone or disabled are discarded on the way. Returns what was claimed (counted in the
+    /// capacity) and what the attempts did to their hooks' standing.
+    ///
+    /// The claim costs one index seek per hook with waiting deliveries plus the rows claimed,
+    /// however large the backlog: nothing here scans the outbox. The same walk tells when to claim
+    /// again.
+    ///
+    /// `handed_back` are deliveries the worker held but will not send (see `hand_back`): handed
+    /// back first, so the claim may take them again.
+    fn record_and_claim(
+        &self,
+        records: &[AttemptRecord],
+        handed_back: &[ClaimedDelivery],
+        policy: &FailurePolicy,
+        claim: &Claim<'_>,
+    ) -> Result<(ClaimOutcome, Vec<HookHealthChange>)> {
+        let mut taken = Taken::new(claim.capacity);
+        let (claimed, health) = self.write_noting("recording attempts", |tx| {
+            let health = record_in(tx, records, policy)?;
+            hand_back_in(tx, handed_back.iter(), claim.now)?;
+            let claimed = claim_in(tx, self.secrets(), claim, &mut taken)?;
+            Ok((claimed, health))
+        })?;
+        taken.keep();
+        Ok((claimed, health))
+    }
+
+    /// Hands claimed deliveries that were never sent back to the outbox, due at `now`: what a
+    /// stopping worker held ready beyond its attempts in flight, or the ready deliveries of a hook
+    /// that was disabled. Their attempt counts are untouched, so they go out as if never claimed.
+    /// A claim whose lease ran out (and which someone may have claimed again since) is left alone.
+    fn hand_back(&self, claims: &[&ClaimedDelivery], now: i64) -> Result<()> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        self.write_noting("handing deliveries back", |tx| {
+            hand_back_in(tx, claims.iter().copied(), now)
+        })
+    }
+
+    /// Records finished attempts and moves their deliveries on, in one transaction.
+    fn record_attempts(
+        &self,
+        records: &[AttemptRecord],
+        policy: &FailurePolicy,
+    ) -> Result<Vec<HookHealthChange>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write_noting("recording attempts", |tx| record_in(tx, records, policy))
+    }
+
     /// What `/metrics` reports about the outbox and the hooks.
-    pub fn outbox_snapshot(&self) -> Result<OutboxSnapshot> {
+    fn outbox_snapshot(&self) -> Result<OutboxSnapshot> {
         let conn = self.writer();
         let (waiting, oldest): (i64, Option<i64>) = conn.query_row(
             "SELECT count(*), min(created_at) FROM herald_deliveries WHERE next_attempt_at IS NOT NULL",
@@ -350,7 +446,7 @@ impl Store {
     }
 
     /// The status of one delivery, by its message id.
-    pub fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>> {
+    fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>> {
         let conn = self.writer();
         let status: Option<String> = conn
             .query_row(
@@ -363,7 +459,7 @@ impl Store {
     }
 
     /// Every attempt made for one delivery, in order.
-    pub fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>> {
+    fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>> {
         let conn = self.writer();
         let mut stmt = conn.prepare_cached(
             "SELECT a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code,

@@ -10,21 +10,7 @@ use super::{
 };
 use crate::clock::now_ms;
 use crate::store::hooks::{delete_hook_in, discard_waiting};
-use crate::store::{Result, Store};
-
-impl Store {
-    /// Records finished attempts and moves their deliveries on, in one transaction.
-    pub fn record_attempts(
-        &self,
-        records: &[AttemptRecord],
-        policy: &FailurePolicy,
-    ) -> Result<Vec<HookHealthChange>> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.write_noting("recording attempts", |tx| record_in(tx, records, policy))
-    }
-}
+use crate::store::Result;
 
 pub(super) fn record_in(
     tx: &Transaction<'_>,

@@ -5,11 +5,17 @@ use std::collections::HashMap;
 use super::*;
 use crate::clock::now_ms;
 use crate::delivery::{Capacity, DirectLease};
-use crate::store::{HookOrigin, NewHook, Scope, StoreError};
+use crate::store::{HookOrigin, Hooks, NewHook, Scope, Store, StoreError};
 
 fn setup() -> (tempfile::TempDir, Store, String) {
+    let (dir, sqlite, hook) = setup_sqlite();
+    (dir, Store::from(sqlite), hook)
+}
+
+/// `setup`, keeping the SQLite backend itself, for the tests that look at its connections.
+fn setup_sqlite() -> (tempfile::TempDir, Sqlite, String) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("t.db")).unwrap();
+    let store = Sqlite::open(&dir.path().join("t.db")).unwrap();
     let hook = store
         .create_hook(NewHook {
             target_url: "http://127.0.0.1:9/x".into(),
@@ -299,7 +305,7 @@ fn claims_handed_back_are_due_again_as_if_never_claimed() {
 }
 
 /// Every statement the writer has prepared, with how often SQLite prepared it again.
-fn reprepares(store: &Store) -> Vec<(String, i32)> {
+fn reprepares(store: &Sqlite) -> Vec<(String, i32)> {
     let conn = store.writer();
     let mut counts = Vec::new();
     // SAFETY: the writer's lock is held, so no statement is finalised while we walk the list;
@@ -325,7 +331,8 @@ fn reprepares(store: &Store) -> Vec<(String, i32)> {
 /// to make that permanent: every later claim prepared its statement once more.
 #[test]
 fn claims_and_records_keep_their_prepared_statements() {
-    let (dir, store, _hook) = setup();
+    let (dir, sqlite, _hook) = setup_sqlite();
+    let store = Store::from(sqlite.clone());
     let mut now = now_ms();
     let cycle = |now: i64| {
         store.insert_events(&[event("NewOpportunity")]).unwrap();
@@ -351,7 +358,7 @@ fn claims_and_records_keep_their_prepared_statements() {
         now += 7;
         cycle(now);
     }
-    let again: Vec<_> = reprepares(&store)
+    let again: Vec<_> = reprepares(&sqlite)
         .into_iter()
         .filter(|(_, n)| *n > 1)
         .collect();

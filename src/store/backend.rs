@@ -1,0 +1,199 @@
+//! The seam between herald and its database: what each part of herald needs of storage, as traits
+//! a backend implements. SQLite (`Sqlite`) implements them today; a PostgreSQL backend implements
+//! the same traits and nothing above `store` changes.
+//!
+//! The traits are synchronous on purpose: every caller already runs on a blocking thread (the
+//! tracker's thread, the worker's trips through `spawn_blocking`, the HTTP handlers' `blocking`
+//! helper), rusqlite is blocking, and a blocking PostgreSQL client fits the same places. An async
+//! seam would force SQLite through a thread hop per call for nothing.
+//!
+//! Each trait is what one consumer needs: the admin API and the pages read and write hooks
+//! (`Hooks`) and history (`History`); the delivery worker and the API's fan-out use the outbox
+//! (`Outbox`); the tracker reads a feed of changes and commits what it consumed (`ChangeLog`,
+//! `ChangeFeed`); scripts get a read-only query handle (`ScriptDb`); the server runs the backend's
+//! own upkeep and readiness checks (`Operations`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use super::{
+    AttemptDetail, AttemptEntry, AttemptRecord, Cell, ChangeBatch, Claim, ClaimOutcome,
+    ClaimedDelivery, DeliveryStatus, EventAction, EventFilter, FailurePolicy, Hook, HookEvent,
+    HookFilter, HookHealthChange, HookPatch, NewEvent, NewHook, OutboxSnapshot, Page, QueryError,
+    Result, RowLimit, Rows, ScopeName, ScriptFailure, Stored, StoredAttempt, TrackingProblem,
+};
+use crate::delivery::DirectLease;
+
+/// Everything herald needs of a database.
+pub trait Backend: Hooks + History + Outbox + ChangeLog + Operations + Send + Sync {}
+
+impl<T: Hooks + History + Outbox + ChangeLog + Operations + Send + Sync> Backend for T {}
+
+/// Hooks as administrators and integrations configure them. Secrets come back opened.
+pub trait Hooks {
+    fn create_hook(&self, new: NewHook) -> Result<Hook>;
+    fn get_hook(&self, id: &str) -> Result<Option<Hook>>;
+    /// Newest first, at most `limit`, after the hook `after` (the last id of the previous page).
+    fn list_hooks(
+        &self,
+        filter: &HookFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Hook>>;
+    /// `None` when there is no such hook. Disabling a hook discards what waits for it.
+    fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>>;
+    /// The old secret keeps signing beside the new one until `grace_until` (Unix ms).
+    fn rotate_secret(&self, id: &str, new_secret: &str, grace_until: i64) -> Result<Option<Hook>>;
+    /// Ticks or clears one event (a trigger or a grid cell); `None` when there is no such hook,
+    /// else whether anything changed.
+    fn set_hook_event(&self, id: &str, event: &str, selected: bool) -> Result<Option<bool>>;
+    /// Seals secrets still stored in plain text; checks that the key opens the sealed ones.
+    fn seal_plain_secrets(&self) -> Result<usize>;
+    /// Every selected event name with how many hooks select it, by name.
+    fn hooks_per_event(&self) -> Result<Vec<(String, usize)>>;
+    /// The resource events (`Deal.update`) some enabled hook receives: tables to track.
+    fn subscribed_resource_events(&self) -> Result<BTreeSet<String>>;
+    /// Which of `ids` exist and are enabled.
+    fn enabled_hooks_among(&self, ids: &[String]) -> Result<BTreeSet<String>>;
+    /// Deletes a hook, discarding what waits for it; whether it existed.
+    fn delete_hook(&self, id: &str) -> Result<bool>;
+    /// Deletes a REST-hooks subscription only if the token named `made_by` made it.
+    fn delete_subscription_made_by(&self, id: &str, made_by: &str) -> Result<bool>;
+}
+
+/// What happened: the deliveries log, the event history and their actions, script failures,
+/// retention.
+pub trait History {
+    /// A hook's attempts, newest first, before cursor `before`.
+    fn hook_attempts(
+        &self,
+        hook_id: &str,
+        only_failures: bool,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Page<AttemptEntry>>;
+    fn hook_attempt(&self, hook_id: &str, seq: i64) -> Result<Option<AttemptDetail>>;
+    fn hook_delivery_counts(&self, hook_id: &str) -> Result<Vec<(DeliveryStatus, u64)>>;
+    /// A hook's events, newest first, before cursor `before`.
+    fn hook_events(
+        &self,
+        hook_id: &str,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Page<HookEvent>>;
+    fn retry_hook_event(&self, hook_id: &str, event_id: &str) -> Result<EventAction>;
+    fn discard_hook_event(&self, hook_id: &str, event_id: &str) -> Result<EventAction>;
+    /// Makes due what failed (and, with `include_discarded`, was discarded) since `since`.
+    fn retry_failed_since(
+        &self,
+        hook_id: &str,
+        since: i64,
+        include_discarded: bool,
+    ) -> Result<usize>;
+    /// Deletes at most `batch` final events created before `cutoff`; how many went.
+    fn purge_before(&self, cutoff: i64, batch: usize) -> Result<usize>;
+    fn recent_script_failures(&self, limit: usize) -> Result<Vec<ScriptFailure>>;
+}
+
+/// The outbox: events fanned out to hooks, claimed by the worker, recorded.
+pub trait Outbox {
+    /// Stores events fired outside the change log (by hand, by the API) and fans them out;
+    /// how many deliveries that made.
+    fn insert_events(&self, events: &[NewEvent]) -> Result<usize>;
+    /// `record_and_claim` without records, for a worker holding `in_flight`: tests and tools.
+    fn claim_due(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        in_flight: &HashMap<String, usize>,
+        per_hook_limit: usize,
+    ) -> Result<ClaimOutcome>;
+    /// The worker's trip: records finished attempts, hands back `handed_back`, and claims what
+    /// `claim` asks for, in one transaction.
+    fn record_and_claim(
+        &self,
+        records: &[AttemptRecord],
+        handed_back: &[ClaimedDelivery],
+        policy: &FailurePolicy,
+        claim: &Claim<'_>,
+    ) -> Result<(ClaimOutcome, Vec<HookHealthChange>)>;
+    /// Claimed deliveries never sent go back to the outbox, due at `now`, as if never claimed.
+    fn hand_back(&self, claims: &[&ClaimedDelivery], now: i64) -> Result<()>;
+    fn record_attempts(
+        &self,
+        records: &[AttemptRecord],
+        policy: &FailurePolicy,
+    ) -> Result<Vec<HookHealthChange>>;
+    /// What `/metrics` reports of the outbox and the hooks.
+    fn outbox_snapshot(&self) -> Result<OutboxSnapshot>;
+    fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>>;
+    fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>>;
+}
+
+/// The change log: capture on the application's tables, and its consumption.
+pub trait ChangeLog {
+    /// Brings the capture in line with the tables to track; the tables that cannot be tracked.
+    fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>>;
+    /// The application's tables that can be tracked: the resources of the grid.
+    fn application_tables(&self) -> Result<Vec<String>>;
+    /// The newest row of an application table with its id: a resource event's sample.
+    fn newest_row(&self, table: &str) -> Result<Option<(i64, serde_json::Value)>>;
+    /// Stores a batch's events and failures and moves the position from `from_position` to
+    /// `to_position`, in one transaction; with `lease`, leases fresh deliveries to the worker.
+    fn commit_consumed_changes(
+        &self,
+        from_position: i64,
+        to_position: i64,
+        events: &[NewEvent],
+        failures: &[ScriptFailure],
+        lease: Option<&DirectLease<'_>>,
+    ) -> Result<Stored>;
+    /// A reader of the log of its own, for the tracker.
+    fn change_feed(&self) -> Result<Box<dyn ChangeFeed>>;
+}
+
+/// The tracker's reader of the change log.
+pub trait ChangeFeed: Send {
+    /// A number that changes whenever the log may have new rows (SQLite's `data_version`): the
+    /// tracker reads only when it moved.
+    fn data_version(&self) -> Result<i64>;
+    /// A number that changes when the application's schema does.
+    fn schema_version(&self) -> Result<i64>;
+    /// The consumer's position: every change up to it has been consumed.
+    fn position(&self) -> Result<i64>;
+    /// At most `limit` changes after `position`, in commit order.
+    fn read_after(&mut self, position: i64, limit: usize) -> Result<ChangeBatch>;
+}
+
+/// Scripts' read-only handle on the application's tables.
+pub trait ScriptDb: Send {
+    /// Every query until `end_snapshot` reads one snapshot (begun at the first).
+    fn begin_snapshot(&self) -> Result<()>;
+    fn end_snapshot(&self) -> Result<()>;
+    /// `interrupted` is asked during long queries; true stops the query (the time budget).
+    fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>);
+    fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError>;
+    /// The application's companies and projects, for the scope pickers.
+    fn companies(&self) -> Vec<ScopeName>;
+    fn projects(&self) -> Vec<ScopeName>;
+    fn company_of_project(&self, project_id: i64) -> Option<i64>;
+}
+
+/// The database itself: readiness, upkeep, the application's schema, and handles of its own.
+pub trait Operations {
+    /// Whether the database answers a trivial read.
+    fn ping(&self) -> Result<()>;
+    /// Whether herald could write within `wait`.
+    fn can_write(&self, wait: Duration) -> Result<bool>;
+    /// herald's writes that keep failing, in words; empty while they go through.
+    fn write_problems(&self) -> Vec<String>;
+    /// The backend's own upkeep, called every half second off the paths events take (SQLite:
+    /// the WAL checkpoint).
+    fn maintain(&self) -> Result<()>;
+    /// Runs the application's idempotent schema script.
+    fn apply_schema(&self, file_name: &str, sql: &str) -> Result<()>;
+    /// A handle for scripts' queries that cannot write.
+    fn script_db(&self) -> Result<Box<dyn ScriptDb>>;
+}
