@@ -291,7 +291,7 @@ impl ChangeLog for Sqlite {
     /// The application's tables that can be tracked (rowid tables, not SQLite's or herald's own):
     /// the resources of the grid.
     fn application_tables(&self) -> Result<Vec<String>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT name FROM sqlite_schema WHERE type = 'table'
                AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'herald\\_%' ESCAPE '\\'
@@ -312,7 +312,7 @@ impl ChangeLog for Sqlite {
         if table.starts_with("herald_") || table.starts_with("sqlite_") {
             return Ok(None);
         }
-        let conn = self.writer();
+        let conn = self.reader();
         let Some(columns) = table_columns(&conn, table)? else {
             return Ok(None);
         };

@@ -132,7 +132,7 @@ impl History for Sqlite {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Page<AttemptEntry>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {ATTEMPT_COLUMNS}
              FROM herald_attempts a
@@ -153,7 +153,7 @@ impl History for Sqlite {
 
     /// One attempt of a hook in full.
     fn hook_attempt(&self, hook_id: &str, seq: i64) -> Result<Option<AttemptDetail>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {ATTEMPT_COLUMNS}, a.url, a.request_headers, e.payload, a.response_headers,
                     a.response_body
@@ -181,7 +181,7 @@ impl History for Sqlite {
     /// the hook's rows through the `(hook_id, seq)` index: the cost follows the hook's history,
     /// which retention bounds.
     fn hook_delivery_counts(&self, hook_id: &str) -> Result<Vec<(DeliveryStatus, u64)>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT status, count(*) FROM herald_deliveries WHERE hook_id = ?1 GROUP BY status",
         )?;
@@ -204,7 +204,7 @@ impl History for Sqlite {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Page<HookEvent>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT d.seq, e.id, d.id, e.trigger_name, e.resource_name, e.row_id, e.event_type,
                     e.company_id, e.project_id, d.status, d.attempts, d.next_attempt_at,
@@ -344,7 +344,7 @@ impl History for Sqlite {
 
     /// The newest script failures, newest first.
     fn recent_script_failures(&self, limit: usize) -> Result<Vec<ScriptFailure>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT script, line, col, message, trigger_name, table_name, row_id, change_id
              FROM herald_script_failures ORDER BY seq DESC LIMIT ?1",

@@ -225,7 +225,7 @@ impl Hooks for Sqlite {
     }
 
     fn get_hook(&self, id: &str) -> Result<Option<Hook>> {
-        get_hook_in(&self.writer(), id, self.secrets())
+        get_hook_in(&self.reader(), id, self.secrets())
     }
 
     /// Hooks newest first, at most `limit`, after the hook `after` (a cursor: the last id of the
@@ -236,7 +236,7 @@ impl Hooks for Sqlite {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Hook>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {HOOK_COLUMNS} FROM herald_hooks
              WHERE (?1 IS NULL OR company_id = ?1) AND (?2 IS NULL OR project_id = ?2)
@@ -423,7 +423,7 @@ impl Hooks for Sqlite {
     /// Every event name (trigger or resource event) some hook selects, with how many hooks select
     /// it, sorted by name.
     fn hooks_per_event(&self) -> Result<Vec<(String, usize)>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT event_name, count(*) FROM herald_hook_events
              GROUP BY event_name ORDER BY event_name",
@@ -436,13 +436,13 @@ impl Hooks for Sqlite {
 
     /// The resource events (`Deal.update`) that at least one enabled hook receives.
     fn subscribed_resource_events(&self) -> Result<BTreeSet<String>> {
-        subscribed_resource_events(&self.writer())
+        subscribed_resource_events(&self.reader())
     }
 
     /// Which of `ids` are hooks that exist and are enabled: a worker holding deliveries for the
     /// others (disabled or deleted since they were claimed) hands them back instead of sending.
     fn enabled_hooks_among(&self, ids: &[String]) -> Result<BTreeSet<String>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt =
             conn.prepare_cached("SELECT 1 FROM herald_hooks WHERE id = ?1 AND enabled = 1")?;
         let mut enabled = BTreeSet::new();

@@ -311,19 +311,20 @@ mod tests {
     #[test]
     fn writes_attach_pragmas_and_herald_tables_are_refused() {
         let (_dir, ro) = db();
-        for sql in [
-            "DELETE FROM Deal",
-            "INSERT INTO Deal (title) VALUES ('x')",
-            "ATTACH DATABASE '/tmp/x.db' AS x",
-            "PRAGMA query_only = OFF",
-            "SELECT secret FROM herald_hooks",
+        // The authorizer is the first defence, and refuses every one of them.
+        for (sql, refusal) in [
+            ("DELETE FROM Deal", "not authorized"),
+            ("INSERT INTO Deal (title) VALUES ('x')", "not authorized"),
+            ("ATTACH DATABASE '/tmp/x.db' AS x", "not authorized"),
+            ("PRAGMA query_only = OFF", "not authorized"),
+            (
+                "SELECT secret FROM herald_hooks",
+                "access to herald_hooks.secret is prohibited",
+            ),
         ] {
             let err = ro.query(sql, &[], RowLimit::AtMost(10)).unwrap_err();
             assert!(
-                matches!(
-                    err,
-                    QueryError::NotAReadOnlyStatement | QueryError::Sqlite(_)
-                ),
+                matches!(&err, QueryError::Sqlite(message) if message.contains(refusal)),
                 "{sql}: {err}"
             );
         }
@@ -333,6 +334,26 @@ mod tests {
                 .values[0][0],
             Cell::Integer(2)
         );
+    }
+
+    #[test]
+    fn behind_the_authorizer_a_write_is_still_refused_twice() {
+        let (_dir, ro) = db();
+        ro.conn
+            .authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        // The statement check: a statement that would write is not run at all.
+        let err = ro
+            .query("DELETE FROM Deal", &[], RowLimit::AtMost(10))
+            .unwrap_err();
+        assert!(matches!(err, QueryError::NotAReadOnlyStatement), "{err}");
+        // The connection: opened read-only, in query_only mode.
+        let err = ro.conn.execute("DELETE FROM Deal", []).unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+        let query_only: i64 = ro
+            .conn
+            .query_row("PRAGMA query_only", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(query_only, 1);
     }
 
     #[test]

@@ -29,6 +29,10 @@ struct Inner {
     /// herald's one writing connection. A std mutex: it is only ever held inside blocking code,
     /// never across an `.await`, and SQLite would serialise the writes anyway.
     writer: Mutex<Connection>,
+    /// herald's reads outside its write transactions (the admin API and pages, `/metrics`, the
+    /// worker's look at which hooks are still enabled): in WAL mode they read beside the writer
+    /// instead of queueing behind its transactions.
+    reader: Mutex<Connection>,
     /// The connection that checkpoints the WAL, apart from the writer so that copying the WAL
     /// never holds up herald's own commits (only making a long one start over does, briefly).
     checkpointer: Mutex<Option<Checkpointer>>,
@@ -69,10 +73,12 @@ impl Sqlite {
         // cache grows only as pages are used.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         migrations::migrate(&mut conn)?;
+        let reader = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         Ok(Sqlite {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writer: Mutex::new(conn),
+                reader: Mutex::new(reader),
                 checkpointer: Mutex::new(None),
                 secrets,
                 write_problems: Mutex::default(),
@@ -171,6 +177,14 @@ impl Sqlite {
         // transaction when the next one begins, so poisoning carries no meaning here.
         self.inner
             .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The connection for reads outside a write transaction: it sees every committed write.
+    pub(super) fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.inner
+            .reader
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -418,7 +418,7 @@ impl Outbox for Sqlite {
 
     /// What `/metrics` reports about the outbox and the hooks.
     fn outbox_snapshot(&self) -> Result<OutboxSnapshot> {
-        let conn = self.writer();
+        let conn = self.reader();
         let (waiting, oldest): (i64, Option<i64>) = conn.query_row(
             "SELECT count(*), min(created_at) FROM herald_deliveries WHERE next_attempt_at IS NOT NULL",
             [],
@@ -447,7 +447,7 @@ impl Outbox for Sqlite {
 
     /// The status of one delivery, by its message id.
     fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let status: Option<String> = conn
             .query_row(
                 "SELECT status FROM herald_deliveries WHERE id = ?1",
@@ -460,7 +460,7 @@ impl Outbox for Sqlite {
 
     /// Every attempt made for one delivery, in order.
     fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>> {
-        let conn = self.writer();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code,
                     a.request_headers, a.response_headers, a.response_body, a.error

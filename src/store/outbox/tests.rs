@@ -98,12 +98,43 @@ fn a_hooks_run_of_failures_follows_its_records_in_order_within_one_batch() {
 
 #[test]
 fn events_fan_out_to_hooks_of_their_trigger_only() {
-    let (_dir, store, _hook) = setup();
+    let (_dir, store, hook) = setup();
     assert_eq!(
         store
             .insert_events(&[event("NewOpportunity"), event("DealWon")])
             .unwrap(),
         1
+    );
+    let won = another_hook(&store, "won", "DealWon");
+    let (opportunity, deal_won) = (event("NewOpportunity"), event("DealWon"));
+    assert_eq!(
+        store
+            .insert_events(&[opportunity.clone(), deal_won.clone()])
+            .unwrap(),
+        2
+    );
+    let mut claimed: Vec<(String, String, String)> = store
+        .claim_due(now_ms(), 60_000, 10, &HashMap::new(), 10)
+        .unwrap()
+        .deliveries
+        .into_iter()
+        .map(|d| (d.hook_id, d.trigger, d.event_id))
+        .collect();
+    claimed.sort();
+    let first_event = claimed
+        .iter()
+        .find(|(h, _, e)| *h == hook && *e != opportunity.id)
+        .map(|(_, _, e)| e.clone())
+        .expect("the first batch's NewOpportunity");
+    let mut expected = vec![
+        (hook.clone(), "NewOpportunity".to_string(), first_event),
+        (hook.clone(), "NewOpportunity".to_string(), opportunity.id),
+        (won, "DealWon".to_string(), deal_won.id),
+    ];
+    expected.sort();
+    assert_eq!(
+        claimed, expected,
+        "each hook gets its trigger's events, and only those"
     );
 }
 
