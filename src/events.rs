@@ -56,7 +56,7 @@ pub struct RowScope {
 /// - its project is its `project_id` column, or, for a row of the `Project` table, the row itself;
 /// - its company is its `company_id` column, or, for a row of the `Company` table, the row itself, or
 ///   else the `company_id` of its project in the `Project` table.
-pub fn scope_of(change: &Change, db: &dyn ScriptDb) -> RowScope {
+pub fn row_scope(change: &Change, db: &dyn ScriptDb) -> RowScope {
     let column = |name: &str| change.row.get(name).and_then(serde_json::Value::as_i64);
     let project_id = column("project_id").or_else(|| is_table(change, "Project"));
     let company_id = column("company_id")

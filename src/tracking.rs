@@ -18,7 +18,7 @@ use crate::backoff::Backoff;
 use crate::config::TrackingSettings;
 use crate::delivery::Handoff;
 use crate::events::{
-    event_type, render_event, resource_event, resource_event_name, scope_of, RenderError,
+    event_type, render_event, resource_event, resource_event_name, row_scope, RenderError,
 };
 use crate::metrics::Metrics;
 use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
@@ -55,7 +55,7 @@ pub fn process_change(context: &ChangeContext<'_>, change: &Change, out: &mut Ch
         // The table stopped being tracked between the change and now.
         return;
     }
-    let scope = scope_of(change, context.scope_db);
+    let scope = row_scope(change, context.scope_db);
     if wants_resource_event {
         out.events.push(resource_event(change, scope));
     }

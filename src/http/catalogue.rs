@@ -13,7 +13,7 @@ use super::openapi::ErrorBody;
 use super::scripts::ErrorOut;
 use super::{blocking, ApiError, AppQuery, AppState};
 use crate::events::{
-    resource_event, resource_event_name, sample_payloads, scope_of, RESOURCE_ACTIONS,
+    resource_event, resource_event_name, row_scope, sample_payloads, RESOURCE_ACTIONS,
 };
 use crate::store::{Action, Change};
 
@@ -146,7 +146,7 @@ pub(crate) async fn catalogue(
                             old_row: (action != Action::Insert).then(|| row.clone()),
                             changed_at: crate::clock::now_ms(),
                         };
-                        let event = resource_event(&change, scope_of(&change, &*scope_db));
+                        let event = resource_event(&change, row_scope(&change, &*scope_db));
                         serde_json::from_str(&event.payload).unwrap_or(Value::Null)
                     });
                     let name = resource_event_name(&table, event_type);

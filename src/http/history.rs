@@ -126,9 +126,10 @@ fn truthy(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
 async fn hook_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
     let store = state.store.clone();
     let hook_id = id.to_owned();
-    match blocking(move || store.get_hook(&hook_id).map_err(ApiError::from)).await? {
-        Some(_) => Ok(()),
-        None => Err(unknown_hook(id)),
+    if blocking(move || store.hook_exists(&hook_id).map_err(ApiError::from)).await? {
+        Ok(())
+    } else {
+        Err(unknown_hook(id))
     }
 }
 

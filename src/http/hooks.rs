@@ -187,7 +187,7 @@ pub(crate) fn unknown_hook(id: &str) -> ApiError {
     ApiError::not_found("unknown_hook", format!("no hook with id '{id}'"))
 }
 
-fn scope_of(company_id: Option<i64>, project_id: Option<i64>) -> Result<Scope, ApiError> {
+fn requested_scope(company_id: Option<i64>, project_id: Option<i64>) -> Result<Scope, ApiError> {
     match (company_id, project_id) {
         (Some(company), None) => Ok(Scope::Company(company)),
         (None, Some(project)) => Ok(Scope::Project(project)),
@@ -304,7 +304,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
         .target_url
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| ApiError::missing_field("target_url"))?;
-    let scope = scope_of(body.company_id, body.project_id)?;
+    let scope = requested_scope(body.company_id, body.project_id)?;
     let authorization = checked_authorization(body.authorization)?;
     let description = checked_description(body.description)?.unwrap_or_default();
     let target_url = checked_target(state, target_url.trim()).await?;
@@ -451,7 +451,7 @@ pub(crate) async fn update_hook(
                 "a subscription made through EPT_WebhookSubscribe has no scope",
             ));
         }
-        Some(scope_of(body.company_id, body.project_id)?)
+        Some(requested_scope(body.company_id, body.project_id)?)
     } else {
         None
     };

@@ -33,6 +33,8 @@ impl<T: Hooks + History + Outbox + ChangeLog + Operations + Send + Sync> Backend
 pub trait Hooks {
     fn create_hook(&self, new: NewHook) -> Result<Hook>;
     fn get_hook(&self, id: &str) -> Result<Option<Hook>>;
+    /// Whether a hook exists, without opening its secrets.
+    fn hook_exists(&self, id: &str) -> Result<bool>;
     /// Newest first, at most `limit`, after the hook `after` (the last id of the previous page).
     fn list_hooks(
         &self,

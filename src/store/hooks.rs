@@ -228,6 +228,13 @@ impl Hooks for Sqlite {
         get_hook_in(&self.reader(), id, self.secrets())
     }
 
+    fn hook_exists(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .reader()
+            .prepare_cached("SELECT 1 FROM herald_hooks WHERE id = ?1")?
+            .exists([id])?)
+    }
+
     /// Hooks newest first, at most `limit`, after the hook `after` (a cursor: the last id of the
     /// previous page).
     fn list_hooks(

@@ -162,7 +162,7 @@ impl ScriptDb for ReadOnlyDb {
     }
 
     /// The rows of the application's `Company` table, by id: the company-level scopes, named by
-    /// the same convention that `events::scope_of` places rows by. Empty without such a table.
+    /// the same convention that `events::row_scope` places rows by. Empty without such a table.
     fn companies(&self) -> Vec<ScopeName> {
         self.scope_names("SELECT id, name, NULL FROM Company ORDER BY id LIMIT ?1")
             .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Company ORDER BY id LIMIT ?1"))

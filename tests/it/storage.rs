@@ -206,6 +206,8 @@ fn hooks_are_created_listed_changed_and_deleted(backend: &Backend) {
     assert!(store.delete_hook(&a.id).unwrap());
     assert!(!store.delete_hook(&a.id).unwrap(), "gone already");
     assert!(store.get_hook(&a.id).unwrap().is_none());
+    assert!(!store.hook_exists(&a.id).unwrap());
+    assert!(store.hook_exists(&b.id).unwrap());
 }
 
 fn the_grid_ticks_and_clears_events(backend: &Backend) {
@@ -500,6 +502,7 @@ fn events_are_retried_and_discarded_by_status(backend: &Backend) {
     store
         .insert_events(&[waiting.clone(), failing.clone()])
         .unwrap();
+    let since = now_ms();
     assert_eq!(
         store.discard_hook_event(&h.id, &waiting.id).unwrap(),
         EventAction::Done
@@ -519,7 +522,6 @@ fn events_are_retried_and_discarded_by_status(backend: &Backend) {
         EventAction::Conflict(DeliveryStatus::Delivering),
         "not while its attempt is in flight"
     );
-    let since = now_ms();
     store
         .record_attempts(
             &[record(
@@ -535,8 +537,23 @@ fn events_are_retried_and_discarded_by_status(backend: &Backend) {
         EventAction::Done
     );
     assert_eq!(claim_all(store).len(), 1, "due again");
-    // Recovery after an outage: what failed (and, if asked, was discarded) since a time.
+    // Recovery after an outage: what failed (and, if asked, was discarded) since a time. The
+    // failed one is on its way again; the discarded one comes back only when asked for.
+    assert_eq!(store.retry_failed_since(&h.id, since, false).unwrap(), 0);
     assert_eq!(store.retry_failed_since(&h.id, since, true).unwrap(), 1);
+    let history = store
+        .hook_events(&h.id, &EventFilter::default(), None, 10)
+        .unwrap();
+    let status_of = |id: &str| {
+        history
+            .items
+            .iter()
+            .find(|e| e.event_id == id)
+            .unwrap()
+            .status
+    };
+    assert_eq!(status_of(&waiting.id), DeliveryStatus::Pending);
+    assert_eq!(status_of(&failing.id), DeliveryStatus::Delivering);
 }
 
 fn retention_purges_old_final_events_only(backend: &Backend) {
