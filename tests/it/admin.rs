@@ -9,13 +9,11 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 fn insert_deal(herald: &TestHerald, title: &str, project_id: i64, company_id: i64) -> i64 {
-    let app = herald.app();
-    app.execute(
-        "INSERT INTO Deal (title, is_project, project_id, company_id) VALUES (?1, 0, ?2, ?3)",
-        (title, project_id, company_id),
-    )
-    .unwrap();
-    app.last_insert_rowid()
+    herald.insert_deal(Deal {
+        project_id: Some(project_id),
+        company_id: Some(company_id),
+        ..Deal::titled(title)
+    })
 }
 
 /// Waits until `GET path` gives a body for which `check` holds.
@@ -34,9 +32,7 @@ async fn wait_for_body(herald: &TestHerald, path: &str, check: impl Fn(&Value) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_level_hook_receives_its_projects_changes_and_not_another_projects() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let project_receiver = TestReceiver::start().await;
     let company_receiver = TestReceiver::start().await;
     let project_hook = herald
@@ -102,9 +98,7 @@ async fn a_project_level_hook_receives_its_projects_changes_and_not_another_proj
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticking_a_cell_delivers_the_next_change_and_clearing_it_stops_the_one_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     let hook = herald
         .create_hook(json!({"target_url": receiver.url("/grid"), "company_id": 1}))
@@ -174,11 +168,10 @@ async fn ticking_a_cell_delivers_the_next_change_and_clearing_it_stops_the_one_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deliveries_log_pages_25_at_a_time_without_gaps_and_filters_failures() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    config.delivery.retry_schedule = Vec::new();
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        config.delivery.retry_schedule = Vec::new();
+    })
+    .await;
     let receiver = TestReceiver::start().await;
     for i in 0..60 {
         receiver.queue(if i % 5 == 0 {
@@ -293,12 +286,11 @@ fn ids(page: &Value) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retrying_and_discarding_events_from_the_history() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    // One retry, far away: a failed first attempt leaves the event "retrying" for the test to act on.
-    config.delivery.retry_schedule = vec![Duration::from_secs(600)];
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        // One retry, far away: a failed first attempt leaves the event "retrying" for the test to act on.
+        config.delivery.retry_schedule = vec![Duration::from_secs(600)];
+    })
+    .await;
     let receiver = TestReceiver::start().await;
     receiver.queue(Answer::status(500));
     receiver.queue(Answer::status(500));
@@ -399,12 +391,11 @@ async fn retrying_and_discarding_events_from_the_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_removes_events_older_than_the_window() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    config.retention.max_age = Duration::from_secs(2);
-    config.retention.interval = Duration::from_millis(200);
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        config.retention.max_age = Duration::from_secs(2);
+        config.retention.interval = Duration::from_millis(200);
+    })
+    .await;
     let receiver = TestReceiver::start().await;
     let hook = herald
         .create_hook(json!({
@@ -436,9 +427,7 @@ async fn retention_removes_events_older_than_the_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_and_authorization_headers_never_come_back_unmasked() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     let hook = herald
         .create_hook(json!({
@@ -536,20 +525,9 @@ async fn secrets_and_authorization_headers_never_come_back_unmasked() {
     herald.stop().await;
 }
 
-fn assert_error(status: u16, body: &Value, expected_status: u16, expected_code: &str) {
-    assert_eq!(status, expected_status, "{body}");
-    assert_eq!(body["error"]["code"], expected_code, "{body}");
-    assert!(
-        !body["error"]["message"].as_str().unwrap_or("").is_empty(),
-        "{body}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_4xx_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     let hook = herald
         .create_hook(json!({"target_url": receiver.url("/ok"), "company_id": 1}))
@@ -827,9 +805,7 @@ async fn bad_input_gets_a_4xx_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_list_pages_by_cursor_and_filters_by_scope() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     let mut created = Vec::new();
     for i in 0..7 {

@@ -619,12 +619,11 @@ async fn after_an_outage_the_hook_page_retries_what_failed_and_re_enabling_offer
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_wrong_tokens_count_per_forwarded_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    // The test client stands for the proxy.
-    config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        // The test client stands for the proxy.
+        config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
     let client = no_redirects();
     let guess = |from: &'static str, token: &'static str| {
         client

@@ -4,22 +4,9 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn assert_error(status: u16, body: &Value, expected_status: u16, expected_code: &str) {
-    assert_eq!(status, expected_status, "{body}");
-    assert_eq!(body["error"]["code"], expected_code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_4xx_and_a_json_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let client = &herald.client;
     let subscribe = herald.url("/EPT_WebhookSubscribe");
 
@@ -284,19 +271,18 @@ async fn a_subscribe_token_reaches_the_rest_hooks_endpoints_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_over_its_rate_gets_429_with_retry_after_and_other_tokens_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    config.rate_limit = Some(herald::config::RateLimit {
-        per_second: 1,
-        burst: 5,
-    });
-    config.api_tokens.push(herald::config::ApiToken {
-        name: "zapier".into(),
-        token: "zapier-subscribe-token".into(),
-        role: herald::config::Role::Subscribe,
-    });
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        config.rate_limit = Some(herald::config::RateLimit {
+            per_second: 1,
+            burst: 5,
+        });
+        config.api_tokens.push(herald::config::ApiToken {
+            name: "zapier".into(),
+            token: "zapier-subscribe-token".into(),
+            role: herald::config::Role::Subscribe,
+        });
+    })
+    .await;
 
     // The burst passes; then, well within the time it takes to earn 15 more, one is refused.
     for _ in 0..5 {

@@ -10,7 +10,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::support::{demo_scripts, test_config, Answer, TestHerald, TestReceiver, TOKEN};
+use crate::support::{demo_scripts, test_config, Answer, Deal, TestHerald, TestReceiver, TOKEN};
 
 /// How long a page may take to show what a step waits for.
 const STEP: Duration = Duration::from_secs(15);
@@ -192,14 +192,12 @@ fn count(value: &Value) -> u64 {
 
 /// Inserts a deal from a connection of the application's own, as another process would.
 fn insert_deal(herald: &TestHerald, title: &str) -> i64 {
-    let app = herald.app();
-    app.execute(
-        "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
-         VALUES (?1, 1000.0, 'lead', 0, 1, 10)",
-        [title],
-    )
-    .unwrap();
-    app.last_insert_rowid()
+    herald.insert_deal(Deal {
+        amount: Some(1000.0),
+        company_id: Some(1),
+        project_id: Some(10),
+        ..Deal::titled(title)
+    })
 }
 
 /// Every attempt of a hook, through the API, walking all pages.
@@ -224,9 +222,7 @@ async fn api_deliveries(herald: &TestHerald, hook_id: &str, only_failures: bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_does_every_step_of_the_webhooks_page_in_a_browser() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     let browser = Browser::start(herald.url("")).await;
 

@@ -7,20 +7,16 @@ use herald::store::DeliveryStatus;
 use crate::support::*;
 
 fn insert_project_deal(herald: &TestHerald, title: &str) {
-    herald
-        .app()
-        .execute(
-            "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 1, 1)",
-            [title],
-        )
-        .unwrap();
+    herald.insert_deal(Deal {
+        is_project: true,
+        company_id: Some(1),
+        ..Deal::titled(title)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_is_retried_and_the_delivery_ends_delivered_with_every_attempt_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     receiver.queue(Answer {
         status: 500,
@@ -70,11 +66,10 @@ async fn a_500_is_retried_and_the_delivery_ends_delivered_with_every_attempt_rec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_is_a_failure_and_the_last_failure_fails_the_delivery() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    config.delivery.retry_schedule = vec![Duration::from_millis(100)];
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        config.delivery.retry_schedule = vec![Duration::from_millis(100)];
+    })
+    .await;
     let receiver = TestReceiver::start().await;
     receiver.answer_always(Answer {
         status: 302,
@@ -111,9 +106,7 @@ async fn a_redirect_is_a_failure_and_the_last_failure_fails_the_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_410_removes_the_subscription_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     receiver.answer_always(Answer::status(410));
     let subscription = herald
@@ -189,12 +182,11 @@ async fn an_event_accepted_before_a_restart_is_delivered_after_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_target_does_not_hold_up_a_healthy_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    config.delivery.timeout = Duration::from_secs(5);
-    config.delivery.max_in_flight_per_hook = 2;
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        config.delivery.timeout = Duration::from_secs(5);
+        config.delivery.max_in_flight_per_hook = 2;
+    })
+    .await;
     let hanging = TestReceiver::start().await;
     hanging.answer_always(Answer {
         delay: Duration::from_secs(4),
@@ -228,16 +220,15 @@ async fn a_hanging_target_does_not_hold_up_a_healthy_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_held_for_a_target_that_turns_slow_go_back_and_are_sent_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    // One slot. The target answers its first requests at once, so the worker holds many rounds
-    // ahead for it; then it takes half the time-out per request, so most of what is held cannot
-    // start within a time-out: it goes back to the outbox before its lease could end, and is
-    // claimed again (fewer at a time, as the hook is slow now).
-    config.delivery.timeout = Duration::from_secs(1);
-    config.delivery.max_in_flight_per_hook = 1;
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        // One slot. The target answers its first requests at once, so the worker holds many rounds
+        // ahead for it; then it takes half the time-out per request, so most of what is held cannot
+        // start within a time-out: it goes back to the outbox before its lease could end, and is
+        // claimed again (fewer at a time, as the hook is slow now).
+        config.delivery.timeout = Duration::from_secs(1);
+        config.delivery.max_in_flight_per_hook = 1;
+    })
+    .await;
     let target = TestReceiver::start().await;
     for _ in 0..3 {
         target.queue(Answer::status(200));
@@ -303,12 +294,11 @@ async fn deliveries_held_for_a_target_that_turns_slow_go_back_and_are_sent_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_can_recover() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    config.delivery.retry_schedule = vec![Duration::from_millis(150); 40];
-    config.delivery.disable_failing_after = Some(Duration::from_secs(1));
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        config.delivery.retry_schedule = vec![Duration::from_millis(150); 40];
+        config.delivery.disable_failing_after = Some(Duration::from_secs(1));
+    })
+    .await;
     let receiver = TestReceiver::start().await;
     receiver.answer_always(Answer::status(500));
     let hook = herald
@@ -471,9 +461,7 @@ async fn attempts_of(herald: &TestHerald, hook_id: &str, count: usize) -> Vec<se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_a_429_with_retry_after_and_a_huge_body_are_each_recorded_as_they_happened() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
 
     let (reset_addr, reset_task) = resetting_target().await;
     let reset = herald

@@ -20,9 +20,7 @@ async fn readiness(herald: &TestHerald) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_application_write_lock_makes_herald_not_ready_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     // The first delivery is answered slowly, so that its attempt ends while the lock is held and
     // the worker must wait to record it.
@@ -131,9 +129,7 @@ async fn a_long_application_write_lock_makes_herald_not_ready_and_loses_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_change_is_recorded_and_the_changes_behind_it_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     herald
         .subscribe("NewOpportunity", &receiver.url("/hook"))

@@ -60,13 +60,10 @@ async fn live_hash(herald: &TestHerald, file: &str) -> String {
 }
 
 fn insert_project_deal(herald: &TestHerald, title: &str) -> i64 {
-    let app = herald.app();
-    app.execute(
-        "INSERT INTO Deal (title, is_project) VALUES (?1, 1)",
-        [title],
-    )
-    .unwrap();
-    app.last_insert_rowid()
+    herald.insert_deal(Deal {
+        is_project: true,
+        ..Deal::titled(title)
+    })
 }
 
 /// The script hash each event of `trigger` recorded, by row id.

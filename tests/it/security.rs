@@ -74,11 +74,10 @@ async fn unsubscribe_both_ways(herald: &TestHerald, token: &str, id: &str) -> [(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscribe_token_removes_only_the_subscriptions_it_made() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let mut config = test_config(dir.path(), &scripts);
-    subscribe_tokens(&mut config);
-    let herald = TestHerald::start(config).await;
+    let herald = TestHerald::demo(|config| {
+        subscribe_tokens(config);
+    })
+    .await;
     let receiver = TestReceiver::start().await;
 
     let company_hook = herald

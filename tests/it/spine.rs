@@ -79,9 +79,7 @@ async fn a_deal_inserted_by_another_connection_is_delivered_signed_with_the_body
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_and_deletes_fire_the_demo_triggers() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     herald.subscribe("DealWon", &receiver.url("/won")).await;
     herald
@@ -123,9 +121,7 @@ async fn updates_and_deletes_fire_the_demo_triggers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn perform_list_returns_newest_first_samples_of_the_live_shape() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     herald
         .subscribe("NewOpportunity", &receiver.url("/x"))
@@ -164,9 +160,7 @@ async fn perform_list_returns_newest_first_samples_of_the_live_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribing_stops_deliveries() {
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let herald = TestHerald::demo(|_| {}).await;
     let receiver = TestReceiver::start().await;
     let by_body = herald
         .subscribe("NewOpportunity", &receiver.url("/a"))

@@ -75,15 +75,63 @@ pub fn test_config(dir: &Path, scripts: &Path) -> Config {
     config
 }
 
+/// A `Deal` of the demo CRM as the application inserts it; `Deal::titled` leaves the rest unset.
+#[derive(Clone, Copy)]
+pub struct Deal<'a> {
+    pub title: &'a str,
+    pub amount: Option<f64>,
+    pub is_project: bool,
+    pub company_id: Option<i64>,
+    pub project_id: Option<i64>,
+}
+
+impl<'a> Deal<'a> {
+    pub fn titled(title: &'a str) -> Deal<'a> {
+        Deal {
+            title,
+            amount: None,
+            is_project: false,
+            company_id: None,
+            project_id: None,
+        }
+    }
+}
+
+/// Asserts an API error: the status, the contract's error code, and a message in words.
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, expected_code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], expected_code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
 pub struct TestHerald {
     pub addr: SocketAddr,
     pub db: PathBuf,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The temp folder of a herald made by `demo`, removed once the herald is dropped.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl TestHerald {
+    /// The opening most tests share: a herald on a fresh temp database with a copy of the demo
+    /// scripts and `test_config`, changed by `tweak` before it starts.
+    pub async fn demo(tweak: impl FnOnce(&mut Config)) -> TestHerald {
+        let dir = tempfile::tempdir().unwrap();
+        let scripts = demo_scripts(dir.path());
+        let mut config = test_config(dir.path(), &scripts);
+        tweak(&mut config);
+        let mut herald = TestHerald::start(config).await;
+        herald.dir = Some(dir);
+        herald
+    }
+
     pub async fn start(config: Config) -> TestHerald {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -98,6 +146,7 @@ impl TestHerald {
             client: reqwest::Client::new(),
             stop: Some(stop),
             task,
+            dir: None,
         };
         for _ in 0..200 {
             if let Ok(r) = herald.client.get(herald.url("/readyz")).send().await {
@@ -124,6 +173,24 @@ impl TestHerald {
     }
 
     /// A connection of the application's own, as another process would have.
+    /// Inserts `deal` from another connection, as the application would; returns its id.
+    pub fn insert_deal(&self, deal: Deal<'_>) -> i64 {
+        let app = self.app();
+        app.execute(
+            "INSERT INTO Deal (title, amount, is_project, company_id, project_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            (
+                deal.title,
+                deal.amount,
+                deal.is_project,
+                deal.company_id,
+                deal.project_id,
+            ),
+        )
+        .unwrap();
+        app.last_insert_rowid()
+    }
+
     pub fn app(&self) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open(&self.db).unwrap();
         conn.busy_timeout(Duration::from_secs(5)).unwrap();
