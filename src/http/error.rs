@@ -102,19 +102,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
                 )
             }
         })?;
-        if nests_deeper_than(&bytes, MAX_JSON_DEPTH) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "json_too_deep",
-                format!(
-                    "the JSON body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
-                ),
-            ));
-        }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(AppJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+/// A JSON body read into `T`, or the error `AppJson` gives for it: too deep, malformed (400) or
+/// not the right shape (422). For handlers whose body is optional and read by hand.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if nests_deeper_than(bytes, MAX_JSON_DEPTH) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "json_too_deep",
+            format!("the JSON body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"),
+        ));
+    }
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => Err(json_rejection(rejection)),
     }
 }
 

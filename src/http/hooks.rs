@@ -10,7 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::ErrorBody;
-use super::{blocking, checked_target, parse_page, ApiError, AppJson, AppQuery, AppState};
+use super::{
+    blocking, checked_target, invalid_cursor, parse_json, parse_page, ApiError, AppJson, AppQuery,
+    AppState,
+};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::delivery::signing::generate_secret;
 use crate::delivery::{mask_authorization, mask_secret};
@@ -364,15 +367,7 @@ pub async fn list(
         .filter(|c| !c.is_empty())
     {
         Some(c) if c.starts_with("hook_") && c.len() < 64 => Some(c),
-        Some(c) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                format!(
-                "cursor '{c}' is not one this API gave out; pass next_cursor of the previous page"
-            ),
-            ))
-        }
+        Some(c) => return Err(invalid_cursor(&c)),
         None => None,
     };
     Ok(Json(hooks_page(&state, filter, cursor, limit).await?))
@@ -386,21 +381,15 @@ pub(crate) async fn hooks_page(
     limit: usize,
 ) -> Result<HookPage, ApiError> {
     let store = state.store.clone();
-    let mut hooks = blocking(move || {
+    let page = blocking(move || {
         store
-            .list_hooks(&filter, cursor.as_deref(), limit + 1)
+            .list_hooks(&filter, cursor.as_deref(), limit)
             .map_err(ApiError::from)
     })
     .await?;
-    let next_cursor = if hooks.len() > limit {
-        hooks.truncate(limit);
-        hooks.last().map(|h| h.id.clone())
-    } else {
-        None
-    };
     Ok(HookPage {
-        hooks: hooks.into_iter().map(HookOut::masked).collect(),
-        next_cursor,
+        hooks: page.items.into_iter().map(HookOut::masked).collect(),
+        next_cursor: page.next_cursor,
     })
 }
 
@@ -526,19 +515,7 @@ pub async fn rotate_secret(
     let body: RotateSecretIn = if body.iter().all(u8::is_ascii_whitespace) {
         RotateSecretIn::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            let status = if e.is_data() {
-                StatusCode::UNPROCESSABLE_ENTITY
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            let code = if e.is_data() {
-                "invalid_body"
-            } else {
-                "malformed_json"
-            };
-            ApiError::new(status, code, e.to_string())
-        })?
+        parse_json(&body)?
     };
     Ok(Json(
         rotate_hook_secret(&state, id, body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS)).await?,

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 pub use admin::Sessions;
+pub(crate) use error::parse_json;
 pub use error::{ApiError, AppJson, AppQuery};
 pub use openapi::document as openapi_document;
 pub use rate_limit::RateLimits;
@@ -271,6 +272,17 @@ pub(crate) async fn checked_target(state: &AppState, url: &str) -> Result<String
     }
 }
 
+/// A cursor that this API did not give out.
+pub(crate) fn invalid_cursor(text: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_cursor",
+        format!(
+            "cursor '{text}' is not one this API gave out; pass next_cursor of the previous page"
+        ),
+    )
+}
+
 /// The most entries one page of a listing holds, and the default (the Procore pages' 25).
 pub(crate) const MAX_PAGE: usize = 100;
 pub(crate) const DEFAULT_PAGE: usize = 25;
@@ -282,13 +294,12 @@ pub(crate) fn parse_page(
 ) -> Result<(Option<i64>, usize), ApiError> {
     let cursor = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
         None => None,
-        Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                format!("cursor '{text}' is not one this API gave out; pass next_cursor of the previous page"),
-            )
-        })?),
+        Some(text) => Some(
+            text.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| invalid_cursor(text))?,
+        ),
     };
     let limit = match limit.map(str::trim).filter(|l| !l.is_empty()) {
         None => DEFAULT_PAGE,

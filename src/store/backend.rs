@@ -41,7 +41,7 @@ pub trait Hooks {
         filter: &HookFilter,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Hook>>;
+    ) -> Result<Page<Hook, String>>;
     /// `None` when there is no such hook. Disabling a hook discards what waits for it.
     fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>>;
     /// The old secret keeps signing beside the new one until `grace_until` (Unix ms).

@@ -13,10 +13,10 @@ use crate::clock::now_ms;
 
 /// One page of a listing, newest first.
 #[derive(Debug, Clone)]
-pub struct Page<T> {
+pub struct Page<T, C = i64> {
     pub items: Vec<T>,
-    /// Pass as `before` for the next page; `None` on the last page.
-    pub next_cursor: Option<i64>,
+    /// Pass as the cursor of the next page; `None` on the last page.
+    pub next_cursor: Option<C>,
 }
 
 /// One attempt, as a line of the deliveries log.
@@ -112,8 +112,9 @@ fn attempt_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptEntry> {
     })
 }
 
-fn page<T>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Page<T> {
-    // One more than asked for was read: its presence says there is a next page.
+/// The page of `items`, read with one row more than `limit`: its presence says there is a next
+/// page, and the cursor is that of the last item kept.
+pub(super) fn page<T, C>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> C) -> Page<T, C> {
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(seq)

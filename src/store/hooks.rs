@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use rusqlite::{OptionalExtension, Row, Transaction};
 
-use super::{Hooks, Result, Secrets, Sqlite};
+use super::history::page;
+use super::{Hooks, Page, Result, Secrets, Sqlite};
 use crate::clock::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,7 +243,7 @@ impl Hooks for Sqlite {
         filter: &HookFilter,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Hook>> {
+    ) -> Result<Page<Hook, String>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {HOOK_COLUMNS} FROM herald_hooks
@@ -252,7 +253,12 @@ impl Hooks for Sqlite {
         ))?;
         let mut hooks = stmt
             .query_map(
-                (filter.company_id, filter.project_id, after, limit as i64),
+                (
+                    filter.company_id,
+                    filter.project_id,
+                    after,
+                    limit as i64 + 1,
+                ),
                 hook_from_row,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -260,7 +266,7 @@ impl Hooks for Sqlite {
             load_events(&conn, hook)?;
             unseal(hook, self.secrets())?;
         }
-        Ok(hooks)
+        Ok(page(hooks, limit, |hook| hook.id.clone()))
     }
 
     /// Applies `patch`; `None` when there is no such hook. Disabling a hook discards what waits for it.

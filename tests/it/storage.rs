@@ -158,7 +158,10 @@ fn hooks_are_created_listed_changed_and_deleted(backend: &Backend) {
         (Scope::Company(2), vec!["Deal.create".to_string()], "CRM")
     );
 
-    let all = store.list_hooks(&HookFilter::default(), None, 10).unwrap();
+    let all = store
+        .list_hooks(&HookFilter::default(), None, 10)
+        .unwrap()
+        .items;
     assert_eq!(
         all.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
         [b.id.as_str(), a.id.as_str()],
@@ -168,12 +171,13 @@ fn hooks_are_created_listed_changed_and_deleted(backend: &Backend) {
         company_id: Some(2),
         project_id: None,
     };
-    let listed = store.list_hooks(&company, None, 10).unwrap();
+    let listed = store.list_hooks(&company, None, 10).unwrap().items;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, a.id);
     let after_b = store
         .list_hooks(&HookFilter::default(), Some(&b.id), 10)
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(after_b.len(), 1);
     assert_eq!(after_b[0].id, a.id, "the cursor pages on");
 
