@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::hooks::unknown_hook;
 use super::openapi::ErrorBody;
-use super::{blocking, parse_page, ApiError, AppJson, AppQuery, AppState};
+use super::{parse_page, ApiError, AppJson, AppQuery, AppState};
 use crate::clock::rfc3339_ms;
 use crate::events::RESOURCE_ACTIONS;
 use crate::store::{AttemptEntry, DeliveryStatus, EventAction, EventFilter, HookEvent};
@@ -124,9 +124,11 @@ fn truthy(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
 }
 
 async fn hook_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
-    let store = state.store.clone();
     let hook_id = id.to_owned();
-    if blocking(move || store.hook_exists(&hook_id).map_err(ApiError::from)).await? {
+    if state
+        .on_store(move |store| store.hook_exists(&hook_id))
+        .await?
+    {
         Ok(())
     } else {
         Err(unknown_hook(id))
@@ -163,13 +165,9 @@ pub(crate) async fn deliveries_page(
     limit: usize,
 ) -> Result<DeliveryPage, ApiError> {
     hook_exists(state, &id).await?;
-    let store = state.store.clone();
-    let page = blocking(move || {
-        store
-            .hook_attempts(&id, only_failures, cursor, limit)
-            .map_err(ApiError::from)
-    })
-    .await?;
+    let page = state
+        .on_store(move |store| store.hook_attempts(&id, only_failures, cursor, limit))
+        .await?;
     Ok(DeliveryPage {
         deliveries: page.items.into_iter().map(DeliveryOut::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
@@ -204,9 +202,9 @@ pub(crate) async fn delivery_detail(
     };
     let seq: i64 = delivery_id.trim().parse().map_err(|_| unknown())?;
     hook_exists(state, &id).await?;
-    let store = state.store.clone();
     let hook_id = id.clone();
-    let detail = blocking(move || store.hook_attempt(&hook_id, seq).map_err(ApiError::from))
+    let detail = state
+        .on_store(move |store| store.hook_attempt(&hook_id, seq))
         .await?
         .ok_or_else(unknown)?;
     let json = |text: &str| serde_json::from_str(text).unwrap_or(Value::String(text.to_owned()));
@@ -362,13 +360,9 @@ pub(crate) async fn events_page(
     limit: usize,
 ) -> Result<EventPage, ApiError> {
     hook_exists(state, &id).await?;
-    let store = state.store.clone();
-    let page = blocking(move || {
-        store
-            .hook_events(&id, &filter, cursor, limit)
-            .map_err(ApiError::from)
-    })
-    .await?;
+    let page = state
+        .on_store(move |store| store.hook_events(&id, &filter, cursor, limit))
+        .await?;
     Ok(EventPage {
         events: page.items.into_iter().map(EventOut::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
@@ -434,14 +428,10 @@ pub(crate) async fn retry_hook_event(
     event_id: String,
 ) -> Result<EventActionOut, ApiError> {
     hook_exists(state, &id).await?;
-    let store = state.store.clone();
     let (hook_id, event) = (id.clone(), event_id.clone());
-    let result = blocking(move || {
-        store
-            .retry_hook_event(&hook_id, &event)
-            .map_err(ApiError::from)
-    })
-    .await?;
+    let result = state
+        .on_store(move |store| store.retry_hook_event(&hook_id, &event))
+        .await?;
     let out = action_result(
         result,
         &id,
@@ -470,14 +460,10 @@ pub async fn discard_event(
     Path((id, event_id)): Path<(String, String)>,
 ) -> Result<Json<EventActionOut>, ApiError> {
     hook_exists(&state, &id).await?;
-    let store = state.store.clone();
     let (hook_id, event) = (id.clone(), event_id.clone());
-    let result = blocking(move || {
-        store
-            .discard_hook_event(&hook_id, &event)
-            .map_err(ApiError::from)
-    })
-    .await?;
+    let result = state
+        .on_store(move |store| store.discard_hook_event(&hook_id, &event))
+        .await?;
     action_result(
         result,
         &id,
@@ -545,14 +531,10 @@ pub(crate) async fn retry_failed_since(
         )
     })?;
     hook_exists(state, &id).await?;
-    let store = state.store.clone();
     let hook_id = id.clone();
-    let retried = blocking(move || {
-        store
-            .retry_failed_since(&hook_id, since_ms, include_discarded)
-            .map_err(ApiError::from)
-    })
-    .await?;
+    let retried = state
+        .on_store(move |store| store.retry_failed_since(&hook_id, since_ms, include_discarded))
+        .await?;
     if retried > 0 {
         state.deliveries_waiting.notify_one();
     }
@@ -591,17 +573,14 @@ pub async fn summary(
 
 pub(crate) async fn hook_summary(state: &AppState, id: String) -> Result<HookSummaryOut, ApiError> {
     hook_exists(state, &id).await?;
-    let store = state.store.clone();
     let hook_id = id.clone();
-    let (counts, last) = blocking(move || {
-        {
+    let (counts, last) = state
+        .on_store(move |store| {
             let counts = store.hook_delivery_counts(&hook_id)?;
             let last = store.hook_attempts(&hook_id, false, None, 1)?;
-            Ok::<_, crate::store::StoreError>((counts, last.items.into_iter().next()))
-        }
-        .map_err(ApiError::from)
-    })
-    .await?;
+            Ok((counts, last.items.into_iter().next()))
+        })
+        .await?;
     let count = |wanted: &[DeliveryStatus]| {
         counts
             .iter()

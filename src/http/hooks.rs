@@ -238,8 +238,9 @@ pub(crate) async fn checked_events(
     events: Vec<String>,
 ) -> Result<Vec<String>, ApiError> {
     let scripts = state.registry.current();
-    let store = state.store.clone();
-    let tables = blocking(move || store.application_tables().map_err(ApiError::from)).await?;
+    let tables = state
+        .on_store(move |store| store.application_tables())
+        .await?;
     for name in &events {
         match parse_resource_event(name) {
             Some((table, action)) => {
@@ -271,9 +272,10 @@ pub(crate) async fn checked_events(
 /// Installs or drops tracking triggers so that the selected resource events are caught from the very
 /// next change.
 pub(crate) async fn sync_tracking(state: &AppState) -> Result<(), ApiError> {
-    let store = state.store.clone();
     let tables = state.registry.current().tracked_tables();
-    let problems = blocking(move || store.sync_tracking(&tables).map_err(ApiError::from)).await?;
+    let problems = state
+        .on_store(move |store| store.sync_tracking(&tables))
+        .await?;
     for problem in problems {
         tracing::error!(table = %problem.table, "cannot track: {}", problem.message);
     }
@@ -281,9 +283,9 @@ pub(crate) async fn sync_tracking(state: &AppState) -> Result<(), ApiError> {
 }
 
 async fn load(state: &AppState, id: String) -> Result<Hook, ApiError> {
-    let store = state.store.clone();
     let hook_id = id.clone();
-    blocking(move || store.get_hook(&hook_id).map_err(ApiError::from))
+    state
+        .on_store(move |store| store.get_hook(&hook_id))
         .await?
         .ok_or_else(|| unknown_hook(&id))
 }
@@ -323,8 +325,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
         events,
         made_by: None,
     };
-    let store = state.store.clone();
-    let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;
+    let hook = state.on_store(move |store| store.create_hook(new)).await?;
     sync_tracking(state).await?;
     tracing::info!(hook_id = %hook.id, target = %hook.target_url, "hook created");
     let secret = hook.secret.clone();
@@ -380,13 +381,9 @@ pub(crate) async fn hooks_page(
     cursor: Option<String>,
     limit: usize,
 ) -> Result<HookPage, ApiError> {
-    let store = state.store.clone();
-    let page = blocking(move || {
-        store
-            .list_hooks(&filter, cursor.as_deref(), limit)
-            .map_err(ApiError::from)
-    })
-    .await?;
+    let page = state
+        .on_store(move |store| store.list_hooks(&filter, cursor.as_deref(), limit))
+        .await?;
     Ok(HookPage {
         hooks: page.items.into_iter().map(HookOut::masked).collect(),
         next_cursor: page.next_cursor,
@@ -455,9 +452,9 @@ pub(crate) async fn update_hook(
         scope,
         enabled: body.enabled,
     };
-    let store = state.store.clone();
     let hook_id = id.clone();
-    let hook = blocking(move || store.update_hook(&hook_id, &patch).map_err(ApiError::from))
+    let hook = state
+        .on_store(move |store| store.update_hook(&hook_id, &patch))
         .await?
         .ok_or_else(|| unknown_hook(&id))?;
     if patch_enabled_changed(&existing, &hook) {
@@ -485,9 +482,11 @@ pub async fn delete(
 }
 
 pub(crate) async fn delete_hook(state: &AppState, id: &str) -> Result<(), ApiError> {
-    let store = state.store.clone();
     let hook_id = id.to_owned();
-    if !blocking(move || store.delete_hook(&hook_id).map_err(ApiError::from)).await? {
+    if !state
+        .on_store(move |store| store.delete_hook(&hook_id))
+        .await?
+    {
         return Err(unknown_hook(id));
     }
     sync_tracking(state).await?;
@@ -597,8 +596,9 @@ pub async fn grid(
 /// The resource grid and the triggers of one hook.
 pub(crate) async fn grid_of(state: &AppState, id: String) -> Result<GridOut, ApiError> {
     let hook = load(state, id).await?;
-    let store = state.store.clone();
-    let tables = blocking(move || store.application_tables().map_err(ApiError::from)).await?;
+    let tables = state
+        .on_store(move |store| store.application_tables())
+        .await?;
     let selected = |name: &str| hook.events.iter().any(|e| e == name);
     let resources = tables
         .into_iter()
@@ -643,15 +643,11 @@ async fn set_cell(
     if selected {
         checked_events(&state, vec![event.clone()]).await?;
     }
-    let store = state.store.clone();
     let (hook_id, name) = (id.clone(), event.clone());
-    blocking(move || {
-        store
-            .set_hook_event(&hook_id, &name, selected)
-            .map_err(ApiError::from)
-    })
-    .await?
-    .ok_or_else(|| unknown_hook(&id))?;
+    state
+        .on_store(move |store| store.set_hook_event(&hook_id, &name, selected))
+        .await?
+        .ok_or_else(|| unknown_hook(&id))?;
     if parse_resource_event(&event).is_some() {
         sync_tracking(&state).await?;
     }

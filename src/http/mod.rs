@@ -242,6 +242,18 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
+impl AppState {
+    /// Runs `f` on the store on a blocking thread (every store call blocks); a store error becomes
+    /// the API's error.
+    pub(crate) async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        blocking(move || f(&store).map_err(ApiError::from)).await
+    }
+}
+
 /// Runs blocking work (SQLite, rhai) off the async workers.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,

@@ -162,16 +162,13 @@ async fn delete_subscription(
     caller: Caller,
     id: String,
 ) -> Result<Json<UnsubscribedOut>, ApiError> {
-    let store = state.store.clone();
     let hook_id = id.clone();
-    let deleted = blocking(move || {
-        match caller.role {
+    let deleted = state
+        .on_store(move |store| match caller.role {
             Role::Admin => store.delete_hook(&hook_id),
             Role::Subscribe => store.delete_subscription_made_by(&hook_id, &caller.name),
-        }
-        .map_err(ApiError::from)
-    })
-    .await?;
+        })
+        .await?;
     if !deleted {
         return Err(ApiError::not_found(
             "unknown_subscription",

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{blocking, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::clock::rfc3339_ms;
 use crate::events::parse_resource_event;
 use crate::scripts::{Diagnostic, ScriptEntry, ScriptKind};
@@ -95,8 +95,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ScriptsOut>, Api
 
 pub(crate) async fn scripts_overview(state: &AppState) -> Result<ScriptsOut, ApiError> {
     let scripts = state.registry.current();
-    let store = state.store.clone();
-    let subscribed = blocking(move || store.hooks_per_event().map_err(ApiError::from)).await?;
+    let subscribed = state.on_store(move |store| store.hooks_per_event()).await?;
     let triggers = scripts.trigger_names();
     Ok(ScriptsOut {
         folder: scripts.folder.display().to_string(),
