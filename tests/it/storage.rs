@@ -113,6 +113,27 @@ fn record(delivery: &ClaimedDelivery, outcome: AttemptOutcome, next: NextStep) -
     }
 }
 
+/// A hook of `NewOpportunity` with no scope: the plain receiver most checks need.
+fn opportunity_hook(store: &Store) -> herald::store::Hook {
+    store
+        .create_hook(hook(
+            "https://r.example/",
+            Scope::Everything,
+            &["NewOpportunity"],
+        ))
+        .unwrap()
+}
+
+/// Records one attempt of `delivery`.
+fn record_one(store: &Store, delivery: &ClaimedDelivery, outcome: AttemptOutcome, next: NextStep) {
+    store
+        .record_attempts(
+            &[record(delivery, outcome, next)],
+            &FailurePolicy::default(),
+        )
+        .unwrap();
+}
+
 /// Claims every due delivery (up to 1,000), leased for a minute.
 fn claim_all(store: &Store) -> Vec<ClaimedDelivery> {
     store
@@ -344,13 +365,7 @@ fn events_fan_out_to_the_hooks_of_their_trigger_and_scope_only(backend: &Backend
 
 fn claims_lease_within_the_room_and_records_move_deliveries_on(backend: &Backend) {
     let store = &backend.store;
-    let h = store
-        .create_hook(hook(
-            "https://r.example/",
-            Scope::Everything,
-            &["NewOpportunity"],
-        ))
-        .unwrap();
+    let h = opportunity_hook(store);
     for _ in 0..5 {
         store
             .insert_events(&[event("NewOpportunity", None, None)])
@@ -420,13 +435,7 @@ fn claims_lease_within_the_room_and_records_move_deliveries_on(backend: &Backend
 
 fn the_deliveries_log_pages_newest_first_without_gaps(backend: &Backend) {
     let store = &backend.store;
-    let h = store
-        .create_hook(hook(
-            "https://r.example/",
-            Scope::Everything,
-            &["NewOpportunity"],
-        ))
-        .unwrap();
+    let h = opportunity_hook(store);
     let events: Vec<NewEvent> = (0..30)
         .map(|_| event("NewOpportunity", None, None))
         .collect();
@@ -494,13 +503,7 @@ fn the_deliveries_log_pages_newest_first_without_gaps(backend: &Backend) {
 
 fn events_are_retried_and_discarded_by_status(backend: &Backend) {
     let store = &backend.store;
-    let h = store
-        .create_hook(hook(
-            "https://r.example/",
-            Scope::Everything,
-            &["NewOpportunity"],
-        ))
-        .unwrap();
+    let h = opportunity_hook(store);
     let waiting = event("NewOpportunity", None, None);
     let failing = event("NewOpportunity", None, None);
     store
@@ -526,16 +529,12 @@ fn events_are_retried_and_discarded_by_status(backend: &Backend) {
         EventAction::Conflict(DeliveryStatus::Delivering),
         "not while its attempt is in flight"
     );
-    store
-        .record_attempts(
-            &[record(
-                &claimed[0],
-                AttemptOutcome::Timeout,
-                NextStep::Failed,
-            )],
-            &FailurePolicy::default(),
-        )
-        .unwrap();
+    record_one(
+        store,
+        &claimed[0],
+        AttemptOutcome::Timeout,
+        NextStep::Failed,
+    );
     assert_eq!(
         store.retry_hook_event(&h.id, &failing.id).unwrap(),
         EventAction::Done
@@ -562,27 +561,17 @@ fn events_are_retried_and_discarded_by_status(backend: &Backend) {
 
 fn retention_purges_old_final_events_only(backend: &Backend) {
     let store = &backend.store;
-    let h = store
-        .create_hook(hook(
-            "https://r.example/",
-            Scope::Everything,
-            &["NewOpportunity"],
-        ))
-        .unwrap();
+    let h = opportunity_hook(store);
     let done = event("NewOpportunity", None, None);
     let waiting = event("NewOpportunity", None, None);
     store.insert_events(std::slice::from_ref(&done)).unwrap();
     let claimed = claim_all(store);
-    store
-        .record_attempts(
-            &[record(
-                &claimed[0],
-                AttemptOutcome::Success,
-                NextStep::Delivered,
-            )],
-            &FailurePolicy::default(),
-        )
-        .unwrap();
+    record_one(
+        store,
+        &claimed[0],
+        AttemptOutcome::Success,
+        NextStep::Delivered,
+    );
     store.insert_events(std::slice::from_ref(&waiting)).unwrap();
     assert_eq!(
         store.purge_before(now_ms() - 60_000, 100).unwrap(),
