@@ -28,14 +28,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use backend::{Backend, ChangeFeed, ChangeLog, History, Hooks, Operations, Outbox, ScriptDb};
-pub use changes::{Action, Change, ChangeBatch, ChangeReader, TrackingProblem, UnreadableChange};
+pub use changes::{Action, Change, ChangeBatch, TrackingProblem, UnreadableChange};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
 pub use outbox::{
     AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
     FailurePolicy, HookHealthChange, NewEvent, NextStep, OutboxSnapshot, Stored, StoredAttempt,
 };
-pub use read_only::{Cell, QueryError, ReadOnlyDb, RowLimit, Rows, ScopeName};
+use read_only::ReadOnlyDb;
+pub use read_only::{Cell, QueryError, RowLimit, Rows, ScopeName};
 pub use script_failures::ScriptFailure;
 pub use secrets::{SecretError, Secrets};
 pub use sqlite::{known_tables, Sqlite};
