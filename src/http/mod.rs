@@ -38,6 +38,12 @@ use crate::store::Store;
 /// Requests larger than this are refused with 413 before they are read whole.
 const BODY_LIMIT: usize = 1024 * 1024;
 
+/// How much of a refused body herald still reads (and throws away) before it answers, and for how
+/// long: a client that is still sending when the answer comes and the connection closes gets a
+/// broken pipe instead of the 413. Bigger or slower bodies are cut off as before.
+const REFUSED_BODY_DRAIN: usize = 16 * 1024 * 1024;
+const REFUSED_BODY_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
@@ -69,7 +75,40 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(refuse_oversized_bodies))
         .with_state(state)
+}
+
+/// Refuses a body whose `Content-Length` is over the limit before any handler runs, the way
+/// nginx's lingering close does: the body is read and thrown away (up to `REFUSED_BODY_DRAIN`),
+/// then the 413 goes out, so that a client that writes its whole body before reading the answer
+/// sees the 413 rather than a reset. A client that asked `Expect: 100-continue` has sent nothing
+/// yet and is answered at once. Bodies without a length are cut off by `DefaultBodyLimit`.
+async fn refuse_oversized_bodies(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(length) = declared.filter(|length| *length > BODY_LIMIT as u64) else {
+        return next.run(request).await;
+    };
+    let waits_for_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits_for_continue && length <= REFUSED_BODY_DRAIN as u64 {
+        use http_body_util::BodyExt;
+        let mut body = request.into_body();
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(REFUSED_BODY_DRAIN_TIME, drain).await;
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the request body is {length} bytes; herald takes at most {BODY_LIMIT}"),
+    )
+    .into_response()
 }
 
 /// Who made an authenticated request: the token's name and role. The middleware puts it in the

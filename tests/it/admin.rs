@@ -776,8 +776,7 @@ async fn bad_input_gets_a_4xx_and_changes_nothing() {
 
     let oversized =
         json!({"target_url": target, "company_id": 1, "description": "x".repeat(2 << 20)});
-    // A client of its own: the server answers 413 before reading the whole body and closes that
-    // connection, which must not be reused for the requests below.
+    // A client of its own, so that the refused request's connection is not reused below.
     let response = reqwest::Client::new()
         .post(herald.url("/api/v1/hooks"))
         .bearer_auth(TOKEN)

@@ -1,6 +1,7 @@
 //! Every bad request gets a 4xx with the contract's JSON error and changes nothing.
 
 use serde_json::{json, Value};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -87,8 +88,7 @@ async fn bad_requests_get_a_4xx_and_a_json_error() {
         415,
         "unsupported_media_type",
     );
-    // Refused before it is read whole: the server may drop the connection after answering, so
-    // this request must not leave it in the client's pool for the next one.
+    // Refused by its declared length; the connection is not kept for the requests below.
     let r = client
         .post(&subscribe)
         .bearer_auth(TOKEN)
@@ -337,5 +337,41 @@ async fn a_token_over_its_rate_gets_429_with_retry_after_and_other_tokens_go_on(
         metrics.contains("herald_api_rate_limited_total{caller=\"default\"} 1"),
         "{metrics}"
     );
+    herald.stop().await;
+}
+
+/// A client that writes its whole request before it reads (as most do) gets the 413 and its JSON
+/// body, not a reset connection: herald reads a refused body to the end before it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_sent_whole_gets_its_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let herald = TestHerald::demo(|_| {}).await;
+    for round in 0..3 {
+        let body = format!("{{\"event\": \"{}\"}}", "x".repeat(15 * 1024 * 1024));
+        let mut stream = tokio::net::TcpStream::connect(herald.addr).await.unwrap();
+        let head = format!(
+            "POST /EPT_WebhookSubscribe HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\n\
+             content-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+            herald.addr,
+            body.len()
+        );
+        let sent = tokio::time::timeout(Duration::from_secs(10), async {
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(body.as_bytes()).await
+        })
+        .await
+        .expect("the body is written within 10 s");
+        sent.unwrap_or_else(|e| panic!("round {round}: writing the body failed: {e}"));
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the answer comes within 10 s")
+            .unwrap_or_else(|e| panic!("round {round}: reading the answer failed: {e}"));
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: Value = serde_json::from_str(json).unwrap_or_else(|_| panic!("{answer}"));
+        assert_eq!(json["error"]["code"], "body_too_large", "{answer}");
+    }
     herald.stop().await;
 }
