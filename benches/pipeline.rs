@@ -727,7 +727,7 @@ fn trigger_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
     let config = herald::Config::with_paths(dir.path().join("bench.db"), &scripts_dir);
     let (store, _) = herald::server::prepare(&config).unwrap();
     drop(store);
-    let mut conn = app_connection(&config.db);
+    let mut conn = app_connection(config.db.sqlite_path().expect("the bench runs on SQLite"));
     // The same table as the demo's Deal (its defaults cost too), under another name.
     let deal_sql: String = conn
         .query_row(

@@ -15,7 +15,8 @@ use crate::store::known_tables;
 pub fn check(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
     let scripts = ScriptSet::load(&config.scripts, &config.sandbox)?;
     let mut problems: Vec<String> = scripts.diagnostics.iter().map(|d| d.render()).collect();
-    match known_tables(&config.db, scripts.schema_sql.as_deref()) {
+    let schema_file = config.db.schema_file();
+    match known_tables(&config.db, scripts.schema(schema_file)) {
         Ok(tables) => {
             for table in scripts.tracked_tables() {
                 if !tables.contains(&table) {
@@ -24,13 +25,13 @@ pub fn check(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
                         .map(|s| s.file_name.clone())
                         .unwrap_or_default();
                     problems.push(format!(
-                        "{file}: table {table} does not exist in {} or schema.sql",
-                        config.db.display()
+                        "{file}: table {table} does not exist in {} or {schema_file}",
+                        config.db
                     ));
                 }
             }
         }
-        Err(e) => problems.push(format!("schema.sql: {e}")),
+        Err(e) => problems.push(format!("{schema_file}: {e}")),
     }
     for problem in &problems {
         writeln!(out, "{problem}")?;

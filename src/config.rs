@@ -8,10 +8,13 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::database::Database;
+
 /// What the command line (flag or its environment variable, as clap resolves them) says.
 #[derive(Debug, Default, Clone)]
 pub struct CommandLine {
-    pub db: Option<PathBuf>,
+    /// An SQLite file or a `postgres://` URL.
+    pub db: Option<String>,
     pub scripts: Option<PathBuf>,
     pub listen: Option<String>,
     pub config: Option<PathBuf>,
@@ -19,7 +22,7 @@ pub struct CommandLine {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub db: PathBuf,
+    pub db: Database,
     pub scripts: PathBuf,
     pub listen: String,
     /// `None`: a token is generated on first start and kept beside the database. Its role is admin.
@@ -31,8 +34,11 @@ pub struct Config {
     pub watch_scripts: bool,
     /// The key (base64, 32 bytes) that seals hooks' secrets at rest; `HERALD_SECRET_KEY`.
     pub secret_key: Option<String>,
-    /// Where the key is kept when not given; default `<db>.secret-key`, generated on first start.
+    /// Where the key is kept when not given; default `<db>.secret-key` (`herald.secret-key` in the
+    /// working directory on PostgreSQL), generated on first start.
     pub secret_key_file: Option<PathBuf>,
+    /// How herald uses a PostgreSQL database (ignored on SQLite).
+    pub postgres: PostgresSettings,
     pub delivery: DeliverySettings,
     pub sandbox: SandboxLimits,
     pub tracking: TrackingSettings,
@@ -78,6 +84,28 @@ pub struct ApiToken {
     pub name: String,
     pub token: String,
     pub role: Role,
+}
+
+/// How herald uses a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// The schema of herald's own tables, created and migrated by herald.
+    pub schema: String,
+    /// The most connections herald's pool opens (scripts' connections apart).
+    pub pool_size: u32,
+    /// A URL that logs in as the read-only role scripts query through. Without it herald creates
+    /// and manages that role itself (`<schema>_script`), which needs a role that may create roles.
+    pub script_url: Option<crate::database::PostgresUrl>,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings {
+            schema: "herald".into(),
+            pool_size: 10,
+            script_url: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -195,7 +223,7 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    db: Option<PathBuf>,
+    db: Option<String>,
     scripts: Option<PathBuf>,
     listen: Option<String>,
     api_token: Option<String>,
@@ -213,6 +241,16 @@ struct FileConfig {
     retention: FileRetention,
     #[serde(default)]
     api: FileApi,
+    #[serde(default)]
+    postgres: FilePostgres,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePostgres {
+    schema: Option<String>,
+    pool_size: Option<u32>,
+    script_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,7 +305,7 @@ struct FileTracking {
 
 impl Config {
     /// Built-in defaults everywhere; what tests and embedders start from.
-    pub fn with_paths(db: impl Into<PathBuf>, scripts: impl Into<PathBuf>) -> Config {
+    pub fn with_paths(db: impl Into<Database>, scripts: impl Into<PathBuf>) -> Config {
         Config {
             db: db.into(),
             scripts: scripts.into(),
@@ -277,6 +315,7 @@ impl Config {
             watch_scripts: true,
             secret_key: None,
             secret_key_file: None,
+            postgres: PostgresSettings::default(),
             delivery: DeliverySettings::default(),
             sandbox: SandboxLimits::default(),
             tracking: TrackingSettings::default(),
@@ -299,9 +338,15 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let mut config = Config::with_paths("herald.db", "scripts");
-        if let Some(v) = file.db {
-            config.db = v;
+        let mut config = Config::with_paths(PathBuf::from("herald.db"), "scripts");
+        let database = |name: &str, text: &str| {
+            Database::parse(text).map_err(|message| ConfigError::Invalid {
+                name: name.into(),
+                message,
+            })
+        };
+        if let Some(v) = &file.db {
+            config.db = database("db", v)?;
         }
         if let Some(v) = file.scripts {
             config.scripts = v;
@@ -334,6 +379,7 @@ impl Config {
         config.api_tokens = file.api_tokens;
         config.watch_scripts = file.watch_scripts.unwrap_or(true);
         config.secret_key_file = file.secret_key_file;
+        config.apply_postgres_section(file.postgres, &env)?;
         config.apply_file_sections(file.delivery, file.sandbox, file.tracking)?;
         if let Some(days) = file.retention.days {
             config.retention.max_age =
@@ -438,7 +484,7 @@ impl Config {
         }
 
         if let Some(v) = &cli.db {
-            config.db = v.clone();
+            config.db = database("--db (HERALD_DB)", v)?;
         }
         if let Some(v) = &cli.scripts {
             config.scripts = v.clone();
@@ -447,6 +493,40 @@ impl Config {
             config.listen = v.clone();
         }
         Ok(config)
+    }
+
+    fn apply_postgres_section(
+        &mut self,
+        file: FilePostgres,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let p = &mut self.postgres;
+        if let Some(schema) = env("HERALD_PG_SCHEMA").or(file.schema) {
+            if !is_plain_identifier(&schema) {
+                return Err(ConfigError::Invalid {
+                    name: "postgres.schema (HERALD_PG_SCHEMA)".into(),
+                    message: format!(
+                        "'{schema}' is not a plain lower-case name (letters, digits and _, \
+                         starting with a letter, at most 40 characters)"
+                    ),
+                });
+            }
+            p.schema = schema;
+        }
+        if let Some(size) = file.pool_size {
+            p.pool_size = size.clamp(2, 1000);
+        }
+        if let Some(url) = file.script_url {
+            p.script_url = Some(
+                crate::database::PostgresUrl::parse(&url).map_err(|message| {
+                    ConfigError::Invalid {
+                        name: "postgres.script_url".into(),
+                        message,
+                    }
+                })?,
+            );
+        }
+        Ok(())
     }
 
     fn apply_file_sections(
@@ -519,6 +599,14 @@ impl Config {
     }
 }
 
+/// A name herald can put in SQL unquoted and build other names from (`herald` -> `herald_script`).
+fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 40
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -584,7 +672,8 @@ mod tests {
     #[test]
     fn defaults_match_the_contract() {
         let config = load(CommandLine::default(), &[]).unwrap();
-        assert_eq!(config.db, PathBuf::from("herald.db"));
+        assert_eq!(config.db, Database::Sqlite("herald.db".into()));
+        assert_eq!(config.postgres.schema, "herald");
         assert_eq!(config.scripts, PathBuf::from("scripts"));
         assert_eq!(config.listen, "127.0.0.1:8080");
         let secs: Vec<u64> = config
@@ -613,7 +702,7 @@ mod tests {
             ..Default::default()
         };
         let config = load(cli, &[("HERALD_DELIVERY_TIMEOUT", "7")]).unwrap();
-        assert_eq!(config.db, PathBuf::from("from-flag.db"));
+        assert_eq!(config.db, Database::Sqlite("from-flag.db".into()));
         assert_eq!(config.listen, "127.0.0.1:9000");
         assert_eq!(config.delivery.timeout, Duration::from_secs(7));
         assert_eq!(config.delivery.retry_schedule.len(), 2);

@@ -8,6 +8,7 @@
 //! -> outbox ([`store`]) -> delivery worker ([`delivery`]) -> attempt log ([`store`]).
 //!
 //! - [`config`]: settings from flags, environment variables and an optional TOML file.
+//! - [`database`]: where the data lives: an SQLite file or a PostgreSQL URL (shown without password).
 //! - [`store`]: the only module that speaks SQL; migrations, the change log, hooks, the outbox.
 //! - [`scripts`]: the sandboxed rhai engine, the script registry, diagnostics with file, line and column.
 //! - [`reload`]: watches the scripts folder and swaps in the new scripts when a file changes.
@@ -24,6 +25,7 @@ pub mod backoff;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod database;
 pub mod delivery;
 pub mod events;
 pub mod http;

@@ -13,12 +13,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "herald",
     version,
-    about = "Webhook trigger runtime for SQLite applications"
+    about = "Webhook trigger runtime for applications on SQLite or PostgreSQL"
 )]
 struct Cli {
-    /// The SQLite database file (the application's and herald's tables).
+    /// The database: an SQLite file, or a PostgreSQL URL (postgres://user:password@host:5432/db).
     #[arg(long, global = true, env = "HERALD_DB")]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// The folder of scripts (GetWebhookResponseBody_*.rhai, SysNotification_*_ParseForEach.rhai, schema.sql).
     #[arg(long, global = true, env = "HERALD_SCRIPTS")]
     scripts: Option<PathBuf>,
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             eprintln!("herald: {e}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let mut stdout = std::io::stdout();

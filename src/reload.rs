@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::config::SandboxLimits;
-use crate::scripts::{ScriptRegistry, ScriptSet, SCHEMA_FILE};
+use crate::scripts::{ScriptRegistry, ScriptSet, SCHEMA_FILES};
 use crate::store::Store;
 
 /// Quiet time after the last file event before the folder is loaded again.
@@ -166,10 +166,12 @@ fn log_differences(old: &ScriptSet, new: &ScriptSet) {
             );
         }
     }
-    if old.schema_sql != new.schema_sql {
-        tracing::warn!(
-            file = %new.folder.join(SCHEMA_FILE).display(),
-            "schema.sql changed: it is applied at start only; restart herald to apply it"
-        );
+    for file in SCHEMA_FILES {
+        if old.schema(file) != new.schema(file) {
+            tracing::warn!(
+                file = %new.folder.join(file).display(),
+                "{file} changed: it is applied at start only; restart herald to apply it"
+            );
+        }
     }
 }

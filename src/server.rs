@@ -11,11 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 use crate::config::{ApiToken, Config, Role};
+use crate::database::Database;
 use crate::delivery::{TargetPolicy, Worker};
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
 use crate::reload::ScriptWatcher;
-use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet, SCHEMA_FILE};
+use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet};
 use crate::store::{Secrets, Store};
 use crate::tracking::Tracker;
 
@@ -32,8 +33,9 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Store, ScriptSet)> {
     for diagnostic in &scripts.diagnostics {
         tracing::error!("{diagnostic}");
     }
-    if let Some(sql) = &scripts.schema_sql {
-        store.apply_schema(SCHEMA_FILE, sql)?;
+    let schema_file = config.db.schema_file();
+    if let Some(sql) = scripts.schema(schema_file) {
+        store.apply_schema(schema_file, sql)?;
     }
     for problem in store.sync_tracking(&scripts.tracked_tables())? {
         tracing::error!(table = %problem.table, "cannot track: {}", problem.message);
@@ -44,8 +46,13 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Store, ScriptSet)> {
 /// The database with the key that seals hooks' secrets, sealing what is still plain.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let secrets = secrets(config)?;
-    let store = Store::open_with_secrets(&config.db, secrets)
-        .with_context(|| format!("cannot open the database {}", config.db.display()))?;
+    let store = Store::open_database(
+        &config.db,
+        &config.postgres,
+        secrets,
+        config.sandbox.time_budget,
+    )
+    .with_context(|| format!("cannot open the database {}", config.db))?;
     let sealed = store
         .seal_plain_secrets()
         .context("cannot seal the hooks' secrets")?;
@@ -60,11 +67,10 @@ fn secrets(config: &Config) -> anyhow::Result<Secrets> {
     if let Some(key) = &config.secret_key {
         return Secrets::from_base64(key).context("HERALD_SECRET_KEY");
     }
-    let path = config.secret_key_file.clone().unwrap_or_else(|| {
-        let mut name = config.db.as_os_str().to_owned();
-        name.push(".secret-key");
-        PathBuf::from(name)
-    });
+    let path = config
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| config.db.companion_file("secret-key"));
     match std::fs::read_to_string(&path) {
         Ok(key) => {
             Secrets::from_base64(&key).with_context(|| format!("the key file {}", path.display()))
@@ -80,11 +86,10 @@ fn secrets(config: &Config) -> anyhow::Result<Secrets> {
     }
 }
 
-/// Where the generated API token is kept: beside the database.
-pub fn token_file(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".api-token");
-    PathBuf::from(name)
+/// Where the generated API token is kept: beside an SQLite file, in the working directory for
+/// PostgreSQL.
+pub fn token_file(db: &Database) -> PathBuf {
+    db.companion_file("api-token")
 }
 
 /// The configured token, or the one kept beside the database (generated on first start).

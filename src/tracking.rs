@@ -2,9 +2,9 @@
 //! script once per changed row, renders the events it fires, adds the resource events hooks select,
 //! and stores them.
 //!
-//! It runs on a thread of its own (rusqlite and rhai block). It notices other processes' commits with
-//! `PRAGMA data_version`, a look at the WAL index that costs microseconds, so it can look every few
-//! milliseconds instead of sleeping a second between looks.
+//! It runs on a thread of its own (the database clients and rhai block). Its `ChangeFeed` says when
+//! the log may hold something new: on SQLite a look at `PRAGMA data_version` every millisecond,
+//! which costs microseconds; on PostgreSQL the triggers' `NOTIFY`.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -194,24 +194,21 @@ impl Tracker {
     }
 
     fn run(mut self, stop: &AtomicBool) {
-        let mut seen_data_version = None;
         let mut seen_schema_version = self.reader.schema_version().ok();
         let mut backoff = Backoff::default();
         let mut more_waiting = true;
         while !stop.load(Ordering::Relaxed) {
-            let data_version = match self.reader.data_version() {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!("cannot read the change log: {e}");
-                    sleep_after_failure(&mut backoff, stop);
-                    continue;
+            if !more_waiting {
+                match self.reader.wait_for_changes(self.settings.poll_interval) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!("cannot read the change log: {e}");
+                        sleep_after_failure(&mut backoff, stop);
+                        continue;
+                    }
                 }
-            };
-            if !more_waiting && seen_data_version == Some(data_version) {
-                std::thread::sleep(self.settings.poll_interval);
-                continue;
             }
-            seen_data_version = Some(data_version);
             let schema_version = self.reader.schema_version().ok();
             if schema_version != seen_schema_version {
                 // An application migration may have added a column: refresh the triggers so `row`
@@ -238,11 +235,10 @@ impl Tracker {
 
     /// Consumes at most one batch; returns how many rows of the log it consumed, readable or not.
     fn consume_batch(&mut self, stop: &AtomicBool) -> Result<usize, StoreError> {
-        let position = self.reader.position()?;
-        let batch = self.reader.read_after(position, self.settings.batch_size)?;
-        let Some(to_position) = batch.through else {
+        let batch = self.reader.read_next(self.settings.batch_size)?;
+        if batch.is_empty() {
             return Ok(0);
-        };
+        }
         let scripts = self.registry.current();
         let resource_events = self.store.subscribed_resource_events()?;
         let context = ChangeContext {
@@ -267,8 +263,7 @@ impl Tracker {
         let mut backoff = Backoff::default();
         loop {
             match self.store.commit_consumed_changes(
-                position,
-                to_position,
+                &batch.consumed,
                 &outcome.events,
                 &outcome.failures,
                 Some(&self.handoff.lease()),

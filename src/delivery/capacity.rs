@@ -203,6 +203,20 @@ impl<'a> Taken<'a> {
         }
         true
     }
+
+    /// Gives back one delivery's room of `hook` taken here and not used after all (a claim that
+    /// reserved room for rows another process took first).
+    pub(crate) fn give_back(&mut self, hook: &str) {
+        if let Some(entry) = self
+            .hooks
+            .iter_mut()
+            .rev()
+            .find(|(h, n)| h == hook && *n > 0)
+        {
+            entry.1 -= 1;
+            self.capacity.give_back(hook);
+        }
+    }
 }
 
 impl Drop for Taken<'_> {

@@ -60,10 +60,12 @@ impl Dispatcher {
             target_url,
             event_id,
             payload,
+            leased_until,
             ..
         } = delivery;
         let mut record = AttemptRecord {
             delivery_seq: seq,
+            leased_until,
             url: target_url,
             hook_id,
             event_id,

@@ -23,8 +23,9 @@ use crate::config::SandboxLimits;
 const BODY_PREFIX: &str = "GetWebhookResponseBody_";
 const NOTIFICATION_PREFIX: &str = "SysNotification_";
 const NOTIFICATION_SUFFIX: &str = "_ParseForEach";
-/// The application's schema, applied at start; not a script.
-pub const SCHEMA_FILE: &str = "schema.sql";
+/// The application's schema, applied at start (one per database, see `Database::schema_file`);
+/// not scripts.
+pub const SCHEMA_FILES: [&str; 2] = ["schema.sql", "schema.postgres.sql"];
 
 /// What a script file is, from its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +105,8 @@ pub struct ScriptSet {
     notification: BTreeMap<String, Arc<Script>>,
     trigger_names: Arc<BTreeSet<String>>,
     pub diagnostics: Vec<Diagnostic>,
-    /// `schema.sql`, when the folder has one.
-    pub schema_sql: Option<String>,
+    /// `schema.sql` and `schema.postgres.sql`, those the folder has, by file name.
+    pub schemas: BTreeMap<String, String>,
     /// When the folder was read, Unix milliseconds.
     pub loaded_at: i64,
 }
@@ -122,6 +123,11 @@ impl ScriptSet {
     /// whose text did not change is not compiled again.
     pub fn reload(&self, limits: &SandboxLimits) -> std::io::Result<ScriptSet> {
         Self::load_over(&self.folder, limits, Some(self))
+    }
+
+    /// The schema script `file_name` (see `SCHEMA_FILES`), if the folder has it.
+    pub fn schema(&self, file_name: &str) -> Option<&str> {
+        self.schemas.get(file_name).map(String::as_str)
     }
 
     /// The live script loaded from `file_name`, if any.
@@ -185,8 +191,9 @@ impl ScriptSet {
         entries.sort();
         for file_name in entries {
             let path = folder.join(&file_name);
-            if file_name == SCHEMA_FILE {
-                set.schema_sql = Some(std::fs::read_to_string(&path)?);
+            if SCHEMA_FILES.contains(&file_name.as_str()) {
+                let sql = std::fs::read_to_string(&path)?;
+                set.schemas.insert(file_name, sql);
                 continue;
             }
             let kind = match ScriptKind::from_file_name(&file_name) {

@@ -354,6 +354,8 @@ fn cell_to_dynamic(cell: Cell) -> Dynamic {
         Cell::Real(x) => Dynamic::from_float(x),
         Cell::Text(t) => t.into(),
         Cell::Blob(b) => Dynamic::from_blob(b),
+        Cell::Bool(b) => Dynamic::from_bool(b),
+        Cell::Json(value) => json_to_dynamic(&value),
     }
 }
 

@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use super::{
     AttemptDetail, AttemptEntry, AttemptRecord, Cell, ChangeBatch, Claim, ClaimOutcome,
-    ClaimedDelivery, DeliveryStatus, EventAction, EventFilter, FailurePolicy, Hook, HookEvent,
-    HookFilter, HookHealthChange, HookPatch, NewEvent, NewHook, OutboxSnapshot, Page, QueryError,
-    Result, RowLimit, Rows, ScopeName, ScriptFailure, Stored, StoredAttempt, TrackingProblem,
+    ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter, FailurePolicy, Hook,
+    HookEvent, HookFilter, HookHealthChange, HookPatch, NewEvent, NewHook, OutboxSnapshot, Page,
+    QueryError, Result, RowLimit, Rows, ScopeName, ScriptFailure, Stored, StoredAttempt,
+    TrackingProblem,
 };
 use crate::delivery::DirectLease;
 
@@ -142,12 +143,12 @@ pub trait ChangeLog {
     fn application_tables(&self) -> Result<Vec<String>>;
     /// The newest row of an application table with its id: a resource event's sample.
     fn newest_row(&self, table: &str) -> Result<Option<(i64, serde_json::Value)>>;
-    /// Stores a batch's events and failures and moves the position from `from_position` to
-    /// `to_position`, in one transaction; with `lease`, leases fresh deliveries to the worker.
+    /// Stores a batch's events and failures and takes what it `consumed` off the log, in one
+    /// transaction; with `lease`, leases fresh deliveries to the worker. A batch that someone
+    /// else consumed meanwhile stores nothing (`StoreError::ConcurrentConsumer`).
     fn commit_consumed_changes(
         &self,
-        from_position: i64,
-        to_position: i64,
+        consumed: &Consumed,
         events: &[NewEvent],
         failures: &[ScriptFailure],
         lease: Option<&DirectLease<'_>>,
@@ -158,15 +159,15 @@ pub trait ChangeLog {
 
 /// The tracker's reader of the change log.
 pub trait ChangeFeed: Send {
-    /// A number that changes whenever the log may have new rows (SQLite's `data_version`): the
-    /// tracker reads only when it moved.
-    fn data_version(&self) -> Result<i64>;
-    /// A number that changes when the application's schema does.
+    /// Whether the log may hold changes not yet read: true at once when something was written
+    /// since the last look, else after waiting at most about `poll` (SQLite looks at its
+    /// `data_version`; PostgreSQL waits for a notification, and says true now and then anyway,
+    /// in case one was lost).
+    fn wait_for_changes(&mut self, poll: Duration) -> Result<bool>;
+    /// A number that changes when the application's schema does (the capture may need renewing).
     fn schema_version(&self) -> Result<i64>;
-    /// The consumer's position: every change up to it has been consumed.
-    fn position(&self) -> Result<i64>;
-    /// At most `limit` changes after `position`, in commit order.
-    fn read_after(&mut self, position: i64, limit: usize) -> Result<ChangeBatch>;
+    /// At most `limit` changes not yet consumed, in the order they are to be consumed.
+    fn read_next(&mut self, limit: usize) -> Result<ChangeBatch>;
 }
 
 /// Scripts' read-only handle on the application's tables.
@@ -178,9 +179,16 @@ pub trait ScriptDb: Send {
     fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>);
     fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError>;
     /// The application's companies and projects, for the scope pickers.
-    fn companies(&self) -> Vec<ScopeName>;
-    fn projects(&self) -> Vec<ScopeName>;
-    fn company_of_project(&self, project_id: i64) -> Option<i64>;
+    fn companies(&self) -> Vec<ScopeName> {
+        super::query::companies(self)
+    }
+    fn projects(&self) -> Vec<ScopeName> {
+        super::query::projects(self)
+    }
+    /// The company of a project, by the convention of `events::row_scope`.
+    fn company_of_project(&self, project_id: i64) -> Option<i64> {
+        super::query::company_of_project(self, project_id)
+    }
 }
 
 /// The database itself: readiness, upkeep, the application's schema, and handles of its own.

@@ -1,5 +1,5 @@
-//! Datatracking in the database: the triggers that log every change of a tracked table, and the
-//! reading of that log in commit order.
+//! Datatracking in SQLite: the triggers that log every change of a tracked table, and the reading
+//! of that log in commit order.
 //!
 //! Why triggers: they run inside the writer's own transaction, whatever the writer is (herald, the
 //! application, the `sqlite3` shell), so a change is logged if and only if it commits. SQLite has one
@@ -12,115 +12,15 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use super::change::{
+    Action, Change, ChangeBatch, Consumed, Readable, TrackingProblem, UnreadableChange,
+};
 use super::outbox::{fan_out, NewEvent, Stored};
 use super::script_failures::{insert_failures, ScriptFailure};
 use super::{
     open_connection, quote_ident, quote_literal, ChangeFeed, ChangeLog, Result, Sqlite, StoreError,
 };
 use crate::delivery::{DirectLease, Taken};
-
-/// What happened to a row, with the codes of the CRM that herald mirrors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Insert,
-    Update,
-    Delete,
-}
-
-impl Action {
-    const ALL: [Action; 3] = [Action::Insert, Action::Update, Action::Delete];
-
-    /// `"1"`, `"2"` or `"3"`: the `action` scripts see.
-    pub fn code(self) -> &'static str {
-        match self {
-            Action::Insert => "1",
-            Action::Update => "2",
-            Action::Delete => "3",
-        }
-    }
-
-    /// `"insert"`, `"update"` or `"delete"`: the `action_key` scripts see.
-    pub fn key(self) -> &'static str {
-        match self {
-            Action::Insert => "insert",
-            Action::Update => "update",
-            Action::Delete => "delete",
-        }
-    }
-
-    fn from_number(n: i64) -> Option<Action> {
-        match n {
-            1 => Some(Action::Insert),
-            2 => Some(Action::Update),
-            3 => Some(Action::Delete),
-            _ => None,
-        }
-    }
-
-    fn number(self) -> i64 {
-        match self {
-            Action::Insert => 1,
-            Action::Update => 2,
-            Action::Delete => 3,
-        }
-    }
-}
-
-/// One logged change of one row.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub id: i64,
-    pub table: String,
-    pub row_id: i64,
-    pub action: Action,
-    /// The row after the change; for a delete, before it.
-    pub row: serde_json::Value,
-    /// The row before an update or a delete; `None` for an insert.
-    pub old_row: Option<serde_json::Value>,
-    pub changed_at: i64,
-}
-
-/// A logged row that cannot be turned into a change: its layout is missing or does not fit its
-/// values, its text is not JSON, or its action is unknown (written by hand, or by a newer herald).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnreadableChange {
-    pub id: i64,
-    pub table: String,
-    pub row_id: i64,
-    pub reason: String,
-}
-
-/// Something read from the change log, or why it cannot be read.
-type Readable<T> = std::result::Result<T, String>;
-
-/// What one read of the change log found.
-#[derive(Debug, Default)]
-pub struct ChangeBatch {
-    pub changes: Vec<Change>,
-    /// Passed over, not retried: one bad row must not stop every change behind it.
-    pub unreadable: Vec<UnreadableChange>,
-    /// The id of the last row read, readable or not: where the position moves once the batch's
-    /// events are stored.
-    pub through: Option<i64>,
-}
-
-impl ChangeBatch {
-    /// Rows read, readable or not.
-    pub fn len(&self) -> usize {
-        self.changes.len() + self.unreadable.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.through.is_none()
-    }
-}
-
-/// A table herald was asked to track but cannot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackingProblem {
-    pub table: String,
-    pub message: String,
-}
 
 const TRIGGER_PREFIX: &str = "herald_track_";
 
@@ -357,13 +257,13 @@ impl ChangeLog for Sqlite {
     /// for are leased to it in the same transaction and returned, for it to send at once.
     fn commit_consumed_changes(
         &self,
-        from_position: i64,
-        to_position: i64,
+        consumed: &Consumed,
         events: &[NewEvent],
         failures: &[ScriptFailure],
         lease: Option<&DirectLease<'_>>,
     ) -> Result<Stored> {
         let mut taken = lease.map(|l| (Taken::new(l.capacity), l.lease_ms));
+        let (from_position, to_position) = (consumed.from_position, consumed.to_position);
         let stored = self.write_noting("storing events", |tx| {
             let moved = tx.execute(
                 "UPDATE herald_state SET value = ?2 WHERE key = 'tracking.position' AND value = ?1",
@@ -410,6 +310,8 @@ pub struct ChangeReader {
     conn: Connection,
     /// Column names by layout id. Layouts never change once recorded, so they are read once.
     layouts: HashMap<i64, Arc<[String]>>,
+    /// `PRAGMA data_version` at the last look: it moves whenever another connection commits.
+    seen_data_version: Option<i64>,
 }
 
 impl ChangeReader {
@@ -418,6 +320,7 @@ impl ChangeReader {
         Ok(ChangeReader {
             conn,
             layouts: HashMap::new(),
+            seen_data_version: None,
         })
     }
 
@@ -500,21 +403,7 @@ impl ChangeReader {
     }
 }
 
-impl ChangeFeed for ChangeReader {
-    /// Changes whenever another connection commits: one look at the WAL index, no file read.
-    fn data_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
-    }
-
-    /// Changes whenever any connection changes the schema (a column added to a tracked table).
-    fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA schema_version", [], |r| r.get(0))?)
-    }
-
+impl ChangeReader {
     /// Where the consumer stands: the id of the last change whose events are stored.
     fn position(&self) -> Result<i64> {
         Ok(self.conn.query_row(
@@ -576,7 +465,39 @@ impl ChangeFeed for ChangeReader {
                 }),
             }
         }
+        if let Some(through) = batch.through {
+            batch.consumed = Consumed::positions(position, through);
+        }
         Ok(batch)
+    }
+}
+
+impl ChangeFeed for ChangeReader {
+    /// Another connection's commit moves `PRAGMA data_version`: one look at the WAL index, no
+    /// file read, so the tracker can look every millisecond.
+    fn wait_for_changes(&mut self, poll: std::time::Duration) -> Result<bool> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.seen_data_version == Some(version) {
+            std::thread::sleep(poll);
+            return Ok(false);
+        }
+        self.seen_data_version = Some(version);
+        Ok(true)
+    }
+
+    /// Changes whenever any connection changes the schema (a column added to a tracked table).
+    fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA schema_version", [], |r| r.get(0))?)
+    }
+
+    /// The next `limit` changes after the consumer's position.
+    fn read_next(&mut self, limit: usize) -> Result<ChangeBatch> {
+        let position = self.position()?;
+        self.read_after(position, limit)
     }
 }
 
@@ -598,8 +519,13 @@ mod tests {
     }
 
     /// The first rows of the change log, read by a fresh reader.
-    fn logged_changes(store: &Store) -> ChangeBatch {
-        store.change_feed().unwrap().read_after(0, 10).unwrap()
+    fn logged_changes(dir: &tempfile::TempDir) -> ChangeBatch {
+        reader(dir).read_after(0, 10).unwrap()
+    }
+
+    /// A reader of the log of `t.db` in `dir`.
+    fn reader(dir: &tempfile::TempDir) -> ChangeReader {
+        ChangeReader::open(&dir.path().join("t.db")).unwrap()
     }
 
     /// The `Deal` table, tracked, and the application's own connection to it.
@@ -621,8 +547,7 @@ mod tests {
              DELETE FROM Deal WHERE id = 7;",
         )
         .unwrap();
-        let mut reader = store.change_feed().unwrap();
-        let changes = reader.read_after(0, 10).unwrap().changes;
+        let changes = logged_changes(&dir).changes;
         let actions: Vec<Action> = changes.iter().map(|c| c.action).collect();
         assert_eq!(actions, [Action::Insert, Action::Update, Action::Delete]);
         assert_eq!(changes[0].row["photo"], "00FF");
@@ -648,30 +573,32 @@ mod tests {
         let app = Connection::open(dir.path().join("t.db")).unwrap();
         app.execute("INSERT INTO Deal (title) VALUES ('x')", [])
             .unwrap();
-        assert!(logged_changes(&store).is_empty());
+        assert!(logged_changes(&dir).is_empty());
     }
 
     #[test]
     fn a_new_column_refreshes_the_triggers() {
-        let (_dir, store, app) = tracked_deal();
+        let (dir, store, app) = tracked_deal();
         app.execute_batch("ALTER TABLE Deal ADD COLUMN stage TEXT")
             .unwrap();
         store.sync_tracking(&["Deal".into()]).unwrap();
         app.execute("INSERT INTO Deal (title, stage) VALUES ('x', 'won')", [])
             .unwrap();
-        let changes = logged_changes(&store).changes;
+        let changes = logged_changes(&dir).changes;
         assert_eq!(changes[0].row["stage"], "won");
     }
 
     #[test]
     fn consumed_changes_never_let_new_ids_fall_behind_the_position() {
-        let (_dir, store, app) = tracked_deal();
+        let (dir, store, app) = tracked_deal();
         app.execute_batch("INSERT INTO Deal (title) VALUES ('a'), ('b')")
             .unwrap();
-        let mut reader = store.change_feed().unwrap();
+        let mut reader = reader(&dir);
         let first = reader.read_after(0, 10).unwrap().changes;
         assert_eq!(first.len(), 2);
-        store.commit_consumed_changes(0, 2, &[], &[], None).unwrap();
+        store
+            .commit_consumed_changes(&Consumed::positions(0, 2), &[], &[], None)
+            .unwrap();
         app.execute("INSERT INTO Deal (title) VALUES ('c')", [])
             .unwrap();
         let next = reader.read_after(2, 10).unwrap().changes;
@@ -679,7 +606,7 @@ mod tests {
         assert_eq!((next[0].id, &next[0].row["title"]), (3, &"c".into()));
         // A position moved past every logged change (nothing to keep) still holds.
         store
-            .commit_consumed_changes(2, 40, &[], &[], None)
+            .commit_consumed_changes(&Consumed::positions(2, 40), &[], &[], None)
             .unwrap();
         app.execute("INSERT INTO Deal (title) VALUES ('d')", [])
             .unwrap();
@@ -713,7 +640,7 @@ mod tests {
 
     #[test]
     fn a_table_layout_is_recorded_once_and_names_the_values() {
-        let (_dir, store, app) = tracked_deal();
+        let (dir, store, app) = tracked_deal();
         store.sync_tracking(&["Deal".into()]).unwrap();
         let layouts: i64 = app
             .query_row("SELECT count(*) FROM herald_tracking_layouts", [], |r| {
@@ -727,7 +654,7 @@ mod tests {
             .query_row("SELECT row_json FROM herald_changes", [], |r| r.get(0))
             .unwrap();
         assert_eq!(logged, r#"[1,"it's \"quoted\"",null]"#);
-        let changes = logged_changes(&store).changes;
+        let changes = logged_changes(&dir).changes;
         assert_eq!(
             changes[0].row,
             serde_json::json!({"id": 1, "title": "it's \"quoted\"", "photo": null})
@@ -736,7 +663,7 @@ mod tests {
 
     #[test]
     fn unreadable_rows_are_reported_with_why_and_read_past() {
-        let (_dir, store, app) = tracked_deal();
+        let (dir, _store, app) = tracked_deal();
         app.execute_batch(
             "INSERT INTO Deal VALUES (1, 'a', NULL);
              INSERT INTO herald_changes (table_name, row_id, action, row_json, layout)
@@ -748,7 +675,7 @@ mod tests {
              INSERT INTO Deal VALUES (7, 'e', NULL);",
         )
         .unwrap();
-        let batch = logged_changes(&store);
+        let batch = logged_changes(&dir);
         let read: Vec<i64> = batch.changes.iter().map(|c| c.row_id).collect();
         // An update logged without its row before is read as it stands.
         assert_eq!(read, [1, 6, 7]);
@@ -771,12 +698,14 @@ mod tests {
 
     #[test]
     fn the_position_moves_only_from_where_it_stood() {
-        let (_dir, store) = store_with_deal();
-        store.commit_consumed_changes(0, 5, &[], &[], None).unwrap();
+        let (dir, store) = store_with_deal();
+        store
+            .commit_consumed_changes(&Consumed::positions(0, 5), &[], &[], None)
+            .unwrap();
         assert!(matches!(
-            store.commit_consumed_changes(0, 9, &[], &[], None),
+            store.commit_consumed_changes(&Consumed::positions(0, 9), &[], &[], None),
             Err(StoreError::ConcurrentConsumer)
         ));
-        assert_eq!(store.change_feed().unwrap().position().unwrap(), 5);
+        assert_eq!(reader(&dir).position().unwrap(), 5);
     }
 }

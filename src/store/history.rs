@@ -114,7 +114,11 @@ fn attempt_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptEntry> {
 
 /// The page of `items`, read with one row more than `limit`: its presence says there is a next
 /// page, and the cursor is that of the last item kept.
-pub(super) fn page<T, C>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> C) -> Page<T, C> {
+pub(in crate::store) fn page<T, C>(
+    mut items: Vec<T>,
+    limit: usize,
+    seq: impl Fn(&T) -> C,
+) -> Page<T, C> {
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
         items.last().map(seq)

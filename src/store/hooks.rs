@@ -27,7 +27,7 @@ impl HookOrigin {
         }
     }
 
-    fn parse(text: &str) -> HookOrigin {
+    pub(in crate::store) fn parse(text: &str) -> HookOrigin {
         if text == "admin" {
             HookOrigin::Admin
         } else {
@@ -48,7 +48,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn columns(self) -> (Option<i64>, Option<i64>) {
+    pub(in crate::store) fn columns(self) -> (Option<i64>, Option<i64>) {
         match self {
             Scope::Everything => (None, None),
             Scope::Company(id) => (Some(id), None),
@@ -56,7 +56,10 @@ impl Scope {
         }
     }
 
-    fn from_columns(company_id: Option<i64>, project_id: Option<i64>) -> Scope {
+    pub(in crate::store) fn from_columns(
+        company_id: Option<i64>,
+        project_id: Option<i64>,
+    ) -> Scope {
         match (company_id, project_id) {
             (_, Some(project)) => Scope::Project(project),
             (Some(company), None) => Scope::Company(company),
@@ -162,7 +165,7 @@ fn load_events(conn: &rusqlite::Connection, hook: &mut Hook) -> Result<()> {
 }
 
 /// Opens the sealed columns of a hook read from the database.
-fn unseal(hook: &mut Hook, secrets: &Secrets) -> Result<()> {
+pub(in crate::store) fn unseal(hook: &mut Hook, secrets: &Secrets) -> Result<()> {
     hook.secret = secrets.open(&hook.secret)?;
     if let Some(authorization) = &hook.authorization {
         hook.authorization = Some(secrets.open(authorization)?);

@@ -302,8 +302,7 @@ mod tests {
             version_5_database(&path, consume_all);
             let store = crate::store::Store::open(&path).unwrap();
             let mut reader = store.change_feed().unwrap();
-            let position = reader.position().unwrap();
-            let waiting = reader.read_after(position, 10).unwrap().changes;
+            let waiting = reader.read_next(10).unwrap().changes;
             if consume_all {
                 assert!(waiting.is_empty());
             } else {
@@ -317,7 +316,7 @@ mod tests {
             let app = Connection::open(&path).unwrap();
             app.execute("INSERT INTO Deal (title) VALUES ('e')", [])
                 .unwrap();
-            let after = reader.read_after(position, 10).unwrap().changes;
+            let after = reader.read_next(10).unwrap().changes;
             let newest = after.last().unwrap();
             assert_eq!(newest.id, 5);
             assert_eq!(newest.row["title"], "e");

@@ -1,24 +1,33 @@
 //! Storage: the only module that speaks SQL.
 //!
 //! `backend.rs` is the seam: what herald needs of its database, as traits. `Store` is herald's
-//! handle on whichever backend implements them. The SQLite backend is `sqlite.rs` (the handle,
-//! its connections and write helpers) and the files beside it, one concept each: `hooks.rs`,
-//! `history.rs`, `outbox/`, `changes.rs`, `script_failures.rs`, `read_only.rs`, `secrets.rs`,
-//! `migrations.rs`.
+//! handle on whichever backend implements them. The types both backends share are in `change.rs`,
+//! `query.rs` and at the top of `hooks.rs`, `history.rs` and `outbox/mod.rs`.
 //!
-//! With SQLite one file holds the application's tables and herald's own (prefixed `herald_`).
-//! herald keeps its write transactions short because the application writes to the same file:
-//! every write is one `BEGIN IMMEDIATE` transaction that does a bounded amount of work and commits.
+//! The SQLite backend is `sqlite.rs` (the handle, its connections and write helpers) and the files
+//! beside it, one concept each: `hooks.rs`, `history.rs`, `outbox/`, `changes.rs`,
+//! `script_failures.rs`, `read_only.rs`, `migrations.rs`. One file holds the application's tables
+//! and herald's own (prefixed `herald_`); herald keeps its write transactions short because the
+//! application writes to the same file: every write is one `BEGIN IMMEDIATE` transaction that does a
+//! bounded amount of work and commits.
+//!
+//! The PostgreSQL backend is `postgres/`: herald's tables in a schema of their own, a pool of
+//! connections, capture by `SECURITY DEFINER` triggers and `NOTIFY`, claims with `SKIP LOCKED`.
+//!
+//! `secrets.rs` seals hooks' secrets for both.
 //!
 //! Times are Unix milliseconds (UTC). Public ids are prefixed strings (see [`crate::ids`]); internal
 //! ordering uses integer sequence numbers.
 
 mod backend;
+mod change;
 mod changes;
 mod history;
 mod hooks;
 mod migrations;
 mod outbox;
+pub mod postgres;
+mod query;
 mod read_only;
 mod script_failures;
 mod secrets;
@@ -27,25 +36,34 @@ mod sqlite;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::PostgresSettings;
+use crate::database::Database;
+
 pub use backend::{Backend, ChangeFeed, ChangeLog, History, Hooks, Operations, Outbox, ScriptDb};
-pub use changes::{Action, Change, ChangeBatch, TrackingProblem, UnreadableChange};
+pub use change::{Action, Change, ChangeBatch, Consumed, TrackingProblem, UnreadableChange};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
 pub use outbox::{
     AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
     FailurePolicy, HookHealthChange, NewEvent, NextStep, OutboxSnapshot, Stored, StoredAttempt,
 };
+pub use query::{Cell, QueryError, RowLimit, Rows, ScopeName};
 use read_only::ReadOnlyDb;
-pub use read_only::{Cell, QueryError, RowLimit, Rows, ScopeName};
 pub use script_failures::ScriptFailure;
 pub use secrets::{SecretError, Secrets};
-pub use sqlite::{known_tables, Sqlite};
+pub use sqlite::Sqlite;
 use sqlite::{open_connection, quote_ident, quote_literal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {}", postgres::describe(.0))]
+    Postgres(#[from] ::postgres::Error),
+    /// The database cannot be reached or logged into, or herald lacks a privilege it needs: one
+    /// line that names what is wrong, never a password.
+    #[error("{0}")]
+    Connect(String),
     #[error("stored JSON is malformed: {0}")]
     Json(#[from] serde_json::Error),
     #[error("cannot apply {file}: {message}")]
@@ -64,11 +82,14 @@ pub enum StoreError {
 impl StoreError {
     /// The database was locked by someone else for longer than the busy time-out: worth retrying.
     pub fn is_busy(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        )
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            StoreError::Postgres(e) => postgres::is_transient(e),
+            _ => false,
+        }
     }
 }
 
@@ -83,6 +104,27 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens the database herald is configured for: an SQLite file (created if needed) or a
+    /// PostgreSQL database; either way herald's tables are brought to the latest version.
+    pub fn open_database(
+        db: &Database,
+        settings: &PostgresSettings,
+        secrets: Secrets,
+        script_time_budget: std::time::Duration,
+    ) -> Result<Store> {
+        match db {
+            Database::Sqlite(path) => Store::open_with_secrets(path, secrets),
+            Database::Postgres(url) => Ok(Store::from(postgres::Postgres::open(
+                postgres::PostgresOptions {
+                    url: url.clone(),
+                    settings: settings.clone(),
+                    secrets,
+                    script_time_budget,
+                },
+            )?)),
+        }
+    }
+
     /// Opens (creating if needed) an SQLite database file and brings herald's tables to the latest
     /// version.
     pub fn open(path: &Path) -> Result<Store> {
@@ -92,6 +134,18 @@ impl Store {
     /// Opens an SQLite database file with the key that seals hooks' secrets at rest.
     pub fn open_with_secrets(path: &Path, secrets: Secrets) -> Result<Store> {
         Ok(Store::from(Sqlite::open_with_secrets(path, secrets)?))
+    }
+}
+
+/// The tables that exist in the database, or that the application's schema script creates: what
+/// `herald check` checks notification scripts against. Nothing is created or changed.
+pub fn known_tables(
+    db: &Database,
+    schema_sql: Option<&str>,
+) -> Result<std::collections::BTreeSet<String>> {
+    match db {
+        Database::Sqlite(path) => sqlite::known_tables(path, schema_sql),
+        Database::Postgres(url) => postgres::known_tables(url, schema_sql),
     }
 }
 

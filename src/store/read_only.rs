@@ -11,43 +11,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use super::{open_connection, Result, ScriptDb};
-
-/// A value read from or bound to SQL.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-}
-
-/// What a query returned: the column names once, then each row's values in the same order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rows {
-    pub columns: Vec<String>,
-    pub values: Vec<Vec<Cell>>,
-}
-
-/// How many rows a query may return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowLimit {
-    /// Up to this many; one more is an error (a script that forgot its LIMIT hears of it).
-    AtMost(usize),
-    /// The first row only; the statement stops there (`db_query_one`).
-    First,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    #[error("only reads are allowed: this statement would change the database")]
-    NotAReadOnlyStatement,
-    #[error("more than {0} rows; add a LIMIT")]
-    TooManyRows(usize),
-    #[error("{0}")]
-    Sqlite(String),
-}
+use super::{open_connection, Cell, QueryError, Result, RowLimit, Rows, ScriptDb};
 
 pub struct ReadOnlyDb {
     conn: Connection,
@@ -121,7 +85,7 @@ impl ScriptDb for ReadOnlyDb {
 
     /// Runs one read statement and returns its rows, within `limit`.
     fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
-        let sqlite = |e: rusqlite::Error| QueryError::Sqlite(describe(e));
+        let sqlite = |e: rusqlite::Error| QueryError::Database(describe(e));
         let mut stmt = self.conn.prepare_cached(sql).map_err(sqlite)?;
         if !stmt.readonly() {
             return Err(QueryError::NotAReadOnlyStatement);
@@ -160,95 +124,24 @@ impl ScriptDb for ReadOnlyDb {
             values: out,
         })
     }
-
-    /// The rows of the application's `Company` table, by id: the company-level scopes, named by
-    /// the same convention that `events::row_scope` places rows by. Empty without such a table.
-    fn companies(&self) -> Vec<ScopeName> {
-        self.scope_names("SELECT id, name, NULL FROM Company ORDER BY id LIMIT ?1")
-            .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Company ORDER BY id LIMIT ?1"))
-            .unwrap_or_default()
-    }
-
-    /// The rows of the application's `Project` table, by id, with their company.
-    fn projects(&self) -> Vec<ScopeName> {
-        self.scope_names("SELECT id, name, company_id FROM Project ORDER BY id LIMIT ?1")
-            .or_else(|| self.scope_names("SELECT id, NULL, NULL FROM Project ORDER BY id LIMIT ?1"))
-            .unwrap_or_default()
-    }
-
-    /// The `company_id` of row `project_id` of the application's `Project` table: how a row that
-    /// names only its project is placed in a company. `None` when there is no such table, row or
-    /// column.
-    fn company_of_project(&self, project_id: i64) -> Option<i64> {
-        let rows = self
-            .query(
-                "SELECT company_id FROM Project WHERE id = ?1",
-                &[Cell::Integer(project_id)],
-                RowLimit::First,
-            )
-            .ok()?;
-        match rows.values.first()?.first()? {
-            Cell::Integer(id) => Some(*id),
-            _ => None,
-        }
-    }
-}
-
-/// A company or project of the application, as the admin pages offer it as a hook's scope.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScopeName {
-    pub id: i64,
-    /// The row's `name`, when the table has one.
-    pub name: Option<String>,
-    /// For a project: its company.
-    pub company_id: Option<i64>,
-}
-
-/// The most companies or projects the admin pages list; beyond it, an id is typed by hand.
-const MAX_SCOPES: usize = 1000;
-
-impl ReadOnlyDb {
-    fn scope_names(&self, sql: &str) -> Option<Vec<ScopeName>> {
-        let rows = self
-            .query(
-                sql,
-                &[Cell::Integer(MAX_SCOPES as i64)],
-                RowLimit::AtMost(MAX_SCOPES),
-            )
-            .ok()?
-            .values;
-        let integer = |cell: &Cell| match cell {
-            Cell::Integer(n) => Some(*n),
-            _ => None,
-        };
-        Some(
-            rows.iter()
-                .filter_map(|row| {
-                    Some(ScopeName {
-                        id: integer(row.first()?)?,
-                        name: match row.get(1)? {
-                            Cell::Text(t) => Some(t.clone()),
-                            Cell::Null => None,
-                            other => Some(format!("{other:?}")),
-                        },
-                        company_id: integer(row.get(2)?),
-                    })
-                })
-                .collect(),
-        )
-    }
 }
 
 /// A parameter is bound where it lies, without a copy.
 impl rusqlite::ToSql for Cell {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self {
-            Cell::Null => ValueRef::Null,
-            Cell::Integer(n) => ValueRef::Integer(*n),
-            Cell::Real(x) => ValueRef::Real(*x),
-            Cell::Text(t) => ValueRef::Text(t.as_bytes()),
-            Cell::Blob(b) => ValueRef::Blob(b),
-        }))
+        use rusqlite::types::ToSqlOutput;
+        Ok(match self {
+            Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Cell::Integer(n) => ToSqlOutput::Borrowed(ValueRef::Integer(*n)),
+            Cell::Real(x) => ToSqlOutput::Borrowed(ValueRef::Real(*x)),
+            Cell::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Cell::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            // SQLite's booleans are integers, and its JSON is text.
+            Cell::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(*b as i64)),
+            Cell::Json(value) => {
+                ToSqlOutput::Owned(rusqlite::types::Value::Text(value.to_string()))
+            }
+        })
     }
 }
 
@@ -324,7 +217,7 @@ mod tests {
         ] {
             let err = ro.query(sql, &[], RowLimit::AtMost(10)).unwrap_err();
             assert!(
-                matches!(&err, QueryError::Sqlite(message) if message.contains(refusal)),
+                matches!(&err, QueryError::Database(message) if message.contains(refusal)),
                 "{sql}: {err}"
             );
         }

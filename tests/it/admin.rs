@@ -85,11 +85,7 @@ async fn a_project_level_hook_receives_its_projects_changes_and_not_another_proj
     // A row that names only its project is placed in the project's company.
     herald
         .app()
-        .execute(
-            "INSERT INTO Deal (title, is_project, project_id) VALUES ('No company column value', 0, 20)",
-            [],
-        )
-        .unwrap();
+        .execute("INSERT INTO \"Deal\" (title, is_project, project_id) VALUES ('No company column value', 0, 20)", &[]);
     let got = company_receiver.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(got[1].json()["company_id"], 2);
     assert_eq!(got[1].json()["row"]["company_id"], Value::Null);
@@ -123,9 +119,8 @@ async fn ticking_a_cell_delivers_the_next_change_and_clearing_it_stops_the_one_a
         json!({"resource": "Deal", "create": false, "update": true, "delete": false})
     );
 
-    let app = herald.app();
-    app.execute("UPDATE Deal SET amount = 1 WHERE id = 1000", [])
-        .unwrap();
+    let mut app = herald.app();
+    app.execute("UPDATE \"Deal\" SET amount = 1 WHERE id = 1000", &[]);
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     let envelope = got[0].json();
     assert_eq!(envelope["event_type"], "update");
@@ -140,8 +135,7 @@ async fn ticking_a_cell_delivers_the_next_change_and_clearing_it_stops_the_one_a
         )
         .await;
     assert_eq!(status, 200);
-    app.execute("UPDATE Deal SET amount = 2 WHERE id = 1000", [])
-        .unwrap();
+    app.execute("UPDATE \"Deal\" SET amount = 2 WHERE id = 1000", &[]);
 
     // A table without a notification script is tracked as soon as one of its cells is ticked.
     let (status, _) = herald
@@ -152,8 +146,10 @@ async fn ticking_a_cell_delivers_the_next_change_and_clearing_it_stops_the_one_a
         )
         .await;
     assert_eq!(status, 200);
-    app.execute("UPDATE Company SET city = 'Villeurbanne' WHERE id = 1", [])
-        .unwrap();
+    app.execute(
+        "UPDATE \"Company\" SET city = 'Villeurbanne' WHERE id = 1",
+        &[],
+    );
     let got = receiver.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(got[1].json()["resource_name"], "Company");
     assert_eq!(got[1].json()["row"]["city"], "Villeurbanne");
@@ -194,13 +190,12 @@ async fn the_deliveries_log_pages_25_at_a_time_without_gaps_and_filters_failures
         }))
         .await;
     let id = hook["id"].as_str().unwrap().to_owned();
-    let app = herald.app();
+    let mut app = herald.app();
     for i in 0..60 {
         app.execute(
-            "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 0, 1)",
-            [format!("deal {i}")],
-        )
-        .unwrap();
+            "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES (?1, 0, 1)",
+            &[Cell::Text(format!("deal {i}"))],
+        );
     }
     let got = receiver.wait_for(60, Duration::from_secs(20)).await;
     assert_eq!(got[0].header("authorization"), "Basic c2VjcmV0OnBhc3M=");
@@ -219,10 +214,9 @@ async fn the_deliveries_log_pages_25_at_a_time_without_gaps_and_filters_failures
     for i in 0..5 {
         receiver.queue(Answer::status(200));
         app.execute(
-            "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 0, 1)",
-            [format!("late {i}")],
-        )
-        .unwrap();
+            "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES (?1, 0, 1)",
+            &[Cell::Text(format!("late {i}"))],
+        );
     }
     receiver.wait_for(65, Duration::from_secs(10)).await;
     let mut all = first_ids.clone();
@@ -302,17 +296,15 @@ async fn retrying_and_discarding_events_from_the_history() {
         }))
         .await;
     let id = hook["id"].as_str().unwrap().to_owned();
-    let app = herald.app();
+    let mut app = herald.app();
     app.execute(
-        "INSERT INTO Deal (title, is_project, company_id) VALUES ('first', 1, 1)",
-        [],
-    )
-    .unwrap();
+        "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('first', 1, 1)",
+        &[],
+    );
     app.execute(
-        "INSERT INTO Deal (title, is_project, company_id) VALUES ('second', 1, 1)",
-        [],
-    )
-    .unwrap();
+        "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('second', 1, 1)",
+        &[],
+    );
     receiver.wait_for(2, Duration::from_secs(10)).await;
     let history = format!("/api/v1/hooks/{id}/events");
     let retrying = wait_for_body(&herald, &format!("{history}?status=retrying"), |b| {
@@ -412,7 +404,11 @@ async fn retention_removes_events_older_than_the_window() {
         b["events"].as_array().unwrap().len() == 1
     })
     .await;
-    let (_, log) = herald.get(&format!("/api/v1/hooks/{id}/deliveries")).await;
+    // The attempt is recorded just after the receiver had it.
+    let log = wait_for_body(&herald, &format!("/api/v1/hooks/{id}/deliveries"), |b| {
+        !b["deliveries"].as_array().unwrap().is_empty()
+    })
+    .await;
     assert_eq!(log["deliveries"].as_array().unwrap().len(), 1);
 
     // Past the window the event goes, and its attempts with it.
@@ -478,10 +474,10 @@ async fn secrets_and_authorization_headers_never_come_back_unmasked() {
     let (_, got) = herald.get(&format!("/api/v1/hooks/{id}")).await;
     assert!(!got.to_string().contains(&new_secret[6..]), "{got}");
 
-    herald
-        .app()
-        .execute("UPDATE Deal SET stage = 'negotiation' WHERE id = 1000", [])
-        .unwrap();
+    herald.app().execute(
+        "UPDATE \"Deal\" SET stage = 'negotiation' WHERE id = 1000",
+        &[],
+    );
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     let delivery = &got[0];
     assert_eq!(
@@ -506,7 +502,11 @@ async fn secrets_and_authorization_headers_never_come_back_unmasked() {
         )
         .unwrap_or_else(|e| panic!("{key}: {e}"));
     }
-    let (_, log) = herald.get(&format!("/api/v1/hooks/{id}/deliveries")).await;
+    // The attempt is recorded just after the receiver had it.
+    let log = wait_for_body(&herald, &format!("/api/v1/hooks/{id}/deliveries"), |b| {
+        !b["deliveries"].as_array().unwrap().is_empty()
+    })
+    .await;
     let attempt = log["deliveries"][0]["id"].as_i64().unwrap();
     let (_, detail) = herald
         .get(&format!("/api/v1/hooks/{id}/deliveries/{attempt}"))
@@ -991,9 +991,16 @@ async fn the_openapi_document_validates_and_matches_the_router() {
 async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
     let dir = tempfile::tempdir().unwrap();
     let scripts = demo_scripts(dir.path());
-    let db = dir.path().join("herald.db");
+    let config = test_config(dir.path(), &scripts);
+    let db = config.db.clone();
     // A hook written in plain text by a tool without the key, before herald first ran...
-    let plain = herald::store::Store::open(&db)
+    let plain = off_the_runtime(|| {
+        herald::store::Store::open_database(
+            &db,
+            &config.postgres,
+            herald::store::Secrets::none(),
+            Duration::from_secs(2),
+        )
         .unwrap()
         .create_hook(herald::store::NewHook {
             target_url: "http://127.0.0.1:9/old".into(),
@@ -1006,8 +1013,9 @@ async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
             events: Vec::new(),
             made_by: None,
         })
-        .unwrap();
-    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+        .unwrap()
+    });
+    let herald = TestHerald::start(config.clone()).await;
     let receiver = TestReceiver::start().await;
     let hook = herald
         .create_hook(json!({
@@ -1019,15 +1027,15 @@ async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
         .await;
     let secret = hook["secret"].as_str().unwrap().to_owned();
 
-    // ...and the new one are both sealed in the file.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT id, secret, authorization FROM herald_hooks")
-        .unwrap();
-    let rows: Vec<(String, String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    // ...and the new one are both sealed in the database.
+    let rows: Vec<(String, String, String)> = herald
+        .app()
+        .rows(
+            "SELECT id, secret, \"authorization\" FROM herald_hooks",
+            &[],
+        )
+        .iter()
+        .map(|r| (r[0].text(), r[1].text(), r[2].text()))
         .collect();
     assert_eq!(rows.len(), 2);
     for (id, stored_secret, stored_authorization) in &rows {
@@ -1047,14 +1055,15 @@ async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
             );
         }
     }
-    let dump: Vec<u8> = std::fs::read(&db).unwrap();
-    assert!(!String::from_utf8_lossy(&dump).contains("sealed-credential"));
+    if let Some(file) = db.sqlite_path() {
+        let dump: Vec<u8> = std::fs::read(file).unwrap();
+        assert!(!String::from_utf8_lossy(&dump).contains("sealed-credential"));
+    }
 
     // herald still opens them: the delivery carries the header and verifies with the secret.
     herald
         .app()
-        .execute("UPDATE Deal SET stage = 'won' WHERE id = 1000", [])
-        .unwrap();
+        .execute("UPDATE \"Deal\" SET stage = 'won' WHERE id = 1000", &[]);
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].header("authorization"), "Bearer sealed-credential");
     let now = std::time::SystemTime::now()
@@ -1071,16 +1080,15 @@ async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
         300,
     )
     .unwrap();
-    let reopened = herald.store().get_hook(&plain.id).unwrap().unwrap();
+    let reopened = off_the_runtime(|| herald.store().get_hook(&plain.id).unwrap().unwrap());
     assert_eq!(reopened.secret, "whsec_b2xkLXNlY3JldC1rZXk=");
     herald.stop().await;
 
     // With the wrong key herald refuses to start, and says why.
-    let mut config = test_config(dir.path(), &scripts);
+    let mut config = config;
     config.secret_key = Some(herald::store::Secrets::generate_key());
-    let error = herald::server::prepare(&config)
-        .err()
-        .expect("a wrong key is refused");
+    let error =
+        off_the_runtime(|| herald::server::prepare(&config).err()).expect("a wrong key is refused");
     assert!(
         format!("{error:#}").contains("does not decrypt"),
         "{error:#}"

@@ -86,7 +86,7 @@ async fn hook_count(herald: &TestHerald) -> usize {
     hooks["hooks"].as_array().expect("a hooks list").len()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_out_visitors_are_sent_to_sign_in_and_every_page_carries_security_headers() {
     let (_dir, herald) = start().await;
     let response = no_redirects()
@@ -140,7 +140,7 @@ async fn signed_out_visitors_are_sent_to_sign_in_and_every_page_carries_security
     herald.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_an_admin_token_signs_in_and_the_session_ends_at_sign_out() {
     let (_dir, herald) = start().await;
 
@@ -216,7 +216,7 @@ async fn only_an_admin_token_signs_in_and_the_session_ends_at_sign_out() {
     herald.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_without_the_csrf_token_or_from_another_site_change_nothing() {
     let (_dir, herald) = start().await;
     let cookie = session_cookie(&herald).await;
@@ -282,7 +282,7 @@ async fn forms_without_the_csrf_token_or_from_another_site_change_nothing() {
     herald.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_takes_the_session_cookie_only_with_the_csrf_header_for_changes() {
     let (_dir, herald) = start().await;
     let hook = herald
@@ -344,7 +344,7 @@ async fn the_api_takes_the_session_cookie_only_with_the_csrf_header_for_changes(
     herald.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hooks_summary_counts_its_deliveries_by_outcome() {
     let (_dir, herald) = start().await;
     let receiver = TestReceiver::start().await;
@@ -360,14 +360,11 @@ async fn a_hooks_summary_counts_its_deliveries_by_outcome() {
     assert_eq!(empty["failed"], 0);
     assert!(empty["last_delivery"].is_null(), "{empty}");
 
-    herald
-        .app()
-        .execute(
-            "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
+    herald.app().execute(
+        "INSERT INTO \"Deal\" (title, amount, stage, is_project, company_id, project_id)
              VALUES ('Summary deal', 10, 'lead', 0, 1, 10)",
-            [],
-        )
-        .unwrap();
+        &[],
+    );
     // The first attempt fails (500), the retry succeeds.
     receiver.wait_for(2, STEP).await;
     let path = format!("/api/v1/hooks/{id}/summary");
@@ -394,7 +391,7 @@ async fn a_hooks_summary_counts_its_deliveries_by_outcome() {
     herald.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhooks_page_lists_company_hooks_then_project_hooks_project_by_project() {
     let (_dir, herald) = start().await;
     for (scope, path) in [
@@ -427,7 +424,7 @@ async fn the_webhooks_page_lists_company_hooks_then_project_hooks_project_by_pro
     herald.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_tokens_is_slowed_to_a_few_tries_a_minute_per_address() {
     let (_dir, herald) = start().await;
     let client = no_redirects();
@@ -497,7 +494,7 @@ async fn post_form(
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_outage_the_hook_page_retries_what_failed_and_re_enabling_offers_it() {
     let (_dir, herald) = start().await;
     let receiver = TestReceiver::start().await;
@@ -506,14 +503,11 @@ async fn after_an_outage_the_hook_page_retries_what_failed_and_re_enabling_offer
         .create_hook(json!({"target_url": receiver.url("/down"), "company_id": 1, "events": ["Deal.create"]}))
         .await;
     let id = hook["id"].as_str().unwrap().to_owned();
-    herald
-        .app()
-        .execute(
-            "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
+    herald.app().execute(
+        "INSERT INTO \"Deal\" (title, amount, stage, is_project, company_id, project_id)
              VALUES ('Outage deal', 10, 'lead', 0, 1, 10)",
-            [],
-        )
-        .unwrap();
+        &[],
+    );
     // The first attempt and three retries, 200 ms apart, all fail.
     receiver.wait_for(4, STEP).await;
     let mut failed = false;
@@ -617,7 +611,7 @@ async fn after_an_outage_the_hook_page_retries_what_failed_and_re_enabling_offer
     herald.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_wrong_tokens_count_per_forwarded_client() {
     let herald = TestHerald::demo(|config| {
         // The test client stands for the proxy.

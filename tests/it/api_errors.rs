@@ -193,8 +193,7 @@ async fn bad_requests_get_a_4xx_and_a_json_error() {
     // Nothing was created by any of it.
     let hooks: i64 = herald
         .app()
-        .query_row("SELECT count(*) FROM herald_hooks", [], |r| r.get(0))
-        .unwrap();
+        .integer("SELECT count(*) FROM herald_hooks", &[]);
     assert_eq!(hooks, 0);
 
     // Health needs no token.

@@ -2,12 +2,15 @@
 
 use std::process::Command;
 
-use crate::support::demo_scripts;
+use herald::database::Database;
 
-fn herald(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+use crate::support::{demo_scripts, test_database, AppDb};
+
+/// The binary in `dir`, on `dir/herald.db` (its default there) or on the test PostgreSQL server.
+fn herald(args: &[&str], dir: &std::path::Path, db: &Database) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(args)
-        .env_remove("HERALD_DB")
+        .env("HERALD_DB", db.as_argument())
         .env_remove("HERALD_SCRIPTS")
         .env_remove("HERALD_CONFIG")
         .env("RUST_LOG", "warn")
@@ -19,8 +22,9 @@ fn herald(args: &[&str], dir: &std::path::Path) -> std::process::Output {
 #[test]
 fn check_passes_on_the_demo_scripts() {
     let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path());
     demo_scripts(dir.path());
-    let output = herald(&["check"], dir.path());
+    let output = herald(&["check"], dir.path(), &db);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(
@@ -32,6 +36,7 @@ fn check_passes_on_the_demo_scripts() {
 #[test]
 fn check_reports_a_syntax_error_with_file_line_and_column_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path());
     let scripts = demo_scripts(dir.path());
     std::fs::write(
         scripts.join("GetWebhookResponseBody_Broken.rhai"),
@@ -43,7 +48,7 @@ fn check_reports_a_syntax_error_with_file_line_and_column_and_exits_1() {
         "// tracks a table that does not exist\n",
     )
     .unwrap();
-    let output = herald(&["check"], dir.path());
+    let output = herald(&["check"], dir.path(), &db);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
@@ -65,8 +70,13 @@ fn check_reports_a_syntax_error_with_file_line_and_column_and_exits_1() {
 #[test]
 fn fire_dry_run_prints_the_payload_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path());
     demo_scripts(dir.path());
-    let output = herald(&["fire", "NewOpportunity", "1000", "--dry-run"], dir.path());
+    let output = herald(
+        &["fire", "NewOpportunity", "1000", "--dry-run"],
+        dir.path(),
+        &db,
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -75,13 +85,14 @@ fn fire_dry_run_prints_the_payload_and_stores_nothing() {
     let payload: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(payload["id"], 1000);
     assert_eq!(payload["title"], "Facade renovation");
-    let conn = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
-    let events: i64 = conn
-        .query_row("SELECT count(*) FROM herald_events", [], |r| r.get(0))
-        .unwrap();
+    let events = AppDb::open(&db).integer("SELECT count(*) FROM herald_events", &[]);
     assert_eq!(events, 0);
 
-    let output = herald(&["fire", "NoSuchTrigger", "1", "--dry-run"], dir.path());
+    let output = herald(
+        &["fire", "NoSuchTrigger", "1", "--dry-run"],
+        dir.path(),
+        &db,
+    );
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown trigger 'NoSuchTrigger'"));
 }
@@ -89,9 +100,10 @@ fn fire_dry_run_prints_the_payload_and_stores_nothing() {
 #[test]
 fn sample_prints_what_perform_list_returns_and_fails_with_the_diagnostic() {
     let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path());
     let scripts = demo_scripts(dir.path());
     let sample = |args: &[&str]| {
-        let output = herald(args, dir.path());
+        let output = herald(args, dir.path(), &db);
         assert!(
             output.status.success(),
             "{}",
@@ -104,32 +116,35 @@ fn sample_prints_what_perform_list_returns_and_fails_with_the_diagnostic() {
     assert_eq!(samples[0]["id"], 1000);
     assert_eq!(samples[0]["title"], "Facade renovation");
 
-    let conn = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
-    conn.execute(
-        "INSERT INTO Deal (id, title, is_project) VALUES (5000, 'Newest', 1)",
-        [],
-    )
-    .unwrap();
+    AppDb::open(&db).execute(
+        "INSERT INTO \"Deal\" (id, title, is_project) VALUES (5000, 'Newest', 1)",
+        &[],
+    );
     let samples = sample(&["sample", "NewOpportunity", "--limit", "1"]);
     assert_eq!(samples.as_array().unwrap().len(), 1, "{samples}");
     assert_eq!(samples[0]["id"], 5000);
 
     std::fs::write(
         scripts.join("GetWebhookResponseBody_NewOpportunity.rhai"),
-        "// reads a column that does not exist\ndb_query(\"SELECT titel FROM Deal\", [])\n",
+        "// reads a column that does not exist\ndb_query(\"SELECT titel FROM \\\"Deal\\\"\", [])\n",
     )
     .unwrap();
-    let output = herald(&["sample", "NewOpportunity"], dir.path());
+    let output = herald(&["sample", "NewOpportunity"], dir.path(), &db);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let missing_column = if db.sqlite_path().is_some() {
+        "no such column: titel"
+    } else {
+        "column \"titel\" does not exist"
+    };
     assert!(
-        stderr.contains(
-            "GetWebhookResponseBody_NewOpportunity.rhai:2:1: db_query: no such column: titel"
-        ),
+        stderr.contains(&format!(
+            "GetWebhookResponseBody_NewOpportunity.rhai:2:1: db_query: {missing_column}"
+        )),
         "{stderr}"
     );
     assert!(
-        stderr.contains("\n    db_query(\"SELECT titel FROM Deal\", [])\n    ^"),
+        stderr.contains("\n    db_query(\"SELECT titel FROM \\\"Deal\\\"\", [])\n    ^"),
         "{stderr}"
     );
 }
@@ -138,9 +153,10 @@ fn sample_prints_what_perform_list_returns_and_fails_with_the_diagnostic() {
 fn logs_are_json_lines_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     demo_scripts(dir.path());
+    let db = test_database(dir.path());
     let output = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["fire", "NewOpportunity", "1000", "--dry-run"])
-        .env_remove("HERALD_DB")
+        .env("HERALD_DB", db.as_argument())
         .env_remove("HERALD_SCRIPTS")
         .env_remove("HERALD_CONFIG")
         .env("RUST_LOG", "info")

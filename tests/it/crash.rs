@@ -12,25 +12,40 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use herald::database::Database;
 use rand::Rng;
 
 use crate::support::*;
 
-fn spawn_herald(dir: &Path, scripts: &Path, addr: SocketAddr) -> Child {
-    spawn_herald_logging(dir, scripts, addr, None)
+fn spawn_herald(db: &Database, dir: &Path, scripts: &Path, addr: SocketAddr) -> Child {
+    spawn_herald_logging(db, dir, scripts, addr, None)
 }
 
 /// With `log`, herald writes JSON log lines there, herald's own at debug level.
-fn spawn_herald_logging(dir: &Path, scripts: &Path, addr: SocketAddr, log: Option<&Path>) -> Child {
-    herald_command(dir, scripts, addr, log).spawn().unwrap()
+fn spawn_herald_logging(
+    db: &Database,
+    dir: &Path,
+    scripts: &Path,
+    addr: SocketAddr,
+    log: Option<&Path>,
+) -> Child {
+    herald_command(db, dir, scripts, addr, log).spawn().unwrap()
 }
 
-fn herald_command(dir: &Path, scripts: &Path, addr: SocketAddr, log: Option<&Path>) -> Command {
+/// `herald serve` on `db`, in `dir` (where its generated key lands on PostgreSQL).
+pub(crate) fn herald_command(
+    db: &Database,
+    dir: &Path,
+    scripts: &Path,
+    addr: SocketAddr,
+    log: Option<&Path>,
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
     command
+        .current_dir(dir)
         .arg("serve")
         .arg("--db")
-        .arg(dir.join("herald.db"))
+        .arg(db.as_argument())
         .arg("--scripts")
         .arg(scripts)
         .arg("--listen")
@@ -55,14 +70,14 @@ fn herald_command(dir: &Path, scripts: &Path, addr: SocketAddr, log: Option<&Pat
     command
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
 }
 
-async fn wait_ready(client: &reqwest::Client, addr: SocketAddr) {
+pub(crate) async fn wait_ready(client: &reqwest::Client, addr: SocketAddr) {
     for _ in 0..400 {
         if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
             if r.status() == 200 {
@@ -74,7 +89,7 @@ async fn wait_ready(client: &reqwest::Client, addr: SocketAddr) {
     panic!("herald did not become ready at {addr}");
 }
 
-fn kill9(child: &mut Child) {
+pub(crate) fn kill9(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status();
@@ -89,11 +104,12 @@ async fn sigkill_at_random_moments_loses_nothing_and_fires_each_change_once() {
         .unwrap_or(2_000);
     let dir = tempfile::tempdir().unwrap();
     let scripts = demo_scripts(dir.path());
+    let db = test_database(dir.path());
     let receiver = TestReceiver::start().await;
     let client = reqwest::Client::new();
 
     let mut addr = free_addr();
-    let mut herald = spawn_herald(dir.path(), &scripts, addr);
+    let mut herald = spawn_herald(&db, dir.path(), &scripts, addr);
     wait_ready(&client, addr).await;
     let response = client
         .post(format!("http://{addr}/EPT_WebhookSubscribe"))
@@ -104,25 +120,22 @@ async fn sigkill_at_random_moments_loses_nothing_and_fires_each_change_once() {
         .unwrap();
     assert_eq!(response.status(), 201);
 
-    let db = dir.path().join("herald.db");
     let writer_db = db.clone();
     // Paced over about three seconds, so that the kills land while changes are being written.
     let pause = Duration::from_micros(3_000_000 * 10 / changes as u64);
     let writer = tokio::task::spawn_blocking(move || {
-        let mut app = rusqlite::Connection::open(writer_db).unwrap();
-        app.busy_timeout(Duration::from_secs(30)).unwrap();
+        let mut app = AppDb::open(&writer_db);
         let mut written = 0;
         while written < changes {
-            let tx = app.transaction().unwrap();
+            app.batch("BEGIN");
             for _ in 0..10.min(changes - written) {
-                tx.execute(
-                    "INSERT INTO Deal (title, is_project, company_id) VALUES ('crash', 1, 1)",
-                    [],
-                )
-                .unwrap();
+                app.execute(
+                    "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('crash', 1, 1)",
+                    &[],
+                );
                 written += 1;
             }
-            tx.commit().unwrap();
+            app.batch("COMMIT");
             std::thread::sleep(pause);
         }
     });
@@ -134,7 +147,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_fires_each_change_once() {
         kill9(&mut herald);
         kills += 1;
         addr = free_addr();
-        herald = spawn_herald(dir.path(), &scripts, addr);
+        herald = spawn_herald(&db, dir.path(), &scripts, addr);
         wait_ready(&client, addr).await;
     }
     writer.await.unwrap();
@@ -157,21 +170,13 @@ async fn sigkill_at_random_moments_loses_nothing_and_fires_each_change_once() {
     });
 
     // Exactly once from change to event: one stored event per inserted deal.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let (events, distinct): (i64, i64) = conn
-        .query_row(
-            "SELECT count(*), count(DISTINCT row_id) FROM herald_events WHERE trigger_name = 'NewOpportunity'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    let seed_deals: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM Deal WHERE title != 'crash'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let mut conn = AppDb::open(&db);
+    let counts = conn.rows(
+        "SELECT count(*), count(DISTINCT row_id) FROM herald_events WHERE trigger_name = 'NewOpportunity'",
+        &[],
+    );
+    let (events, distinct) = (counts[0][0].integer(), counts[0][1].integer());
+    let seed_deals = conn.integer("SELECT count(*) FROM \"Deal\" WHERE title != 'crash'", &[]);
     assert_eq!(
         seed_deals, 2,
         "the demo's own deals were there before tracking"
@@ -203,7 +208,8 @@ async fn sigterm_lets_the_attempt_in_flight_finish_records_it_and_exits_0() {
     let client = reqwest::Client::new();
     let addr = free_addr();
     let log = dir.path().join("herald.log");
-    let mut herald = spawn_herald_logging(dir.path(), &scripts, addr, Some(&log));
+    let db = test_database(dir.path());
+    let mut herald = spawn_herald_logging(&db, dir.path(), &scripts, addr, Some(&log));
     wait_ready(&client, addr).await;
     let response = client
         .post(format!("http://{addr}/EPT_WebhookSubscribe"))
@@ -213,14 +219,10 @@ async fn sigterm_lets_the_attempt_in_flight_finish_records_it_and_exits_0() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let db = dir.path().join("herald.db");
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "INSERT INTO Deal (title, is_project, company_id) VALUES ('in flight', 1, 1)",
-            [],
-        )
-        .unwrap();
+    AppDb::open(&db).execute(
+        "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('in flight', 1, 1)",
+        &[],
+    );
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     let message_id = got[0].header("webhook-id").to_owned();
 
@@ -233,7 +235,14 @@ async fn sigterm_lets_the_attempt_in_flight_finish_records_it_and_exits_0() {
         .unwrap();
     assert!(status.success(), "herald exited with {status}");
 
-    let store = herald::store::Store::open(&db).unwrap();
+    let mut config = herald::Config::with_paths(db.clone(), &scripts);
+    config.secret_key_file = Some(db.sqlite_path().map_or_else(
+        || dir.path().join("herald.secret-key"),
+        |_| db.companion_file("secret-key"),
+    ));
+    let store = TestStore(off_the_runtime(|| {
+        herald::server::open_store(&config).unwrap()
+    }));
     assert_eq!(
         store.delivery_status(&message_id).unwrap(),
         Some(herald::store::DeliveryStatus::Delivered),
@@ -270,111 +279,4 @@ async fn sigterm_lets_the_attempt_in_flight_finish_records_it_and_exits_0() {
     assert_eq!(finished["event_id"], fired["event_id"], "{finished}");
     assert_eq!(finished["webhook_id"], message_id.as_str(), "{finished}");
     assert_eq!(finished["outcome"], "success", "{finished}");
-}
-
-/// Sets the largest file offset `pid` may write at (`RLIMIT_FSIZE`): with 1 byte, every write of
-/// SQLite's fails as on a full disk; reads go on.
-fn limit_file_size(pid: u32, bytes: Option<u64>) {
-    let limit = libc::rlimit {
-        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: prlimit only reads `limit`; a null old-limit pointer is allowed.
-    let done = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_FSIZE,
-            &limit,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_makes_herald_not_ready_loses_nothing_and_it_resumes_when_space_returns() {
-    use std::os::unix::process::CommandExt;
-
-    let dir = tempfile::tempdir().unwrap();
-    let scripts = demo_scripts(dir.path());
-    let receiver = TestReceiver::start().await;
-    let client = reqwest::Client::new();
-    let addr = free_addr();
-    let mut command = herald_command(dir.path(), &scripts, addr, None);
-    // A write past the file-size limit then fails with EFBIG instead of killing the process with
-    // SIGXFSZ; an ignored signal stays ignored across exec.
-    // SAFETY: signal() is async-signal-safe, and nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let mut herald = command.spawn().unwrap();
-    wait_ready(&client, addr).await;
-    let response = client
-        .post(format!("http://{addr}/EPT_WebhookSubscribe"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"event": "NewOpportunity", "target_url": receiver.url("/hook")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let app = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
-    let insert = |title: &str| {
-        app.execute(
-            "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 1, 1)",
-            [title],
-        )
-        .unwrap();
-    };
-    insert("before the disk filled");
-    receiver.wait_for(1, Duration::from_secs(10)).await;
-
-    // The disk fills up for herald; the application (another process) still writes.
-    limit_file_size(herald.id(), Some(1));
-    for i in 0..5 {
-        insert(&format!("while the disk was full {i}"));
-    }
-    let body = readiness_becomes(
-        &client,
-        &format!("http://{addr}"),
-        503,
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("herald reports not ready while it cannot write");
-    assert_eq!(body["checks"]["writable"], false, "{body}");
-    let message = body["error"]["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("storing events"), "{message}");
-    assert_eq!(
-        receiver.received().len(),
-        1,
-        "nothing was stored, so nothing was sent"
-    );
-
-    // Space comes back: herald resumes on its own, and each deal is delivered exactly once.
-    limit_file_size(herald.id(), None);
-    let got = receiver.wait_for(6, Duration::from_secs(20)).await;
-    let ready = readiness_becomes(
-        &client,
-        &format!("http://{addr}"),
-        200,
-        Duration::from_secs(5),
-    )
-    .await;
-    assert!(ready.is_some(), "herald is ready again");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let titles: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.json()["title"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(got.len(), 6);
-    assert_eq!(titles.len(), 6, "no duplicates: {titles:?}");
-    for i in 0..5 {
-        let title = format!("while the disk was full {i}");
-        assert!(titles.contains(&title), "{title} missing from {titles:?}");
-    }
-    kill9(&mut herald);
 }

@@ -159,14 +159,10 @@ async fn an_event_accepted_before_a_restart_is_delivered_after_it() {
     insert_project_deal(&herald, "Survives a restart");
     // Wait until herald has tried and failed at least once, then stop it.
     let tried = eventually(Duration::from_secs(10), || {
-        let failed: i64 = herald
-            .app()
-            .query_row(
-                "SELECT count(*) FROM herald_attempts WHERE outcome = 'connection_error'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let failed: i64 = herald.app().integer(
+            "SELECT count(*) FROM herald_attempts WHERE outcome = 'connection_error'",
+            &[],
+        );
         (failed > 0).then_some(())
     })
     .await;
@@ -200,13 +196,12 @@ async fn a_hanging_target_does_not_hold_up_a_healthy_one() {
         .subscribe("NewOpportunity", &healthy.url("/fast"))
         .await;
 
-    let app = herald.app();
+    let mut app = herald.app();
     for i in 0..10 {
         app.execute(
-            "INSERT INTO Deal (title, is_project) VALUES (?1, 1)",
-            [format!("deal {i}")],
-        )
-        .unwrap();
+            "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
+            &[Cell::Text(format!("deal {i}"))],
+        );
     }
     // All ten reach the healthy target long before the hanging one answers even its first two.
     let got = healthy.wait_for(10, Duration::from_secs(3)).await;
@@ -242,15 +237,14 @@ async fn deliveries_held_for_a_target_that_turns_slow_go_back_and_are_sent_once(
         .await;
     let mut app = herald.app();
     let mut insert_deals = |titles: std::ops::Range<usize>| {
-        let tx = app.transaction().unwrap();
+        app.batch("BEGIN");
         for i in titles {
-            tx.execute(
-                "INSERT INTO Deal (title, is_project) VALUES (?1, 1)",
-                [format!("deal {i}")],
-            )
-            .unwrap();
+            app.execute(
+                "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
+                &[Cell::Text(format!("deal {i}"))],
+            );
         }
-        tx.commit().unwrap();
+        app.batch("COMMIT");
     };
     insert_deals(0..3);
     target.wait_for(3, Duration::from_secs(5)).await;

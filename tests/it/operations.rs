@@ -28,19 +28,17 @@ async fn metrics_count_the_work_and_describe_the_outbox() {
     herald
         .subscribe("NewOpportunity", &receiver.url("/m"))
         .await;
-    let app = herald.app();
+    let mut app = herald.app();
     for title in ["one", "two"] {
         app.execute(
-            "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 1, 1)",
-            [title],
-        )
-        .unwrap();
+            "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES (?1, 1, 1)",
+            &[Cell::Text(title.into())],
+        );
     }
     app.execute(
-        "UPDATE Contact SET email = 'x@example.com' WHERE id = 100",
-        [],
-    )
-    .unwrap();
+        "UPDATE \"Contact\" SET email = 'x@example.com' WHERE id = 100",
+        &[],
+    );
     receiver.wait_for(2, Duration::from_secs(10)).await;
 
     let url = herald.url("/metrics");

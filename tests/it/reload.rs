@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use herald::database::Database;
+
 use crate::support::*;
 
 const BODY: &str = "GetWebhookResponseBody_NewOpportunity.rhai";
@@ -67,15 +69,15 @@ fn insert_project_deal(herald: &TestHerald, title: &str) -> i64 {
 }
 
 /// The script hash each event of `trigger` recorded, by row id.
-fn recorded_hashes(db: &Path, trigger: &str) -> BTreeMap<i64, String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT row_id, script_hash FROM herald_events WHERE trigger_name = ?1")
-        .unwrap();
-    let rows = stmt
-        .query_map([trigger], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap();
-    rows.map(Result::unwrap).collect()
+fn recorded_hashes(db: &Database, trigger: &str) -> BTreeMap<i64, String> {
+    AppDb::open(db)
+        .rows(
+            "SELECT row_id, script_hash FROM herald_events WHERE trigger_name = ?1",
+            &[Cell::Text(trigger.into())],
+        )
+        .iter()
+        .map(|r| (r[0].integer(), r[1].text()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -225,7 +227,7 @@ async fn a_new_notification_script_starts_tracking_its_table() {
     write_in_place(
         &scripts,
         "GetWebhookResponseBody_CompanyAdded.rhai",
-        "if sample { [] } else { db_query_one(\"SELECT id, name FROM Company WHERE id = ?\", [row_id]) }\n",
+        "if sample { [] } else { db_query_one(\"SELECT id, name FROM \\\"Company\\\" WHERE id = ?\", [row_id]) }\n",
     );
     write_then_rename(
         &scripts,
@@ -252,13 +254,10 @@ async fn a_new_notification_script_starts_tracking_its_table() {
     herald
         .subscribe("CompanyAdded", &receiver.url("/company"))
         .await;
-    let app = herald.app();
-    app.execute(
-        "INSERT INTO Company (name, city) VALUES ('Nordbau', 'Kiel')",
-        [],
-    )
-    .unwrap();
-    let id = app.last_insert_rowid();
+    let id = herald.app().insert(
+        "INSERT INTO \"Company\" (name, city) VALUES ('Nordbau', 'Kiel')",
+        &[],
+    );
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(
         got[0].json(),
@@ -281,16 +280,13 @@ async fn events_fired_during_ten_rewrites_are_each_delivered_once_with_one_versi
     let db = herald.db.clone();
     let folder = scripts.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        let app = rusqlite::Connection::open(db).unwrap();
-        app.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut app = AppDb::open(&db);
         let mut ids = Vec::new();
         for i in 0..200u32 {
-            app.execute(
-                "INSERT INTO Deal (title, is_project) VALUES (?1, 1)",
-                [format!("deal {i}")],
-            )
-            .unwrap();
-            ids.push(app.last_insert_rowid());
+            ids.push(app.insert(
+                "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
+                &[Cell::Text(format!("deal {i}"))],
+            ));
             if i % 20 == 10 {
                 let version = i / 20 + 1;
                 if version % 2 == 0 {

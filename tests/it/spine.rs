@@ -24,18 +24,13 @@ async fn a_deal_inserted_by_another_connection_is_delivered_signed_with_the_body
     assert_eq!(subscription["codeWebhookSubscription"], subscription["id"]);
     let secret = subscription["secret"].as_str().unwrap().to_owned();
 
-    let app = herald.app();
-    app.execute(
-        "INSERT INTO Deal (id, title, amount, is_project, company_id, project_id) VALUES (5000, 'Bridge', 250000, 1, 2, 20)",
-        [],
-    )
-    .unwrap();
+    let mut app = herald.app();
+    app.execute("INSERT INTO \"Deal\" (id, title, amount, is_project, company_id, project_id) VALUES (5000, 'Bridge', 250000, 1, 2, 20)", &[]);
     // Not a project: fires nothing.
     app.execute(
-        "INSERT INTO Deal (id, title, is_project) VALUES (5001, 'Paint job', 0)",
-        [],
-    )
-    .unwrap();
+        "INSERT INTO \"Deal\" (id, title, is_project) VALUES (5001, 'Paint job', 0)",
+        &[],
+    );
 
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     let delivery = &got[0];
@@ -48,7 +43,9 @@ async fn a_deal_inserted_by_another_connection_is_delivered_signed_with_the_body
     let expected: serde_json::Value = {
         let config = test_config(dir.path(), &scripts);
         let mut out = Vec::new();
-        herald::commands::fire(&config, "NewOpportunity", 5000, true, &mut out).unwrap();
+        off_the_runtime(|| {
+            herald::commands::fire(&config, "NewOpportunity", 5000, true, &mut out).unwrap()
+        });
         serde_json::from_slice(&out).unwrap()
     };
     assert_eq!(payload, expected);
@@ -86,18 +83,14 @@ async fn updates_and_deletes_fire_the_demo_triggers() {
         .subscribe("ContactRemoved", &receiver.url("/gone"))
         .await;
 
-    let app = herald.app();
-    app.execute("UPDATE Deal SET amount = 1 WHERE id = 1000", [])
-        .unwrap();
-    app.execute("UPDATE Deal SET stage = 'won' WHERE id = 1000", [])
-        .unwrap();
+    let mut app = herald.app();
+    app.execute("UPDATE \"Deal\" SET amount = 1 WHERE id = 1000", &[]);
+    app.execute("UPDATE \"Deal\" SET stage = 'won' WHERE id = 1000", &[]);
     // Still won: not a second DealWon.
-    app.execute("UPDATE Deal SET amount = 2 WHERE id = 1000", [])
-        .unwrap();
-    app.execute_batch(
-        "DELETE FROM Deal WHERE contact_id = 200; DELETE FROM Contact WHERE id = 200;",
-    )
-    .unwrap();
+    app.execute("UPDATE \"Deal\" SET amount = 2 WHERE id = 1000", &[]);
+    app.batch(
+        "DELETE FROM \"Deal\" WHERE contact_id = 200; DELETE FROM \"Contact\" WHERE id = 200;",
+    );
 
     let got = receiver.wait_for(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -126,13 +119,10 @@ async fn perform_list_returns_newest_first_samples_of_the_live_shape() {
     herald
         .subscribe("NewOpportunity", &receiver.url("/x"))
         .await;
-    herald
-        .app()
-        .execute(
-            "INSERT INTO Deal (id, title, is_project, company_id) VALUES (7000, 'Newest', 1, 1)",
-            [],
-        )
-        .unwrap();
+    herald.app().execute(
+        "INSERT INTO \"Deal\" (id, title, is_project, company_id) VALUES (7000, 'Newest', 1, 1)",
+        &[],
+    );
     let live = receiver.wait_for(1, Duration::from_secs(10)).await[0].json();
 
     let (status, samples) = herald
@@ -168,9 +158,11 @@ async fn unsubscribing_stops_deliveries() {
     let by_path = herald
         .subscribe("NewOpportunity", &receiver.url("/b"))
         .await;
-    let app = herald.app();
-    app.execute("INSERT INTO Deal (title, is_project) VALUES ('one', 1)", [])
-        .unwrap();
+    let mut app = herald.app();
+    app.execute(
+        "INSERT INTO \"Deal\" (title, is_project) VALUES ('one', 1)",
+        &[],
+    );
     receiver.wait_for(2, Duration::from_secs(10)).await;
 
     let (status, body) = herald
@@ -192,8 +184,10 @@ async fn unsubscribing_stops_deliveries() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    app.execute("INSERT INTO Deal (title, is_project) VALUES ('two', 1)", [])
-        .unwrap();
+    app.execute(
+        "INSERT INTO \"Deal\" (title, is_project) VALUES ('two', 1)",
+        &[],
+    );
     // Give the pipeline ample time to (wrongly) deliver.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.received().len(), 2);

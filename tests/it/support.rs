@@ -11,17 +11,22 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
+use herald::database::Database;
 use herald::Config;
+
+pub use crate::app_db::{off_the_runtime, AppDb, CellValue};
+pub use herald::store::Cell;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "test-token";
 
-/// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`.
+/// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`. `check` may block
+/// (read the store): it runs off the runtime's worker.
 pub async fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
-        if let Some(value) = check() {
+        if let Some(value) = crate::app_db::off_the_runtime(&mut check) {
             return Some(value);
         }
         if start.elapsed() > timeout {
@@ -63,9 +68,50 @@ pub fn demo_scripts(dir: &Path) -> PathBuf {
     target
 }
 
-/// Settings for tests: quick retries, loopback targets allowed, a known token.
+/// Whether this run of the tests puts herald on PostgreSQL (`HERALD_TEST_DB=postgres`) rather
+/// than on an SQLite file: the same tests run on both (see README.md).
+pub fn on_postgres() -> bool {
+    match std::env::var("HERALD_TEST_DB").as_deref() {
+        Ok("postgres") | Ok("postgresql") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("HERALD_TEST_DB={other}: expected sqlite or postgres"),
+    }
+}
+
+/// The database of the test whose folder is `dir`: `dir/herald.db`, or a database of the test
+/// PostgreSQL server made for that folder (the same one each time, as the file is).
+pub fn test_database(dir: &Path) -> Database {
+    if on_postgres() {
+        static BY_FOLDER: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+        let mut known = BY_FOLDER.lock().unwrap_or_else(|p| p.into_inner());
+        let url = match known.iter().find(|(folder, _)| folder == dir) {
+            Some((_, url)) => url.clone(),
+            None => {
+                let url = crate::app_db::off_the_runtime(crate::pg_server::fresh_database);
+                known.push((dir.to_owned(), url.clone()));
+                url
+            }
+        };
+        Database::parse(&url).unwrap()
+    } else {
+        Database::Sqlite(dir.join("herald.db"))
+    }
+}
+
+/// Settings for tests: quick retries, loopback targets allowed, a known token; on a fresh database
+/// of the backend under test.
 pub fn test_config(dir: &Path, scripts: &Path) -> Config {
-    let mut config = Config::with_paths(dir.join("herald.db"), scripts);
+    test_config_on(test_database(dir), dir, scripts)
+}
+
+/// `test_config` on `db`.
+pub fn test_config_on(db: Database, dir: &Path, scripts: &Path) -> Config {
+    let mut config = Config::with_paths(db, scripts);
+    // Beside the database on SQLite (the default there), and never the working directory.
+    config.secret_key_file = Some(config.db.sqlite_path().map_or_else(
+        || dir.join("herald.secret-key"),
+        |_| config.db.companion_file("secret-key"),
+    ));
     config.api_token = Some(TOKEN.into());
     config.delivery.allow_targets = vec!["127.0.0.0/8".parse().unwrap()];
     config.delivery.retry_schedule = vec![Duration::from_millis(200); 3];
@@ -111,7 +157,9 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, expected_co
 
 pub struct TestHerald {
     pub addr: SocketAddr,
-    pub db: PathBuf,
+    pub db: Database,
+    /// The key file herald sealed secrets with.
+    pub secret_key_file: Option<PathBuf>,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -132,10 +180,30 @@ impl TestHerald {
         herald
     }
 
+    /// `demo` on an SQLite file whatever `HERALD_TEST_DB` says: for what only SQLite does.
+    pub async fn on_sqlite(tweak: impl FnOnce(&mut Config)) -> TestHerald {
+        let dir = tempfile::tempdir().unwrap();
+        let scripts = demo_scripts(dir.path());
+        let db = Database::Sqlite(dir.path().join("herald.db"));
+        let mut config = test_config_on(db, dir.path(), &scripts);
+        tweak(&mut config);
+        let mut herald = TestHerald::start(config).await;
+        herald.dir = Some(dir);
+        herald
+    }
+
+    /// `start`, keeping `dir` (the test's folder) until the herald is dropped.
+    pub async fn start_in(config: Config, dir: tempfile::TempDir) -> TestHerald {
+        let mut herald = TestHerald::start(config).await;
+        herald.dir = Some(dir);
+        herald
+    }
+
     pub async fn start(config: Config) -> TestHerald {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let db = config.db.clone();
+        let secret_key_file = config.secret_key_file.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(herald::serve(config, listener, async {
             let _ = stopped.await;
@@ -143,6 +211,7 @@ impl TestHerald {
         let herald = TestHerald {
             addr,
             db,
+            secret_key_file,
             client: reqwest::Client::new(),
             stop: Some(stop),
             task,
@@ -172,34 +241,33 @@ impl TestHerald {
         format!("http://{}{path}", self.addr)
     }
 
-    /// A connection of the application's own, as another process would have.
     /// Inserts `deal` from another connection, as the application would; returns its id.
     pub fn insert_deal(&self, deal: Deal<'_>) -> i64 {
-        let app = self.app();
-        app.execute(
-            "INSERT INTO Deal (title, amount, is_project, company_id, project_id)
+        self.app().insert(
+            "INSERT INTO \"Deal\" (title, amount, is_project, company_id, project_id)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            (
-                deal.title,
-                deal.amount,
-                deal.is_project,
-                deal.company_id,
-                deal.project_id,
-            ),
+            &[
+                Cell::Text(deal.title.into()),
+                deal.amount.map_or(Cell::Null, Cell::Real),
+                Cell::Integer(deal.is_project.into()),
+                deal.company_id.map_or(Cell::Null, Cell::Integer),
+                deal.project_id.map_or(Cell::Null, Cell::Integer),
+            ],
         )
-        .unwrap();
-        app.last_insert_rowid()
     }
 
-    pub fn app(&self) -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        conn
+    /// A connection of the application's own, as another process would have.
+    pub fn app(&self) -> AppDb {
+        AppDb::open(&self.db)
     }
 
-    /// herald's store, with the key herald generated beside the database.
-    pub fn store(&self) -> herald::store::Store {
-        herald::server::open_store(&herald::Config::with_paths(&self.db, "scripts")).unwrap()
+    /// herald's store, with the key herald sealed secrets with.
+    pub fn store(&self) -> TestStore {
+        let mut config = herald::Config::with_paths(self.db.clone(), "scripts");
+        config.secret_key_file = self.secret_key_file.clone();
+        TestStore(crate::app_db::off_the_runtime(|| {
+            herald::server::open_store(&config).unwrap()
+        }))
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -259,6 +327,40 @@ impl TestHerald {
             .await;
         assert_eq!(status, 201, "{body}");
         body
+    }
+}
+
+/// herald's store as tests read it from their async bodies: each call steps off the runtime's
+/// worker, since the store blocks (and PostgreSQL's client runs a runtime of its own).
+pub struct TestStore(pub herald::store::Store);
+
+impl TestStore {
+    pub fn delivery_status(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<herald::store::DeliveryStatus>, herald::store::StoreError> {
+        crate::app_db::off_the_runtime(|| self.0.delivery_status(message_id))
+    }
+
+    pub fn attempts_of(
+        &self,
+        message_id: &str,
+    ) -> Result<Vec<herald::store::StoredAttempt>, herald::store::StoreError> {
+        crate::app_db::off_the_runtime(|| self.0.attempts_of(message_id))
+    }
+
+    pub fn get_hook(
+        &self,
+        id: &str,
+    ) -> Result<Option<herald::store::Hook>, herald::store::StoreError> {
+        crate::app_db::off_the_runtime(|| self.0.get_hook(id))
+    }
+
+    pub fn recent_script_failures(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<herald::store::ScriptFailure>, herald::store::StoreError> {
+        crate::app_db::off_the_runtime(|| self.0.recent_script_failures(limit))
     }
 }
 

@@ -26,6 +26,7 @@ use records::record_in;
 pub use claims::{Claim, ClaimOutcome};
 pub(super) use fan_out::fan_out;
 pub use fan_out::Stored;
+pub(super) use records::next_status;
 
 /// An event ready to store: its payload is already rendered.
 #[derive(Debug, Clone)]
@@ -194,6 +195,10 @@ pub enum NextStep {
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub delivery_seq: i64,
+    /// The end of the lease the attempt was made under: its record moves the delivery on only if
+    /// that lease still stands (a worker that outlived its lease, whose delivery was claimed
+    /// again, records its attempt but no longer decides what happens next).
+    pub leased_until: i64,
     /// Where the request went (the hook's URL at the time).
     pub url: String,
     pub hook_id: String,
@@ -220,6 +225,7 @@ impl AttemptRecord {
     pub(crate) fn delivered(claim: &ClaimedDelivery, started_at: i64) -> AttemptRecord {
         AttemptRecord {
             delivery_seq: claim.seq,
+            leased_until: claim.leased_until,
             url: claim.target_url.clone(),
             hook_id: claim.hook_id.clone(),
             event_id: claim.event_id.clone(),
@@ -255,10 +261,10 @@ pub struct StoredAttempt {
 /// What a delivery is signed and authorized with: sealed as the hook's row keeps it, or opened. The
 /// previous secret is there only while its grace period lasts.
 #[derive(Clone)]
-struct HookSecrets {
-    secret: String,
-    authorization: Option<String>,
-    previous_secret: Option<String>,
+pub(in crate::store) struct HookSecrets {
+    pub(in crate::store) secret: String,
+    pub(in crate::store) authorization: Option<String>,
+    pub(in crate::store) previous_secret: Option<String>,
 }
 
 impl HookSecrets {
@@ -281,7 +287,7 @@ impl HookSecrets {
     }
 
     /// The opened copy of sealed secrets.
-    fn open(&self, secrets: &Secrets) -> Result<HookSecrets> {
+    pub(in crate::store) fn open(&self, secrets: &Secrets) -> Result<HookSecrets> {
         let open = |sealed: &Option<String>| sealed.as_deref().map(|s| secrets.open(s)).transpose();
         Ok(HookSecrets {
             secret: secrets.open(&self.secret)?,
@@ -292,17 +298,17 @@ impl HookSecrets {
 }
 
 /// What the fan-out and a claim know of a delivery they lease to the worker.
-struct Leased<'a> {
-    seq: i64,
-    message_id: String,
-    attempts_made: u32,
-    hook_id: &'a str,
-    target_url: &'a str,
-    secrets: &'a HookSecrets,
-    event_id: String,
-    trigger: String,
-    payload: String,
-    leased_until: i64,
+pub(in crate::store) struct Leased<'a> {
+    pub(in crate::store) seq: i64,
+    pub(in crate::store) message_id: String,
+    pub(in crate::store) attempts_made: u32,
+    pub(in crate::store) hook_id: &'a str,
+    pub(in crate::store) target_url: &'a str,
+    pub(in crate::store) secrets: &'a HookSecrets,
+    pub(in crate::store) event_id: String,
+    pub(in crate::store) trigger: String,
+    pub(in crate::store) payload: String,
+    pub(in crate::store) leased_until: i64,
 }
 
 impl From<Leased<'_>> for ClaimedDelivery {

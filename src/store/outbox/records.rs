@@ -29,14 +29,42 @@ pub(super) fn record_in(
               request_headers, response_headers, response_body, error, url)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
+        // Fenced by the lease the attempt was made under (see `AttemptRecord::leased_until`).
         let mut update = tx.prepare_cached(
             "UPDATE herald_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, updated_at = ?5
-             WHERE seq = ?1",
+             WHERE seq = ?1 AND status = 'delivering' AND next_attempt_at = ?6",
         )?;
         // Hooks whose run of failures a success in these records already ended: their later
         // successes have nothing to reset (a trip records many attempts to a busy hook).
         let mut clean: HashSet<&str> = HashSet::new();
+        let mut exists = tx.prepare_cached("SELECT 1 FROM herald_deliveries WHERE seq = ?1")?;
         for r in records {
+            let (status, next_at) = next_status(r.next);
+            let moved = update.execute((
+                r.delivery_seq,
+                status.as_str(),
+                r.attempt,
+                next_at,
+                now,
+                r.leased_until,
+            ))?;
+            if moved == 0 {
+                if !exists.exists([r.delivery_seq])? {
+                    // Its event went (a database restored from before it, say): nothing to
+                    // record it against, and nothing that would ever take the record.
+                    tracing::warn!(
+                        delivery_seq = r.delivery_seq,
+                        hook_id = %r.hook_id,
+                        "an attempt's delivery no longer exists; the attempt is not recorded"
+                    );
+                    continue;
+                }
+                tracing::warn!(
+                    delivery_seq = r.delivery_seq,
+                    hook_id = %r.hook_id,
+                    "an attempt was recorded after its lease ended; the delivery's newer state stands"
+                );
+            }
             insert.execute((
                 r.delivery_seq,
                 r.attempt,
@@ -50,12 +78,6 @@ pub(super) fn record_in(
                 &r.error,
                 &r.url,
             ))?;
-            let (status, next_at) = match r.next {
-                NextStep::Delivered => (DeliveryStatus::Delivered, None),
-                NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-                NextStep::Failed | NextStep::HookGone => (DeliveryStatus::Failed, None),
-            };
-            update.execute((r.delivery_seq, status.as_str(), r.attempt, next_at, now))?;
             if r.outcome == AttemptOutcome::Success {
                 if clean.insert(&r.hook_id) {
                     end_failure_run(tx, &r.hook_id)?;
@@ -92,6 +114,15 @@ pub(super) fn record_in(
         }
     }
     Ok(changes)
+}
+
+/// Where a delivery stands after an attempt, and when it is due next.
+pub(in crate::store) fn next_status(next: NextStep) -> (DeliveryStatus, Option<i64>) {
+    match next {
+        NextStep::Delivered => (DeliveryStatus::Delivered, None),
+        NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+        NextStep::Failed | NextStep::HookGone => (DeliveryStatus::Failed, None),
+    }
 }
 
 /// A success ends a hook's run of failures.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::*;
 use crate::clock::now_ms;
 use crate::delivery::{Capacity, DirectLease};
-use crate::store::{HookOrigin, Hooks, NewHook, Scope, Store, StoreError};
+use crate::store::{Consumed, HookOrigin, Hooks, NewHook, Scope, Store, StoreError};
 
 fn setup() -> (tempfile::TempDir, Store, String) {
     let (dir, sqlite, hook) = setup_sqlite();
@@ -203,13 +203,13 @@ fn fresh_deliveries_are_leased_to_the_worker_while_it_has_room() {
     let events: Vec<NewEvent> = (0..3).map(|_| event("NewOpportunity")).collect();
     // Closed (no worker runs): everything waits for a claim.
     let stored = store
-        .commit_consumed_changes(0, 0, &events[..1], &[], Some(&lease))
+        .commit_consumed_changes(&Consumed::positions(0, 0), &events[..1], &[], Some(&lease))
         .unwrap();
     assert_eq!((stored.deliveries, stored.leased.len()), (1, 0));
     capacity.open();
     let before = now_ms();
     let stored = store
-        .commit_consumed_changes(0, 0, &events[1..], &[], Some(&lease))
+        .commit_consumed_changes(&Consumed::positions(0, 0), &events[1..], &[], Some(&lease))
         .unwrap();
     assert_eq!((stored.deliveries, stored.leased.len()), (2, 2));
     assert_eq!(capacity.held(Some(&hook)), 2);
@@ -246,18 +246,32 @@ fn room_taken_by_a_transaction_that_fails_is_given_back() {
         lease_ms: 60_000,
     };
     // The position moved meanwhile (another consumer): nothing is stored, nothing held.
-    let failed = store.commit_consumed_changes(5, 6, &[event("NewOpportunity")], &[], Some(&lease));
+    let failed = store.commit_consumed_changes(
+        &Consumed::positions(5, 6),
+        &[event("NewOpportunity")],
+        &[],
+        Some(&lease),
+    );
     assert!(matches!(failed, Err(StoreError::ConcurrentConsumer)));
     assert_eq!(capacity.held(Some(&hook)), 0);
     // A batch whose second event was stored already fails after the first event's delivery
     // took its room: that room comes back.
     let twice = event("NewOpportunity");
     store
-        .commit_consumed_changes(0, 0, std::slice::from_ref(&twice), &[], Some(&lease))
+        .commit_consumed_changes(
+            &Consumed::positions(0, 0),
+            std::slice::from_ref(&twice),
+            &[],
+            Some(&lease),
+        )
         .unwrap();
     assert_eq!(capacity.held(None), 1);
-    let failed =
-        store.commit_consumed_changes(0, 0, &[event("NewOpportunity"), twice], &[], Some(&lease));
+    let failed = store.commit_consumed_changes(
+        &Consumed::positions(0, 0),
+        &[event("NewOpportunity"), twice],
+        &[],
+        Some(&lease),
+    );
     assert!(failed.is_err());
     assert_eq!(capacity.held(None), 1, "only the committed lease is held");
 }

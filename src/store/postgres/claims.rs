@@ -1,0 +1,218 @@
+//! Claims on PostgreSQL: due deliveries leased to this process, hook by hook, against the room its
+//! worker has, with `FOR UPDATE SKIP LOCKED`, so that several herald processes claiming at once
+//! never take the same delivery (one skips the rows the other is leasing) and never wait for
+//! each other.
+//!
+//! A claim is three statements: which hooks have deliveries waiting (an index seek per hook: a
+//! loose scan of `(hook_id, next_attempt_at)`), then, once it is decided here how many of each
+//! hook to take (the same turns as on SQLite: one round of each waiting hook before any gets
+//! more), one statement that leases them all and returns what sending them takes, and one for the
+//! hooks' URLs and secrets.
+
+use postgres::Transaction;
+
+use super::outbox::{sealed_secrets, secret_columns};
+use super::{Postgres, Result};
+use crate::delivery::Taken;
+use crate::store::outbox::{HookSecrets, Leased};
+use crate::store::{Claim, ClaimOutcome};
+
+/// A hook with deliveries waiting, and when the earliest of them is due (a lease's end counts).
+struct Waiting {
+    hook_id: String,
+    oldest: i64,
+    enabled: bool,
+}
+
+pub(super) fn claim_in(
+    store: &Postgres,
+    tx: &mut Transaction<'_>,
+    claim: &Claim<'_>,
+    now: i64,
+    taken: &mut Taken<'_>,
+) -> Result<ClaimOutcome> {
+    let Claim {
+        lease_ms,
+        limit,
+        capacity,
+        ..
+    } = *claim;
+    let mut outcome = ClaimOutcome::default();
+    if limit == 0 {
+        return Ok(outcome);
+    }
+    let waiting: Vec<Waiting> = tx
+        .query(
+            "WITH RECURSIVE waiting AS (
+                 (SELECT hook_id, next_attempt_at FROM herald_deliveries
+                  WHERE next_attempt_at IS NOT NULL ORDER BY hook_id, next_attempt_at LIMIT 1)
+                 UNION ALL
+                 SELECT next.hook_id, next.next_attempt_at FROM waiting w CROSS JOIN LATERAL (
+                     SELECT hook_id, next_attempt_at FROM herald_deliveries
+                     WHERE next_attempt_at IS NOT NULL AND hook_id > w.hook_id
+                     ORDER BY hook_id, next_attempt_at LIMIT 1) next
+             )
+             SELECT w.hook_id, w.next_attempt_at, coalesce(h.enabled, false)
+             FROM waiting w LEFT JOIN herald_hooks h ON h.id = w.hook_id",
+            &[],
+        )?
+        .iter()
+        .map(|r| Waiting {
+            hook_id: r.get(0),
+            oldest: r.get(1),
+            enabled: r.get(2),
+        })
+        .collect();
+    // What waits for a hook that is gone or disabled is discarded on the way.
+    let gone: Vec<&str> = waiting
+        .iter()
+        .filter(|w| !w.enabled && w.oldest <= now)
+        .map(|w| w.hook_id.as_str())
+        .collect();
+    if !gone.is_empty() {
+        tx.execute(
+            "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL,
+                    leased_by = NULL, updated_at = $2
+             WHERE hook_id = ANY($1) AND next_attempt_at IS NOT NULL AND next_attempt_at <= $2",
+            &[&gone, &now],
+        )?;
+    }
+    // The walk starts after the hook the last claim took from (see the SQLite claim's turns).
+    let last = capacity.last_claimed_hook();
+    let start = waiting.iter().position(|w| w.hook_id > last).unwrap_or(0);
+    let order = waiting[start..].iter().chain(&waiting[..start]);
+    let mut wanted: Vec<(&str, i64)> = Vec::new();
+    let mut reserved = 0usize;
+    let mut cut_short: Vec<&str> = Vec::new();
+    let turn = capacity.turn();
+    for w in order.filter(|w| w.enabled) {
+        if reserved == limit || capacity.free() == 0 {
+            outcome.next_due = Some(now);
+            break;
+        }
+        let free = capacity.free_for(&w.hook_id);
+        if free == 0 {
+            outcome.due_without_room |= w.oldest <= now;
+            continue;
+        }
+        if w.oldest > now {
+            outcome.next_due = Some(outcome.next_due.map_or(w.oldest, |t| t.min(w.oldest)));
+            continue;
+        }
+        let room = free.min(limit - reserved);
+        let n = reserve(taken, &w.hook_id, room.min(turn));
+        if room > turn {
+            cut_short.push(&w.hook_id);
+        }
+        if n > 0 {
+            wanted.push((&w.hook_id, n as i64));
+            reserved += n;
+        }
+    }
+    // Every waiting hook had its turn; the room left goes to those cut short.
+    for hook in cut_short {
+        if reserved == limit {
+            break;
+        }
+        let n = reserve(taken, hook, capacity.free_for(hook).min(limit - reserved));
+        if n > 0 {
+            match wanted.iter_mut().find(|(h, _)| *h == hook) {
+                Some((_, count)) => *count += n as i64,
+                None => wanted.push((hook, n as i64)),
+            }
+            reserved += n;
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(outcome);
+    }
+    let hooks: Vec<&str> = wanted.iter().map(|(h, _)| *h).collect();
+    let counts: Vec<i64> = wanted.iter().map(|(_, n)| *n).collect();
+    let leased_until = now + lease_ms;
+    let rows = tx.query(
+        "WITH wanted AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS w(hook_id, n)),
+         picked AS (
+             SELECT q.seq FROM wanted w CROSS JOIN LATERAL (
+                 SELECT d.seq FROM herald_deliveries d
+                 WHERE d.hook_id = w.hook_id AND d.next_attempt_at IS NOT NULL
+                   AND d.next_attempt_at <= $3
+                 ORDER BY d.next_attempt_at LIMIT w.n
+                 FOR UPDATE SKIP LOCKED) q
+         )
+         UPDATE herald_deliveries AS d
+         SET status = 'delivering', next_attempt_at = $4, leased_by = $5, updated_at = $3
+         FROM picked p, herald_events e
+         WHERE d.seq = p.seq AND e.seq = d.event_seq
+         RETURNING d.seq, d.id, d.attempts, d.hook_id, e.id, e.trigger_name, e.payload,
+                   d.next_attempt_at",
+        &[&hooks, &counts, &now, &leased_until, &store.node()],
+    )?;
+    // Room reserved for rows another process leased first goes back.
+    for (hook, n) in &wanted {
+        let got = rows.iter().filter(|r| r.get::<_, &str>(3) == *hook).count() as i64;
+        for _ in got..*n {
+            taken.give_back(hook);
+        }
+        if got > 0 {
+            capacity.claimed_from(hook);
+        }
+    }
+    if rows.is_empty() {
+        return Ok(outcome);
+    }
+    let claimed_hooks: Vec<String> = {
+        let mut ids: Vec<String> = rows.iter().map(|r| r.get(3)).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let targets: Vec<(String, String, HookSecrets)> = tx
+        .query(
+            &format!(
+                "SELECT h.id, h.target_url, {} FROM herald_hooks h WHERE h.id = ANY($1)",
+                secret_columns("$2")
+            ),
+            &[&claimed_hooks, &now],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), sealed_secrets(r, 2)))
+        .collect();
+    let mut opened = Vec::with_capacity(targets.len());
+    for (id, url, sealed) in targets {
+        opened.push((id, url, sealed.open(store.secrets())?));
+    }
+    // In the order they were due, as the worker expects.
+    let mut rows = rows;
+    rows.sort_by_key(|r| r.get::<_, i64>(0));
+    for r in &rows {
+        let hook_id: &str = r.get(3);
+        let Some((id, url, secrets)) = opened.iter().find(|(id, _, _)| id == hook_id) else {
+            continue;
+        };
+        outcome.deliveries.push(
+            Leased {
+                seq: r.get(0),
+                message_id: r.get(1),
+                attempts_made: r.get::<_, i32>(2) as u32,
+                hook_id: id,
+                target_url: url,
+                secrets,
+                event_id: r.get(4),
+                trigger: r.get(5),
+                payload: r.get(6),
+                leased_until: r.get(7),
+            }
+            .into(),
+        );
+    }
+    Ok(outcome)
+}
+
+/// Takes room for up to `n` deliveries of `hook`; how many it got.
+fn reserve(taken: &mut Taken<'_>, hook: &str, n: usize) -> usize {
+    let mut got = 0;
+    while got < n && taken.take(hook) {
+        got += 1;
+    }
+    got
+}

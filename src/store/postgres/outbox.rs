@@ -1,0 +1,584 @@
+//! The outbox on PostgreSQL: the fan-out of events to hooks, the records of attempts (fenced by
+//! the lease they were made under), hand-backs and the outbox's reads. Claims are in `claims.rs`.
+//!
+//! Times come from the database's clock (`DB_NOW_MS`): several herald processes lease and record
+//! against one clock.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use postgres::Transaction;
+
+use super::claims::claim_in;
+use super::{storable, storable_opt, Postgres, Result, DB_NOW_MS};
+use crate::delivery::{Capacity, Taken};
+use crate::store::outbox::{next_status, HookSecrets, Leased};
+use crate::store::{
+    AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
+    FailurePolicy, HookHealthChange, NewEvent, NextStep, Outbox, OutboxSnapshot, ScriptFailure,
+    Stored, StoredAttempt,
+};
+
+/// The database's clock now, in Unix milliseconds.
+pub(super) fn db_now(tx: &mut Transaction<'_>) -> Result<i64> {
+    Ok(tx.query_one(&format!("SELECT {DB_NOW_MS}"), &[])?.get(0))
+}
+
+/// The columns of a hook's secrets, as `HookSecrets::from_pg` reads them from `first` on: the
+/// previous secret only while its grace period lasts at parameter `now`.
+pub(super) fn secret_columns(now: &str) -> String {
+    format!(
+        "h.secret, h.\"authorization\", \
+         CASE WHEN h.previous_secret_until > {now} THEN h.previous_secret END"
+    )
+}
+
+pub(super) fn sealed_secrets(row: &postgres::Row, first: usize) -> HookSecrets {
+    HookSecrets {
+        secret: row.get(first),
+        authorization: row.get(first + 1),
+        previous_secret: row.get(first + 2),
+    }
+}
+
+/// An enabled hook an event goes to; its secrets are opened once one of its deliveries is leased.
+struct ReceivingHook {
+    id: String,
+    target_url: String,
+    sealed: HookSecrets,
+    opened: Option<HookSecrets>,
+}
+
+/// Stores events with one delivery per enabled hook that selects each and whose scope it is in
+/// (an event nobody receives is not stored), as on SQLite. With `lease`, the deliveries the worker
+/// has room for are stored leased to this process and returned. Two statements store a whole
+/// batch: one for the events, one for the deliveries.
+pub(super) fn fan_out(
+    store: &Postgres,
+    tx: &mut Transaction<'_>,
+    events: &[NewEvent],
+    mut lease: Option<(&mut Taken<'_>, i64)>,
+) -> Result<Stored> {
+    let mut stored = Stored::default();
+    if events.is_empty() {
+        return Ok(stored);
+    }
+    let now = db_now(tx)?;
+    let receivers = tx.prepare(&format!(
+        "SELECT h.id, h.target_url, {}
+         FROM herald_hook_events e JOIN herald_hooks h ON h.id = e.hook_id
+         WHERE e.event_name = $1 AND h.enabled
+           AND ((h.company_id IS NULL AND h.project_id IS NULL)
+                OR (h.project_id IS NOT NULL AND h.project_id = $3)
+                OR (h.project_id IS NULL AND h.company_id = $2))
+         ORDER BY h.id",
+        secret_columns("$4")
+    ))?;
+    type Audience<'e> = (&'e str, Option<i64>, Option<i64>);
+    let mut receiving: HashMap<Audience<'_>, Vec<ReceivingHook>> = HashMap::new();
+    let mut kept: Vec<&NewEvent> = Vec::new();
+    for event in events {
+        let key = (event.trigger.as_str(), event.company_id, event.project_id);
+        if let Entry::Vacant(new) = receiving.entry(key) {
+            let hooks = tx
+                .query(
+                    &receivers,
+                    &[&event.trigger, &event.company_id, &event.project_id, &now],
+                )?
+                .iter()
+                .map(|r| ReceivingHook {
+                    id: r.get(0),
+                    target_url: r.get(1),
+                    sealed: sealed_secrets(r, 2),
+                    opened: None,
+                })
+                .collect();
+            new.insert(hooks);
+        }
+        if !receiving[&key].is_empty() {
+            kept.push(event);
+        }
+    }
+    if kept.is_empty() {
+        return Ok(stored);
+    }
+    let column = |f: fn(&NewEvent) -> Option<String>| kept.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let ids: Vec<&str> = kept.iter().map(|e| e.id.as_str()).collect();
+    let triggers: Vec<&str> = kept.iter().map(|e| e.trigger.as_str()).collect();
+    let row_ids: Vec<Option<i64>> = kept.iter().map(|e| e.row_id).collect();
+    let payloads: Vec<String> = kept
+        .iter()
+        .map(|e| storable(&e.payload).into_owned())
+        .collect();
+    let change_ids: Vec<Option<i64>> = kept.iter().map(|e| e.change_id).collect();
+    let hashes = column(|e| e.script_hash.clone());
+    let resources = column(|e| e.resource_name.clone());
+    let types = column(|e| e.event_type.clone());
+    let companies: Vec<Option<i64>> = kept.iter().map(|e| e.company_id).collect();
+    let projects: Vec<Option<i64>> = kept.iter().map(|e| e.project_id).collect();
+    let event_seqs: HashMap<String, i64> = tx
+        .query(
+            "INSERT INTO herald_events (id, trigger_name, row_id, payload, change_id, script_hash,
+                                        resource_name, event_type, company_id, project_id, created_at)
+             SELECT e.*, $11 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[],
+                                         $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[]) AS e
+             RETURNING id, seq",
+            &[
+                &ids, &triggers, &row_ids, &payloads, &change_ids, &hashes, &resources, &types,
+                &companies, &projects, &now,
+            ],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+
+    struct Planned<'e> {
+        message_id: String,
+        event: &'e NewEvent,
+        hook: (Audience<'e>, usize),
+        leased: bool,
+    }
+    let mut planned = Vec::new();
+    for &event in &kept {
+        let key = (event.trigger.as_str(), event.company_id, event.project_id);
+        for (index, hook) in receiving[&key].iter().enumerate() {
+            let leased = match lease.as_mut() {
+                Some((taken, _)) => taken.take(&hook.id),
+                None => false,
+            };
+            planned.push(Planned {
+                message_id: crate::ids::message_id(),
+                event,
+                hook: (key, index),
+                leased,
+            });
+        }
+    }
+    let lease_ms = lease.as_ref().map_or(0, |(_, ms)| *ms);
+    let message_ids: Vec<&str> = planned.iter().map(|p| p.message_id.as_str()).collect();
+    let seqs: Vec<i64> = planned.iter().map(|p| event_seqs[&p.event.id]).collect();
+    let hooks: Vec<&str> = planned
+        .iter()
+        .map(|p| receiving[&p.hook.0][p.hook.1].id.as_str())
+        .collect();
+    let statuses: Vec<&str> = planned
+        .iter()
+        .map(|p| {
+            if p.leased {
+                DeliveryStatus::Delivering.as_str()
+            } else {
+                DeliveryStatus::Pending.as_str()
+            }
+        })
+        .collect();
+    let due: Vec<i64> = planned
+        .iter()
+        .map(|p| if p.leased { now + lease_ms } else { now })
+        .collect();
+    let holders: Vec<Option<&str>> = planned
+        .iter()
+        .map(|p| p.leased.then_some(store.node()))
+        .collect();
+    let delivery_seqs: HashMap<String, i64> = tx
+        .query(
+            "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts, next_attempt_at,
+                                            leased_by, created_at, updated_at)
+             SELECT d.id, d.event_seq, d.hook_id, d.status, 0, d.due, d.holder, $7, $7
+             FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::text[])
+                  AS d(id, event_seq, hook_id, status, due, holder)
+             RETURNING id, seq",
+            &[&message_ids, &seqs, &hooks, &statuses, &due, &holders, &now],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    stored.deliveries = planned.len();
+    for p in planned.into_iter().filter(|p| p.leased) {
+        let hook = &mut receiving.get_mut(&p.hook.0).expect("planned from it")[p.hook.1];
+        if hook.opened.is_none() {
+            hook.opened = Some(hook.sealed.open(store.secrets())?);
+        }
+        let opened = hook.opened.as_ref().expect("opened above");
+        stored.leased.push(
+            Leased {
+                seq: delivery_seqs[&p.message_id],
+                message_id: p.message_id,
+                attempts_made: 0,
+                hook_id: &hook.id,
+                target_url: &hook.target_url,
+                secrets: opened,
+                event_id: p.event.id.clone(),
+                trigger: p.event.trigger.clone(),
+                payload: p.event.payload.clone(),
+                leased_until: now + lease_ms,
+            }
+            .into(),
+        );
+    }
+    Ok(stored)
+}
+
+pub(super) fn insert_failures(tx: &mut Transaction<'_>, failures: &[ScriptFailure]) -> Result<()> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let insert = tx.prepare(&format!(
+        "INSERT INTO herald_script_failures
+         (script, line, col, message, trigger_name, table_name, row_id, change_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {DB_NOW_MS})"
+    ))?;
+    for f in failures {
+        let line = f.line.map(|n| n as i32);
+        let col = f.col.map(|n| n as i32);
+        tx.execute(
+            &insert,
+            &[
+                &storable(&f.script),
+                &line,
+                &col,
+                &storable(&f.message),
+                &f.trigger,
+                &f.table,
+                &f.row_id,
+                &f.change_id,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Stores attempts and moves their deliveries on, each only under the lease it was made with;
+/// then what the attempts did to their hooks' standing. Records are taken hook by hook (in id
+/// order) so that two processes recording at once lock hooks in the same order.
+pub(super) fn record_in(
+    tx: &mut Transaction<'_>,
+    records: &[AttemptRecord],
+    policy: &FailurePolicy,
+    now: i64,
+) -> Result<Vec<HookHealthChange>> {
+    let mut changes = Vec::new();
+    if records.is_empty() {
+        return Ok(changes);
+    }
+    let mut ordered: Vec<&AttemptRecord> = records.iter().collect();
+    ordered.sort_by(|a, b| a.hook_id.cmp(&b.hook_id));
+    let insert = tx.prepare(
+        "INSERT INTO herald_attempts
+         (delivery_seq, attempt, started_at, duration_ms, outcome, status_code,
+          request_headers, response_headers, response_body, error, url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )?;
+    let update = tx.prepare(
+        "UPDATE herald_deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
+                leased_by = NULL, updated_at = $5
+         WHERE seq = $1 AND status = 'delivering' AND next_attempt_at = $6",
+    )?;
+    let mut clean: HashSet<&str> = HashSet::new();
+    for r in ordered {
+        let attempt = r.attempt as i32;
+        let status_code = r.status_code.map(i32::from);
+        let (status, next_at) = next_status(r.next);
+        let moved = tx.execute(
+            &update,
+            &[
+                &r.delivery_seq,
+                &status.as_str(),
+                &attempt,
+                &next_at,
+                &now,
+                &r.leased_until,
+            ],
+        )?;
+        if moved == 0 {
+            let exists = tx
+                .query_opt(
+                    "SELECT 1 FROM herald_deliveries WHERE seq = $1",
+                    &[&r.delivery_seq],
+                )?
+                .is_some();
+            if !exists {
+                // Its event went (a server that lost its last commits in a crash without
+                // `synchronous_commit`, a database restored from before it): nothing to record it
+                // against, and nothing that would ever take the record.
+                tracing::warn!(
+                    delivery_seq = r.delivery_seq,
+                    hook_id = %r.hook_id,
+                    "an attempt's delivery no longer exists; the attempt is not recorded"
+                );
+                continue;
+            }
+            tracing::warn!(
+                delivery_seq = r.delivery_seq,
+                hook_id = %r.hook_id,
+                "an attempt was recorded after its lease ended; the delivery's newer state stands"
+            );
+        }
+        tx.execute(
+            &insert,
+            &[
+                &r.delivery_seq,
+                &attempt,
+                &r.started_at,
+                &r.duration_ms,
+                &r.outcome.as_str(),
+                &status_code,
+                &storable(&r.request_headers),
+                &storable_opt(&r.response_headers),
+                &storable_opt(&r.response_body),
+                &storable_opt(&r.error),
+                &storable(&r.url),
+            ],
+        )?;
+        if r.outcome == AttemptOutcome::Success {
+            if clean.insert(&r.hook_id) {
+                tx.execute(
+                    "UPDATE herald_hooks SET failing_since = NULL, failures = 0, failure_warned = false
+                     WHERE id = $1 AND failing_since IS NOT NULL",
+                    &[&r.hook_id],
+                )?;
+            }
+        } else {
+            clean.remove(r.hook_id.as_str());
+            if let Some(change) = extend_failure_run(tx, r, policy, now)? {
+                changes.push(change);
+            }
+        }
+    }
+    for r in records.iter().filter(|r| r.next == NextStep::HookGone) {
+        let origin: Option<String> = tx
+            .query_opt(
+                "SELECT origin FROM herald_hooks WHERE id = $1",
+                &[&r.hook_id],
+            )?
+            .map(|row| row.get(0));
+        match origin.as_deref() {
+            Some("subscription") => {
+                super::hooks::delete_hook_in(tx, &r.hook_id, now)?;
+                tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: subscription removed");
+            }
+            Some(_) => {
+                tx.execute(
+                    "UPDATE herald_hooks SET enabled = false, disabled_reason = $2 WHERE id = $1",
+                    &[&r.hook_id, &"the target answered 410 Gone"],
+                )?;
+                tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: hook disabled");
+            }
+            None => {}
+        }
+    }
+    Ok(changes)
+}
+
+/// A failure starts or extends a hook's run of failures; a run that spans the policy's window
+/// disables the hook, with a warning at half the window (as on SQLite).
+fn extend_failure_run(
+    tx: &mut Transaction<'_>,
+    record: &AttemptRecord,
+    policy: &FailurePolicy,
+    now: i64,
+) -> Result<Option<HookHealthChange>> {
+    let run = tx.query_opt(
+        "UPDATE herald_hooks SET failing_since = coalesce(failing_since, $2), failures = failures + 1
+         WHERE id = $1
+         RETURNING failing_since, failures, failure_warned, enabled",
+        &[&record.hook_id, &record.started_at],
+    )?;
+    let Some(run) = run else {
+        return Ok(None);
+    };
+    let (failing_since, failures, warned, enabled): (i64, i64, bool, bool) =
+        (run.get(0), run.get(1), run.get(2), run.get(3));
+    let Some(window) = policy.disable_after_ms.filter(|_| enabled) else {
+        return Ok(None);
+    };
+    let failing_for = now - failing_since;
+    if failing_for >= window && failures >= FailurePolicy::MIN_FAILURES {
+        let reason = format!(
+            "every attempt failed since {} ({failures} attempts)",
+            crate::clock::rfc3339_ms(failing_since)
+        );
+        tx.execute(
+            "UPDATE herald_hooks SET enabled = false, disabled_reason = $2, updated_at = $3 WHERE id = $1",
+            &[&record.hook_id, &reason, &now],
+        )?;
+        super::hooks::discard_waiting(tx, &record.hook_id, now)?;
+        return Ok(Some(HookHealthChange::Disabled {
+            hook_id: record.hook_id.clone(),
+            failing_since,
+            failures,
+        }));
+    }
+    if !warned && failing_for >= window / 2 {
+        tx.execute(
+            "UPDATE herald_hooks SET failure_warned = true WHERE id = $1",
+            &[&record.hook_id],
+        )?;
+        return Ok(Some(HookHealthChange::Warned {
+            hook_id: record.hook_id.clone(),
+            failing_since,
+            failures,
+        }));
+    }
+    Ok(None)
+}
+
+/// Claimed deliveries that were never sent go back, due at `now`, as if never claimed; one whose
+/// lease is no longer the one claimed is left alone.
+pub(super) fn hand_back_in<'c>(
+    tx: &mut Transaction<'_>,
+    claims: impl Iterator<Item = &'c ClaimedDelivery>,
+    now: i64,
+) -> Result<()> {
+    let release = tx.prepare(
+        "UPDATE herald_deliveries
+         SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+             next_attempt_at = $3, leased_by = NULL, updated_at = $3
+         WHERE seq = $1 AND status = 'delivering' AND next_attempt_at = $2",
+    )?;
+    for claim in claims {
+        tx.execute(&release, &[&claim.seq, &claim.leased_until, &now])?;
+    }
+    Ok(())
+}
+
+impl Outbox for Postgres {
+    fn insert_events(&self, events: &[NewEvent]) -> Result<usize> {
+        let stored = self.write(|tx| fan_out(self, tx, events, None))?;
+        Ok(stored.deliveries)
+    }
+
+    fn claim_due(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: usize,
+        in_flight: &HashMap<String, usize>,
+        per_hook_limit: usize,
+    ) -> Result<ClaimOutcome> {
+        let capacity = Capacity::new(per_hook_limit, usize::MAX);
+        capacity.open();
+        for (hook, held) in in_flight {
+            for _ in 0..*held {
+                capacity.take(hook);
+            }
+        }
+        let claim = Claim {
+            now,
+            lease_ms,
+            limit,
+            capacity: &capacity,
+        };
+        Ok(self
+            .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)?
+            .0)
+    }
+
+    /// Records, hands back and claims in one transaction, as on SQLite; the lease is measured on
+    /// the database's clock.
+    fn record_and_claim(
+        &self,
+        records: &[AttemptRecord],
+        handed_back: &[ClaimedDelivery],
+        policy: &FailurePolicy,
+        claim: &Claim<'_>,
+    ) -> Result<(ClaimOutcome, Vec<HookHealthChange>)> {
+        let mut taken = Taken::new(claim.capacity);
+        let result = self.write_noting("recording attempts", |tx| {
+            let now = db_now(tx)?;
+            let health = record_in(tx, records, policy, now)?;
+            hand_back_in(tx, handed_back.iter(), now)?;
+            let mut claimed = claim_in(self, tx, claim, now, &mut taken)?;
+            // The worker reckons on its own clock.
+            if let Some(due) = claimed.next_due.as_mut() {
+                *due += claim.now - now;
+            }
+            Ok((claimed, health))
+        })?;
+        taken.keep();
+        Ok(result)
+    }
+
+    fn hand_back(&self, claims: &[&ClaimedDelivery], _now: i64) -> Result<()> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        self.write_noting("handing deliveries back", |tx| {
+            let now = db_now(tx)?;
+            hand_back_in(tx, claims.iter().copied(), now)
+        })
+    }
+
+    fn record_attempts(
+        &self,
+        records: &[AttemptRecord],
+        policy: &FailurePolicy,
+    ) -> Result<Vec<HookHealthChange>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write_noting("recording attempts", |tx| {
+            let now = db_now(tx)?;
+            record_in(tx, records, policy, now)
+        })
+    }
+
+    fn outbox_snapshot(&self) -> Result<OutboxSnapshot> {
+        let mut client = self.client()?;
+        let waiting = client.query_one(
+            "SELECT count(*), min(created_at) FROM herald_deliveries WHERE next_attempt_at IS NOT NULL",
+            &[],
+        )?;
+        let hooks = client.query_one(
+            "SELECT count(*) FILTER (WHERE enabled), count(*) FILTER (WHERE NOT enabled) FROM herald_hooks",
+            &[],
+        )?;
+        let failing = client.query_one(
+            "SELECT count(DISTINCT d.hook_id) FROM herald_deliveries d
+             JOIN herald_hooks h ON h.id = d.hook_id
+             WHERE d.next_attempt_at IS NOT NULL AND d.status = 'retrying' AND h.enabled",
+            &[],
+        )?;
+        Ok(OutboxSnapshot {
+            waiting: waiting.get::<_, i64>(0) as u64,
+            oldest_waiting_created_at: waiting.get(1),
+            hooks_enabled: hooks.get::<_, i64>(0) as u64,
+            hooks_disabled: hooks.get::<_, i64>(1) as u64,
+            hooks_failing: failing.get::<_, i64>(0) as u64,
+        })
+    }
+
+    fn delivery_status(&self, message_id: &str) -> Result<Option<DeliveryStatus>> {
+        let status: Option<String> = self
+            .client()?
+            .query_opt(
+                "SELECT status FROM herald_deliveries WHERE id = $1",
+                &[&message_id],
+            )?
+            .map(|r| r.get(0));
+        Ok(status.as_deref().and_then(DeliveryStatus::parse))
+    }
+
+    fn attempts_of(&self, message_id: &str) -> Result<Vec<StoredAttempt>> {
+        let rows = self.client()?.query(
+            "SELECT a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code,
+                    a.request_headers, a.response_headers, a.response_body, a.error
+             FROM herald_attempts a JOIN herald_deliveries d ON d.seq = a.delivery_seq
+             WHERE d.id = $1 ORDER BY a.seq",
+            &[&message_id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredAttempt {
+                attempt: r.get::<_, i32>(0) as u32,
+                started_at: r.get(1),
+                duration_ms: r.get(2),
+                outcome: r.get(3),
+                status_code: r.get::<_, Option<i32>>(4).map(|c| c as u16),
+                request_headers: r.get(5),
+                response_headers: r.get(6),
+                response_body: r.get(7),
+                error: r.get(8),
+            })
+            .collect())
+    }
+}

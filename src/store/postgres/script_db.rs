@@ -1,0 +1,423 @@
+//! Scripts' queries on PostgreSQL. Read-only by construction, three times over:
+//! - the connection logs in as the scripts' role, which may read the application's tables and has
+//!   no right at all on herald's schema and no role to `SET ROLE` to (see `migrations.rs`);
+//! - every query runs in a read-only transaction (`default_transaction_read_only` for the
+//!   session, `READ ONLY` for a snapshot), so even a table the role could write stays unwritten;
+//! - a query is one statement (the extended protocol takes no more), and only one that reads:
+//!   `SELECT`, `WITH`, `VALUES` or `TABLE`, so a script cannot `SET`, `BEGIN` or `COMMIT` its way
+//!   out of the other two.
+//!
+//! Time: `statement_timeout` is the scripts' budget, and a watchdog cancels a query as soon as the
+//! run's own deadline passes (the budget covers the script and all its queries).
+
+use std::cell::RefCell;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use std::collections::HashMap;
+
+use postgres::{CancelToken, Client, NoTls, Statement};
+
+use super::connection::PgConn;
+use super::placeholders::numbered_placeholders;
+use super::values::ScriptValue;
+use super::{describe, Result, StoreError};
+use crate::store::{Cell, QueryError, RowLimit, Rows, ScriptDb};
+
+pub(super) struct ScriptConnection {
+    login: postgres::Config,
+    budget: Duration,
+    client: RefCell<Option<PgConn>>,
+    /// Scripts run the same few queries for every change: each is prepared once per connection.
+    prepared: RefCell<HashMap<String, Statement>>,
+    /// A snapshot was asked for: the next query begins it.
+    snapshot_wanted: std::cell::Cell<bool>,
+    /// A snapshot transaction is open.
+    in_snapshot: std::cell::Cell<bool>,
+    watchdog: Watchdog,
+}
+
+impl ScriptConnection {
+    pub(super) fn new(login: postgres::Config, budget: Duration) -> Self {
+        ScriptConnection {
+            login,
+            budget,
+            client: RefCell::new(None),
+            prepared: RefCell::default(),
+            snapshot_wanted: std::cell::Cell::new(false),
+            in_snapshot: std::cell::Cell::new(false),
+            watchdog: Watchdog::start(),
+        }
+    }
+
+    /// The connection, made on first use: the admin pages open a handle per request and may
+    /// never query.
+    fn connected(&self) -> Result<std::cell::RefMut<'_, Client>> {
+        let mut slot = self.client.borrow_mut();
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            let mut client = PgConn::new(self.login.connect(NoTls).map_err(|e| {
+                StoreError::Connect(format!(
+                    "cannot connect as the scripts' role {}: {}",
+                    self.login.get_user().unwrap_or("?"),
+                    describe(&e)
+                ))
+            })?);
+            client.batch_execute(&format!(
+                "SET default_transaction_read_only = on; SET statement_timeout = {}",
+                self.budget.as_millis().max(1)
+            ))?;
+            *slot = Some(client);
+            self.in_snapshot.set(false);
+            self.prepared.borrow_mut().clear();
+        }
+        Ok(std::cell::RefMut::map(slot, |c| {
+            &mut **c.as_mut().expect("connected above")
+        }))
+    }
+
+    /// After a failed query PostgreSQL refuses everything until the transaction ends: end it, so
+    /// that the batch's next scripts read on (in a fresh snapshot).
+    fn recover(&self, client: &mut Client) {
+        if self.in_snapshot.replace(false) {
+            let _ = client.batch_execute("ROLLBACK");
+            self.snapshot_wanted.set(true);
+        }
+    }
+
+    fn run(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
+        if !is_a_read(sql) {
+            return Err(QueryError::NotAReadOnlyStatement);
+        }
+        let sql = numbered_placeholders(sql);
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p as _).collect();
+        let fetched = match self.fetch(&sql, &params) {
+            // The server restarted, or cut the connection: once more, on a new one.
+            Err(Fetch::Closed(_)) => {
+                self.client.borrow_mut().take();
+                self.fetch(&sql, &params)
+            }
+            other => other,
+        };
+        let rows = fetched.map_err(|failed| match failed {
+            Fetch::Closed(message) => QueryError::Database(message),
+            Fetch::Failed(error) => error,
+        })?;
+        let columns: Vec<String> = match rows.first() {
+            Some(row) => row.columns().iter().map(|c| c.name().to_owned()).collect(),
+            None => Vec::new(),
+        };
+        let mut values = Vec::with_capacity(rows.len().min(1024));
+        for row in &rows {
+            if let RowLimit::AtMost(max_rows) = limit {
+                if values.len() == max_rows {
+                    return Err(QueryError::TooManyRows(max_rows));
+                }
+            }
+            let mut cells = Vec::with_capacity(columns.len());
+            for (i, name) in columns.iter().enumerate() {
+                let value: ScriptValue = row.try_get(i).map_err(|e| {
+                    QueryError::Database(format!("column {name}: {}", source_of(&e)))
+                })?;
+                cells.push(value.0);
+            }
+            values.push(cells);
+            if limit == RowLimit::First {
+                break;
+            }
+        }
+        Ok(Rows { columns, values })
+    }
+}
+
+/// Why a query brought no rows.
+enum Fetch {
+    /// The connection is gone: worth one more try on a new one.
+    Closed(String),
+    Failed(QueryError),
+}
+
+impl ScriptConnection {
+    /// The rows of one query, in the snapshot if one is wanted; a statement the application's
+    /// schema change made stale is prepared again.
+    fn fetch(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, Fetch> {
+        let closed_or = |client: &Client, e: &postgres::Error, failed: QueryError| {
+            if e.is_closed() || client.is_closed() {
+                Fetch::Closed(describe(e))
+            } else {
+                Fetch::Failed(failed)
+            }
+        };
+        let mut client = self
+            .connected()
+            .map_err(|e| Fetch::Failed(QueryError::Database(e.to_string())))?;
+        if self.snapshot_wanted.get() && !self.in_snapshot.get() {
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .map_err(|e| closed_or(&client, &e, QueryError::Database(describe(&e))))?;
+            self.in_snapshot.set(true);
+        }
+        self.watchdog.watch(client.cancel_token());
+        let mut result = self.prepared_query(&mut client, sql, params);
+        if result.as_ref().is_err_and(is_stale_plan) {
+            // The application changed a table the statement reads (a column added): prepare it
+            // again. Inside a snapshot the failure ended the transaction, so it begins anew.
+            self.prepared.borrow_mut().clear();
+            self.recover(&mut client);
+            if self.snapshot_wanted.get()
+                && !self.in_snapshot.get()
+                && client
+                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .is_ok()
+            {
+                self.in_snapshot.set(true);
+            }
+            result = self.prepared_query(&mut client, sql, params);
+        }
+        let cancelled = self.watchdog.unwatch();
+        result.map_err(|e| {
+            let message = if cancelled {
+                "query interrupted: the script ran out of its time budget".to_owned()
+            } else {
+                describe_for_scripts(&e)
+            };
+            let failed = closed_or(&client, &e, QueryError::Database(message));
+            if matches!(failed, Fetch::Failed(_)) {
+                self.recover(&mut client);
+            }
+            failed
+        })
+    }
+
+    fn prepared_query(
+        &self,
+        client: &mut Client,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
+        let cached = self.prepared.borrow().get(sql).cloned();
+        let statement = match cached {
+            Some(statement) => statement,
+            None => {
+                let statement = client.prepare(sql)?;
+                let mut prepared = self.prepared.borrow_mut();
+                if prepared.len() >= MAX_PREPARED {
+                    prepared.clear();
+                }
+                prepared.insert(sql.to_owned(), statement.clone());
+                statement
+            }
+        };
+        client.query(&statement, params)
+    }
+}
+
+/// Statements kept prepared per connection.
+const MAX_PREPARED: usize = 64;
+
+/// A prepared statement whose tables changed shape since: PostgreSQL asks for it again.
+fn is_stale_plan(error: &postgres::Error) -> bool {
+    error.code() == Some(&postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
+        && describe(error).contains("cached plan")
+}
+
+impl ScriptDb for ScriptConnection {
+    /// The next queries read one snapshot, taken at the first of them, until `end_snapshot`.
+    fn begin_snapshot(&self) -> Result<()> {
+        self.snapshot_wanted.set(true);
+        Ok(())
+    }
+
+    /// Ends the snapshot, and lets go of any advisory lock a script took.
+    fn end_snapshot(&self) -> Result<()> {
+        self.snapshot_wanted.set(false);
+        if !self.in_snapshot.replace(false) {
+            return Ok(());
+        }
+        let mut client = self.connected()?;
+        client.batch_execute("COMMIT; SELECT pg_advisory_unlock_all()")?;
+        Ok(())
+    }
+
+    fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>) {
+        self.watchdog.set_check(interrupted);
+    }
+
+    fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
+        let rows = self.run(sql, params, limit);
+        if !self.in_snapshot.get() && sql.to_ascii_lowercase().contains("advisory") {
+            if let Ok(mut client) = self.connected() {
+                let _ = client.batch_execute("SELECT pg_advisory_unlock_all()");
+            }
+        }
+        rows
+    }
+}
+
+/// Whether a statement reads: its first word (comments and parentheses aside) is one of those
+/// that cannot change anything by themselves. Writes inside them (`WITH d AS (DELETE ...)`) meet
+/// the read-only transaction and the role's missing rights.
+fn is_a_read(sql: &str) -> bool {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix('(') {
+            rest = after.trim_start();
+        } else {
+            break;
+        }
+    }
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    matches!(word.as_str(), "select" | "with" | "values" | "table")
+}
+
+/// The server's message, with a word for the refusals scripts meet.
+fn describe_for_scripts(error: &postgres::Error) -> String {
+    use postgres::error::SqlState;
+    let text = describe(error);
+    match error.code() {
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => format!(
+            "{text}: scripts may only read the application's tables (no writes, no herald tables)"
+        ),
+        Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => {
+            format!("{text}: only reads are allowed")
+        }
+        Some(c) if *c == SqlState::QUERY_CANCELED => {
+            "query interrupted: the script ran out of its time budget".into()
+        }
+        _ => text,
+    }
+}
+
+/// What went wrong reading a column, without the client's wrapping.
+fn source_of(error: &postgres::Error) -> String {
+    std::error::Error::source(error).map_or_else(|| error.to_string(), |s| s.to_string())
+}
+
+/// Cancels the query in flight once the run's interrupt check says so. One thread per
+/// connection, asleep unless a query runs.
+struct Watchdog {
+    shared: Arc<(Mutex<Watch>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Watch {
+    check: Option<Box<dyn FnMut() -> bool + Send>>,
+    /// The query in flight, to cancel.
+    running: Option<CancelToken>,
+    cancelled: bool,
+    closed: bool,
+}
+
+/// How often a running query's deadline is looked at.
+const WATCH_EVERY: Duration = Duration::from_millis(5);
+
+impl Watchdog {
+    fn start() -> Watchdog {
+        let shared: Arc<(Mutex<Watch>, Condvar)> = Arc::default();
+        let theirs = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("herald-script-watchdog".into())
+            .spawn(move || {
+                let (lock, wake) = &*theirs;
+                let mut watch = lock.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if watch.closed {
+                        return;
+                    }
+                    if watch.running.is_none() {
+                        watch = wake.wait(watch).unwrap_or_else(|p| p.into_inner());
+                        continue;
+                    }
+                    let passed = watch.check.as_mut().is_some_and(|check| check());
+                    if passed {
+                        // Under the lock, so that no next query starts before the cancel is sent.
+                        if let Some(token) = watch.running.take() {
+                            watch.cancelled = true;
+                            let _ = token.cancel_query(NoTls);
+                        }
+                        continue;
+                    }
+                    watch = wake
+                        .wait_timeout(watch, WATCH_EVERY)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("no watchdog for scripts' queries (statement_timeout still holds): {e}");
+        }
+        Watchdog { shared }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watch> {
+        self.shared.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_check(&self, check: Box<dyn FnMut() -> bool + Send>) {
+        self.lock().check = Some(check);
+    }
+
+    fn watch(&self, token: CancelToken) {
+        let mut watch = self.lock();
+        watch.running = Some(token);
+        watch.cancelled = false;
+        self.shared.1.notify_one();
+    }
+
+    /// Whether the query was cancelled.
+    fn unwatch(&self) -> bool {
+        let mut watch = self.lock();
+        watch.running = None;
+        std::mem::take(&mut watch.cancelled)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.lock().closed = true;
+        self.shared.1.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_a_read;
+
+    #[test]
+    fn only_reading_statements_pass() {
+        for sql in [
+            "SELECT 1",
+            "  select * from t",
+            "-- hi\nWITH x AS (SELECT 1) SELECT * FROM x",
+            "/* c */ (SELECT 1)",
+            "VALUES (1)",
+            "TABLE t",
+        ] {
+            assert!(is_a_read(sql), "{sql}");
+        }
+        for sql in [
+            "SET ROLE herald",
+            "BEGIN",
+            "COMMIT",
+            "DELETE FROM t",
+            "COPY t TO STDOUT",
+            "LOCK TABLE t",
+            "SET statement_timeout = 0",
+            "",
+        ] {
+            assert!(!is_a_read(sql), "{sql}");
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! What only PostgreSQL does, run on the test PostgreSQL server whatever `HERALD_TEST_DB` says:
+//! transactions that commit out of id order, the application changing a tracked table's columns
+//! while herald runs, the application writing as a role of its own, scripts trying to get out of
+//! their read-only role, the server restarting and herald's connections being cut, and clear
+//! errors for a database that cannot be reached. (SQLite's counterparts are in `sqlite.rs`.)
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use herald::database::Database;
+use serde_json::{json, Value};
+
+use crate::pg_server;
+use crate::support::*;
+
+/// `demo` on a fresh database of the test PostgreSQL server.
+async fn on_postgres(tweak: impl FnOnce(&mut herald::Config)) -> TestHerald {
+    on_database(off_the_runtime(pg_server::fresh_database), tweak).await
+}
+
+async fn on_database(url: String, tweak: impl FnOnce(&mut herald::Config)) -> TestHerald {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config_on(Database::parse(&url).unwrap(), dir.path(), &scripts);
+    tweak(&mut config);
+    TestHerald::start_in(config, dir).await
+}
+
+fn titles(receiver: &TestReceiver) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["title"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_commits_after_later_ones_is_delivered_once_not_skipped() {
+    let herald = on_postgres(|_| {}).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    // A long transaction takes its change id first...
+    let mut late = herald.app();
+    late.batch("BEGIN");
+    late.execute(
+        "INSERT INTO \"Deal\" (title, is_project) VALUES ('late', 1)",
+        &[],
+    );
+    // ...then 50 others take higher ids, commit and are delivered.
+    let mut app = herald.app();
+    for i in 0..50 {
+        app.execute(
+            "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
+            &[Cell::Text(format!("early {i}"))],
+        );
+    }
+    receiver.wait_for(50, Duration::from_secs(20)).await;
+    assert!(!titles(&receiver).contains(&"late".to_owned()));
+    // The lower id commits last: it is read by the next batch, not left behind the others.
+    late.batch("COMMIT");
+    receiver.wait_for(51, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = titles(&receiver);
+    assert_eq!(got.len(), 51, "{got:?}");
+    assert_eq!(got.last().map(String::as_str), Some("late"));
+    let counts = app.rows(
+        "SELECT count(*), count(DISTINCT row_id) FROM herald_events",
+        &[],
+    );
+    assert_eq!((counts[0][0].integer(), counts[0][1].integer()), (51, 51));
+    assert_eq!(app.integer("SELECT count(*) FROM herald_changes", &[]), 0);
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_changes_a_tracked_tables_columns_while_herald_runs() {
+    let herald = on_postgres(|_| {}).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .create_hook(json!({
+            "target_url": receiver.url("/grid"),
+            "company_id": 1,
+            "events": ["Deal.create", "Deal.update"],
+        }))
+        .await;
+    let mut app = herald.app();
+    let id = app.insert(
+        "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('before', 0, 1)",
+        &[],
+    );
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    // Each migration goes through while herald tracks the table...
+    app.batch("ALTER TABLE \"Deal\" ADD COLUMN priority integer NOT NULL DEFAULT 3");
+    app.execute(
+        "UPDATE \"Deal\" SET stage = 'proposal' WHERE id = ?1",
+        &[Cell::Integer(id)],
+    );
+    app.batch("ALTER TABLE \"Deal\" RENAME COLUMN amount TO price");
+    app.execute(
+        "UPDATE \"Deal\" SET price = 12.5 WHERE id = ?1",
+        &[Cell::Integer(id)],
+    );
+    app.batch("ALTER TABLE \"Deal\" DROP COLUMN contact_id");
+    app.execute(
+        "UPDATE \"Deal\" SET stage = 'lead' WHERE id = ?1",
+        &[Cell::Integer(id)],
+    );
+    // ...and the next change carries the columns as they are.
+    let mut got: Vec<Value> = receiver
+        .wait_for(4, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(|r| r.json())
+        .collect();
+    // In the order of the changes (event ids are time-ordered), not of arrival.
+    got.sort_by_key(|envelope| envelope["id"].as_str().unwrap_or_default().to_owned());
+    let rows: Vec<Value> = got.iter().map(|envelope| envelope["row"].clone()).collect();
+    assert_eq!(rows[0]["title"], "before");
+    assert!(rows[0].get("priority").is_none(), "{}", rows[0]);
+    assert_eq!(rows[1]["priority"], 3, "{}", rows[1]);
+    assert_eq!(rows[2]["price"], 12.5, "{}", rows[2]);
+    assert!(rows[2].get("amount").is_none(), "{}", rows[2]);
+    assert!(rows[3].get("contact_id").is_none(), "{}", rows[3]);
+    assert_eq!(rows[3]["stage"], "lead");
+    assert_eq!(got[3]["old_row"]["stage"], "proposal");
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_writing_as_its_own_role_is_tracked() {
+    let herald = on_postgres(|_| {}).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    let Database::Postgres(url) = &herald.db else {
+        unreachable!()
+    };
+    let role = format!(
+        "crm_app_{}",
+        url.config().unwrap().get_dbname().unwrap_or_default()
+    );
+    let mut admin = herald.app();
+    admin.batch(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'crm-app-password';
+         GRANT USAGE ON SCHEMA public TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    ));
+    let mut config = url.config().unwrap();
+    config.user(&role).password("crm-app-password");
+    off_the_runtime(|| {
+        let mut crm = config.connect(postgres::NoTls).unwrap();
+        // It cannot see herald's tables...
+        let peek = crm.query("SELECT * FROM herald.herald_hooks", &[]);
+        assert!(
+            peek.is_err(),
+            "the application's role reads herald's tables"
+        );
+        // ...and its writes are tracked all the same.
+        crm.execute(
+            "INSERT INTO \"Deal\" (title, is_project) VALUES ('written by the CRM', 1)",
+            &[],
+        )
+        .unwrap();
+    });
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["title"], "written by the CRM");
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_cannot_leave_their_read_only_role() {
+    let attempts = [
+        (
+            "reads herald's tables",
+            "SELECT secret FROM herald.herald_hooks",
+        ),
+        ("writes", "DELETE FROM \\\"Deal\\\""),
+        (
+            "writes in a CTE",
+            "WITH gone AS (DELETE FROM \\\"Deal\\\" RETURNING id) SELECT * FROM gone",
+        ),
+        ("changes role", "SET ROLE postgres"),
+        ("copies out", "COPY \\\"Deal\\\" TO STDOUT"),
+        ("reads a server file", "SELECT pg_read_file('/etc/passwd')"),
+        (
+            "calls dblink",
+            "SELECT * FROM dblink('dbname=postgres', 'SELECT 1') AS t(x int)",
+        ),
+        (
+            "locks a table",
+            "LOCK TABLE \\\"Deal\\\" IN ACCESS EXCLUSIVE MODE",
+        ),
+        ("locks rows", "SELECT * FROM \\\"Deal\\\" FOR UPDATE"),
+        ("commits its way out", "COMMIT"),
+        ("unsets the timeout", "SET statement_timeout = 0"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    // Each attempt is one body script; one notification script fires them all for one deal.
+    let mut fire = String::new();
+    for (i, (_, sql)) in attempts.iter().enumerate() {
+        std::fs::write(
+            scripts.join(format!("GetWebhookResponseBody_Escape{i}.rhai")),
+            format!("// tries to leave\nlet rows = db_query(\"{sql}\");\n#{{ rows: rows }}\n"),
+        )
+        .unwrap();
+        fire.push_str(&format!("trigger_webhook_event(\"Escape{i}\", row_id);\n"));
+    }
+    std::fs::write(
+        scripts.join("SysNotification_Contact_ParseForEach.rhai"),
+        format!("if action_key == \"insert\" {{\n{fire}}}\n"),
+    )
+    .unwrap();
+    let config = test_config_on(
+        Database::parse(&off_the_runtime(pg_server::fresh_database)).unwrap(),
+        dir.path(),
+        &scripts,
+    );
+    let herald = TestHerald::start_in(config, dir).await;
+    let receiver = TestReceiver::start().await;
+    for i in 0..attempts.len() {
+        herald
+            .subscribe(&format!("Escape{i}"), &receiver.url("/escape"))
+            .await;
+    }
+    herald.app().execute(
+        "INSERT INTO \"Contact\" (first_name, last_name) VALUES ('Eve', 'Escape')",
+        &[],
+    );
+    let store = herald.store();
+    let failures = eventually(Duration::from_secs(10), || {
+        let failures = store.recent_script_failures(50).unwrap();
+        (failures.len() >= attempts.len()).then_some(failures)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "every attempt fails: {:?}",
+            store.recent_script_failures(50)
+        )
+    });
+    let by_script: HashMap<String, _> = failures
+        .iter()
+        .map(|f| (f.script.clone(), f.clone()))
+        .collect();
+    for (i, (what, _)) in attempts.iter().enumerate() {
+        let failure = &by_script[&format!("GetWebhookResponseBody_Escape{i}.rhai")];
+        assert_eq!(
+            (failure.line, failure.col),
+            (Some(2), Some(12)),
+            "{what}: {failure:?}"
+        );
+        assert!(
+            failure.message.starts_with("db_query: "),
+            "{what}: {failure:?}"
+        );
+    }
+    assert!(receiver.received().is_empty(), "no escape was delivered");
+    // The demo table is whole.
+    assert_eq!(
+        herald.app().integer("SELECT count(*) FROM \"Deal\"", &[]),
+        2
+    );
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_during_deliveries_loses_nothing() {
+    let server = off_the_runtime(pg_server::private_server);
+    let database = "restarted";
+    off_the_runtime(|| {
+        server
+            .0
+            .connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .unwrap()
+    });
+    let herald = on_database(server.0.url(database), |_| {}).await;
+    let receiver = TestReceiver::start().await;
+    // Slow answers, so that attempts are in flight when the server goes.
+    receiver.answer_always(Answer {
+        delay: Duration::from_millis(300),
+        ..Answer::status(200)
+    });
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    let mut app = herald.app();
+    for i in 0..20 {
+        app.execute(
+            "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
+            &[Cell::Text(format!("before {i}"))],
+        );
+    }
+    drop(app);
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+
+    off_the_runtime(|| server.0.stop(true));
+    let down = readiness_becomes(
+        &herald.client,
+        &herald.url(""),
+        503,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        down.is_some(),
+        "herald is not ready while its database is down"
+    );
+    off_the_runtime(|| server.0.start_postgres());
+    let up = readiness_becomes(
+        &herald.client,
+        &herald.url(""),
+        200,
+        Duration::from_secs(20),
+    )
+    .await;
+    if up.is_none() {
+        let body = herald
+            .client
+            .get(herald.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        panic!("herald is ready again once the server is back: {body}");
+    }
+
+    let mut app = herald.app();
+    for i in 0..5 {
+        app.execute(
+            "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
+            &[Cell::Text(format!("after {i}"))],
+        );
+    }
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("before {i}"))
+        .chain((0..5).map(|i| format!("after {i}")))
+        .collect();
+    let all_there = eventually(Duration::from_secs(60), || {
+        let got = titles(&receiver);
+        expected.iter().all(|t| got.contains(t)).then_some(got)
+    })
+    .await;
+    assert!(
+        all_there.is_some(),
+        "every deal is delivered: {:?}",
+        titles(&receiver)
+    );
+    assert_eq!(
+        app.integer("SELECT count(*) FROM herald_events", &[]),
+        25,
+        "each change's event stored once"
+    );
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_comes_back_after_its_connections_are_cut() {
+    let herald = on_postgres(|_| {}).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    herald.insert_deal(Deal {
+        is_project: true,
+        ..Deal::titled("before the cut")
+    });
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let Database::Postgres(url) = &herald.db else {
+        unreachable!()
+    };
+    let database = url.config().unwrap().get_dbname().unwrap().to_owned();
+    let cut = off_the_runtime(|| {
+        pg_server::server()
+            .connect("postgres")
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&database],
+            )
+            .unwrap()
+    });
+    assert!(!cut.is_empty(), "herald had connections to cut");
+    for i in 0..3 {
+        herald.insert_deal(Deal {
+            is_project: true,
+            ..Deal::titled(&format!("after the cut {i}"))
+        });
+    }
+    let got = receiver.wait_for(4, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 4, "{:?}", titles(&receiver));
+    assert_eq!(got.len(), 4);
+    let ready = readiness_becomes(
+        &herald.client,
+        &herald.url(""),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(ready.is_some());
+    herald.stop().await;
+}
+
+#[test]
+fn a_database_that_cannot_be_reached_is_one_line_without_the_password() {
+    let server = pg_server::server();
+    let run = |url: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        demo_scripts(dir.path());
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--db", url, "--listen", "127.0.0.1:0"])
+            .env_remove("HERALD_CONFIG")
+            .env("HERALD_API_TOKEN", TOKEN)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("herald: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "one line: {stderr}");
+        errors[0].to_owned()
+    };
+    let refused = run("postgres://app:hunter2@127.0.0.1:1/crm");
+    assert!(
+        refused.contains("postgres://app@127.0.0.1:1/crm"),
+        "{refused}"
+    );
+    assert!(refused.contains("refused"), "{refused}");
+
+    let mut admin = server.connect("postgres");
+    let role = format!("wrong_password_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'right-one'"
+        ))
+        .unwrap();
+    let wrong = run(&format!(
+        "postgres://{role}:hunter2@127.0.0.1:{}/postgres",
+        server.port
+    ));
+    assert!(wrong.contains("password authentication failed"), "{wrong}");
+
+    let missing = run(&format!(
+        "postgres://postgres:hunter2@127.0.0.1:{}/no_such_database",
+        server.port
+    ));
+    assert!(missing.contains("does not exist"), "{missing}");
+
+    // A role that may not create herald's schema is told what to do.
+    let database = pg_server::fresh_database();
+    let db_name = database.rsplit('/').next().unwrap().to_owned();
+    admin
+        .batch_execute(&format!("REVOKE CREATE ON DATABASE {db_name} FROM PUBLIC"))
+        .unwrap();
+    let unprivileged = run(&format!(
+        "postgres://{role}:right-one@127.0.0.1:{}/{db_name}",
+        server.port
+    ));
+    assert!(unprivileged.contains("herald's schema"), "{unprivileged}");
+    assert!(unprivileged.contains("README"), "{unprivileged}");
+
+    let garbled = run("postgres://app:hunter2@127.0.0.1:notaport/crm");
+    assert!(garbled.contains("not valid"), "{garbled}");
+}
