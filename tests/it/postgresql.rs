@@ -476,3 +476,74 @@ fn a_database_that_cannot_be_reached_is_one_line_without_the_password() {
     let garbled = run("postgres://app:hunter2@127.0.0.1:notaport/crm");
     assert!(garbled.contains("not valid"), "{garbled}");
 }
+
+/// The README's SQL for a DBA, run as it is written, then herald on the roles it makes: herald
+/// starts, tracks, delivers, and its scripts read through the DBA's role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_runs_on_a_role_a_dba_prepared_with_the_readmes_sql() {
+    let url = off_the_runtime(pg_server::fresh_database);
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let suffix = database.trim_start_matches("herald_test_").to_owned();
+    let (herald_role, scripts_role) = (
+        format!("herald_app_{suffix}"),
+        format!("herald_scripts_{suffix}"),
+    );
+    // The application's own tables, made by their owner.
+    let schema_sql = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/schema.postgres.sql"
+    ))
+    .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let dba_sql = readme
+        .split("**A less privileged role.**")
+        .nth(1)
+        .and_then(|rest| rest.split("```sql").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README.md has the DBA's SQL")
+        .replace("herald_app", &herald_role)
+        .replace("herald_scripts", &scripts_role)
+        .replace("DATABASE crm", &format!("DATABASE {database}"))
+        .replace("'...'", "'prepared-by-the-dba'");
+    off_the_runtime(|| {
+        let mut owner = pg_server::server().connect(&database);
+        owner.batch_execute(&schema_sql).unwrap();
+        owner
+            .batch_execute(&dba_sql)
+            .unwrap_or_else(|e| panic!("{dba_sql}: {e}"));
+    });
+    let port = pg_server::server().port;
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    // The application makes its own tables (above); herald, which may not, applies no schema.
+    std::fs::remove_file(scripts.join("schema.postgres.sql")).unwrap();
+    let herald_url =
+        format!("postgres://{herald_role}:prepared-by-the-dba@127.0.0.1:{port}/{database}");
+    let mut config = test_config_on(Database::parse(&herald_url).unwrap(), dir.path(), &scripts);
+    config.postgres.script_url = Some(
+        herald::database::PostgresUrl::parse(&format!(
+            "postgres://{scripts_role}:prepared-by-the-dba@127.0.0.1:{port}/{database}"
+        ))
+        .unwrap(),
+    );
+    let herald = TestHerald::start_in(config, dir).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    // The application writes as the tables' owner.
+    off_the_runtime(|| {
+        pg_server::server()
+            .connect(&database)
+            .execute(
+                "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('prepared', 1, 2)",
+                &[],
+            )
+            .unwrap()
+    });
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    // The body script read the company through the scripts' role.
+    assert_eq!(got[0].json()["company"]["name"], "Borealis Builders");
+    herald.stop().await;
+}

@@ -218,6 +218,10 @@ impl TestHerald {
             dir: None,
         };
         for _ in 0..200 {
+            if herald.task.is_finished() {
+                let ended = herald.task.await;
+                panic!("herald stopped before it was ready: {ended:?}");
+            }
             if let Ok(r) = herald.client.get(herald.url("/readyz")).send().await {
                 if r.status() == 200 {
                     return herald;
