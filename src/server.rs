@@ -171,6 +171,15 @@ pub async fn serve(
     )?;
     let tracker_thread = tracker.spawn(stop_tracking.clone(), tracker_alive.clone())?;
 
+    // Deliveries stored by another process (PostgreSQL only) wake the worker at once.
+    let stop_listening = Arc::new(AtomicBool::new(false));
+    let deliveries_listener = {
+        let waiting = deliveries_waiting.clone();
+        store.listen_for_deliveries(
+            Box::new(move || waiting.notify_one()),
+            stop_listening.clone(),
+        )?
+    };
     let checkpoint_task = tokio::spawn(checkpoint_wal(store.clone(), worker_shutdown.clone()));
     let retention_task = tokio::spawn(crate::retention::run(
         store.clone(),
@@ -213,6 +222,10 @@ pub async fn serve(
     }
     let _ = retention_task.await;
     let _ = checkpoint_task.await;
+    stop_listening.store(true, Ordering::SeqCst);
+    if let Some(listening) = deliveries_listener {
+        let _ = tokio::task::spawn_blocking(move || listening.join()).await;
+    }
     tracker_joined.map_err(|_| anyhow::anyhow!("the tracking thread panicked"))?;
     tracing::info!("herald stopped");
     served.context("the HTTP server failed")

@@ -206,4 +206,15 @@ pub trait Operations {
     fn apply_schema(&self, file_name: &str, sql: &str) -> Result<()>;
     /// A handle for scripts' queries that cannot write.
     fn script_db(&self) -> Result<Box<dyn ScriptDb>>;
+    /// Calls `wake` whenever another process (or this one) stored deliveries that wait for a
+    /// claim, until `stop`: a thread of the backend's own, or `None` when the database has no way
+    /// to say so (SQLite, one process: the worker looks every second).
+    fn listen_for_deliveries(
+        &self,
+        wake: Box<dyn Fn() + Send>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Option<std::thread::JoinHandle<()>>> {
+        let _ = (wake, stop);
+        Ok(None)
+    }
 }

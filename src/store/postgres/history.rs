@@ -172,6 +172,9 @@ impl History for Postgres {
                    AND (status = 'failed' OR ($4 AND status = 'discarded'))",
                 &[&hook_id, &since, &now_ms(), &include_discarded],
             )?;
+            if count > 0 {
+                super::signals::deliveries_waiting(tx, self.schema())?;
+            }
             Ok(count as usize)
         })
     }
@@ -258,6 +261,7 @@ impl Postgres {
                 return Ok(EventAction::Conflict(status));
             }
             tx.execute(action, &[&seq, &now_ms()])?;
+            super::signals::deliveries_waiting(tx, self.schema())?;
             Ok(EventAction::Done)
         })
     }

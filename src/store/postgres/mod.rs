@@ -22,6 +22,7 @@ mod migrations;
 mod outbox;
 mod placeholders;
 mod script_db;
+mod signals;
 mod values;
 
 use std::borrow::Cow;
@@ -306,6 +307,16 @@ impl Operations for Postgres {
         })?;
         drop(client);
         self.grant_reads_to_scripts()
+    }
+
+    fn listen_for_deliveries(
+        &self,
+        wake: Box<dyn Fn() + Send>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Option<std::thread::JoinHandle<()>>> {
+        let listener = signals::listen(self.clone(), wake, stop)
+            .map_err(|e| StoreError::Connect(format!("no thread to listen for deliveries: {e}")))?;
+        Ok(Some(listener))
     }
 
     fn script_db(&self) -> Result<Box<dyn ScriptDb>> {

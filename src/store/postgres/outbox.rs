@@ -193,6 +193,9 @@ pub(super) fn fan_out(
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     stored.deliveries = planned.len();
+    if planned.iter().any(|p| !p.leased) {
+        super::signals::deliveries_waiting(tx, store.schema())?;
+    }
     for p in planned.into_iter().filter(|p| p.leased) {
         let hook = &mut receiving.get_mut(&p.hook.0).expect("planned from it")[p.hook.1];
         if hook.opened.is_none() {
@@ -248,8 +251,10 @@ pub(super) fn insert_failures(tx: &mut Transaction<'_>, failures: &[ScriptFailur
 }
 
 /// Stores attempts and moves their deliveries on, each only under the lease it was made with;
-/// then what the attempts did to their hooks' standing. Records are taken hook by hook (in id
-/// order) so that two processes recording at once lock hooks in the same order.
+/// then what the attempts did to their hooks' standing. A whole trip's records take a few
+/// statements, not a few per record: one moves the deliveries, one stores the attempts, one ends
+/// the runs of failure that successes ended, and one per hook whose attempts failed. Hooks are
+/// taken in id order, so that two processes recording at once lock them in the same order.
 pub(super) fn record_in(
     tx: &mut Transaction<'_>,
     records: &[AttemptRecord],
@@ -260,91 +265,137 @@ pub(super) fn record_in(
     if records.is_empty() {
         return Ok(changes);
     }
-    let mut ordered: Vec<&AttemptRecord> = records.iter().collect();
-    ordered.sort_by(|a, b| a.hook_id.cmp(&b.hook_id));
-    let insert = tx.prepare(
-        "INSERT INTO herald_attempts
-         (delivery_seq, attempt, started_at, duration_ms, outcome, status_code,
-          request_headers, response_headers, response_body, error, url)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )?;
-    let update = tx.prepare(
-        "UPDATE herald_deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
-                leased_by = NULL, updated_at = $5
-         WHERE seq = $1 AND status = 'delivering' AND next_attempt_at = $6",
-    )?;
-    let mut clean: HashSet<&str> = HashSet::new();
-    for r in ordered {
-        let attempt = r.attempt as i32;
-        let status_code = r.status_code.map(i32::from);
-        let (status, next_at) = next_status(r.next);
-        let moved = tx.execute(
-            &update,
-            &[
-                &r.delivery_seq,
-                &status.as_str(),
-                &attempt,
-                &next_at,
-                &now,
-                &r.leased_until,
-            ],
-        )?;
-        if moved == 0 {
-            let exists = tx
-                .query_opt(
-                    "SELECT 1 FROM herald_deliveries WHERE seq = $1",
-                    &[&r.delivery_seq],
-                )?
-                .is_some();
-            if !exists {
-                // Its event went (a server that lost its last commits in a crash without
-                // `synchronous_commit`, a database restored from before it): nothing to record it
-                // against, and nothing that would ever take the record.
-                tracing::warn!(
-                    delivery_seq = r.delivery_seq,
-                    hook_id = %r.hook_id,
-                    "an attempt's delivery no longer exists; the attempt is not recorded"
-                );
-                continue;
-            }
+    let seqs: Vec<i64> = records.iter().map(|r| r.delivery_seq).collect();
+    let statuses: Vec<&str> = records
+        .iter()
+        .map(|r| next_status(r.next).0.as_str())
+        .collect();
+    let attempts: Vec<i32> = records.iter().map(|r| r.attempt as i32).collect();
+    let due: Vec<Option<i64>> = records.iter().map(|r| next_status(r.next).1).collect();
+    let leases: Vec<i64> = records.iter().map(|r| r.leased_until).collect();
+    let moved: HashSet<i64> = tx
+        .query(
+            "UPDATE herald_deliveries AS d
+             SET status = r.status, attempts = r.attempt, next_attempt_at = r.due,
+                 leased_by = NULL, updated_at = $6
+             FROM unnest($1::int8[], $2::text[], $3::int4[], $4::int8[], $5::int8[])
+                  AS r(seq, status, attempt, due, lease)
+             WHERE d.seq = r.seq AND d.status = 'delivering' AND d.next_attempt_at = r.lease
+             RETURNING d.seq",
+            &[&seqs, &statuses, &attempts, &due, &leases, &now],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let unmoved: Vec<i64> = seqs
+        .iter()
+        .copied()
+        .filter(|s| !moved.contains(s))
+        .collect();
+    let existing: HashSet<i64> = if unmoved.is_empty() {
+        HashSet::new()
+    } else {
+        tx.query(
+            "SELECT seq FROM herald_deliveries WHERE seq = ANY($1)",
+            &[&unmoved],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let mut kept: Vec<&AttemptRecord> = Vec::with_capacity(records.len());
+    for r in records {
+        if moved.contains(&r.delivery_seq) {
+            kept.push(r);
+        } else if existing.contains(&r.delivery_seq) {
             tracing::warn!(
                 delivery_seq = r.delivery_seq,
                 hook_id = %r.hook_id,
                 "an attempt was recorded after its lease ended; the delivery's newer state stands"
             );
-        }
-        tx.execute(
-            &insert,
-            &[
-                &r.delivery_seq,
-                &attempt,
-                &r.started_at,
-                &r.duration_ms,
-                &r.outcome.as_str(),
-                &status_code,
-                &storable(&r.request_headers),
-                &storable_opt(&r.response_headers),
-                &storable_opt(&r.response_body),
-                &storable_opt(&r.error),
-                &storable(&r.url),
-            ],
-        )?;
-        if r.outcome == AttemptOutcome::Success {
-            if clean.insert(&r.hook_id) {
-                tx.execute(
-                    "UPDATE herald_hooks SET failing_since = NULL, failures = 0, failure_warned = false
-                     WHERE id = $1 AND failing_since IS NOT NULL",
-                    &[&r.hook_id],
-                )?;
-            }
+            kept.push(r);
         } else {
-            clean.remove(r.hook_id.as_str());
-            if let Some(change) = extend_failure_run(tx, r, policy, now)? {
+            // Its event went (a server that lost its last commits in a crash without
+            // `synchronous_commit`, a database restored from before it): nothing to record it
+            // against, and nothing that would ever take the record.
+            tracing::warn!(
+                delivery_seq = r.delivery_seq,
+                hook_id = %r.hook_id,
+                "an attempt's delivery no longer exists; the attempt is not recorded"
+            );
+        }
+    }
+    if kept.is_empty() {
+        return Ok(changes);
+    }
+    let column = |f: &dyn Fn(&AttemptRecord) -> Option<String>| -> Vec<Option<String>> {
+        kept.iter().map(|r| f(r)).collect()
+    };
+    let texts = |f: &dyn Fn(&AttemptRecord) -> String| -> Vec<String> {
+        kept.iter().map(|r| f(r)).collect()
+    };
+    tx.execute(
+        "INSERT INTO herald_attempts
+         (delivery_seq, attempt, started_at, duration_ms, outcome, status_code,
+          request_headers, response_headers, response_body, error, url)
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::int8[], $5::text[],
+                              $6::int4[], $7::text[], $8::text[], $9::text[], $10::text[],
+                              $11::text[])",
+        &[
+            &kept.iter().map(|r| r.delivery_seq).collect::<Vec<i64>>(),
+            &kept.iter().map(|r| r.attempt as i32).collect::<Vec<i32>>(),
+            &kept.iter().map(|r| r.started_at).collect::<Vec<i64>>(),
+            &kept.iter().map(|r| r.duration_ms).collect::<Vec<i64>>(),
+            &kept
+                .iter()
+                .map(|r| r.outcome.as_str())
+                .collect::<Vec<&str>>(),
+            &kept
+                .iter()
+                .map(|r| r.status_code.map(i32::from))
+                .collect::<Vec<Option<i32>>>(),
+            &texts(&|r| storable(&r.request_headers).into_owned()),
+            &column(&|r| storable_opt(&r.response_headers).map(|t| t.into_owned())),
+            &column(&|r| storable_opt(&r.response_body).map(|t| t.into_owned())),
+            &column(&|r| storable_opt(&r.error).map(|t| t.into_owned())),
+            &texts(&|r| storable(&r.url).into_owned()),
+        ],
+    )?;
+
+    // A hook's standing: a success ends its run of failures, and the failures after its last
+    // success start or extend one (in the order the records came).
+    let mut by_hook: std::collections::BTreeMap<&str, Vec<&AttemptRecord>> = Default::default();
+    for r in &kept {
+        by_hook.entry(r.hook_id.as_str()).or_default().push(r);
+    }
+    let succeeded: Vec<&str> = by_hook
+        .iter()
+        .filter(|(_, rs)| rs.iter().any(|r| r.outcome == AttemptOutcome::Success))
+        .map(|(hook, _)| *hook)
+        .collect();
+    if !succeeded.is_empty() {
+        tx.execute(
+            "UPDATE herald_hooks SET failing_since = NULL, failures = 0, failure_warned = false
+             WHERE id = ANY($1) AND failing_since IS NOT NULL",
+            &[&succeeded],
+        )?;
+    }
+    for rs in by_hook.values() {
+        let after_success: Vec<&AttemptRecord> = rs
+            .iter()
+            .rev()
+            .take_while(|r| r.outcome != AttemptOutcome::Success)
+            .copied()
+            .collect();
+        if let Some(first) = after_success.last() {
+            if let Some(change) =
+                extend_failure_run(tx, first, after_success.len() as i64, policy, now)?
+            {
                 changes.push(change);
             }
         }
     }
-    for r in records.iter().filter(|r| r.next == NextStep::HookGone) {
+    for r in kept.iter().filter(|r| r.next == NextStep::HookGone) {
         let origin: Option<String> = tx
             .query_opt(
                 "SELECT origin FROM herald_hooks WHERE id = $1",
@@ -369,19 +420,21 @@ pub(super) fn record_in(
     Ok(changes)
 }
 
-/// A failure starts or extends a hook's run of failures; a run that spans the policy's window
-/// disables the hook, with a warning at half the window (as on SQLite).
+/// `failed` failures, the first of them `record`, start or extend a hook's run of failures; a
+/// run that spans the policy's window disables the hook, with a warning at half the window (as on
+/// SQLite).
 fn extend_failure_run(
     tx: &mut Transaction<'_>,
     record: &AttemptRecord,
+    failed: i64,
     policy: &FailurePolicy,
     now: i64,
 ) -> Result<Option<HookHealthChange>> {
     let run = tx.query_opt(
-        "UPDATE herald_hooks SET failing_since = coalesce(failing_since, $2), failures = failures + 1
+        "UPDATE herald_hooks SET failing_since = coalesce(failing_since, $2), failures = failures + $3
          WHERE id = $1
          RETURNING failing_since, failures, failure_warned, enabled",
-        &[&record.hook_id, &record.started_at],
+        &[&record.hook_id, &record.started_at, &failed],
     )?;
     let Some(run) = run else {
         return Ok(None);
@@ -429,15 +482,18 @@ pub(super) fn hand_back_in<'c>(
     claims: impl Iterator<Item = &'c ClaimedDelivery>,
     now: i64,
 ) -> Result<()> {
-    let release = tx.prepare(
-        "UPDATE herald_deliveries
-         SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
-             next_attempt_at = $3, leased_by = NULL, updated_at = $3
-         WHERE seq = $1 AND status = 'delivering' AND next_attempt_at = $2",
-    )?;
-    for claim in claims {
-        tx.execute(&release, &[&claim.seq, &claim.leased_until, &now])?;
+    let (seqs, leases): (Vec<i64>, Vec<i64>) = claims.map(|c| (c.seq, c.leased_until)).unzip();
+    if seqs.is_empty() {
+        return Ok(());
     }
+    tx.execute(
+        "UPDATE herald_deliveries AS d
+         SET status = CASE WHEN d.attempts = 0 THEN 'pending' ELSE 'retrying' END,
+             next_attempt_at = $3, leased_by = NULL, updated_at = $3
+         FROM unnest($1::int8[], $2::int8[]) AS c(seq, lease)
+         WHERE d.seq = c.seq AND d.status = 'delivering' AND d.next_attempt_at = c.lease",
+        &[&seqs, &leases, &now],
+    )?;
     Ok(())
 }
 
@@ -504,7 +560,8 @@ impl Outbox for Postgres {
         }
         self.write_noting("handing deliveries back", |tx| {
             let now = db_now(tx)?;
-            hand_back_in(tx, claims.iter().copied(), now)
+            hand_back_in(tx, claims.iter().copied(), now)?;
+            super::signals::deliveries_waiting(tx, self.schema())
         })
     }
 
