@@ -1,8 +1,9 @@
 //! The pipeline benchmark: `cargo bench --bench pipeline` (full sizes) or
-//! `cargo bench --bench pipeline -- --quick` (a hundredth of them).
+//! `cargo bench --bench pipeline -- --quick` (a hundredth of them); `-- --backend postgres` runs the
+//! same scenarios on PostgreSQL (see `db.rs`).
 //!
-//! Every scenario runs the real `herald` binary on a temporary SQLite file with the demo scripts,
-//! written by a separate connection, delivering to a receiver on loopback that answers 200 at once.
+//! Every scenario runs the real `herald` binary on a fresh database with the demo scripts, written
+//! by a separate connection, delivering to a receiver on loopback that answers 200 at once.
 //! Each figure is printed beside a baseline measured in the same run, as a ratio, because the
 //! machines are shared and absolute numbers mean little. The table also goes to
 //! `target/bench/pipeline.json`.
@@ -17,8 +18,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::Router;
+use herald::database::Database;
 use herald::store::{HookOrigin, NewEvent, NewHook, Scope, Store};
 use serde_json::{json, Value};
+
+mod db;
+use db::{App, Backend};
 
 const TOKEN: &str = "bench-token";
 
@@ -131,11 +136,11 @@ impl Receiver {
     }
 }
 
-/// A herald process on a temporary database with the demo scripts.
+/// A herald process on a database with the demo scripts.
 struct Herald {
     child: Child,
     addr: SocketAddr,
-    db: PathBuf,
+    db: Database,
     client: reqwest::Client,
 }
 
@@ -158,13 +163,15 @@ fn demo_scripts(dir: &Path) -> PathBuf {
 }
 
 impl Herald {
-    async fn start(dir: &Path) -> Herald {
+    /// herald in `dir` (its scripts in `dir/scripts`, its generated key there on PostgreSQL).
+    async fn start(dir: &Path, db: &Database) -> Herald {
         let addr = free_port();
-        let db = dir.join("bench.db");
+        let db = db.clone();
         let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .current_dir(dir)
             .arg("serve")
             .arg("--db")
-            .arg(&db)
+            .arg(db.as_argument())
             .arg("--scripts")
             .arg(dir.join("scripts"))
             .arg("--listen")
@@ -236,35 +243,6 @@ fn terminate(child: &Child) {
         .status();
 }
 
-fn app_connection(db: &Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    conn
-}
-
-/// Inserts `count` project deals in transactions of 100 (blocking).
-fn insert_deals(db: &Path, count: usize) {
-    let mut conn = app_connection(db);
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(100);
-        let tx = conn.transaction().unwrap();
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
-                     VALUES ('Bench deal', 1000.0, 'lead', 1, 1, 10)",
-                )
-                .unwrap();
-            for _ in 0..n {
-                stmt.execute([]).unwrap();
-            }
-        }
-        tx.commit().unwrap();
-        left -= n;
-    }
-}
-
 /// One line of the report.
 struct Row {
     scenario: &'static str,
@@ -307,13 +285,18 @@ async fn bare_post_rate(receiver: &Receiver, count: usize, concurrency: usize) -
     count as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn throughput(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) -> f64 {
+async fn throughput(
+    backend: &Backend,
+    sizes: &Sizes,
+    receiver: &Receiver,
+    rows: &mut Vec<Row>,
+) -> f64 {
     // The same concurrency herald allows one hook.
     let per_hook = herald::config::DeliverySettings::default().max_in_flight_per_hook;
     let bare = bare_post_rate(receiver, sizes.throughput_events, per_hook).await;
     let dir = tempfile::tempdir().unwrap();
     demo_scripts(dir.path());
-    let herald = Herald::start(dir.path()).await;
+    let herald = Herald::start(dir.path(), &backend.fresh(dir.path())).await;
     herald
         .subscribe("NewOpportunity", &receiver.url("/throughput"))
         .await;
@@ -321,7 +304,7 @@ async fn throughput(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) -> 
     let db = herald.db.clone();
     let n = sizes.throughput_events;
     let start = Instant::now();
-    let writer = tokio::task::spawn_blocking(move || insert_deals(&db, n));
+    let writer = tokio::task::spawn_blocking(move || App::open(&db).insert_deals(n));
     let done = receiver.wait_for(n as u64, Duration::from_secs(1800)).await;
     writer.await.unwrap();
     let rate = n as f64 / (done - start).as_secs_f64();
@@ -333,7 +316,7 @@ async fn throughput(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) -> 
         baseline: format!("bare loopback POST rate, {per_hook} in flight"),
         baseline_value: bare,
         ratio: rate / bare,
-        target: ">= 0.50",
+        target: targets(backend).throughput,
     });
     herald.stop();
     rate
@@ -347,7 +330,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index]
 }
 
-async fn latency(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
+async fn latency(backend: &Backend, sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
     let interval = Duration::from_nanos(1_000_000_000 / sizes.latency_rate);
     let total = (sizes.latency_rate * sizes.latency_secs) as usize;
 
@@ -376,7 +359,7 @@ async fn latency(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
 
     let dir = tempfile::tempdir().unwrap();
     demo_scripts(dir.path());
-    let herald = Herald::start(dir.path()).await;
+    let herald = Herald::start(dir.path(), &backend.fresh(dir.path())).await;
     herald
         .subscribe("NewOpportunity", &receiver.url("/latency"))
         .await;
@@ -384,13 +367,7 @@ async fn latency(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
     let db = herald.db.clone();
     let rate = sizes.latency_rate;
     let committed = tokio::task::spawn_blocking(move || {
-        let conn = app_connection(&db);
-        let mut stmt = conn
-            .prepare(
-                "INSERT INTO Deal (title, amount, stage, is_project, company_id, project_id)
-                 VALUES ('Latency deal', 1.0, 'lead', 1, 1, 10)",
-            )
-            .unwrap();
+        let mut app = App::open(&db);
         let mut commits = Vec::with_capacity(total);
         let start = Instant::now();
         for i in 0..total {
@@ -399,9 +376,9 @@ async fn latency(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
                 std::thread::sleep(wait);
             }
             let began = Instant::now();
-            stmt.execute([]).unwrap();
+            let id = app.insert_deal_alone();
             let at = Instant::now();
-            commits.push((conn.last_insert_rowid(), at, at - began));
+            commits.push((id, at, at - began));
         }
         commits
     })
@@ -451,16 +428,26 @@ async fn latency(sizes: &Sizes, receiver: &Receiver, rows: &mut Vec<Row>) {
             baseline: format!("bare POST round trip {name}"),
             baseline_value: base,
             ratio: value / base,
-            target: if name == "p99" { "< 10 ms" } else { "" },
+            target: if name == "p99" {
+                targets(backend).latency_p99
+            } else {
+                ""
+            },
         });
     }
     herald.stop();
 }
 
-async fn fanout(sizes: &Sizes, receiver: &Receiver, throughput_rate: f64, rows: &mut Vec<Row>) {
+async fn fanout(
+    backend: &Backend,
+    sizes: &Sizes,
+    receiver: &Receiver,
+    throughput_rate: f64,
+    rows: &mut Vec<Row>,
+) {
     let dir = tempfile::tempdir().unwrap();
     demo_scripts(dir.path());
-    let herald = Herald::start(dir.path()).await;
+    let herald = Herald::start(dir.path(), &backend.fresh(dir.path())).await;
     for i in 0..sizes.fanout_hooks {
         herald
             .subscribe("NewOpportunity", &receiver.url(&format!("/fanout/{i}")))
@@ -471,7 +458,7 @@ async fn fanout(sizes: &Sizes, receiver: &Receiver, throughput_rate: f64, rows: 
     let n = sizes.fanout_events;
     let expected = (n * sizes.fanout_hooks) as u64;
     let start = Instant::now();
-    let writer = tokio::task::spawn_blocking(move || insert_deals(&db, n));
+    let writer = tokio::task::spawn_blocking(move || App::open(&db).insert_deals(n));
     let done = receiver.wait_for(expected, Duration::from_secs(1800)).await;
     writer.await.unwrap();
     let rate = expected as f64 / (done - start).as_secs_f64();
@@ -496,19 +483,25 @@ const SMALL_BACKLOG_RUNS: usize = 5;
 
 /// Fills the outbox of a stopped herald with `deliveries` waiting deliveries (1,000 hooks, or fewer
 /// for small backlogs), then starts it and measures the drain and the peak memory.
-async fn backlog_run(receiver: &Receiver, deliveries: usize) -> (f64, f64) {
+async fn backlog_run(backend: &Backend, receiver: &Receiver, deliveries: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     demo_scripts(dir.path());
     // Start once so the database has herald's tables and the demo schema, then stop.
-    let herald = Herald::start(dir.path()).await;
-    let db = herald.db.clone();
+    let db = backend.fresh(dir.path());
+    let herald = Herald::start(dir.path(), &db).await;
     herald.stop();
     let hooks = deliveries.clamp(1, 1000);
     let events = deliveries / hooks;
     let target = receiver.url("/backlog");
-    let db_path = db.clone();
+    let store_db = db.clone();
     tokio::task::spawn_blocking(move || {
-        let store = Store::open(&db_path).unwrap();
+        let store = Store::open_database(
+            &store_db,
+            &herald::config::PostgresSettings::default(),
+            herald::store::Secrets::none(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
         for _ in 0..hooks {
             store
                 .create_hook(NewHook {
@@ -561,7 +554,7 @@ async fn backlog_run(receiver: &Receiver, deliveries: usize) -> (f64, f64) {
     let expected = (hooks * events) as u64;
     receiver.reset(false);
     let start = Instant::now();
-    let herald = Herald::start(dir.path()).await;
+    let herald = Herald::start(dir.path(), &db).await;
     let mut peak: f64 = 0.0;
     // The drain is timed from the first receipt, not from the start of the process: herald's
     // start-up would otherwise be a fifth of a small backlog's time and none of a large one's.
@@ -587,16 +580,22 @@ async fn backlog_run(receiver: &Receiver, deliveries: usize) -> (f64, f64) {
     (rate, peak)
 }
 
-async fn backlog(sizes: &Sizes, receiver: &Receiver, throughput_rate: f64, rows: &mut Vec<Row>) {
+async fn backlog(
+    backend: &Backend,
+    sizes: &Sizes,
+    receiver: &Receiver,
+    throughput_rate: f64,
+    rows: &mut Vec<Row>,
+) {
     // The small drain lasts a fraction of a second, so one run of it swung the flatness ratio by
     // a fifth from run to run: its figures are the medians of a few runs.
     let mut small_runs = Vec::new();
     for _ in 0..SMALL_BACKLOG_RUNS {
-        small_runs.push(backlog_run(receiver, sizes.backlog_small).await);
+        small_runs.push(backlog_run(backend, receiver, sizes.backlog_small).await);
     }
     let small_rate = median(small_runs.iter().map(|(rate, _)| *rate).collect());
     let small_peak = median(small_runs.iter().map(|(_, peak)| *peak).collect());
-    let (large_rate, large_peak) = backlog_run(receiver, sizes.backlog_large).await;
+    let (large_rate, large_peak) = backlog_run(backend, receiver, sizes.backlog_large).await;
     rows.push(Row {
         scenario: "backlog",
         figure: format!("peak resident MiB with {} waiting", sizes.backlog_large),
@@ -639,10 +638,11 @@ async fn backlog(sizes: &Sizes, receiver: &Receiver, throughput_rate: f64, rows:
 }
 
 /// Body-script render of NewOpportunity against a native build of the same payload.
-fn script_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
+fn script_cost(backend: &Backend, sizes: &Sizes, rows: &mut Vec<Row>) {
     let dir = tempfile::tempdir().unwrap();
     let scripts_dir = demo_scripts(dir.path());
-    let config = herald::Config::with_paths(dir.path().join("bench.db"), &scripts_dir);
+    let mut config = herald::Config::with_paths(backend.fresh(dir.path()), &scripts_dir);
+    config.secret_key_file = Some(dir.path().join("bench.secret-key"));
     let (store, scripts) = herald::server::prepare(&config).unwrap();
     let sandbox = herald::scripts::Sandbox::new(&config.sandbox, store.script_db().unwrap());
     let script = scripts.body("NewOpportunity").unwrap().clone();
@@ -650,45 +650,10 @@ fn script_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
         let payload = sandbox.render(&script, Some(1000), None).unwrap();
         std::hint::black_box(payload);
     };
-
-    let conn = rusqlite::Connection::open_with_flags(
-        dir.path().join("bench.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
     // The same rows read and the same JSON text produced (the payload is stored as text).
+    let app = std::cell::RefCell::new(App::open(&config.db));
     let native = || {
-        let mut deal = conn
-            .prepare_cached(
-                "SELECT id, title, amount, stage, company_id, project_id, created_at FROM Deal WHERE id = ?1",
-            )
-            .unwrap();
-        let (id, title, amount, stage, company_id, project_id, created_at) = deal
-            .query_row([1000], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<f64>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                ))
-            })
-            .unwrap();
-        let mut company = conn
-            .prepare_cached("SELECT id, name, city FROM Company WHERE id = ?1")
-            .unwrap();
-        let company = company
-            .query_row([company_id], |r| {
-                Ok(json!({"id": r.get::<_, i64>(0)?, "name": r.get::<_, String>(1)?, "city": r.get::<_, Option<String>>(2)?}))
-            })
-            .unwrap_or(Value::Null);
-        let payload = json!({
-            "id": id, "title": title, "amount": amount, "stage": stage, "company": company,
-            "project_id": project_id, "created_at": created_at,
-        });
-        std::hint::black_box(payload.to_string());
+        std::hint::black_box(app.borrow_mut().native_payload(1000));
     };
 
     // Alternating rounds, each side's median: a shared machine's noise falls on both alike.
@@ -721,53 +686,29 @@ fn script_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
 }
 
 /// An application's insert into a tracked table against the same insert into an untracked twin.
-fn trigger_cost(sizes: &Sizes, rows: &mut Vec<Row>) {
+fn trigger_cost(backend: &Backend, sizes: &Sizes, rows: &mut Vec<Row>) {
     let dir = tempfile::tempdir().unwrap();
     let scripts_dir = demo_scripts(dir.path());
-    let config = herald::Config::with_paths(dir.path().join("bench.db"), &scripts_dir);
+    let mut config = herald::Config::with_paths(backend.fresh(dir.path()), &scripts_dir);
+    config.secret_key_file = Some(dir.path().join("bench.secret-key"));
     let (store, _) = herald::server::prepare(&config).unwrap();
     drop(store);
-    let mut conn = app_connection(config.db.sqlite_path().expect("the bench runs on SQLite"));
+    let mut app = App::open(&config.db);
     // The same table as the demo's Deal (its defaults cost too), under another name.
-    let deal_sql: String = conn
-        .query_row(
-            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'Deal'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let untracked_sql = deal_sql.replacen("Deal", "DealUntracked", 1);
-    assert!(untracked_sql.contains("DealUntracked ("), "{untracked_sql}");
-    conn.execute_batch(&untracked_sql).unwrap();
+    app.create_untracked_twin();
     // Alternating rounds, each side's median, as for the script cost: most of an insert's time here
     // is its share of the commit's fsync, which a shared disk makes vary from round to round.
     const ROUNDS: usize = 9;
     let per_round = (sizes.inserts / 2).max(100);
     let mut time_inserts = |table: &str| {
         let start = Instant::now();
-        let mut left = per_round;
-        while left > 0 {
-            let tx = conn.transaction().unwrap();
-            {
-                let mut stmt = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO {table} (title, amount, stage, is_project, company_id, project_id)
-                         VALUES ('Trigger cost', 1.0, 'lead', 0, 1, 10)"
-                    ))
-                    .unwrap();
-                for _ in 0..100.min(left) {
-                    stmt.execute([]).unwrap();
-                }
-            }
-            tx.commit().unwrap();
-            left -= 100.min(left);
-        }
+        app.insert_for_trigger_cost(table, per_round);
         start.elapsed().as_secs_f64() * 1e6 / per_round as f64
     };
     let (mut tracked_rounds, mut untracked_rounds) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        untracked_rounds.push(time_inserts("DealUntracked"));
-        tracked_rounds.push(time_inserts("Deal"));
+        untracked_rounds.push(time_inserts("\"DealUntracked\""));
+        tracked_rounds.push(time_inserts("\"Deal\""));
     }
     let (tracked, untracked) = (median(tracked_rounds), median(untracked_rounds));
     rows.push(Row {
@@ -787,8 +728,28 @@ fn median(mut rounds: Vec<f64>) -> f64 {
     rounds[rounds.len() / 2]
 }
 
-fn report(rows: &[Row], quick: bool) {
+/// What each database is asked to reach (issues "Performance" and "PostgreSQL").
+struct Targets {
+    throughput: &'static str,
+    latency_p99: &'static str,
+}
+
+fn targets(backend: &Backend) -> Targets {
+    match backend {
+        Backend::Sqlite => Targets {
+            throughput: ">= 0.50",
+            latency_p99: "< 10 ms",
+        },
+        Backend::Postgres(_) => Targets {
+            throughput: ">= 0.20",
+            latency_p99: "< 20 ms",
+        },
+    }
+}
+
+fn report(backend: &Backend, rows: &[Row], quick: bool) {
     println!();
+    println!("herald on {}", backend.name());
     println!(
         "{:<13} {:<62} {:>12} {:>12}  {:>7}  target",
         "scenario", "figure", "value", "baseline", "ratio"
@@ -800,6 +761,7 @@ fn report(rows: &[Row], quick: bool) {
         );
     }
     let json = json!({
+        "backend": backend.name(),
         "quick": quick,
         "herald_version": env!("CARGO_PKG_VERSION"),
         "scenarios": rows.iter().map(|r| json!({
@@ -813,7 +775,7 @@ fn report(rows: &[Row], quick: bool) {
             "target": r.target,
         })).collect::<Vec<_>>(),
     });
-    let path = output_dir().join("pipeline.json");
+    let path = output_dir().join(format!("pipeline-{}.json", backend.name()));
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwritten to {}", path.display());
 }
@@ -832,8 +794,13 @@ fn main() {
     let only: Vec<&String> = args
         .iter()
         .skip(1)
-        .filter(|a| !a.starts_with("--"))
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.starts_with("--") && args.get(*i).is_none_or(|before| before != "--backend")
+        })
+        .map(|(_, a)| a)
         .collect();
+    let backend = Backend::from_args(&args);
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -846,28 +813,28 @@ fn main() {
         let mut rate = f64::NAN;
         if wants("throughput") || wants("fan-out") || wants("backlog") {
             eprintln!("throughput...");
-            rate = throughput(&sizes, &receiver, &mut rows).await;
+            rate = throughput(&backend, &sizes, &receiver, &mut rows).await;
         }
         if wants("latency") {
             eprintln!("latency...");
-            latency(&sizes, &receiver, &mut rows).await;
+            latency(&backend, &sizes, &receiver, &mut rows).await;
         }
         if wants("fan-out") {
             eprintln!("fan-out...");
-            fanout(&sizes, &receiver, rate, &mut rows).await;
+            fanout(&backend, &sizes, &receiver, rate, &mut rows).await;
         }
         if wants("backlog") {
             eprintln!("backlog...");
-            backlog(&sizes, &receiver, rate, &mut rows).await;
+            backlog(&backend, &sizes, &receiver, rate, &mut rows).await;
         }
     });
     if wants("script") {
         eprintln!("script cost...");
-        script_cost(&sizes, &mut rows);
+        script_cost(&backend, &sizes, &mut rows);
     }
     if wants("trigger") {
         eprintln!("trigger cost...");
-        trigger_cost(&sizes, &mut rows);
+        trigger_cost(&backend, &sizes, &mut rows);
     }
-    report(&rows, quick);
+    report(&backend, &rows, quick);
 }

@@ -1,0 +1,245 @@
+//! The database a bench run puts herald on (`--backend sqlite`, the default, or `postgres`), and the
+//! application's own connection to it: the inserts that make changes, and the reads of the native
+//! baselines.
+//!
+//! PostgreSQL runs as a server of the bench's own on this machine, started from Debian's packages
+//! with PostgreSQL's default durability (`fsync` and `synchronous_commit` on), a fresh database
+//! per scenario.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use herald::database::Database;
+use serde_json::{json, Value};
+
+#[path = "../../tests/it/pg_server.rs"]
+#[allow(dead_code)]
+mod pg_server;
+
+pub enum Backend {
+    Sqlite,
+    Postgres(pg_server::PrivateServer),
+}
+
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+impl Backend {
+    pub fn from_args(args: &[String]) -> Backend {
+        let chosen = args
+            .iter()
+            .position(|a| a == "--backend")
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+            .unwrap_or("sqlite");
+        match chosen {
+            "sqlite" => Backend::Sqlite,
+            "postgres" | "postgresql" => Backend::Postgres(pg_server::private_server()),
+            other => panic!("--backend {other}: expected sqlite or postgres"),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A new, empty database for one scenario.
+    pub fn fresh(&self, dir: &Path) -> Database {
+        match self {
+            Backend::Sqlite => Database::Sqlite(dir.join("bench.db")),
+            Backend::Postgres(server) => {
+                let name = format!("bench_{}", DATABASES.fetch_add(1, Ordering::SeqCst));
+                server
+                    .0
+                    .connect("postgres")
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .unwrap();
+                Database::parse(&server.0.url(&name)).unwrap()
+            }
+        }
+    }
+}
+
+/// The application's connection.
+pub enum App {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::Client),
+}
+
+const INSERT_DEAL: &str =
+    "INSERT INTO \"Deal\" (title, amount, stage, is_project, company_id, project_id)
+     VALUES ('Bench deal', 1000.0, 'lead', 1, 1, 10)";
+
+impl App {
+    pub fn open(db: &Database) -> App {
+        match db {
+            Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                App::Sqlite(conn)
+            }
+            Database::Postgres(url) => {
+                App::Postgres(url.config().unwrap().connect(postgres::NoTls).unwrap())
+            }
+        }
+    }
+
+    /// `count` project deals in transactions of 100.
+    pub fn insert_deals(&mut self, count: usize) {
+        self.insert_into("\"Deal\"", count, INSERT_DEAL);
+    }
+
+    /// `count` rows of `insert` (into `table`) in transactions of 100.
+    fn insert_into(&mut self, table: &str, count: usize, insert: &str) {
+        let insert = insert.replacen("\"Deal\"", table, 1);
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(100);
+            match self {
+                App::Sqlite(conn) => {
+                    let tx = conn.transaction().unwrap();
+                    {
+                        let mut stmt = tx.prepare_cached(&insert).unwrap();
+                        for _ in 0..n {
+                            stmt.execute([]).unwrap();
+                        }
+                    }
+                    tx.commit().unwrap();
+                }
+                App::Postgres(client) => {
+                    let mut tx = client.transaction().unwrap();
+                    let stmt = tx.prepare(&insert).unwrap();
+                    for _ in 0..n {
+                        tx.execute(&stmt, &[]).unwrap();
+                    }
+                    tx.commit().unwrap();
+                }
+            }
+            left -= n;
+        }
+    }
+
+    /// One project deal in a transaction of its own; its id.
+    pub fn insert_deal_alone(&mut self) -> i64 {
+        match self {
+            App::Sqlite(conn) => {
+                conn.prepare_cached(INSERT_DEAL)
+                    .unwrap()
+                    .execute([])
+                    .unwrap();
+                conn.last_insert_rowid()
+            }
+            App::Postgres(client) => client
+                .query_one(&format!("{INSERT_DEAL} RETURNING id"), &[])
+                .unwrap()
+                .get(0),
+        }
+    }
+
+    /// A table like `Deal` (its defaults too) that herald does not track.
+    pub fn create_untracked_twin(&mut self) {
+        match self {
+            App::Sqlite(conn) => {
+                let deal_sql: String = conn
+                    .query_row(
+                        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'Deal'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                let untracked_sql = deal_sql.replacen("Deal", "DealUntracked", 1);
+                assert!(untracked_sql.contains("DealUntracked ("), "{untracked_sql}");
+                conn.execute_batch(&untracked_sql).unwrap();
+            }
+            App::Postgres(client) => client
+                // LIKE copies columns, defaults, the identity (with a sequence of its own) and
+                // indexes, but not foreign keys: those the demo's Deal checks on every insert.
+                .batch_execute(
+                    "CREATE TABLE \"DealUntracked\" (LIKE \"Deal\" INCLUDING ALL);
+                     ALTER TABLE \"DealUntracked\"
+                         ADD FOREIGN KEY (company_id) REFERENCES \"Company\"(id),
+                         ADD FOREIGN KEY (project_id) REFERENCES \"Project\"(id),
+                         ADD FOREIGN KEY (contact_id) REFERENCES \"Contact\"(id);",
+                )
+                .unwrap(),
+        }
+    }
+
+    /// `count` inserts into `table` (the tracked `"Deal"` or its twin), in transactions of 100.
+    pub fn insert_for_trigger_cost(&mut self, table: &str, count: usize) {
+        self.insert_into(
+            table,
+            count,
+            "INSERT INTO \"Deal\" (title, amount, stage, is_project, company_id, project_id)
+             VALUES ('Trigger cost', 1.0, 'lead', 0, 1, 10)",
+        );
+    }
+
+    /// The NewOpportunity payload of deal `id` built in Rust from the same rows the body script
+    /// reads, as the JSON text herald stores: the script cost's baseline.
+    pub fn native_payload(&mut self, id: i64) -> String {
+        let payload = match self {
+            App::Sqlite(conn) => {
+                let mut deal = conn
+                    .prepare_cached(
+                        "SELECT id, title, amount, stage, company_id, project_id, created_at FROM Deal WHERE id = ?1",
+                    )
+                    .unwrap();
+                let (id, title, amount, stage, company_id, project_id, created_at) = deal
+                    .query_row([id], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<f64>>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, Option<i64>>(4)?,
+                            r.get::<_, Option<i64>>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                        ))
+                    })
+                    .unwrap();
+                let mut company = conn
+                    .prepare_cached("SELECT id, name, city FROM Company WHERE id = ?1")
+                    .unwrap();
+                let company = company
+                    .query_row([company_id], |r| {
+                        Ok(json!({"id": r.get::<_, i64>(0)?, "name": r.get::<_, String>(1)?, "city": r.get::<_, Option<String>>(2)?}))
+                    })
+                    .unwrap_or(Value::Null);
+                json!({
+                    "id": id, "title": title, "amount": amount, "stage": stage, "company": company,
+                    "project_id": project_id, "created_at": created_at,
+                })
+            }
+            App::Postgres(client) => {
+                let deal = client
+                    .query_one(
+                        "SELECT id, title, amount, stage, company_id, project_id, created_at
+                         FROM \"Deal\" WHERE id = $1",
+                        &[&id],
+                    )
+                    .unwrap();
+                let company_id: Option<i64> = deal.get(4);
+                let company = client
+                    .query_opt(
+                        "SELECT id, name, city FROM \"Company\" WHERE id = $1",
+                        &[&company_id],
+                    )
+                    .unwrap()
+                    .map_or(Value::Null, |r| {
+                        json!({"id": r.get::<_, i64>(0), "name": r.get::<_, String>(1), "city": r.get::<_, Option<String>>(2)})
+                    });
+                json!({
+                    "id": deal.get::<_, i64>(0), "title": deal.get::<_, String>(1),
+                    "amount": deal.get::<_, Option<f64>>(2), "stage": deal.get::<_, Option<String>>(3),
+                    "company": company, "project_id": deal.get::<_, Option<i64>>(5),
+                    "created_at": deal.get::<_, Option<String>>(6),
+                })
+            }
+        };
+        payload.to_string()
+    }
+}
