@@ -46,11 +46,12 @@ impl Backend {
         }
     }
 
-    /// A new, empty database for one scenario.
+    /// A new, empty database for one scenario. (The client blocks on a runtime of its own: off
+    /// the bench's runtime, when called from it.)
     pub fn fresh(&self, dir: &Path) -> Database {
         match self {
             Backend::Sqlite => Database::Sqlite(dir.join("bench.db")),
-            Backend::Postgres(server) => {
+            Backend::Postgres(server) => tokio::task::block_in_place(|| {
                 let name = format!("bench_{}", DATABASES.fetch_add(1, Ordering::SeqCst));
                 server
                     .0
@@ -58,15 +59,33 @@ impl Backend {
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .unwrap();
                 Database::parse(&server.0.url(&name)).unwrap()
-            }
+            }),
         }
     }
 }
 
-/// The application's connection.
+/// The application's connection (on PostgreSQL with its statements prepared once, as an
+/// application's driver would keep them).
 pub enum App {
     Sqlite(rusqlite::Connection),
-    Postgres(postgres::Client),
+    Postgres(
+        postgres::Client,
+        std::collections::HashMap<String, postgres::Statement>,
+    ),
+}
+
+/// A statement prepared once per connection.
+fn prepared(
+    client: &mut postgres::Client,
+    cache: &mut std::collections::HashMap<String, postgres::Statement>,
+    sql: &str,
+) -> postgres::Statement {
+    if let Some(statement) = cache.get(sql) {
+        return statement.clone();
+    }
+    let statement = client.prepare(sql).unwrap();
+    cache.insert(sql.to_owned(), statement.clone());
+    statement
 }
 
 const INSERT_DEAL: &str =
@@ -81,9 +100,10 @@ impl App {
                 conn.busy_timeout(Duration::from_secs(10)).unwrap();
                 App::Sqlite(conn)
             }
-            Database::Postgres(url) => {
-                App::Postgres(url.config().unwrap().connect(postgres::NoTls).unwrap())
-            }
+            Database::Postgres(url) => App::Postgres(
+                url.config().unwrap().connect(postgres::NoTls).unwrap(),
+                Default::default(),
+            ),
         }
     }
 
@@ -109,9 +129,9 @@ impl App {
                     }
                     tx.commit().unwrap();
                 }
-                App::Postgres(client) => {
+                App::Postgres(client, cache) => {
+                    let stmt = prepared(client, cache, &insert);
                     let mut tx = client.transaction().unwrap();
-                    let stmt = tx.prepare(&insert).unwrap();
                     for _ in 0..n {
                         tx.execute(&stmt, &[]).unwrap();
                     }
@@ -132,10 +152,10 @@ impl App {
                     .unwrap();
                 conn.last_insert_rowid()
             }
-            App::Postgres(client) => client
-                .query_one(&format!("{INSERT_DEAL} RETURNING id"), &[])
-                .unwrap()
-                .get(0),
+            App::Postgres(client, cache) => {
+                let stmt = prepared(client, cache, &format!("{INSERT_DEAL} RETURNING id"));
+                client.query_one(&stmt, &[]).unwrap().get(0)
+            }
         }
     }
 
@@ -154,7 +174,7 @@ impl App {
                 assert!(untracked_sql.contains("DealUntracked ("), "{untracked_sql}");
                 conn.execute_batch(&untracked_sql).unwrap();
             }
-            App::Postgres(client) => client
+            App::Postgres(client, _) => client
                 // LIKE copies columns, defaults, the identity (with a sequence of its own) and
                 // indexes, but not foreign keys: those the demo's Deal checks on every insert.
                 .batch_execute(
@@ -214,20 +234,22 @@ impl App {
                     "project_id": project_id, "created_at": created_at,
                 })
             }
-            App::Postgres(client) => {
-                let deal = client
-                    .query_one(
-                        "SELECT id, title, amount, stage, company_id, project_id, created_at
-                         FROM \"Deal\" WHERE id = $1",
-                        &[&id],
-                    )
-                    .unwrap();
+            App::Postgres(client, cache) => {
+                let deal = prepared(
+                    client,
+                    cache,
+                    "SELECT id, title, amount, stage, company_id, project_id, created_at
+                     FROM \"Deal\" WHERE id = $1",
+                );
+                let deal = client.query_one(&deal, &[&id]).unwrap();
                 let company_id: Option<i64> = deal.get(4);
+                let company = prepared(
+                    client,
+                    cache,
+                    "SELECT id, name, city FROM \"Company\" WHERE id = $1",
+                );
                 let company = client
-                    .query_opt(
-                        "SELECT id, name, city FROM \"Company\" WHERE id = $1",
-                        &[&company_id],
-                    )
+                    .query_opt(&company, &[&company_id])
                     .unwrap()
                     .map_or(Value::Null, |r| {
                         json!({"id": r.get::<_, i64>(0), "name": r.get::<_, String>(1), "city": r.get::<_, Option<String>>(2)})

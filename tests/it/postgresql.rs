@@ -547,3 +547,89 @@ async fn herald_runs_on_a_role_a_dba_prepared_with_the_readmes_sql() {
     assert_eq!(got[0].json()["company"]["name"], "Borealis Builders");
     herald.stop().await;
 }
+
+/// What scripts get from PostgreSQL's types, as docs/scripting.md says, and `?` parameters read as
+/// the type the query needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_read_postgresql_values_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    std::fs::write(
+        scripts.join("GetWebhookResponseBody_Typed.rhai"),
+        "let row = db_query_one(\"SELECT * FROM \\\"Typed\\\" WHERE id = ? AND ref = ? AND flag = ? AND at > ?\",\n\
+         [1, \"6f2c1a7e-5b1d-4c43-9a57-2f0a3c1d9e11\", 1, \"2000-01-01T00:00:00Z\"]);\n\
+         [#{ row: row, kinds: row.values().map(|v| type_of(v)) }]\n",
+    )
+    .unwrap();
+    let url = off_the_runtime(pg_server::fresh_database);
+    off_the_runtime(|| {
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        pg_server::server()
+            .connect(&database)
+            .batch_execute(
+                "CREATE TABLE \"Typed\" (
+                     id integer PRIMARY KEY, price numeric(10, 2), ratio real, flag boolean,
+                     ref uuid, at timestamptz, day date, doc jsonb, tags text[], raw bytea,
+                     note text, missing text);
+                 INSERT INTO \"Typed\" VALUES (1, 1234.50, 0.5, true,
+                     '6f2c1a7e-5b1d-4c43-9a57-2f0a3c1d9e11', '2026-12-04 10:00:00.25+01',
+                     '2026-12-04', '{\"a\": [1, \"b\"]}', ARRAY['x', 'y'], '\\x00ff', 'n', NULL);",
+            )
+            .unwrap();
+    });
+    let config = test_config_on(Database::parse(&url).unwrap(), dir.path(), &scripts);
+    let herald = TestHerald::start_in(config, dir).await;
+    let (status, samples) = herald.get("/EPT_WebhookPerformList?event=Typed").await;
+    assert_eq!(status, 200, "{samples}");
+    let row = &samples[0]["row"];
+    assert_eq!(row["id"], 1);
+    assert_eq!(row["price"], 1234.5);
+    assert_eq!(row["ratio"], 0.5);
+    assert_eq!(row["flag"], true);
+    assert_eq!(row["ref"], "6f2c1a7e-5b1d-4c43-9a57-2f0a3c1d9e11");
+    assert_eq!(row["at"], "2026-12-04T09:00:00.25Z");
+    assert_eq!(row["day"], "2026-12-04");
+    assert_eq!(row["doc"], json!({"a": [1, "b"]}));
+    assert_eq!(row["tags"], json!(["x", "y"]));
+    assert_eq!(row["note"], "n");
+    assert_eq!(row["missing"], Value::Null);
+    let kinds: Vec<&str> = samples[0]["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"blob"), "bytea is a blob: {kinds:?}");
+    assert!(kinds.contains(&"bool"), "{kinds:?}");
+    herald.stop().await;
+}
+
+/// herald's tables go in the schema it is told, the application's stay where they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heralds_tables_go_in_the_schema_it_is_told() {
+    let herald = on_postgres(|config| config.postgres.schema = "crm_webhooks".into()).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    herald.insert_deal(Deal {
+        is_project: true,
+        ..Deal::titled("in its own schema")
+    });
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let mut app = herald.app();
+    let placed = app.rows(
+        "SELECT table_schema, table_name FROM information_schema.tables
+         WHERE table_name IN ('herald_hooks', 'Deal') ORDER BY table_name",
+        &[],
+    );
+    let placed: Vec<(String, String)> = placed.iter().map(|r| (r[0].text(), r[1].text())).collect();
+    assert_eq!(
+        placed,
+        [
+            ("public".to_owned(), "Deal".to_owned()),
+            ("crm_webhooks".to_owned(), "herald_hooks".to_owned())
+        ]
+    );
+    herald.stop().await;
+}
