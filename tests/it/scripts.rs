@@ -196,3 +196,22 @@ async fn perform_list_with_a_sleeping_body_script_fails_at_once() {
     assert!(message.contains("Function not found: sleep"), "{message}");
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_runs_past_the_budget_fails_its_event() {
+    // A query that would run for seconds: PostgreSQL's pg_sleep, SQLite's endless recursion.
+    let query = if on_postgres() {
+        "SELECT pg_sleep(5)"
+    } else {
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"
+    };
+    hostile_event_fails_with(
+        &format!(
+            "// waits for the database\nlet rows = db_query(\"{query}\");\n#{{ rows: rows }}\n"
+        ),
+        "time budget",
+        2,
+        |_| {},
+    )
+    .await;
+}

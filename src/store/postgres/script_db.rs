@@ -11,7 +11,7 @@
 //! run's own deadline passes (the budget covers the script and all its queries).
 
 use std::cell::RefCell;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -46,7 +46,7 @@ impl ScriptConnection {
             prepared: RefCell::default(),
             snapshot_wanted: std::cell::Cell::new(false),
             in_snapshot: std::cell::Cell::new(false),
-            watchdog: Watchdog::start(),
+            watchdog: Watchdog::new(),
         }
     }
 
@@ -305,10 +305,14 @@ fn source_of(error: &postgres::Error) -> String {
     std::error::Error::source(error).map_or_else(|| error.to_string(), |s| s.to_string())
 }
 
-/// Cancels the query in flight once the run's interrupt check says so. One thread per
-/// connection, asleep unless a query runs.
+/// Cancels the query in flight once the run's interrupt check says so. A thread per connection,
+/// started by its first query, that looks every `WATCH_EVERY`: a query only leaves its cancel
+/// token where the thread can find it, so that queries (many per change) cost no wake-up of
+/// another thread. A query that outlives the run's deadline is cut within `WATCH_EVERY`, and
+/// `statement_timeout` cuts any one query at the whole budget whatever happens.
 struct Watchdog {
-    shared: Arc<(Mutex<Watch>, Condvar)>,
+    shared: Arc<Mutex<Watch>>,
+    started: std::cell::Cell<bool>,
 }
 
 #[derive(Default)]
@@ -321,48 +325,47 @@ struct Watch {
 }
 
 /// How often a running query's deadline is looked at.
-const WATCH_EVERY: Duration = Duration::from_millis(5);
+const WATCH_EVERY: Duration = Duration::from_millis(20);
 
 impl Watchdog {
-    fn start() -> Watchdog {
-        let shared: Arc<(Mutex<Watch>, Condvar)> = Arc::default();
-        let theirs = shared.clone();
+    fn new() -> Watchdog {
+        Watchdog {
+            shared: Arc::default(),
+            started: std::cell::Cell::new(false),
+        }
+    }
+
+    fn start(&self) {
+        if self.started.replace(true) {
+            return;
+        }
+        let theirs = self.shared.clone();
         let spawned = std::thread::Builder::new()
             .name("herald-script-watchdog".into())
-            .spawn(move || {
-                let (lock, wake) = &*theirs;
-                let mut watch = lock.lock().unwrap_or_else(|p| p.into_inner());
-                loop {
-                    if watch.closed {
-                        return;
+            .spawn(move || loop {
+                std::thread::sleep(WATCH_EVERY);
+                let mut watch = theirs.lock().unwrap_or_else(|p| p.into_inner());
+                if watch.closed {
+                    return;
+                }
+                if watch.running.is_none() {
+                    continue;
+                }
+                if watch.check.as_mut().is_some_and(|check| check()) {
+                    // Under the lock, so that no next query starts before the cancel is sent.
+                    if let Some(token) = watch.running.take() {
+                        watch.cancelled = true;
+                        let _ = token.cancel_query(NoTls);
                     }
-                    if watch.running.is_none() {
-                        watch = wake.wait(watch).unwrap_or_else(|p| p.into_inner());
-                        continue;
-                    }
-                    let passed = watch.check.as_mut().is_some_and(|check| check());
-                    if passed {
-                        // Under the lock, so that no next query starts before the cancel is sent.
-                        if let Some(token) = watch.running.take() {
-                            watch.cancelled = true;
-                            let _ = token.cancel_query(NoTls);
-                        }
-                        continue;
-                    }
-                    watch = wake
-                        .wait_timeout(watch, WATCH_EVERY)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
                 }
             });
         if let Err(e) = spawned {
             tracing::warn!("no watchdog for scripts' queries (statement_timeout still holds): {e}");
         }
-        Watchdog { shared }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Watch> {
-        self.shared.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn set_check(&self, check: Box<dyn FnMut() -> bool + Send>) {
@@ -370,10 +373,10 @@ impl Watchdog {
     }
 
     fn watch(&self, token: CancelToken) {
+        self.start();
         let mut watch = self.lock();
         watch.running = Some(token);
         watch.cancelled = false;
-        self.shared.1.notify_one();
     }
 
     /// Whether the query was cancelled.
@@ -387,7 +390,6 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.lock().closed = true;
-        self.shared.1.notify_one();
     }
 }
 
