@@ -349,11 +349,20 @@ async fn a_server_restart_during_deliveries_loses_nothing() {
         expected.iter().all(|t| got.contains(t)).then_some(got)
     })
     .await;
-    assert!(
-        all_there.is_some(),
-        "every deal is delivered: {:?}",
-        titles(&receiver)
-    );
+    if all_there.is_none() {
+        let got = titles(&receiver);
+        let missing: Vec<&String> = expected.iter().filter(|t| !got.contains(t)).collect();
+        let waiting = app.rows(
+            "SELECT d.status, d.attempts, d.next_attempt_at, d.leased_by FROM herald_deliveries d
+             WHERE d.status NOT IN ('delivered')",
+            &[],
+        );
+        let changes = app.integer("SELECT count(*) FROM herald_changes", &[]);
+        panic!(
+            "not delivered: {missing:?}; deliveries not delivered: {waiting:?}; changes left: \
+             {changes}; received: {got:?}"
+        );
+    }
     assert_eq!(
         app.integer("SELECT count(*) FROM herald_events", &[]),
         25,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 
-use super::connection::PgConn;
+use super::connection::{PgConn, Queries, Tx};
 
 use super::outbox::fan_out;
 use super::{changes_channel, describe, quote_ident, quote_literal, Postgres, Result, StoreError};
@@ -221,7 +221,7 @@ fn trigger_args(name: &str, key: &str) -> Vec<u8> {
 }
 
 /// `schema.table`, quoted, of a table by its oid.
-fn qualified_by_oid(tx: &mut postgres::Transaction<'_>, oid: u32) -> Result<String> {
+fn qualified_by_oid(tx: &mut Tx<'_>, oid: u32) -> Result<String> {
     let row = tx.query_one(
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = $1",
@@ -235,10 +235,7 @@ fn qualified_by_oid(tx: &mut postgres::Transaction<'_>, oid: u32) -> Result<Stri
 }
 
 /// The table herald would track under `name`, or why it cannot.
-fn tracked_table(
-    tx: &mut postgres::Transaction<'_>,
-    name: &str,
-) -> Result<std::result::Result<TrackedTable, String>> {
+fn tracked_table(tx: &mut Tx<'_>, name: &str) -> Result<std::result::Result<TrackedTable, String>> {
     let oid: Option<u32> = tx
         .query_one("SELECT to_regclass($1)::oid", &[&quote_ident(name)])?
         .get(0);

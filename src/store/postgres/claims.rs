@@ -9,7 +9,7 @@
 //! more), one statement that leases them all and returns what sending them takes, and one for the
 //! hooks' URLs and secrets.
 
-use postgres::Transaction;
+use super::connection::{Queries, Tx};
 
 use super::outbox::{sealed_secrets, secret_columns};
 use super::{Postgres, Result};
@@ -26,7 +26,7 @@ struct Waiting {
 
 pub(super) fn claim_in(
     store: &Postgres,
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     claim: &Claim<'_>,
     now: i64,
     taken: &mut Taken<'_>,

@@ -1,23 +1,207 @@
 //! herald's connections to PostgreSQL: the pool's (herald's schema on the `search_path`),
-//! and one connection type for every client herald holds.
+//! one connection type for every client herald holds, and herald's statements prepared once per
+//! connection (`Queries`, for a connection and for a transaction on it alike).
 //!
 //! The `postgres` client runs a small runtime of its own and blocks on it, and it blocks again when
 //! it is dropped (to close the connection). herald calls its store from blocking threads only, but a
 //! store can be dropped anywhere, for instance on a runtime worker when the server shuts down; a
 //! client dropped there would panic. `PgConn` closes such a client on a thread of its own.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 
-use postgres::{Client, NoTls};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use super::quote_ident;
 
-/// A client that can be dropped anywhere.
-pub(crate) struct PgConn(Option<Client>);
+/// A client that can be dropped anywhere, with the statements prepared on it.
+pub(crate) struct PgConn {
+    client: Option<Client>,
+    statements: Statements,
+}
+
+/// herald's statements by their text. Each is parsed and planned once per connection rather than
+/// at every call (a round trip and a plan saved each time); the set is bounded, for text made up
+/// at run time.
+#[derive(Default)]
+pub(crate) struct Statements(RefCell<HashMap<String, Statement>>);
+
+const MAX_STATEMENTS: usize = 256;
+
+impl Statements {
+    fn get(
+        &self,
+        sql: &str,
+        prepare: impl FnOnce(&str) -> Result<Statement, postgres::Error>,
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.0.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = prepare(sql)?;
+        let mut statements = self.0.borrow_mut();
+        if statements.len() >= MAX_STATEMENTS {
+            statements.clear();
+        }
+        statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
 
 impl PgConn {
     pub(crate) fn new(client: Client) -> PgConn {
-        PgConn(Some(client))
+        PgConn {
+            client: Some(client),
+            statements: Statements::default(),
+        }
+    }
+
+    /// A transaction whose statements are the connection's prepared ones.
+    pub(crate) fn transaction(&mut self) -> Result<Tx<'_>, postgres::Error> {
+        let PgConn { client, statements } = self;
+        let tx = client
+            .as_mut()
+            .expect("present until dropped")
+            .transaction()?;
+        Ok(Tx { tx, statements })
+    }
+}
+
+/// A transaction on a `PgConn`.
+pub(crate) struct Tx<'c> {
+    tx: Transaction<'c>,
+    statements: &'c Statements,
+}
+
+impl Tx<'_> {
+    pub(crate) fn commit(self) -> Result<(), postgres::Error> {
+        self.tx.commit()
+    }
+
+    /// SQL run as it is (several statements, DDL): never prepared.
+    pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.tx.batch_execute(sql)
+    }
+}
+
+/// Queries with herald's statements prepared once per connection, on a connection or in a
+/// transaction.
+pub(crate) trait Queries {
+    fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error>;
+    fn run_query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error>;
+    fn run_execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error>;
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.run_query(&statement, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.run_query_one(&statement, params)
+    }
+
+    fn run_query_one(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error>;
+
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.run_execute(&statement, params)
+    }
+}
+
+impl Queries for PgConn {
+    fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        let PgConn { client, statements } = self;
+        let client = client.as_mut().expect("present until dropped");
+        statements.get(sql, |sql| client.prepare(sql))
+    }
+
+    fn run_query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        Client::query(self, statement, params)
+    }
+
+    fn run_query_one(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        Client::query_one(self, statement, params)
+    }
+
+    fn run_execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        Client::execute(self, statement, params)
+    }
+}
+
+impl Queries for Tx<'_> {
+    fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        let Tx { tx, statements } = self;
+        statements.get(sql, |sql| tx.prepare(sql))
+    }
+
+    fn run_query(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        self.tx.query(statement, params)
+    }
+
+    fn run_query_one(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        self.tx.query_one(statement, params)
+    }
+
+    fn run_execute(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        self.tx.execute(statement, params)
     }
 }
 
@@ -25,19 +209,19 @@ impl Deref for PgConn {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        self.0.as_ref().expect("present until dropped")
+        self.client.as_ref().expect("present until dropped")
     }
 }
 
 impl DerefMut for PgConn {
     fn deref_mut(&mut self) -> &mut Client {
-        self.0.as_mut().expect("present until dropped")
+        self.client.as_mut().expect("present until dropped")
     }
 }
 
 impl Drop for PgConn {
     fn drop(&mut self) {
-        let Some(client) = self.0.take() else {
+        let Some(client) = self.client.take() else {
             return;
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -68,7 +252,7 @@ impl Manager {
     /// A connection as the pool makes them, for uses of its own (the change feed's, which listens).
     pub(super) fn open(&self) -> Result<PgConn, postgres::Error> {
         let mut client = PgConn::new(self.config.connect(NoTls)?);
-        let current: String = client.query_one("SHOW search_path", &[])?.get(0);
+        let current: String = Client::query_one(&mut client, "SHOW search_path", &[])?.get(0);
         client.batch_execute(&format!(
             "SET search_path TO {current}, {}",
             quote_ident(&self.schema)
@@ -86,7 +270,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn is_valid(&self, client: &mut PgConn) -> Result<(), postgres::Error> {
-        client.simple_query("").map(|_| ())
+        Client::simple_query(client, "").map(|_| ())
     }
 
     fn has_broken(&self, client: &mut PgConn) -> bool {

@@ -1,7 +1,9 @@
 //! History on PostgreSQL: the deliveries log, the event history, retry and discard, retention and
 //! script failures, as on SQLite (see `store::history`).
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::connection::{Queries, Tx};
 
 use super::{Postgres, Result};
 use crate::clock::now_ms;
@@ -244,7 +246,7 @@ impl Postgres {
         applies: impl Fn(DeliveryStatus) -> bool,
         action: &str,
     ) -> Result<EventAction> {
-        self.write(|tx: &mut Transaction<'_>| {
+        self.write(|tx: &mut Tx<'_>| {
             let found = tx.query_opt(
                 "SELECT d.seq, d.status FROM herald_deliveries d
                  JOIN herald_events e ON e.seq = d.event_seq

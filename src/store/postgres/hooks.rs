@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use postgres::{GenericClient, Row, Transaction};
+use postgres::Row;
+
+use super::connection::{Queries, Tx};
 
 use super::{storable, Postgres, Result};
 use crate::clock::now_ms;
@@ -39,7 +41,7 @@ fn hook_from_row(row: &Row) -> Hook {
     }
 }
 
-fn load_events(client: &mut impl GenericClient, hook: &mut Hook) -> Result<()> {
+fn load_events(client: &mut impl Queries, hook: &mut Hook) -> Result<()> {
     hook.events = client
         .query(
             "SELECT event_name FROM herald_hook_events WHERE hook_id = $1 ORDER BY event_name",
@@ -51,11 +53,7 @@ fn load_events(client: &mut impl GenericClient, hook: &mut Hook) -> Result<()> {
     Ok(())
 }
 
-fn get_hook_in(
-    client: &mut impl GenericClient,
-    id: &str,
-    secrets: &Secrets,
-) -> Result<Option<Hook>> {
+fn get_hook_in(client: &mut impl Queries, id: &str, secrets: &Secrets) -> Result<Option<Hook>> {
     let row = client.query_opt(
         &format!("SELECT {HOOK_COLUMNS} FROM herald_hooks WHERE id = $1"),
         &[&id],
@@ -70,7 +68,7 @@ fn get_hook_in(
 }
 
 /// Discards what waits for a hook (not what is in flight: its record comes back).
-pub(super) fn discard_waiting(tx: &mut Transaction<'_>, hook_id: &str, now: i64) -> Result<()> {
+pub(super) fn discard_waiting(tx: &mut Tx<'_>, hook_id: &str, now: i64) -> Result<()> {
     tx.execute(
         "UPDATE herald_deliveries SET status = 'discarded', next_attempt_at = NULL, updated_at = $2
          WHERE hook_id = $1 AND next_attempt_at IS NOT NULL AND status <> 'delivering'",
@@ -80,7 +78,7 @@ pub(super) fn discard_waiting(tx: &mut Transaction<'_>, hook_id: &str, now: i64)
 }
 
 /// Deletes a hook and discards what waits for it.
-pub(super) fn delete_hook_in(tx: &mut Transaction<'_>, id: &str, now: i64) -> Result<bool> {
+pub(super) fn delete_hook_in(tx: &mut Tx<'_>, id: &str, now: i64) -> Result<bool> {
     let deleted = tx.execute("DELETE FROM herald_hooks WHERE id = $1", &[&id])? > 0;
     if deleted {
         discard_waiting(tx, id, now)?;
@@ -125,7 +123,7 @@ impl Hooks for Postgres {
     }
 
     fn get_hook(&self, id: &str) -> Result<Option<Hook>> {
-        get_hook_in(&mut **self.client()?, id, self.secrets())
+        get_hook_in(&mut *self.client()?, id, self.secrets())
     }
 
     fn hook_exists(&self, id: &str) -> Result<bool> {
@@ -158,7 +156,7 @@ impl Hooks for Postgres {
         )?;
         let mut hooks: Vec<Hook> = rows.iter().map(hook_from_row).collect();
         for hook in &mut hooks {
-            load_events(&mut **client, hook)?;
+            load_events(&mut *client, hook)?;
             unseal(hook, self.secrets())?;
         }
         Ok(page(hooks, limit, |hook| hook.id.clone()))

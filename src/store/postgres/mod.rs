@@ -30,12 +30,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postgres::{NoTls, Transaction};
+use postgres::NoTls;
 
 use super::{Operations, Result, ScriptDb, Secrets, StoreError};
 use crate::config::PostgresSettings;
 use crate::database::PostgresUrl;
-use connection::{Manager, PgConn};
+use connection::{Manager, PgConn, Queries, Tx};
 
 pub use placeholders::numbered_placeholders;
 
@@ -168,7 +168,7 @@ impl Postgres {
     }
 
     /// Runs `work` in one transaction and commits it, or rolls it back if `work` fails.
-    fn write<T>(&self, work: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, work: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         let value = work(&mut tx)?;
@@ -181,7 +181,7 @@ impl Postgres {
     fn write_noting<T>(
         &self,
         what: &'static str,
-        work: impl FnOnce(&mut Transaction<'_>) -> Result<T>,
+        work: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<T> {
         let result = self.write(work);
         self.noting(what, result)

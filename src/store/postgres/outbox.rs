@@ -7,7 +7,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use postgres::Transaction;
+use super::connection::{Queries, Tx};
 
 use super::claims::claim_in;
 use super::{storable, storable_opt, Postgres, Result, DB_NOW_MS};
@@ -20,7 +20,7 @@ use crate::store::{
 };
 
 /// The database's clock now, in Unix milliseconds.
-pub(super) fn db_now(tx: &mut Transaction<'_>) -> Result<i64> {
+pub(super) fn db_now(tx: &mut Tx<'_>) -> Result<i64> {
     Ok(tx.query_one(&format!("SELECT {DB_NOW_MS}"), &[])?.get(0))
 }
 
@@ -55,7 +55,7 @@ struct ReceivingHook {
 /// batch: one for the events, one for the deliveries.
 pub(super) fn fan_out(
     store: &Postgres,
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     events: &[NewEvent],
     mut lease: Option<(&mut Taken<'_>, i64)>,
 ) -> Result<Stored> {
@@ -64,7 +64,7 @@ pub(super) fn fan_out(
         return Ok(stored);
     }
     let now = db_now(tx)?;
-    let receivers = tx.prepare(&format!(
+    let receivers = format!(
         "SELECT h.id, h.target_url, {}
          FROM herald_hook_events e JOIN herald_hooks h ON h.id = e.hook_id
          WHERE e.event_name = $1 AND h.enabled
@@ -73,7 +73,7 @@ pub(super) fn fan_out(
                 OR (h.project_id IS NULL AND h.company_id = $2))
          ORDER BY h.id",
         secret_columns("$4")
-    ))?;
+    );
     type Audience<'e> = (&'e str, Option<i64>, Option<i64>);
     let mut receiving: HashMap<Audience<'_>, Vec<ReceivingHook>> = HashMap::new();
     let mut kept: Vec<&NewEvent> = Vec::new();
@@ -221,15 +221,15 @@ pub(super) fn fan_out(
     Ok(stored)
 }
 
-pub(super) fn insert_failures(tx: &mut Transaction<'_>, failures: &[ScriptFailure]) -> Result<()> {
+pub(super) fn insert_failures(tx: &mut Tx<'_>, failures: &[ScriptFailure]) -> Result<()> {
     if failures.is_empty() {
         return Ok(());
     }
-    let insert = tx.prepare(&format!(
+    let insert = format!(
         "INSERT INTO herald_script_failures
          (script, line, col, message, trigger_name, table_name, row_id, change_id, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {DB_NOW_MS})"
-    ))?;
+    );
     for f in failures {
         let line = f.line.map(|n| n as i32);
         let col = f.col.map(|n| n as i32);
@@ -256,7 +256,7 @@ pub(super) fn insert_failures(tx: &mut Transaction<'_>, failures: &[ScriptFailur
 /// the runs of failure that successes ended, and one per hook whose attempts failed. Hooks are
 /// taken in id order, so that two processes recording at once lock them in the same order.
 pub(super) fn record_in(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     records: &[AttemptRecord],
     policy: &FailurePolicy,
     now: i64,
@@ -424,7 +424,7 @@ pub(super) fn record_in(
 /// run that spans the policy's window disables the hook, with a warning at half the window (as on
 /// SQLite).
 fn extend_failure_run(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     record: &AttemptRecord,
     failed: i64,
     policy: &FailurePolicy,
@@ -478,7 +478,7 @@ fn extend_failure_run(
 /// Claimed deliveries that were never sent go back, due at `now`, as if never claimed; one whose
 /// lease is no longer the one claimed is left alone.
 pub(super) fn hand_back_in<'c>(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     claims: impl Iterator<Item = &'c ClaimedDelivery>,
     now: i64,
 ) -> Result<()> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 
+use super::connection::{Queries, Tx};
 use super::{quote_ident, Postgres, Result};
 
 /// How long one wait for a notification lasts, so that a stop is seen.
@@ -24,7 +25,7 @@ pub(super) fn deliveries_channel(schema: &str) -> String {
 
 /// Tells the processes listening that deliveries wait (sent when the transaction commits;
 /// several in one transaction are one).
-pub(super) fn deliveries_waiting(tx: &mut postgres::Transaction<'_>, schema: &str) -> Result<()> {
+pub(super) fn deliveries_waiting(tx: &mut Tx<'_>, schema: &str) -> Result<()> {
     tx.execute("SELECT pg_notify($1, '')", &[&deliveries_channel(schema)])?;
     Ok(())
 }
