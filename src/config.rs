@@ -164,6 +164,9 @@ pub struct TrackingSettings {
     pub poll_interval: Duration,
     /// Changes read and committed together.
     pub batch_size: usize,
+    /// Threads that render a batch's scripts together (in one snapshot); `None`: the database's
+    /// own default (`Config::render_threads`).
+    pub render_threads: Option<usize>,
 }
 
 impl Default for DeliverySettings {
@@ -201,6 +204,7 @@ impl Default for TrackingSettings {
         TrackingSettings {
             poll_interval: Duration::from_millis(1),
             batch_size: 500,
+            render_threads: None,
         }
     }
 }
@@ -301,6 +305,7 @@ struct FileSandbox {
 struct FileTracking {
     poll_interval_ms: Option<u64>,
     batch_size: Option<usize>,
+    render_threads: Option<usize>,
 }
 
 impl Config {
@@ -323,6 +328,16 @@ impl Config {
             rate_limit: Some(RateLimit::default()),
             trusted_proxies: Vec::new(),
         }
+    }
+
+    /// How many threads render a batch's scripts: one on SQLite, whose queries are calls inside
+    /// the process; four on PostgreSQL, where each query is a round trip to the server and one
+    /// thread would spend a batch waiting (see `tracking::render`).
+    pub fn render_threads(&self) -> usize {
+        self.tracking.render_threads.unwrap_or(match self.db {
+            Database::Sqlite(_) => 1,
+            Database::Postgres(_) => 4,
+        })
     }
 
     /// Layers the command line over the process environment over the config file over the defaults.
@@ -595,6 +610,9 @@ impl Config {
         if let Some(n) = tracking.batch_size {
             t.batch_size = n.max(1);
         }
+        if let Some(n) = tracking.render_threads {
+            t.render_threads = Some(n.clamp(1, 64));
+        }
         Ok(())
     }
 }
@@ -801,6 +819,34 @@ mod tests {
                 .contains("'10.0.0.0/33' is not a CIDR range"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn scripts_render_on_one_thread_on_sqlite_and_four_on_postgresql_unless_told() {
+        let sqlite = load(CommandLine::default(), &[]).unwrap();
+        assert_eq!(sqlite.render_threads(), 1);
+        let postgres = load(
+            CommandLine {
+                db: Some("postgres://app@localhost/crm".into()),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(postgres.render_threads(), 4);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "[tracking]\nrender_threads = 2\n").unwrap();
+        let told = load(
+            CommandLine {
+                db: Some("postgres://app@localhost/crm".into()),
+                config: Some(file),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(told.render_threads(), 2);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::reload::ScriptWatcher;
 use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet};
 use crate::store::{Secrets, Store};
-use crate::tracking::Tracker;
+use crate::tracking::{Renderer, Tracker};
 
 /// The database, migrated, with the application's schema applied and the tracking triggers in place,
 /// and the scripts compiled. Script errors are logged; the scripts that compiled are live.
@@ -160,10 +160,18 @@ pub async fn serve(
 
     let tracker_alive = Arc::new(AtomicBool::new(false));
     let stop_tracking = Arc::new(AtomicBool::new(false));
+    let renderers = (0..config.render_threads())
+        .map(|_| {
+            Ok(Renderer::new(
+                Sandbox::new(&config.sandbox, store.script_db()?),
+                store.script_db()?,
+            ))
+        })
+        .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
     let tracker = Tracker::new(
         store.clone(),
         registry.clone(),
-        Sandbox::new(&config.sandbox, store.script_db()?),
+        renderers,
         config.tracking.clone(),
         worker.handoff(),
         deliveries_waiting.clone(),

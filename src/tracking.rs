@@ -139,11 +139,57 @@ fn unreadable_change_failure(scripts: &ScriptSet, change: &UnreadableChange) -> 
     }
 }
 
+/// A batch at least this long is rendered by every sandbox at once, when there are several.
+const SHARED_FROM: usize = 16;
+
+/// A sandbox and the handle that places rows in their scope: what renders one share of a batch.
+pub struct Renderer {
+    pub sandbox: Sandbox,
+    /// Used by one thread at a time (a handle is not shared); the lock lets a renderer be lent to
+    /// a thread of its own.
+    pub scope_db: std::sync::Mutex<Box<dyn ScriptDb>>,
+}
+
+impl Renderer {
+    pub fn new(sandbox: Sandbox, scope_db: Box<dyn ScriptDb>) -> Renderer {
+        Renderer {
+            sandbox,
+            scope_db: std::sync::Mutex::new(scope_db),
+        }
+    }
+
+    /// Processes `changes` in order, on this thread.
+    fn process(
+        &self,
+        scripts: &ScriptSet,
+        resource_events: &BTreeSet<String>,
+        changes: &[Change],
+    ) -> ChangeOutcome {
+        let scope_db = self
+            .scope_db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let context = ChangeContext {
+            sandbox: &self.sandbox,
+            scripts,
+            resource_events,
+            scope_db: &**scope_db,
+        };
+        let mut outcome = ChangeOutcome::default();
+        for change in changes {
+            process_change(&context, change, &mut outcome);
+        }
+        outcome
+    }
+}
+
 pub struct Tracker {
     store: Store,
     registry: Arc<ScriptRegistry>,
-    sandbox: Sandbox,
-    scope_db: Box<dyn ScriptDb>,
+    /// The first renders every batch; the others (`tracking.render_threads`) share long batches
+    /// with it, each its own part, all in one snapshot: on PostgreSQL a script's query is a round
+    /// trip to the server, and a batch rendered by one thread waits out each in turn.
+    renderers: Vec<Renderer>,
     reader: Box<dyn ChangeFeed>,
     settings: TrackingSettings,
     /// Where fresh deliveries go straight to the worker while it has room for them.
@@ -154,22 +200,22 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// `renderers`: at least one.
     pub fn new(
         store: Store,
         registry: Arc<ScriptRegistry>,
-        sandbox: Sandbox,
+        renderers: Vec<Renderer>,
         settings: TrackingSettings,
         handoff: Handoff,
         deliveries_waiting: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Result<Tracker, StoreError> {
+        assert!(!renderers.is_empty(), "a tracker needs a renderer");
         let reader = store.change_feed()?;
-        let scope_db = store.script_db()?;
         Ok(Tracker {
             store,
             registry,
-            sandbox,
-            scope_db,
+            renderers,
             reader,
             settings,
             handoff,
@@ -241,18 +287,7 @@ impl Tracker {
         }
         let scripts = self.registry.current();
         let resource_events = self.store.subscribed_resource_events()?;
-        let context = ChangeContext {
-            sandbox: &self.sandbox,
-            scripts: &scripts,
-            resource_events: &resource_events,
-            scope_db: &*self.scope_db,
-        };
-        let mut outcome = ChangeOutcome::default();
-        self.sandbox.in_one_snapshot(|| {
-            for change in &batch.changes {
-                process_change(&context, change, &mut outcome);
-            }
-        });
+        let mut outcome = render(&self.renderers, &scripts, &resource_events, &batch.changes);
         for unreadable in &batch.unreadable {
             outcome
                 .failures
@@ -307,6 +342,51 @@ impl Tracker {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Runs `process_change` for every change, in order, in one snapshot of the database: on one
+/// renderer, or, for a long batch and where the database can share a snapshot, on all of them at
+/// once, each a contiguous part, their outcomes put back in the batch's order.
+fn render(
+    renderers: &[Renderer],
+    scripts: &ScriptSet,
+    resource_events: &BTreeSet<String>,
+    changes: &[Change],
+) -> ChangeOutcome {
+    let alone = |renderer: &Renderer| {
+        renderer
+            .sandbox
+            .in_one_snapshot(|| renderer.process(scripts, resource_events, changes))
+    };
+    if renderers.len() < 2 || changes.len() < SHARED_FROM {
+        return alone(&renderers[0]);
+    }
+    let sandboxes: Vec<&Sandbox> = renderers.iter().map(|r| &r.sandbox).collect();
+    let part = changes.len().div_ceil(renderers.len());
+    let shared = Sandbox::in_a_shared_snapshot(&sandboxes, || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = renderers
+                .iter()
+                .zip(changes.chunks(part))
+                .map(|(renderer, part)| {
+                    scope.spawn(move || renderer.process(scripts, resource_events, part))
+                })
+                .collect();
+            let mut all = ChangeOutcome::default();
+            for handle in handles {
+                let part = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                all.events.extend(part.events);
+                all.failures.extend(part.failures);
+            }
+            all
+        })
+    });
+    match shared {
+        Some(outcome) => outcome,
+        None => alone(&renderers[0]),
     }
 }
 

@@ -170,6 +170,51 @@ impl Sandbox {
         result
     }
 
+    /// `in_one_snapshot` for several sandboxes at once: the first takes the snapshot and shares
+    /// it, and `f` gets, for each sandbox, whether it reads that snapshot. `None` when the database
+    /// cannot share one (`f` is not run): use one sandbox.
+    pub fn in_a_shared_snapshot<T>(sandboxes: &[&Sandbox], f: impl FnOnce() -> T) -> Option<T> {
+        let (leader, others) = sandboxes.split_first()?;
+        let db = |sandbox: &Sandbox| lock(&sandbox.state.db).begin_snapshot();
+        if let Err(e) = db(leader) {
+            tracing::warn!("cannot begin a read snapshot for scripts: {e}");
+            return None;
+        }
+        let shared = match lock(&leader.state.db).share_snapshot() {
+            Ok(Some(shared)) => shared,
+            Ok(None) => {
+                let _ = lock(&leader.state.db).end_snapshot();
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!("cannot share the scripts' read snapshot: {e}");
+                let _ = lock(&leader.state.db).end_snapshot();
+                return None;
+            }
+        };
+        let mut joined = Vec::new();
+        for other in others {
+            match lock(&other.state.db).join_snapshot(&shared) {
+                Ok(()) => joined.push(*other),
+                Err(e) => {
+                    tracing::warn!("cannot join the scripts' shared read snapshot: {e}");
+                    for sandbox in joined.iter().chain([leader]) {
+                        let _ = lock(&sandbox.state.db).end_snapshot();
+                    }
+                    return None;
+                }
+            }
+        }
+        let result = f();
+        // The leader last: its transaction holds the snapshot the others read.
+        for sandbox in joined.iter().chain([leader]) {
+            if let Err(e) = lock(&sandbox.state.db).end_snapshot() {
+                tracing::warn!("cannot end the scripts' read snapshot: {e}");
+            }
+        }
+        Some(result)
+    }
+
     /// Runs a notification script for one change and returns the triggers it fired. A script that
     /// fails fires nothing: its partial work is dropped with the error.
     pub fn run_notification(

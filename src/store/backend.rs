@@ -175,6 +175,19 @@ pub trait ScriptDb: Send {
     /// Every query until `end_snapshot` reads one snapshot (begun at the first).
     fn begin_snapshot(&self) -> Result<()>;
     fn end_snapshot(&self) -> Result<()>;
+    /// Takes the snapshot begun by `begin_snapshot` now and names it, for other handles to read
+    /// the very same one (`join_snapshot`), so that several threads render one batch as one;
+    /// `None` when the database cannot share a snapshot (then one thread renders the batch).
+    fn share_snapshot(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Reads, until `end_snapshot`, the snapshot another handle shared.
+    fn join_snapshot(&self, shared: &str) -> Result<()> {
+        let _ = shared;
+        Err(super::StoreError::Connect(
+            "this database cannot share a snapshot between connections".into(),
+        ))
+    }
     /// `interrupted` is asked during long queries; true stops the query (the time budget).
     fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>);
     fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError>;

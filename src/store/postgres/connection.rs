@@ -253,8 +253,11 @@ impl Manager {
     pub(super) fn open(&self) -> Result<PgConn, postgres::Error> {
         let mut client = PgConn::new(self.config.connect(NoTls)?);
         let current: String = Client::query_one(&mut client, "SHOW search_path", &[])?.get(0);
+        // Each execution is planned for the tables as they are: a generic plan made while herald's
+        // tables were empty (a sequential scan is cheapest then) would be kept while they grow to
+        // millions of rows. Statements are still parsed once (`Statements`).
         client.batch_execute(&format!(
-            "SET search_path TO {current}, {}",
+            "SET search_path TO {current}, {}; SET plan_cache_mode = force_custom_plan",
             quote_ident(&self.schema)
         ))?;
         Ok(client)

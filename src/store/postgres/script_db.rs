@@ -232,6 +232,32 @@ impl ScriptDb for ScriptConnection {
         Ok(())
     }
 
+    /// Begins the snapshot now (the other handles must find it there) and exports it.
+    fn share_snapshot(&self) -> Result<Option<String>> {
+        let mut client = self.connected()?;
+        if !self.in_snapshot.get() {
+            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+            self.in_snapshot.set(true);
+        }
+        let id: String = client.query_one("SELECT pg_export_snapshot()", &[])?.get(0);
+        Ok(Some(id))
+    }
+
+    fn join_snapshot(&self, shared: &str) -> Result<()> {
+        self.snapshot_wanted.set(true);
+        let mut client = self.connected()?;
+        if self.in_snapshot.get() {
+            client.batch_execute("ROLLBACK")?;
+            self.in_snapshot.set(false);
+        }
+        client.batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            super::quote_literal(shared)
+        ))?;
+        self.in_snapshot.set(true);
+        Ok(())
+    }
+
     /// Ends the snapshot, and lets go of any advisory lock a script took.
     fn end_snapshot(&self) -> Result<()> {
         self.snapshot_wanted.set(false);
