@@ -180,7 +180,10 @@ impl Sandbox {
             tracing::warn!("cannot begin a read snapshot for scripts: {e}");
             return None;
         }
-        let shared = match lock(&leader.state.db).share_snapshot() {
+        // Bound first: a guard in the match's scrutinee would live through the arms, which lock
+        // the same connection again.
+        let sharing = lock(&leader.state.db).share_snapshot();
+        let shared = match sharing {
             Ok(Some(shared)) => shared,
             Ok(None) => {
                 let _ = lock(&leader.state.db).end_snapshot();
@@ -194,7 +197,8 @@ impl Sandbox {
         };
         let mut joined = Vec::new();
         for other in others {
-            match lock(&other.state.db).join_snapshot(&shared) {
+            let joining = lock(&other.state.db).join_snapshot(&shared);
+            match joining {
                 Ok(()) => joined.push(*other),
                 Err(e) => {
                     tracing::warn!("cannot join the scripts' shared read snapshot: {e}");
@@ -612,6 +616,30 @@ mod tests {
             .iter()
             .map(|signature| signature.split('(').next().unwrap().to_owned())
             .collect()
+    }
+
+    /// SQLite cannot share a snapshot between connections: the batch goes to one sandbox, and
+    /// asking must not leave the leader's connection locked (it did: a guard kept alive by the
+    /// `match` deadlocked the tracker, on SQLite with `render_threads` > 1 and on PostgreSQL when
+    /// sharing failed).
+    #[test]
+    fn a_database_that_cannot_share_a_snapshot_leaves_the_batch_to_one_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let limits = SandboxLimits::default();
+        let leader = Sandbox::new(&limits, store.script_db().unwrap());
+        let other = Sandbox::new(&limits, store.script_db().unwrap());
+        let (answer, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let shared = Sandbox::in_a_shared_snapshot(&[&leader, &other], || "rendered");
+            // The leader's connection is free again.
+            leader.in_one_snapshot(|| ());
+            let _ = answer.send(shared);
+        });
+        let shared = answered
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("in_a_shared_snapshot returns");
+        assert_eq!(shared, None);
     }
 
     /// Functions that block or wait hold the tracker past its time budget (no operation is counted
