@@ -287,7 +287,22 @@ impl Tracker {
         }
         let scripts = self.registry.current();
         let resource_events = self.store.subscribed_resource_events()?;
+        for renderer in &self.renderers {
+            renderer.sandbox.take_database_unavailable();
+        }
         let mut outcome = render(&self.renderers, &scripts, &resource_events, &batch.changes);
+        let unavailable = self
+            .renderers
+            .iter()
+            .filter(|renderer| renderer.sandbox.take_database_unavailable())
+            .count();
+        if unavailable > 0 {
+            // Its scripts failed for the database, not for what they do: the batch stays in the
+            // log and is read again once the database answers, rather than consumed with failures.
+            return Err(StoreError::Connect(
+                "the scripts' queries could not reach the database; the batch is read again".into(),
+            ));
+        }
         for unreadable in &batch.unreadable {
             outcome
                 .failures

@@ -55,6 +55,8 @@ struct RunState {
     /// The script running now, to tag `print` and `debug` lines.
     script: Mutex<String>,
     max_rows: usize,
+    /// Set when a query found the database unreachable (see `take_database_unavailable`).
+    unavailable: AtomicBool,
 }
 
 fn runtime_error(message: String) -> Box<EvalAltResult> {
@@ -146,6 +148,7 @@ impl Sandbox {
             known_triggers: Mutex::new(Arc::default()),
             script: Mutex::new(String::new()),
             max_rows: limits.max_array_size,
+            unavailable: AtomicBool::new(false),
         });
         let mut engine = build_engine(limits);
         register_host_functions(&mut engine, &state);
@@ -217,6 +220,13 @@ impl Sandbox {
             }
         }
         Some(result)
+    }
+
+    /// Whether a query found the database unreachable since the last call: the scripts that
+    /// failed then failed for the database, not for what they do, and their changes are to be
+    /// read again rather than consumed with failures.
+    pub fn take_database_unavailable(&self) -> bool {
+        self.state.unavailable.swap(false, Ordering::SeqCst)
     }
 
     /// Runs a notification script for one change and returns the triggers it fired. A script that
@@ -459,9 +469,12 @@ fn run_query(
         .enumerate()
         .map(|(i, p)| dynamic_to_cell(function, i, p))
         .collect::<Result<Vec<_>, _>>()?;
-    lock(&state.db)
-        .query(sql, &cells, limit)
-        .map_err(|e| runtime_error(format!("{function}: {e}")))
+    lock(&state.db).query(sql, &cells, limit).map_err(|e| {
+        if matches!(e, crate::store::QueryError::Unavailable(_)) {
+            state.unavailable.store(true, Ordering::SeqCst);
+        }
+        runtime_error(format!("{function}: {e}"))
+    })
 }
 
 fn register_host_functions(engine: &mut Engine, state: &Arc<RunState>) {

@@ -43,6 +43,10 @@ pub enum QueryError {
     /// The database's own message.
     #[error("{0}")]
     Database(String),
+    /// The database could not be reached (the server restarting, the connection cut): nothing
+    /// the script did; the tracker reads the batch again rather than failing its events.
+    #[error("the database cannot be reached: {0}")]
+    Unavailable(String),
 }
 
 /// A company or project of the application, as the admin pages offer it as a hook's scope.

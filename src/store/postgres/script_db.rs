@@ -100,7 +100,7 @@ impl ScriptConnection {
             other => other,
         };
         let rows = fetched.map_err(|failed| match failed {
-            Fetch::Closed(message) => QueryError::Database(message),
+            Fetch::Closed(message) => QueryError::Unavailable(message),
             Fetch::Failed(error) => error,
         })?;
         let columns: Vec<String> = match rows.first() {
@@ -154,7 +154,7 @@ impl ScriptConnection {
         };
         let mut client = self
             .connected()
-            .map_err(|e| Fetch::Failed(QueryError::Database(e.to_string())))?;
+            .map_err(|e| Fetch::Failed(QueryError::Unavailable(e.to_string())))?;
         if self.snapshot_wanted.get() && !self.in_snapshot.get() {
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
