@@ -39,6 +39,9 @@ pub struct Config {
     pub secret_key_file: Option<PathBuf>,
     /// How herald uses a PostgreSQL database (ignored on SQLite).
     pub postgres: PostgresSettings,
+    /// This process's name among the herald processes of its database; `None`: the host's name
+    /// and the listen port.
+    pub node_name: Option<String>,
     pub delivery: DeliverySettings,
     pub sandbox: SandboxLimits,
     pub tracking: TrackingSettings,
@@ -247,6 +250,7 @@ struct FileConfig {
     api: FileApi,
     #[serde(default)]
     postgres: FilePostgres,
+    node_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,6 +325,7 @@ impl Config {
             secret_key: None,
             secret_key_file: None,
             postgres: PostgresSettings::default(),
+            node_name: None,
             delivery: DeliverySettings::default(),
             sandbox: SandboxLimits::default(),
             tracking: TrackingSettings::default(),
@@ -394,6 +399,10 @@ impl Config {
         config.api_tokens = file.api_tokens;
         config.watch_scripts = file.watch_scripts.unwrap_or(true);
         config.secret_key_file = file.secret_key_file;
+        config.node_name = env("HERALD_NODE_NAME")
+            .or(file.node_name)
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty());
         config.apply_postgres_section(file.postgres, &env)?;
         config.apply_file_sections(file.delivery, file.sandbox, file.tracking)?;
         if let Some(days) = file.retention.days {

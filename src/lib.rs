@@ -17,6 +17,7 @@
 //! - [`delivery`]: claims due deliveries, signs and POSTs them, records every attempt, schedules retries.
 //! - [`retention`]: deletes events older than the retention window, in small batches.
 //! - [`metrics`]: counters of the work done and gauges of the outbox, for `GET /metrics`.
+//! - [`node`]: this process as a node of its database: its name, heartbeat, and consumer's role.
 //! - [`http`]: the REST hooks endpoints, health endpoints, authentication and the JSON error shape.
 //! - [`server`]: the composition root that starts all of the above and stops them on shutdown.
 //! - [`commands`]: `herald check`, `herald fire` and `herald sample`, the command-line tools beside `serve`.
@@ -31,6 +32,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod node;
 pub mod reload;
 pub mod retention;
 pub mod scripts;

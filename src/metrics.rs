@@ -46,6 +46,30 @@ pub struct HookStateLabel {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    /// The node's `node_name`.
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeScriptsLabel {
+    pub node: String,
+    /// The fingerprint of the node's scripts folder (nodes whose folders differ differ here).
+    pub script_set: String,
+}
+
+/// The nodes of the database as a scrape shows them (read from the database at each scrape).
+pub struct ClusterView<'a> {
+    /// The node answering the scrape.
+    pub this_node: &'a str,
+    /// Its script set now.
+    pub this_script_set: &'a str,
+    pub nodes: &'a [crate::store::NodeStatus],
+    /// A node whose heartbeat is older than this is counted gone.
+    pub gone_after_ms: i64,
+}
+
 pub struct Metrics {
     registry: Registry,
     changes_consumed: Counter,
@@ -60,6 +84,10 @@ pub struct Metrics {
     hooks_auto_disabled: Counter,
     deliveries_handed_back: Counter,
     rate_limited: Family<CallerLabel, Counter>,
+    node_up: Family<NodeScriptsLabel, Gauge>,
+    node_consumer: Family<NodeLabel, Gauge>,
+    node_heartbeat_age: Family<NodeLabel, Gauge<f64, AtomicU64>>,
+    this_node: Family<NodeScriptsLabel, Gauge>,
 }
 
 impl Metrics {
@@ -133,6 +161,30 @@ impl Metrics {
             "API requests refused with 429 because their token was over its rate, by token name",
             rate_limited.clone(),
         );
+        let node_up = Family::<NodeScriptsLabel, Gauge>::default();
+        registry.register(
+            "node_up",
+            "herald processes of this database: 1 while the node beats, 0 once it has been silent for 10 s, by node and script set",
+            node_up.clone(),
+        );
+        let node_consumer = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "node_consumer",
+            "1 for the node that consumes the change log (one at a time), 0 for the others",
+            node_consumer.clone(),
+        );
+        let node_heartbeat_age = Family::<NodeLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "node_heartbeat_age_seconds",
+            "Time since each node's last heartbeat",
+            node_heartbeat_age.clone(),
+        );
+        let this_node = Family::<NodeScriptsLabel, Gauge>::default();
+        registry.register(
+            "this_node",
+            "Always 1: the node that answered this scrape, and its script set",
+            this_node.clone(),
+        );
         Arc::new(Metrics {
             registry,
             changes_consumed,
@@ -147,6 +199,10 @@ impl Metrics {
             hooks_auto_disabled,
             deliveries_handed_back,
             rate_limited,
+            node_up,
+            node_consumer,
+            node_heartbeat_age,
+            this_node,
         })
     }
 
@@ -200,8 +256,15 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the outbox gauges set from `snapshot`.
-    pub fn render(&self, snapshot: &OutboxSnapshot, now_ms: i64) -> String {
+    /// The text exposition, with the outbox gauges set from `snapshot` and the nodes' from
+    /// `cluster`.
+    pub fn render(
+        &self,
+        snapshot: &OutboxSnapshot,
+        cluster: &ClusterView<'_>,
+        now_ms: i64,
+    ) -> String {
+        self.set_nodes(cluster);
         self.waiting.set(snapshot.waiting as i64);
         self.oldest_waiting_seconds.set(
             snapshot
@@ -223,5 +286,37 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String does not fail");
         text
+    }
+
+    fn set_nodes(&self, cluster: &ClusterView<'_>) {
+        // Forgotten nodes leave the families with the database's list.
+        self.node_up.clear();
+        self.node_consumer.clear();
+        self.node_heartbeat_age.clear();
+        self.this_node.clear();
+        for node in cluster.nodes {
+            let up = node.heartbeat_age_ms < cluster.gone_after_ms;
+            let named = NodeLabel {
+                node: node.name.clone(),
+            };
+            self.node_up
+                .get_or_create(&NodeScriptsLabel {
+                    node: node.name.clone(),
+                    script_set: node.script_set.clone(),
+                })
+                .set(up.into());
+            self.node_consumer
+                .get_or_create(&named)
+                .set((up && node.consumer).into());
+            self.node_heartbeat_age
+                .get_or_create(&named)
+                .set(node.heartbeat_age_ms as f64 / 1000.0);
+        }
+        self.this_node
+            .get_or_create(&NodeScriptsLabel {
+                node: cluster.this_node.to_owned(),
+                script_set: cluster.this_script_set.to_owned(),
+            })
+            .set(1);
     }
 }

@@ -32,10 +32,13 @@ pub struct ScriptWatcher {
 }
 
 impl ScriptWatcher {
+    /// `consumer`: whether this node consumes the change log; only the consumer brings the
+    /// tracking triggers in line with its scripts (nodes with other scripts would undo each other).
     pub fn start(
         registry: Arc<ScriptRegistry>,
         store: Store,
         limits: SandboxLimits,
+        consumer: Arc<std::sync::atomic::AtomicBool>,
     ) -> notify::Result<ScriptWatcher> {
         let folder = registry.current().folder.clone();
         let (sender, events) = channel();
@@ -52,6 +55,7 @@ impl ScriptWatcher {
                     registry,
                     store,
                     limits,
+                    consumer,
                 };
                 reloader.run(&events)
             })?;
@@ -75,6 +79,7 @@ struct Reloader {
     registry: Arc<ScriptRegistry>,
     store: Store,
     limits: SandboxLimits,
+    consumer: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Reloader {
@@ -113,7 +118,7 @@ impl Reloader {
         let tables_changed = old.tracked_tables() != new.tracked_tables();
         let tables = new.tracked_tables();
         self.registry.replace(new);
-        if tables_changed {
+        if tables_changed && self.consumer.load(std::sync::atomic::Ordering::SeqCst) {
             match self.store.sync_tracking(&tables) {
                 Ok(problems) => {
                     for problem in problems {

@@ -5,6 +5,8 @@
 //! its own short transaction with a pause between, so that neither the delivery worker nor the
 //! application's writers wait behind it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -32,9 +34,21 @@ pub async fn purge_once(store: &Store, settings: &RetentionSettings) -> anyhow::
     }
 }
 
-/// Runs the clean-up at start and then every interval, until `shutdown` says so.
-pub async fn run(store: Store, settings: RetentionSettings, mut shutdown: watch::Receiver<bool>) {
+/// Runs the clean-up at start and then every interval, until `shutdown` says so; only while this
+/// node is the change log's consumer (`consumer`), so that several nodes do not purge together.
+pub async fn run(
+    store: Store,
+    settings: RetentionSettings,
+    consumer: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
+        if !consumer.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
         match purge_once(&store, &settings).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(

@@ -15,6 +15,7 @@ use crate::database::Database;
 use crate::delivery::{TargetPolicy, Worker};
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
+use crate::node::Node;
 use crate::reload::ScriptWatcher;
 use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet};
 use crate::store::{Secrets, Store};
@@ -138,10 +139,22 @@ pub async fn serve(
     }];
     tokens.extend(config.api_tokens.iter().cloned());
     let registry = Arc::new(ScriptRegistry::new(scripts));
+    let node = Arc::new(Node::new(config.node_name.clone().unwrap_or_else(|| {
+        crate::node::default_name(
+            listener
+                .local_addr()
+                .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
+        )
+    })));
     let watcher = if config.watch_scripts {
         Some(
-            ScriptWatcher::start(registry.clone(), store.clone(), config.sandbox.clone())
-                .context("cannot watch the scripts folder")?,
+            ScriptWatcher::start(
+                registry.clone(),
+                store.clone(),
+                config.sandbox.clone(),
+                node.consumer.clone(),
+            )
+            .context("cannot watch the scripts folder")?,
         )
     } else {
         None
@@ -171,6 +184,7 @@ pub async fn serve(
     let tracker = Tracker::new(
         store.clone(),
         registry.clone(),
+        node.consumer.clone(),
         renderers,
         config.tracking.clone(),
         worker.handoff(),
@@ -192,6 +206,13 @@ pub async fn serve(
     let retention_task = tokio::spawn(crate::retention::run(
         store.clone(),
         config.retention.clone(),
+        node.consumer.clone(),
+        worker_shutdown.clone(),
+    ));
+    let heartbeat_task = tokio::spawn(crate::node::heartbeat(
+        store.clone(),
+        node.clone(),
+        registry.clone(),
         worker_shutdown.clone(),
     ));
     let worker_task = tokio::spawn(worker.run(worker_shutdown, worker_alive.clone()));
@@ -202,6 +223,7 @@ pub async fn serve(
         store,
         registry,
         tokens: Arc::new(tokens),
+        node,
         tracker_alive,
         worker_alive,
         deliveries_waiting,
@@ -230,6 +252,7 @@ pub async fn serve(
     }
     let _ = retention_task.await;
     let _ = checkpoint_task.await;
+    let _ = heartbeat_task.await;
     stop_listening.store(true, Ordering::SeqCst);
     if let Some(listening) = deliveries_listener {
         let _ = tokio::task::spawn_blocking(move || listening.join()).await;

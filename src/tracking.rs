@@ -23,7 +23,7 @@ use crate::events::{
 use crate::metrics::Metrics;
 use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
 use crate::store::{
-    Change, ChangeFeed, NewEvent, ScriptDb, ScriptFailure, Store, StoreError, Stored,
+    Change, ChangeFeed, ConsumerRole, NewEvent, ScriptDb, ScriptFailure, Store, StoreError, Stored,
     UnreadableChange,
 };
 
@@ -142,6 +142,10 @@ fn unreadable_change_failure(scripts: &ScriptSet, change: &UnreadableChange) -> 
 /// A batch at least this long is rendered by every sandbox at once, when there are several.
 const SHARED_FROM: usize = 16;
 
+/// How long a node that does not consume waits before it asks for the role again (the role
+/// itself says how often it really tries: see `ConsumerRole`).
+const NOT_THE_CONSUMER_NAP: Duration = Duration::from_millis(100);
+
 /// A sandbox and the handle that places rows in their scope: what renders one share of a batch.
 pub struct Renderer {
     pub sandbox: Sandbox,
@@ -186,6 +190,10 @@ impl Renderer {
 pub struct Tracker {
     store: Store,
     registry: Arc<ScriptRegistry>,
+    /// This process's claim to consume the change log; it consumes only while it holds it.
+    role: Box<dyn ConsumerRole>,
+    /// Whether it holds it now, for the rest of the process (the chores only the consumer does).
+    consumer: Arc<AtomicBool>,
     /// The first renders every batch; the others (`tracking.render_threads`) share long batches
     /// with it, each its own part, all in one snapshot: on PostgreSQL a script's query is a round
     /// trip to the server, and a batch rendered by one thread waits out each in turn.
@@ -200,10 +208,12 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// `renderers`: at least one.
+    /// `renderers`: at least one. `consumer` is set while this process holds the consumer's role.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         registry: Arc<ScriptRegistry>,
+        consumer: Arc<AtomicBool>,
         renderers: Vec<Renderer>,
         settings: TrackingSettings,
         handoff: Handoff,
@@ -212,9 +222,12 @@ impl Tracker {
     ) -> Result<Tracker, StoreError> {
         assert!(!renderers.is_empty(), "a tracker needs a renderer");
         let reader = store.change_feed()?;
+        let role = store.consumer_role()?;
         Ok(Tracker {
             store,
             registry,
+            role,
+            consumer,
             renderers,
             reader,
             settings,
@@ -222,6 +235,29 @@ impl Tracker {
             deliveries_waiting,
             metrics,
         })
+    }
+
+    /// Takes or keeps the consumer's role; whether this process may consume now. A node that
+    /// becomes the consumer brings the capture in line with its own scripts first.
+    fn holds_the_role(&mut self) -> Result<bool, StoreError> {
+        let holds = match self.role.holds() {
+            Ok(holds) => holds,
+            Err(e) => {
+                self.consumer.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
+        let was = self.consumer.swap(holds, Ordering::SeqCst);
+        if holds && !was {
+            let tables = self.registry.current().tracked_tables();
+            for problem in self.store.sync_tracking(&tables)? {
+                tracing::error!(table = %problem.table, "cannot track: {}", problem.message);
+            }
+        }
+        if was && !holds {
+            tracing::warn!("this node no longer consumes the change log");
+        }
+        Ok(holds)
     }
 
     /// Runs on a thread of its own until `stop` is set; `alive` says whether it still runs.
@@ -244,6 +280,21 @@ impl Tracker {
         let mut backoff = Backoff::default();
         let mut more_waiting = true;
         while !stop.load(Ordering::Relaxed) {
+            match self.holds_the_role() {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Another node consumes; this one delivers and serves, and asks again.
+                    std::thread::sleep(NOT_THE_CONSUMER_NAP);
+                    more_waiting = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot tell whether this node consumes the change log: {e}");
+                    sleep_after_failure(&mut backoff, stop);
+                    more_waiting = true;
+                    continue;
+                }
+            }
             if !more_waiting {
                 match self.reader.wait_for_changes(self.settings.poll_interval) {
                     Ok(true) => {}

@@ -1,6 +1,7 @@
 //! The pipeline benchmark: `cargo bench --bench pipeline` (full sizes) or
 //! `cargo bench --bench pipeline -- --quick` (a hundredth of them); `-- --backend postgres` runs the
-//! same scenarios on PostgreSQL (see `db.rs`).
+//! same scenarios on PostgreSQL (see `db.rs`), and `-- --backend postgres --nodes 3` adds the
+//! scenario of several herald processes on one database (see `nodes.rs`).
 //!
 //! Every scenario runs the real `herald` binary on a fresh database with the demo scripts, written
 //! by a separate connection, delivering to a receiver on loopback that answers 200 at once.
@@ -23,6 +24,7 @@ use herald::store::{HookOrigin, NewEvent, NewHook, Scope, Store};
 use serde_json::{json, Value};
 
 mod db;
+mod nodes;
 use db::{App, Backend};
 
 const TOKEN: &str = "bench-token";
@@ -805,11 +807,20 @@ fn main() {
         .skip(1)
         .enumerate()
         .filter(|(i, a)| {
-            !a.starts_with("--") && args.get(*i).is_none_or(|before| before != "--backend")
+            !a.starts_with("--")
+                && args
+                    .get(*i)
+                    .is_none_or(|before| before != "--backend" && before != "--nodes")
         })
         .map(|(_, a)| a)
         .collect();
     let backend = Backend::from_args(&args);
+    let node_count: Option<usize> = args.iter().position(|a| a == "--nodes").map(|i| {
+        args.get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n >= 2)
+            .expect("--nodes N: N herald processes, at least 2")
+    });
     let wants = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -835,6 +846,10 @@ fn main() {
         if wants("backlog") {
             eprintln!("backlog...");
             backlog(&backend, &sizes, &receiver, rate, &mut rows).await;
+        }
+        if let Some(count) = node_count {
+            eprintln!("nodes: 1 and {count}, then a failover...");
+            nodes::nodes(&backend, &sizes, &receiver, count, &mut rows).await;
         }
     });
     if wants("script") {

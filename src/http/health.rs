@@ -11,6 +11,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::{blocking, AppState};
+use crate::metrics::ClusterView;
+use crate::node::GONE_AFTER;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
@@ -43,10 +45,17 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let tracker = state.tracker_alive.load(Ordering::SeqCst);
     let worker = state.worker_alive.load(Ordering::SeqCst);
     let checks = json!({"database": database, "writable": writable, "tracking": tracker, "delivery": worker});
+    // Which node answered, whether it consumes the change log, and the scripts it runs: behind a
+    // load balancer, what tells nodes apart.
+    let node = json!({
+        "name": state.node.name,
+        "consumer": state.node.is_consumer(),
+        "script_set": state.registry.current().fingerprint(),
+    });
     if database && writable && tracker && worker {
         (
             StatusCode::OK,
-            Json(json!({"status": "ready", "checks": checks})),
+            Json(json!({"status": "ready", "checks": checks, "node": node})),
         )
     } else {
         let failing: Vec<&str> = [
@@ -68,6 +77,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             Json(json!({
                 "status": "not_ready",
                 "checks": checks,
+                "node": node,
                 "error": {"code": "not_ready", "message": message}
             })),
         )
@@ -80,12 +90,27 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
-    let snapshot =
-        match blocking(move || store.outbox_snapshot().map_err(super::ApiError::from)).await {
-            Ok(snapshot) => snapshot,
-            Err(e) => return e.into_response(),
-        };
-    let text = state.metrics.render(&snapshot, crate::clock::now_ms());
+    let read = blocking(move || {
+        Ok((
+            store.outbox_snapshot().map_err(super::ApiError::from)?,
+            store.nodes().map_err(super::ApiError::from)?,
+        ))
+    })
+    .await;
+    let (snapshot, nodes) = match read {
+        Ok(read) => read,
+        Err(e) => return e.into_response(),
+    };
+    let script_set = state.registry.current().fingerprint();
+    let cluster = ClusterView {
+        this_node: &state.node.name,
+        this_script_set: &script_set,
+        nodes: &nodes,
+        gone_after_ms: GONE_AFTER.as_millis() as i64,
+    };
+    let text = state
+        .metrics
+        .render(&snapshot, &cluster, crate::clock::now_ms());
     (
         [(
             header::CONTENT_TYPE,

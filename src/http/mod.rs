@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod history;
 mod hooks;
+mod nodes;
 mod openapi;
 mod rate_limit;
 mod rest_hooks;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub targets: Arc<TargetPolicy>,
     /// Every token the API accepts, with its role.
     pub tokens: Arc<Vec<ApiToken>>,
+    /// This process as a node of its database.
+    pub node: Arc<crate::node::Node>,
     pub tracker_alive: Arc<AtomicBool>,
     pub worker_alive: Arc<AtomicBool>,
     /// Wakes the delivery worker when a request made deliveries due (a retry).

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{catalogue, health, history, hooks, rest_hooks, scripts, AppState};
+use super::{catalogue, health, history, hooks, nodes, rest_hooks, scripts, AppState};
 
 /// Every error: a 4xx (or an opaque 5xx) with this body.
 #[derive(Serialize, ToSchema)]
@@ -85,6 +85,7 @@ pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history::summary))
         .routes(routes!(catalogue::list))
         .routes(routes!(scripts::list))
+        .routes(routes!(nodes::list))
         .routes(routes!(openapi_json))
 }
 

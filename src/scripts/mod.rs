@@ -125,6 +125,29 @@ impl ScriptSet {
         Self::load_over(&self.folder, limits, Some(self))
     }
 
+    /// What the set is, in 16 hex digits: the same for two folders with the same live scripts and
+    /// schema scripts, different if any differs (nodes show it, so a folder that drifted is seen).
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        for script in self.body.values().chain(self.notification.values()) {
+            digest.update(script.file_name.as_bytes());
+            digest.update([0]);
+            digest.update(script.hash.as_bytes());
+            digest.update([0]);
+        }
+        for (file, sql) in &self.schemas {
+            digest.update(file.as_bytes());
+            digest.update([0]);
+            digest.update(sql.as_bytes());
+            digest.update([0]);
+        }
+        digest.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The schema script `file_name` (see `SCHEMA_FILES`), if the folder has it.
     pub fn schema(&self, file_name: &str) -> Option<&str> {
         self.schemas.get(file_name).map(String::as_str)

@@ -19,16 +19,38 @@ use std::time::Duration;
 use super::{
     AttemptDetail, AttemptEntry, AttemptRecord, Cell, ChangeBatch, Claim, ClaimOutcome,
     ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter, FailurePolicy, Hook,
-    HookEvent, HookFilter, HookHealthChange, HookPatch, NewEvent, NewHook, OutboxSnapshot, Page,
-    QueryError, Result, RowLimit, Rows, ScopeName, ScriptFailure, Stored, StoredAttempt,
-    TrackingProblem,
+    HookEvent, HookFilter, HookHealthChange, HookPatch, NewEvent, NewHook, NodeBeat, NodeStatus,
+    OutboxSnapshot, Page, QueryError, Result, RowLimit, Rows, ScopeName, ScriptFailure, Stored,
+    StoredAttempt, TrackingProblem,
 };
 use crate::delivery::DirectLease;
 
 /// Everything herald needs of a database.
-pub trait Backend: Hooks + History + Outbox + ChangeLog + Operations + Send + Sync {}
+pub trait Backend: Hooks + History + Outbox + ChangeLog + Operations + Nodes + Send + Sync {}
 
-impl<T: Hooks + History + Outbox + ChangeLog + Operations + Send + Sync> Backend for T {}
+impl<T: Hooks + History + Outbox + ChangeLog + Operations + Nodes + Send + Sync> Backend for T {}
+
+/// The herald processes of the database: who runs, what each runs, and who consumes the change
+/// log (one at a time, chosen by the database).
+pub trait Nodes {
+    /// Records this node's heartbeat, making its row at the first.
+    fn heartbeat(&self, beat: &NodeBeat) -> Result<()>;
+    /// Every node that ever beat (the newest heartbeat first); a node gone for good stays listed
+    /// until `forget_nodes_older_than`.
+    fn nodes(&self) -> Result<Vec<NodeStatus>>;
+    /// Forgets the nodes whose last heartbeat is older than `cutoff` (Unix ms).
+    fn forget_nodes_older_than(&self, cutoff: i64) -> Result<usize>;
+    /// This process's claim to the consumer's role.
+    fn consumer_role(&self) -> Result<Box<dyn ConsumerRole>>;
+}
+
+/// The role of the change log's one consumer (and of the chores that go with it: retention, the
+/// tracking triggers).
+pub trait ConsumerRole: Send {
+    /// Whether this process holds the role now, taking it when it is free. Cheap when nothing
+    /// changed; a process that lost its hold on the database has lost the role.
+    fn holds(&mut self) -> Result<bool>;
+}
 
 /// Hooks as administrators and integrations configure them. Secrets come back opened.
 pub trait Hooks {

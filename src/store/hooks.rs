@@ -388,8 +388,26 @@ impl Hooks for Sqlite {
         if !self.secrets().is_on() {
             return Ok(0);
         }
-        // (And checks that the key opens what is already sealed.)
+        // (And checks that the key is the database's, and opens what is already sealed.)
         self.write(|tx| {
+            let check: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM herald_secrets WHERE name = 'key_check'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match check {
+                Some(check) => self.secrets().matches_key_check(&check)?,
+                None => {
+                    if let Some(check) = self.secrets().key_check() {
+                        tx.execute(
+                            "INSERT INTO herald_secrets (name, value) VALUES ('key_check', ?1)",
+                            [check],
+                        )?;
+                    }
+                }
+            }
             // A wrong key is found now, at start, not at the first delivery.
             let sealed: Option<String> = tx
                 .query_row(

@@ -194,6 +194,25 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE herald_hooks ADD COLUMN made_by TEXT;
     "#,
+    // 8: values herald keeps sealed for itself: the key check (a herald started with another key
+    // refuses to start).
+    r#"
+    CREATE TABLE herald_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
+    // 9: the herald processes of the database, as on PostgreSQL (on SQLite, one).
+    r#"
+    CREATE TABLE herald_nodes (
+        name TEXT PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        script_set TEXT NOT NULL,
+        consumer INTEGER NOT NULL DEFAULT 0,
+        version TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

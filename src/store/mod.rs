@@ -22,9 +22,11 @@
 mod backend;
 mod change;
 mod changes;
+mod cluster;
 mod history;
 mod hooks;
 mod migrations;
+mod nodes;
 mod outbox;
 pub mod postgres;
 mod query;
@@ -39,8 +41,12 @@ use std::sync::Arc;
 use crate::config::PostgresSettings;
 use crate::database::Database;
 
-pub use backend::{Backend, ChangeFeed, ChangeLog, History, Hooks, Operations, Outbox, ScriptDb};
+pub use backend::{
+    Backend, ChangeFeed, ChangeLog, ConsumerRole, History, Hooks, Nodes, Operations, Outbox,
+    ScriptDb,
+};
 pub use change::{Action, Change, ChangeBatch, Consumed, TrackingProblem, UnreadableChange};
+pub use cluster::{NodeBeat, NodeStatus};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
 pub use outbox::{

@@ -22,6 +22,11 @@ pub enum SecretError {
     NoKey,
     #[error("a stored secret does not decrypt with this key: wrong key, or the value was altered")]
     WrongKey,
+    #[error(
+        "this herald's secret key is not the database's: every herald process of one database \
+         needs the key the database was first sealed with (HERALD_SECRET_KEY or the key file)"
+    )]
+    NotTheDatabasesKey,
 }
 
 /// The key, when herald has one. Without one, values are stored and read as plain text.
@@ -102,7 +107,27 @@ impl Secrets {
     pub fn is_sealed(stored: &str) -> bool {
         stored.starts_with(PREFIX)
     }
+
+    /// What the database keeps to know its key again (`KEY_CHECK` sealed: no use without the key),
+    /// so that a herald started with another key refuses to start, whether or not a hook exists yet.
+    pub fn key_check(&self) -> Option<String> {
+        self.is_on().then(|| self.seal(KEY_CHECK))
+    }
+
+    /// Whether `stored` (a `key_check`) was sealed with this key; always true without a key.
+    pub fn matches_key_check(&self, stored: &str) -> Result<(), SecretError> {
+        if !self.is_on() {
+            return Ok(());
+        }
+        match self.open(stored) {
+            Ok(text) if text == KEY_CHECK => Ok(()),
+            _ => Err(SecretError::NotTheDatabasesKey),
+        }
+    }
 }
+
+/// The text sealed as the database's key check.
+const KEY_CHECK: &str = "herald key check";
 
 #[cfg(test)]
 mod tests {

@@ -1090,7 +1090,7 @@ async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
     let error =
         off_the_runtime(|| herald::server::prepare(&config).err()).expect("a wrong key is refused");
     assert!(
-        format!("{error:#}").contains("does not decrypt"),
+        format!("{error:#}").contains("secret key is not the database's"),
         "{error:#}"
     );
 }

@@ -7,6 +7,7 @@ mod api_errors;
 mod app_db;
 mod browser;
 mod cli;
+mod cluster;
 mod crash;
 mod delivery;
 mod faults;

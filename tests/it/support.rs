@@ -414,6 +414,9 @@ struct ReceiverState {
     /// Answers to give, in order; when empty, `default`.
     queued: VecDeque<Answer>,
     default: Option<Answer>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    peak_in_flight: usize,
 }
 
 pub struct TestReceiver {
@@ -442,12 +445,15 @@ impl TestReceiver {
                         body,
                         at: Instant::now(),
                     });
+                    s.in_flight += 1;
+                    s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
                     s.queued
                         .pop_front()
                         .or_else(|| s.default.clone())
                         .unwrap_or_else(|| Answer::status(200))
                 };
                 tokio::time::sleep(answer.delay).await;
+                state.lock().unwrap().in_flight -= 1;
                 let mut response =
                     (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
                 for (name, value) in answer.headers {
@@ -482,6 +488,11 @@ impl TestReceiver {
 
     pub fn answer_always(&self, answer: Answer) {
         self.state.lock().unwrap().default = Some(answer);
+    }
+
+    /// The most requests it was answering at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.state.lock().unwrap().peak_in_flight
     }
 
     pub fn received(&self) -> Vec<Received> {

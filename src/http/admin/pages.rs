@@ -14,7 +14,9 @@ use super::session::{Flash, SessionInfo};
 use super::view::{self, HookQuery, HookRow, NewHookForm};
 use super::{redirect_with, PageError};
 use crate::http::hooks::{CreateHookIn, UpdateHookIn};
-use crate::http::{blocking, catalogue, history, hooks, parse_page, scripts, ApiError, AppState};
+use crate::http::{
+    blocking, catalogue, history, hooks, nodes, parse_page, scripts, ApiError, AppState,
+};
 use crate::store::{HookFilter, ScopeName};
 
 /// How many hooks the index lists; past it, the API pages through them.
@@ -627,6 +629,7 @@ pub async fn scripts(
             csrf: session.csrf.clone(),
             scripts: scripts::scripts_overview(&state).await?,
             catalogue: catalogue::catalogue(&state, true).await?,
+            nodes: nodes::nodes_overview(&state).await?,
         })
     }
     .await;

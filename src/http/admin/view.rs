@@ -11,6 +11,7 @@ use super::session::Flash;
 use crate::http::catalogue::CatalogueOut;
 use crate::http::history::{DeliveryDetailOut, DeliveryPage, EventPage, HookSummaryOut};
 use crate::http::hooks::{GridOut, HookOut};
+use crate::http::nodes::NodesOut;
 use crate::http::scripts::ScriptsOut;
 use crate::store::ScopeName;
 
@@ -231,6 +232,8 @@ pub struct ScriptsPage {
     pub csrf: String,
     pub scripts: ScriptsOut,
     pub catalogue: CatalogueOut,
+    /// The herald processes of the database: whose scripts render events is the consumer's.
+    pub nodes: NodesOut,
 }
 
 impl ScriptsPage {

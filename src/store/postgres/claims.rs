@@ -77,6 +77,34 @@ pub(super) fn claim_in(
             &[&gone, &now],
         )?;
     }
+    // A hook's deliveries are held by one process at a time, so that its
+    // `max_in_flight_per_hook` holds for all herald processes together: this claim takes from the
+    // hooks it can lock (a claim of another process has the others now) and no other process
+    // holds leases of. The lock also keeps the consumer's hand-over (see `fan_out`) from leasing
+    // the same hook meanwhile.
+    let due: Vec<&str> = waiting
+        .iter()
+        .filter(|w| w.enabled && w.oldest <= now)
+        .map(|w| w.hook_id.as_str())
+        .collect();
+    let claimable: std::collections::HashSet<String> = if due.is_empty() {
+        Default::default()
+    } else {
+        let locked: Vec<String> = tx
+            .query(
+                "SELECT id FROM herald_hooks WHERE id = ANY($1) ORDER BY id
+                 FOR NO KEY UPDATE SKIP LOCKED",
+                &[&due],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let held_elsewhere = held_by_others(tx, &locked, store.node(), now)?;
+        locked
+            .into_iter()
+            .filter(|hook| !held_elsewhere.contains(hook))
+            .collect()
+    };
     // The walk starts after the hook the last claim took from (see the SQLite claim's turns).
     let last = capacity.last_claimed_hook();
     let start = waiting.iter().position(|w| w.hook_id > last).unwrap_or(0);
@@ -97,6 +125,10 @@ pub(super) fn claim_in(
         }
         if w.oldest > now {
             outcome.next_due = Some(outcome.next_due.map_or(w.oldest, |t| t.min(w.oldest)));
+            continue;
+        }
+        if !claimable.contains(&w.hook_id) {
+            // Another process holds it: it delivers them; look again within the second.
             continue;
         }
         let room = free.min(limit - reserved);
@@ -206,6 +238,28 @@ pub(super) fn claim_in(
         );
     }
     Ok(outcome)
+}
+
+/// Which of `hooks` another process holds leases of (live ones: an ended lease holds nothing).
+pub(super) fn held_by_others(
+    tx: &mut Tx<'_>,
+    hooks: &[String],
+    me: &str,
+    now: i64,
+) -> Result<std::collections::HashSet<String>> {
+    if hooks.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(tx
+        .query(
+            "SELECT DISTINCT hook_id FROM herald_deliveries
+             WHERE status = 'delivering' AND hook_id = ANY($1) AND leased_by <> $2
+               AND next_attempt_at > $3",
+            &[&hooks, &me, &now],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// Takes room for up to `n` deliveries of `hook`; how many it got.

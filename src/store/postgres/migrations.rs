@@ -173,6 +173,21 @@ const MIGRATIONS: &[&str] = &[
     END
     $track$;
     "#,
+    // 2: the herald processes of the database (each one's heartbeat, script set, whether it
+    // consumes the change log), and the leases each holds by hook, so that a hook's deliveries are
+    // held by one process at a time (its `max_in_flight_per_hook` then holds for all of them).
+    r#"
+    CREATE TABLE {schema}.herald_nodes (
+        name text PRIMARY KEY,
+        started_at bigint NOT NULL,
+        heartbeat_at bigint NOT NULL,
+        script_set text NOT NULL,
+        consumer boolean NOT NULL DEFAULT false,
+        version text NOT NULL
+    );
+    CREATE INDEX herald_deliveries_leased ON {schema}.herald_deliveries(hook_id, leased_by)
+        WHERE status = 'delivering';
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {
@@ -233,6 +248,36 @@ fn migrate_through(client: &mut Client, schema: &str, migrations: &[&str]) -> Re
     Ok(())
 }
 
+/// Every herald process of one database shares one key: the first to start leaves a check value
+/// (sealed with its key), and a process with another key refuses to start, before it touches
+/// anything sealed (the scripts' role's password, hooks' secrets).
+pub(super) fn check_key(client: &mut Client, schema: &str, secrets: &Secrets) -> Result<()> {
+    let schema_q = quote_ident(schema);
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(MIGRATION_LOCK + 2)])?;
+    let check: Option<String> = tx
+        .query_opt(
+            &format!("SELECT value FROM {schema_q}.herald_secrets WHERE name = 'key_check'"),
+            &[],
+        )?
+        .map(|r| r.get(0));
+    match check {
+        Some(check) => secrets.matches_key_check(&check)?,
+        None => {
+            if let Some(check) = secrets.key_check() {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {schema_q}.herald_secrets (name, value) VALUES ('key_check', $1)"
+                    ),
+                    &[&check],
+                )?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// `herald_crm_script` for schema `herald` of database `crm`: letters, digits and `_` only, within
 /// PostgreSQL's 63 bytes.
 pub(super) fn script_role_name(schema: &str, database: &str) -> String {
@@ -288,9 +333,15 @@ pub(super) fn script_role(
         .map(|r| r.get(0));
     let password = match stored.map(|sealed| secrets.open(&sealed)) {
         Some(Ok(password)) => password,
-        // None yet, or sealed with another key: a new one (other herald processes of this
-        // database must share the key anyway; see the secret key in README.md).
-        _ => {
+        // A tool without the key (it runs no script): the role stays as it is.
+        Some(Err(crate::store::SecretError::NoKey)) => {
+            tx.commit()?;
+            let mut login = herald_login.clone();
+            login.user(&role);
+            return Ok(login);
+        }
+        Some(Err(_)) => return Err(crate::store::SecretError::NotTheDatabasesKey.into()),
+        None => {
             let mut bytes = [0u8; 24];
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
             let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -19,6 +19,7 @@ mod connection;
 mod history;
 mod hooks;
 mod migrations;
+mod nodes;
 mod outbox;
 mod placeholders;
 mod script_db;
@@ -109,6 +110,7 @@ impl Postgres {
             StoreError::Connect(format!("cannot connect to {url}: {}", describe(&e)))
         })?);
         migrations::migrate(&mut first, &settings.schema)?;
+        migrations::check_key(&mut first, &settings.schema, &secrets)?;
         let script_login = match &settings.script_url {
             Some(script_url) => script_url.config().map_err(|e| {
                 StoreError::Connect(format!("postgres.script_url: {}", describe(&e)))

@@ -132,6 +132,24 @@ pub(super) fn fan_out(
         .map(|r| (r.get(0), r.get(1)))
         .collect();
 
+    // Fresh deliveries are leased to this process only for hooks no other process holds (see
+    // `claims`): their rows locked first, so that a claim of another process cannot take the same
+    // hook meanwhile.
+    let mut leasable: HashSet<String> = HashSet::new();
+    if lease.is_some() {
+        let mut hooks: Vec<String> = receiving.values().flatten().map(|h| h.id.clone()).collect();
+        hooks.sort();
+        hooks.dedup();
+        tx.query(
+            "SELECT id FROM herald_hooks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            &[&hooks],
+        )?;
+        let elsewhere = super::claims::held_by_others(tx, &hooks, store.node(), now)?;
+        leasable = hooks
+            .into_iter()
+            .filter(|h| !elsewhere.contains(h))
+            .collect();
+    }
     struct Planned<'e> {
         message_id: String,
         event: &'e NewEvent,
@@ -143,8 +161,8 @@ pub(super) fn fan_out(
         let key = (event.trigger.as_str(), event.company_id, event.project_id);
         for (index, hook) in receiving[&key].iter().enumerate() {
             let leased = match lease.as_mut() {
-                Some((taken, _)) => taken.take(&hook.id),
-                None => false,
+                Some((taken, _)) if leasable.contains(&hook.id) => taken.take(&hook.id),
+                _ => false,
             };
             planned.push(Planned {
                 message_id: crate::ids::message_id(),

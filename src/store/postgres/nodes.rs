@@ -1,0 +1,188 @@
+//! Nodes on PostgreSQL: several herald processes on one database. Each beats into `herald_nodes`
+//! (on the database's clock); the change log's consumer is whichever holds an advisory lock, taken
+//! on a connection of its own. PostgreSQL releases the lock the moment that connection ends (the
+//! process died, the network or the server dropped it), and the other nodes try for it every
+//! `TRY_EVERY`: a takeover within a few seconds, decided by the database, with no clock in it.
+//! A holder that cannot reach its lock's connection any more gives the role up before its next
+//! batch; a batch it had already begun is fenced by consumption itself (`commit_consumed_changes`
+//! stores nothing if another consumer took those changes first).
+
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+
+use super::connection::{PgConn, Queries};
+use super::{describe, Postgres, Result, StoreError, DB_NOW_MS};
+use crate::store::{ConsumerRole, NodeBeat, NodeStatus, Nodes};
+
+/// How often a node that is not the consumer tries for the role.
+const TRY_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the server waits on a silent lock connection before it counts it dead (keepalives):
+/// what a takeover takes when a node's machine vanishes without closing its connection.
+const KEEPALIVE_IDLE_SECS: u32 = 3;
+const KEEPALIVE_INTERVAL_SECS: u32 = 1;
+const KEEPALIVE_COUNT: u32 = 3;
+
+/// The advisory lock of the consumer's role: herald's, per schema (two herald schemas in one
+/// database have a consumer each).
+fn consumer_lock(schema: &str) -> i64 {
+    // FNV-1a: stable across versions and processes, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("herald consumer {schema}").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+fn node_from_row(row: &postgres::Row) -> NodeStatus {
+    NodeStatus {
+        name: row.get(0),
+        started_at: row.get(1),
+        heartbeat_at: row.get(2),
+        script_set: row.get(3),
+        consumer: row.get(4),
+        version: row.get(5),
+        heartbeat_age_ms: row.get::<_, i64>(6).max(0),
+    }
+}
+
+impl Nodes for Postgres {
+    fn heartbeat(&self, beat: &NodeBeat) -> Result<()> {
+        self.write_noting("recording this node's heartbeat", |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO herald_nodes (name, started_at, heartbeat_at, script_set, consumer, version)
+                     VALUES ($1, $2, {DB_NOW_MS}, $3, $4, $5)
+                     ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at,
+                         heartbeat_at = excluded.heartbeat_at, script_set = excluded.script_set,
+                         consumer = excluded.consumer, version = excluded.version"
+                ),
+                &[
+                    &beat.name,
+                    &beat.started_at,
+                    &beat.script_set,
+                    &beat.consumer,
+                    &env!("CARGO_PKG_VERSION"),
+                ],
+            )?;
+            if beat.consumer {
+                // The role is one lock: a node still listed as the consumer lost it (killed, cut
+                // off) and has not said so.
+                tx.execute(
+                    "UPDATE herald_nodes SET consumer = false WHERE name <> $1 AND consumer",
+                    &[&beat.name],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeStatus>> {
+        let rows = self.client()?.query(
+            &format!(
+                "SELECT name, started_at, heartbeat_at, script_set, consumer, version,
+                        {DB_NOW_MS} - heartbeat_at
+                 FROM herald_nodes ORDER BY heartbeat_at DESC, name"
+            ),
+            &[],
+        )?;
+        Ok(rows.iter().map(node_from_row).collect())
+    }
+
+    fn forget_nodes_older_than(&self, cutoff: i64) -> Result<usize> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM herald_nodes WHERE heartbeat_at < $1",
+                &[&cutoff],
+            )? as usize)
+        })
+    }
+
+    fn consumer_role(&self) -> Result<Box<dyn ConsumerRole>> {
+        Ok(Box::new(AdvisoryLock {
+            store: self.clone(),
+            key: consumer_lock(self.schema()),
+            client: None,
+            held: false,
+            tried_at: None,
+        }))
+    }
+}
+
+/// The consumer's role as an advisory lock held by a connection of its own.
+struct AdvisoryLock {
+    store: Postgres,
+    key: i64,
+    client: Option<PgConn>,
+    held: bool,
+    tried_at: Option<Instant>,
+}
+
+impl AdvisoryLock {
+    fn connect(&self) -> Result<PgConn> {
+        let mut client = self.store.dedicated_client()?;
+        // The server counts this connection dead after a few silent seconds, so that a node whose
+        // machine vanished hands the role on quickly (its own end needs no help: the tracker asks
+        // before every batch).
+        Client::batch_execute(
+            &mut client,
+            &format!(
+                "SET tcp_keepalives_idle = {KEEPALIVE_IDLE_SECS};
+                 SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_SECS};
+                 SET tcp_keepalives_count = {KEEPALIVE_COUNT};
+                 SET application_name = 'herald consumer lock'"
+            ),
+        )?;
+        Ok(client)
+    }
+
+    /// Forgets the connection (and with it the lock) after a failure.
+    fn lost(&mut self, error: StoreError) -> Result<bool> {
+        if self.held {
+            tracing::warn!("lost the change log consumer's role: {error}");
+        }
+        self.held = false;
+        self.client = None;
+        Err(error)
+    }
+}
+
+impl ConsumerRole for AdvisoryLock {
+    fn holds(&mut self) -> Result<bool> {
+        if self.held {
+            // Still ours while its connection answers.
+            let client = self.client.as_mut().expect("held on a connection");
+            return match Client::simple_query(client, "") {
+                Ok(_) => Ok(true),
+                Err(e) => self.lost(StoreError::Connect(format!(
+                    "the consumer lock's connection: {}",
+                    describe(&e)
+                ))),
+            };
+        }
+        if self.tried_at.is_some_and(|at| at.elapsed() < TRY_EVERY) {
+            return Ok(false);
+        }
+        self.tried_at = Some(Instant::now());
+        if self.client.is_none() {
+            match self.connect() {
+                Ok(client) => self.client = Some(client),
+                Err(e) => return self.lost(e),
+            }
+        }
+        let client = self.client.as_mut().expect("connected above");
+        let taken = client.query_one("SELECT pg_try_advisory_lock($1)", &[&self.key]);
+        match taken {
+            Ok(row) => {
+                self.held = row.get(0);
+                if self.held {
+                    tracing::info!("this node now consumes the change log");
+                }
+                Ok(self.held)
+            }
+            Err(e) => self.lost(e.into()),
+        }
+    }
+}

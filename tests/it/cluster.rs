@@ -1,0 +1,489 @@
+//! Several herald processes ("nodes") on one PostgreSQL database: one consumer of the change log,
+//! chosen by the database and handed over when it stops or is cut off; every node delivering; the
+//! per-hook limit held by all of them together; a node with another key refused; nodes whose
+//! scripts differ shown; and nodes killed while the application writes. On the test PostgreSQL
+//! server whatever `HERALD_TEST_DB` says (SQLite has one process per file).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use herald::database::Database;
+use serde_json::Value;
+
+use crate::crash::{free_addr, herald_command, kill9, wait_ready};
+use crate::pg_server;
+use crate::support::*;
+
+fn node_config(url: &str, dir: &Path, scripts: &Path, name: &str) -> herald::Config {
+    // `dir` holds the key file: the nodes of one database share it.
+    let mut config = test_config_on(Database::parse(url).unwrap(), dir, scripts);
+    config.node_name = Some(name.into());
+    config
+}
+
+/// `/readyz` of the herald at `base`, whatever its status.
+async fn readiness(client: &reqwest::Client, base: &str) -> Option<Value> {
+    let response = client.get(format!("{base}/readyz")).send().await.ok()?;
+    response.json().await.ok()
+}
+
+/// The name of the one node among `bases` that says it consumes the change log, once exactly one
+/// does (within `timeout`).
+async fn the_consumer(client: &reqwest::Client, bases: &[String], timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let mut consumers = Vec::new();
+        for base in bases {
+            if let Some(ready) = readiness(client, base).await {
+                if ready["node"]["consumer"] == true {
+                    consumers.push(ready["node"]["name"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        if consumers.len() == 1 {
+            return consumers.remove(0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no single consumer among {bases:?} within {timeout:?}");
+}
+
+fn titles(receiver: &TestReceiver) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["title"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn insert_deals(app: &mut AppDb, prefix: &str, count: usize) {
+    app.batch("BEGIN");
+    for i in 0..count {
+        app.execute(
+            "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
+            &[Cell::Text(format!("{prefix} {i}"))],
+        );
+    }
+    app.batch("COMMIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_show_one_consumer_and_hand_the_change_log_over_when_it_stops() {
+    let url = off_the_runtime(pg_server::fresh_database);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    // node-b's folder has one body script more: the nodes show that their scripts differ.
+    let dir_b = tempfile::tempdir().unwrap();
+    let scripts_b = demo_scripts(dir_b.path());
+    std::fs::copy(
+        scripts_b.join("GetWebhookResponseBody_NewOpportunity.rhai"),
+        scripts_b.join("GetWebhookResponseBody_AlsoNewOpportunity.rhai"),
+    )
+    .unwrap();
+    let a = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-a")).await;
+    let b = TestHerald::start(node_config(&url, dir.path(), &scripts_b, "node-b")).await;
+    let bases = [a.url(""), b.url("")];
+    let consumer = the_consumer(&a.client, &bases, Duration::from_secs(10)).await;
+
+    // Every node lists both, the same consumer, and their two script sets.
+    let ready_a = readiness(&a.client, &a.url("")).await.unwrap();
+    let ready_b = readiness(&b.client, &b.url("")).await.unwrap();
+    let (set_a, set_b) = (
+        ready_a["node"]["script_set"].as_str().unwrap().to_owned(),
+        ready_b["node"]["script_set"].as_str().unwrap().to_owned(),
+    );
+    assert_ne!(set_a, set_b, "different folders, different script sets");
+    for (node, name) in [(&a, "node-a"), (&b, "node-b")] {
+        let listed = nodes_until(node, Duration::from_secs(5), |listed| {
+            let (up, consuming) = up_and_consuming(listed);
+            up.len() == 2 && consuming == [consumer.clone()]
+        })
+        .await;
+        assert_eq!(listed["this_node"], name, "{listed}");
+        assert_eq!(listed["same_scripts"], false, "{listed}");
+        let by_name: HashMap<&str, &Value> = listed["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["name"].as_str().unwrap(), n))
+            .collect();
+        assert_eq!(by_name["node-a"]["script_set"], set_a.as_str());
+        assert_eq!(by_name["node-b"]["script_set"], set_b.as_str());
+    }
+    let metrics = b
+        .client
+        .get(b.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("herald_node_consumer{{node=\"{consumer}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "herald_this_node{{node=\"node-b\",script_set=\"{set_b}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "herald_node_up{{node=\"node-a\",script_set=\"{set_a}\"}} 1"
+        )),
+        "{metrics}"
+    );
+
+    // Subscribed on one node, fired by the consumer, delivered once.
+    let receiver = TestReceiver::start().await;
+    b.subscribe("NewOpportunity", &receiver.url("/hook")).await;
+    let mut app = a.app();
+    insert_deals(&mut app, "before", 20);
+    receiver.wait_for(20, Duration::from_secs(20)).await;
+
+    // The consumer stops; the other takes the change log over within seconds.
+    let (stopping, staying) = if consumer == "node-a" { (a, b) } else { (b, a) };
+    let stopped_at = Instant::now();
+    stopping.stop().await;
+    let next = the_consumer(&staying.client, &[staying.url("")], Duration::from_secs(10)).await;
+    let takeover = stopped_at.elapsed();
+    eprintln!("cluster: {consumer} stopped, {next} consumes after {takeover:?}");
+    assert_ne!(next, consumer);
+    insert_deals(&mut app, "after", 20);
+    receiver.wait_for(40, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut got = titles(&receiver);
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 40, "{got:?}");
+    assert_eq!(receiver.received().len(), 40, "each delivered once");
+    let counts = app.rows(
+        "SELECT count(*), count(DISTINCT row_id) FROM herald_events",
+        &[],
+    );
+    assert_eq!((counts[0][0].integer(), counts[0][1].integer()), (40, 40));
+    assert_eq!(app.integer("SELECT count(*) FROM herald_changes", &[]), 0);
+    // The stopped node is listed, no longer consuming.
+    let listed = nodes_until(&staying, Duration::from_secs(5), |listed| {
+        up_and_consuming(listed).1 == [next.clone()]
+    })
+    .await;
+    assert_eq!(listed["nodes"].as_array().unwrap().len(), 2, "{listed}");
+    staying.stop().await;
+}
+
+/// `GET /api/v1/nodes` of `herald` until `check` holds of it (within `timeout`).
+async fn nodes_until(
+    herald: &TestHerald,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = herald.get("/api/v1/nodes").await;
+        if status == 200 && check(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never showed it: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The names of the nodes the listing shows as up, and of those it shows consuming.
+fn up_and_consuming(listed: &Value) -> (Vec<String>, Vec<String>) {
+    let nodes = listed["nodes"].as_array().cloned().unwrap_or_default();
+    let names = |keep: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|n| keep(n))
+            .map(|n| n["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    (
+        names(&|n| n["state"] == "up"),
+        names(&|n| n["consumer"] == true),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_hook_limit_holds_for_three_nodes_together() {
+    let url = off_the_runtime(pg_server::fresh_database);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b", "node-c"] {
+        let mut config = node_config(&url, dir.path(), &scripts, name);
+        config.delivery.max_in_flight_per_hook = 4;
+        nodes.push(TestHerald::start(config).await);
+    }
+    let slow = TestReceiver::start().await;
+    slow.answer_always(Answer {
+        delay: Duration::from_millis(300),
+        ..Answer::status(200)
+    });
+    nodes[1]
+        .subscribe("NewOpportunity", &slow.url("/slow"))
+        .await;
+    let mut app = nodes[0].app();
+    insert_deals(&mut app, "slow", 60);
+    // 60 at 4 at a time and 0.3 s each: about 4.5 s.
+    slow.wait_for(60, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peak = slow.peak_in_flight();
+    eprintln!("cluster: three nodes, max_in_flight_per_hook = 4, the target saw {peak} at once");
+    assert!(peak <= 4, "the slow target saw {peak} requests at once");
+    assert!(peak >= 2, "deliveries overlapped: {peak}");
+    assert_eq!(slow.received().len(), 60, "each sent once");
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_secret_key_refuses_to_start() {
+    let url = off_the_runtime(pg_server::fresh_database);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let first = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-a")).await;
+    // No hook yet: the check value refuses the key all the same.
+    let other = tempfile::tempdir().unwrap();
+    let mut config = node_config(&url, other.path(), &scripts, "node-b");
+    config.secret_key = Some(herald::store::Secrets::generate_key());
+    let error =
+        off_the_runtime(|| herald::server::prepare(&config).err()).expect("another key is refused");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("secret key is not the database's"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "one line: {message}");
+    // The first node is unharmed, and a node with the same key joins.
+    let joining = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-c")).await;
+    let ready = readiness(&first.client, &first.url("")).await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    joining.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_whose_lock_connection_is_cut_loses_the_role_and_nothing_is_lost_or_doubled() {
+    let url = off_the_runtime(pg_server::fresh_database);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let a = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-a")).await;
+    let b = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-b")).await;
+    let bases = [a.url(""), b.url("")];
+    let first = the_consumer(&a.client, &bases, Duration::from_secs(10)).await;
+    let receiver = TestReceiver::start().await;
+    a.subscribe("NewOpportunity", &receiver.url("/hook")).await;
+    let mut app = a.app();
+    insert_deals(&mut app, "before", 10);
+    receiver.wait_for(10, Duration::from_secs(20)).await;
+
+    // The server ends the lock's connection (an administrator, a proxy, a network cut would).
+    let database = Database::parse(&url).unwrap();
+    let Database::Postgres(config) = &database else {
+        unreachable!()
+    };
+    let name = config.config().unwrap().get_dbname().unwrap().to_owned();
+    let holder = |name: String| {
+        off_the_runtime(move || {
+            pg_server::server()
+                .connect("postgres")
+                .query(
+                    "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND l.granted AND a.datname = $1
+                       AND a.application_name = 'herald consumer lock'",
+                    &[&name],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i32>(0))
+                .collect::<Vec<i32>>()
+        })
+    };
+    let holders = holder(name.clone());
+    assert_eq!(holders.len(), 1, "one connection holds the consumer's lock");
+    let cut_pid = holders[0];
+    off_the_runtime(move || {
+        pg_server::server()
+            .connect("postgres")
+            .execute("SELECT pg_terminate_backend($1)", &[&cut_pid])
+            .unwrap()
+    });
+    let cut_at = Instant::now();
+    // While the role changes hands (to either node), the application goes on writing.
+    insert_deals(&mut app, "during", 10);
+    // The role is taken again on a new connection, by whichever node asks first.
+    let mut retaken = None;
+    while cut_at.elapsed() < Duration::from_secs(15) {
+        let now = holder(name.clone());
+        if now.len() == 1 && now[0] != cut_pid {
+            retaken = Some(cut_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retaken = retaken.expect("the consumer's lock is taken again within 15 s");
+    let next = the_consumer(&a.client, &bases, Duration::from_secs(10)).await;
+    eprintln!("cluster: {first}'s lock cut, {next} holds it again after {retaken:?}");
+    insert_deals(&mut app, "after", 10);
+    receiver.wait_for(30, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut got = titles(&receiver);
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 30, "{got:?}");
+    assert_eq!(receiver.received().len(), 30, "each delivered once");
+    let counts = app.rows(
+        "SELECT count(*), count(DISTINCT row_id) FROM herald_events",
+        &[],
+    );
+    assert_eq!((counts[0][0].integer(), counts[0][1].integer()), (30, 30));
+    for node in [&a, &b] {
+        let ready =
+            readiness_becomes(&node.client, &node.url(""), 200, Duration::from_secs(10)).await;
+        assert!(ready.is_some(), "{} is ready again", node.url(""));
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+fn spawn_node(url: &str, dir: &Path, scripts: &Path, name: &str, addr: SocketAddr) -> Child {
+    herald_command(&Database::parse(url).unwrap(), dir, scripts, addr, None)
+        .env("HERALD_NODE_NAME", name)
+        .spawn()
+        .unwrap()
+}
+
+struct RunningNode {
+    name: &'static str,
+    addr: SocketAddr,
+    child: Child,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_lose_nothing_when_the_consumer_and_another_are_killed() {
+    let changes: usize = std::env::var("HERALD_CRASH_TEST_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let url = off_the_runtime(pg_server::fresh_database);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let receiver = TestReceiver::start().await;
+    let client = reqwest::Client::new();
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b", "node-c"] {
+        let addr = free_addr();
+        let child = spawn_node(&url, dir.path(), &scripts, name, addr);
+        wait_ready(&client, addr).await;
+        nodes.push(RunningNode { name, addr, child });
+    }
+    let response = client
+        .post(format!("http://{}/EPT_WebhookSubscribe", nodes[2].addr))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"event": "NewOpportunity", "target_url": receiver.url("/nodes")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    let writer_db = Database::parse(&url).unwrap();
+    // Paced over about three seconds, so that the kills land while changes are being written.
+    let pause = Duration::from_micros(3_000_000 * 10 / changes as u64);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut app = AppDb::open(&writer_db);
+        let mut written = 0;
+        while written < changes {
+            app.batch("BEGIN");
+            for _ in 0..10.min(changes - written) {
+                app.execute(
+                    "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('node', 1, 1)",
+                    &[],
+                );
+                written += 1;
+            }
+            app.batch("COMMIT");
+            std::thread::sleep(pause);
+        }
+    });
+
+    let bases = |nodes: &[RunningNode]| -> Vec<String> {
+        nodes.iter().map(|n| format!("http://{}", n.addr)).collect()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill the consumer, then another node, while the application writes.
+    let consumer = the_consumer(&client, &bases(&nodes), Duration::from_secs(10)).await;
+    let at = nodes.iter().position(|n| n.name == consumer).unwrap();
+    let mut killed_consumer = nodes.remove(at);
+    kill9(&mut killed_consumer.child);
+    let killed_at = Instant::now();
+    let next = the_consumer(&client, &bases(&nodes), Duration::from_secs(15)).await;
+    let takeover = killed_at.elapsed();
+    assert_ne!(next, consumer);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut killed_other = nodes.remove(0);
+    kill9(&mut killed_other.child);
+    // Both come back under their names.
+    for mut node in [killed_consumer, killed_other] {
+        node.addr = free_addr();
+        node.child = spawn_node(&url, dir.path(), &scripts, node.name, node.addr);
+        wait_ready(&client, node.addr).await;
+        nodes.push(node);
+    }
+    writer.await.unwrap();
+
+    let received = eventually(Duration::from_secs(120), || {
+        let got = receiver.received();
+        let mut ids: HashMap<i64, usize> = HashMap::new();
+        for r in &got {
+            *ids.entry(r.json()["id"].as_i64().unwrap()).or_default() += 1;
+        }
+        (ids.len() >= changes).then_some((got.len(), ids))
+    })
+    .await;
+    let consumers_at_end = the_consumer(&client, &bases(&nodes), Duration::from_secs(10)).await;
+    for node in &mut nodes {
+        kill9(&mut node.child);
+    }
+    let (deliveries, ids) = received.unwrap_or_else(|| {
+        panic!(
+            "not every event reached the receiver within 2 minutes: {} deliveries",
+            receiver.received().len()
+        )
+    });
+    let mut app = AppDb::open(&Database::parse(&url).unwrap());
+    let counts = app.rows(
+        "SELECT count(*), count(DISTINCT row_id) FROM herald_events WHERE trigger_name = 'NewOpportunity'",
+        &[],
+    );
+    assert_eq!(
+        counts[0][0].integer() as usize,
+        changes,
+        "one event per change"
+    );
+    assert_eq!(counts[0][1].integer() as usize, changes);
+    assert_eq!(ids.len(), changes, "every event delivered");
+    let waiting = app.integer(
+        "SELECT count(*) FROM herald_deliveries WHERE status <> 'delivered'",
+        &[],
+    );
+    assert_eq!(waiting, 0, "every delivery delivered");
+    let duplicates = deliveries - changes;
+    eprintln!(
+        "cluster crash test: {changes} changes, 3 nodes, the consumer ({consumer}) and one more \
+         SIGKILLed and restarted; {next} took the change log over in {takeover:?}; {deliveries} \
+         deliveries, {duplicates} duplicates; {consumers_at_end} consumes at the end"
+    );
+    // A duplicate is an attempt in flight at a kill: at most what the two killed nodes held.
+    assert!(duplicates <= 2 * 64, "{duplicates} duplicates for 2 kills");
+}
