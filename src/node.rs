@@ -75,8 +75,11 @@ pub async fn heartbeat(
         let consumer = beat.consumer;
         let store_now = store.clone();
         let beaten = tokio::task::spawn_blocking(move || {
+            store_now.hold_presence()?;
             store_now.heartbeat(&beat)?;
             if consumer {
+                // What a dead node had leased is sent again now, not when its leases run out.
+                store_now.release_leases_of_departed()?;
                 let cutoff = crate::clock::now_ms() - FORGET_AFTER.as_millis() as i64;
                 store_now.forget_nodes_older_than(cutoff)?;
             }

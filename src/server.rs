@@ -131,7 +131,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let prepared_config = config.clone();
-    let (store, scripts) = tokio::task::spawn_blocking(move || prepare(&prepared_config)).await??;
+    let (store, scripts) = tokio::task::spawn_blocking(move || {
+        let (store, scripts) = prepare(&prepared_config)?;
+        // Before the worker leases anything: its leases are live while the presence is held.
+        store
+            .hold_presence()
+            .context("cannot hold this process's presence in the database")?;
+        anyhow::Ok((store, scripts))
+    })
+    .await??;
     let mut tokens = vec![ApiToken {
         name: "default".into(),
         token: api_token(&config)?,

@@ -40,6 +40,13 @@ pub trait Nodes {
     fn nodes(&self) -> Result<Vec<NodeStatus>>;
     /// Forgets the nodes whose last heartbeat is older than `cutoff` (Unix ms).
     fn forget_nodes_older_than(&self, cutoff: i64) -> Result<usize>;
+    /// Takes this process's presence in the database, or takes it again if its connection was
+    /// lost: while it is held, the deliveries this process leased are its own (see
+    /// `release_leases_of_departed`). Taken before the worker claims anything.
+    fn hold_presence(&self) -> Result<()>;
+    /// Hands the deliveries leased by processes that are gone back to the outbox at once, instead
+    /// of when their leases run out; how many. Nothing to do with one process (SQLite).
+    fn release_leases_of_departed(&self) -> Result<usize>;
     /// This process's claim to the consumer's role.
     fn consumer_role(&self) -> Result<Box<dyn ConsumerRole>>;
 }

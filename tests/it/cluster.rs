@@ -487,3 +487,68 @@ async fn three_processes_lose_nothing_when_the_consumer_and_another_are_killed()
     // A duplicate is an attempt in flight at a kill: at most what the two killed nodes held.
     assert!(duplicates <= 2 * 64, "{duplicates} duplicates for 2 kills");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_deliveries_are_sent_by_another_long_before_their_leases_end() {
+    let url = off_the_runtime(pg_server::fresh_database);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let receiver = TestReceiver::start().await;
+    // The first request hangs past the kill; what comes after is answered at once.
+    receiver.queue(Answer {
+        delay: Duration::from_secs(60),
+        ..Answer::status(200)
+    });
+    let client = reqwest::Client::new();
+    // A 30 s time-out leases a delivery for 70 s (two time-outs and a margin).
+    let spawn = |name: &str, addr: SocketAddr| {
+        let mut command = herald_command(
+            &Database::parse(&url).unwrap(),
+            dir.path(),
+            &scripts,
+            addr,
+            None,
+        );
+        command
+            .env("HERALD_NODE_NAME", name)
+            .env("HERALD_DELIVERY_TIMEOUT", "30");
+        command.spawn().unwrap()
+    };
+    let a_addr = free_addr();
+    let mut a = spawn("node-a", a_addr);
+    wait_ready(&client, a_addr).await;
+    let response = client
+        .post(format!("http://{a_addr}/EPT_WebhookSubscribe"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"event": "NewOpportunity", "target_url": receiver.url("/slow")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let mut app = AppDb::open(&Database::parse(&url).unwrap());
+    insert_deals(&mut app, "leased", 1);
+    receiver.wait_for(1, Duration::from_secs(15)).await;
+    let leased_by_a = app.integer(
+        "SELECT count(*) FROM herald_deliveries WHERE status = 'delivering'",
+        &[],
+    );
+    assert_eq!(leased_by_a, 1, "node-a holds the delivery while it waits");
+
+    let b_addr = free_addr();
+    let mut b = spawn("node-b", b_addr);
+    wait_ready(&client, b_addr).await;
+    kill9(&mut a);
+    let killed_at = Instant::now();
+    let again = eventually(Duration::from_secs(25), || {
+        let received = receiver.received();
+        (received.len() >= 2).then_some(received)
+    })
+    .await;
+    let resent_after = killed_at.elapsed();
+    kill9(&mut b);
+    let again = again.expect(
+        "the delivery node-a held was not sent again within 25 s of its death (its lease runs 70 s)",
+    );
+    assert_eq!(again[0].json()["title"], again[1].json()["title"]);
+    eprintln!("a dead node's delivery was sent again {resent_after:?} after the kill");
+}

@@ -80,6 +80,8 @@ struct Inner {
     secrets: Secrets,
     /// Who holds a lease: this process, for as long as it runs.
     node: String,
+    /// The connection holding this process's presence lock (see `nodes.rs`), once taken.
+    presence: Mutex<Option<PgConn>>,
     /// How scripts' connections log in: as the read-only role.
     script_login: postgres::Config,
     script_time_budget: Duration,
@@ -139,6 +141,7 @@ impl Postgres {
                 pool,
                 secrets,
                 node: format!("node_{}", uuid::Uuid::now_v7().simple()),
+                presence: Mutex::default(),
                 script_login,
                 script_time_budget,
                 write_problems: Mutex::default(),
@@ -159,6 +162,10 @@ impl Postgres {
     /// Who this process is when it holds a lease.
     fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    fn presence(&self) -> &Mutex<Option<PgConn>> {
+        &self.inner.presence
     }
 
     /// A connection of the pool, with herald's schema on its `search_path`.

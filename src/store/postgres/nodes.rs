@@ -6,12 +6,18 @@
 //! A holder that cannot reach its lock's connection any more gives the role up before its next
 //! batch; a batch it had already begun is fenced by consumption itself (`commit_consumed_changes`
 //! stores nothing if another consumer took those changes first).
+//!
+//! Every process also holds a lock of its own, its presence, on another connection for as long as
+//! it runs. A delivery it leased is live while that lock is held: the consumer releases the leases
+//! of processes whose presence is gone (killed, cut off) at its heartbeat, so that another node
+//! sends them within seconds instead of when the lease runs out (two time-outs and a margin).
 
 use std::time::{Duration, Instant};
 
 use postgres::Client;
 
 use super::connection::{PgConn, Queries};
+use super::signals::deliveries_waiting;
 use super::{describe, Postgres, Result, StoreError, DB_NOW_MS};
 use crate::store::{ConsumerRole, NodeBeat, NodeStatus, Nodes};
 
@@ -24,16 +30,42 @@ const KEEPALIVE_IDLE_SECS: u32 = 3;
 const KEEPALIVE_INTERVAL_SECS: u32 = 1;
 const KEEPALIVE_COUNT: u32 = 3;
 
-/// The advisory lock of the consumer's role: herald's, per schema (two herald schemas in one
-/// database have a consumer each).
-fn consumer_lock(schema: &str) -> i64 {
-    // FNV-1a: stable across versions and processes, unlike std's hasher.
+/// An advisory lock's key for `name`: FNV-1a, stable across versions and processes, unlike std's
+/// hasher.
+fn lock_key(name: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in format!("herald consumer {schema}").bytes() {
+    for byte in name.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash as i64
+}
+
+/// The advisory lock of the consumer's role: herald's, per schema (two herald schemas in one
+/// database have a consumer each).
+fn consumer_lock(schema: &str) -> i64 {
+    lock_key(&format!("herald consumer {schema}"))
+}
+
+/// The advisory lock a process holds while it runs: `process` is who leases (`Postgres::node`).
+fn presence_lock(schema: &str, process: &str) -> i64 {
+    lock_key(&format!("herald process {schema} {process}"))
+}
+
+/// A connection of its own that the server counts dead after a few silent seconds, so that a
+/// node whose machine vanished loses its locks quickly (`name` shows in `pg_stat_activity`).
+fn lock_connection(store: &Postgres, name: &str) -> Result<PgConn> {
+    let mut client = store.dedicated_client()?;
+    Client::batch_execute(
+        &mut client,
+        &format!(
+            "SET tcp_keepalives_idle = {KEEPALIVE_IDLE_SECS};
+             SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_SECS};
+             SET tcp_keepalives_count = {KEEPALIVE_COUNT};
+             SET application_name = '{name}'"
+        ),
+    )?;
+    Ok(client)
 }
 
 fn node_from_row(row: &postgres::Row) -> NodeStatus {
@@ -100,6 +132,73 @@ impl Nodes for Postgres {
         })
     }
 
+    fn hold_presence(&self) -> Result<()> {
+        let mut presence = self.presence().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = presence.as_mut() {
+            if Client::simple_query(client, "").is_ok() {
+                return Ok(());
+            }
+            tracing::warn!("lost this process's presence connection; taking it again");
+            *presence = None;
+        }
+        let mut client = lock_connection(self, "herald presence")?;
+        // Only this process takes its key; another holds it for a moment when it looks whether
+        // this one is gone, hence a wait rather than a try.
+        Client::execute(
+            &mut client,
+            "SELECT pg_advisory_lock($1)",
+            &[&presence_lock(self.schema(), self.node())],
+        )?;
+        *presence = Some(client);
+        Ok(())
+    }
+
+    fn release_leases_of_departed(&self) -> Result<usize> {
+        let now = crate::clock::now_ms();
+        let holders: Vec<String> = self
+            .client()?
+            .query(
+                "SELECT DISTINCT leased_by FROM herald_deliveries
+                 WHERE status = 'delivering' AND leased_by <> $1 AND next_attempt_at > $2",
+                &[&self.node(), &now],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut released = 0;
+        for holder in holders {
+            let key = presence_lock(self.schema(), &holder);
+            let n = self.write(|tx| {
+                // Free only if the process that held it is gone; held for this transaction, so
+                // that a process of that name cannot come and lease meanwhile.
+                let gone: bool = tx
+                    .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])?
+                    .get(0);
+                if !gone {
+                    return Ok(0);
+                }
+                let n = tx.execute(
+                    "UPDATE herald_deliveries SET next_attempt_at = $2, updated_at = $2
+                     WHERE status = 'delivering' AND leased_by = $1 AND next_attempt_at > $2",
+                    &[&holder, &now],
+                )? as usize;
+                if n > 0 {
+                    deliveries_waiting(tx, self.schema())?;
+                }
+                Ok(n)
+            })?;
+            if n > 0 {
+                tracing::info!(
+                    process = holder,
+                    deliveries = n,
+                    "released the leases of a herald process that is gone"
+                );
+            }
+            released += n;
+        }
+        Ok(released)
+    }
+
     fn consumer_role(&self) -> Result<Box<dyn ConsumerRole>> {
         Ok(Box::new(AdvisoryLock {
             store: self.clone(),
@@ -122,20 +221,9 @@ struct AdvisoryLock {
 
 impl AdvisoryLock {
     fn connect(&self) -> Result<PgConn> {
-        let mut client = self.store.dedicated_client()?;
-        // The server counts this connection dead after a few silent seconds, so that a node whose
-        // machine vanished hands the role on quickly (its own end needs no help: the tracker asks
-        // before every batch).
-        Client::batch_execute(
-            &mut client,
-            &format!(
-                "SET tcp_keepalives_idle = {KEEPALIVE_IDLE_SECS};
-                 SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_SECS};
-                 SET tcp_keepalives_count = {KEEPALIVE_COUNT};
-                 SET application_name = 'herald consumer lock'"
-            ),
-        )?;
-        Ok(client)
+        // A node whose machine vanished hands the role on within the keepalives (its own end needs
+        // no help: the tracker asks before every batch).
+        lock_connection(&self.store, "herald consumer lock")
     }
 
     /// Forgets the connection (and with it the lock) after a failure.
