@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::{ApiToken, Config, Role};
 use crate::database::Database;
 use crate::delivery::{TargetPolicy, Worker};
-use crate::http::{router, AppState};
+use crate::http::{router, AppState, Sessions};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::reload::ScriptWatcher;
@@ -228,6 +228,7 @@ pub async fn serve(
     let state = AppState {
         sandboxes: Arc::new(SandboxPool::new(store.clone(), config.sandbox.clone())),
         targets: Arc::new(TargetPolicy::of(&config.delivery)),
+        sessions: Arc::new(Sessions::new(store.clone())),
         store,
         registry,
         tokens: Arc::new(tokens),
@@ -236,7 +237,6 @@ pub async fn serve(
         worker_alive,
         deliveries_waiting,
         metrics,
-        sessions: Default::default(),
         rate_limits: Arc::new(crate::http::RateLimits::new(
             config.rate_limit,
             config.trusted_proxies.clone(),

@@ -136,12 +136,14 @@ async fn require_token(
         .map(|v| v.to_str().unwrap_or_default());
     let peer = client_address(&state, &request);
     if presented.is_some() {
-        if let Some(wait) = state.rate_limits.sign_in_blocked(peer) {
-            return too_many_failed_sign_ins(wait).into_response();
+        match state.rate_limits.sign_in_blocked(&state.store, peer).await {
+            Ok(None) => {}
+            Ok(Some(wait)) => return too_many_failed_sign_ins(wait).into_response(),
+            Err(e) => return e.into_response(),
         }
     }
     let error = match presented {
-        None => match admin::api_session(&state, &request) {
+        None => match admin::api_session(&state, request.method(), request.headers()).await {
             Some(Ok(())) => {
                 request.extensions_mut().insert(Caller {
                     name: ADMIN_PAGES_CALLER.into(),
@@ -192,8 +194,10 @@ async fn require_token(
     };
     if error.code == "invalid_token" {
         tracing::warn!(peer = %peer, path = %request.uri().path(), "refused an invalid API token");
-        if let Err(wait) = state.rate_limits.failed_sign_in(peer) {
-            return too_many_failed_sign_ins(wait).into_response();
+        match state.rate_limits.failed_sign_in(&state.store, peer).await {
+            Ok(Ok(())) => {}
+            Ok(Err(wait)) => return too_many_failed_sign_ins(wait).into_response(),
+            Err(e) => return e.into_response(),
         }
     }
     let mut response = error.into_response();

@@ -2,8 +2,10 @@
 //! cannot take the API, or the database behind it, from the others. The admin pages' session counts
 //! as one more caller.
 //!
-//! Failed sign-ins (a missing or wrong token, on the API or the sign-in form) have a bucket per
-//! client address, so that guessing a token costs minutes per handful of tries.
+//! Failed sign-ins (a wrong token, on the API or the sign-in form) are counted per client address
+//! in the database (`SignIns`), so that guessing a token costs minutes per handful of tries
+//! however many nodes the guesser spreads them over. A node remembers the blocks it has seen, so
+//! that a blocked guesser's flood costs it no query.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,21 +18,24 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
+use super::{blocking, ApiError};
 use crate::config::RateLimit;
+use crate::store::{SignInAllowance, Store};
 
 pub struct RateLimits {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
-    failed_sign_ins: DefaultKeyedRateLimiter<IpAddr>,
-    /// Addresses over their failed sign-ins, until when. While blocked, no token is even checked,
-    /// so that a guesser learns nothing, right guesses included.
+    /// Addresses this node saw blocked, until when (the database knows them all). While blocked,
+    /// no token is even checked, so that a guesser learns nothing, right guesses included.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
     trusted_proxies: Vec<IpNet>,
     clock: DefaultClock,
 }
 
 /// Failed sign-ins allowed from one address at once, then one more every 6 seconds.
-const FAILED_SIGN_IN_BURST: u32 = 10;
-const FAILED_SIGN_INS_PER_MINUTE: u32 = 10;
+const FAILED_SIGN_INS: SignInAllowance = SignInAllowance {
+    every_ms: 6_000,
+    burst: 10,
+};
 
 impl RateLimits {
     /// `None`: no limit.
@@ -42,13 +47,8 @@ impl RateLimits {
                 Quota::per_second(per_second).allow_burst(burst),
             ))
         });
-        let failed_sign_ins = RateLimiter::keyed(
-            Quota::per_minute(NonZeroU32::new(FAILED_SIGN_INS_PER_MINUTE).expect("not zero"))
-                .allow_burst(NonZeroU32::new(FAILED_SIGN_IN_BURST).expect("not zero")),
-        );
         RateLimits {
             limiter,
-            failed_sign_ins,
             blocked: Mutex::default(),
             trusted_proxies,
             clock: DefaultClock::default(),
@@ -77,8 +77,43 @@ impl RateLimits {
             .unwrap_or(peer)
     }
 
-    /// How long `address` must still wait after too many failed sign-ins; `None`: it may try.
-    pub fn sign_in_blocked(&self, address: IpAddr) -> Option<Duration> {
+    /// How long `address` must still wait after too many failed sign-ins on any node; `None`: it
+    /// may try.
+    pub async fn sign_in_blocked(
+        &self,
+        store: &Store,
+        address: IpAddr,
+    ) -> Result<Option<Duration>, ApiError> {
+        if let Some(wait) = self.blocked_here(address) {
+            return Ok(Some(wait));
+        }
+        let store = store.clone();
+        let now = crate::clock::now_ms();
+        let until =
+            blocking(move || Ok(store.sign_in_blocked_until(&address.to_string(), now)?)).await?;
+        Ok(until.map(|until| self.remember_blocked(address, until - now)))
+    }
+
+    /// Counts one failed sign-in from `address`; past the allowance, the address is blocked for as
+    /// long as it takes to earn one more try, and `Err` says how long.
+    pub async fn failed_sign_in(
+        &self,
+        store: &Store,
+        address: IpAddr,
+    ) -> Result<Result<(), Duration>, ApiError> {
+        let store = store.clone();
+        let now = crate::clock::now_ms();
+        let until = blocking(move || {
+            Ok(store.failed_sign_in(&address.to_string(), now, &FAILED_SIGN_INS)?)
+        })
+        .await?;
+        Ok(match until {
+            None => Ok(()),
+            Some(until) => Err(self.remember_blocked(address, until - now)),
+        })
+    }
+
+    fn blocked_here(&self, address: IpAddr) -> Option<Duration> {
         let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
         let until = *blocked.get(&address)?;
         let now = Instant::now();
@@ -90,21 +125,14 @@ impl RateLimits {
         }
     }
 
-    /// Counts one failed sign-in from `address`; past the allowance, blocks the address for as long
-    /// as it takes to earn one more try, and says how long.
-    pub fn failed_sign_in(&self, address: IpAddr) -> Result<(), Duration> {
-        if self.failed_sign_ins.len() > 10_000 {
-            self.failed_sign_ins.retain_recent();
-        }
-        let wait = match self.failed_sign_ins.check_key(&address) {
-            Ok(()) => return Ok(()),
-            Err(not_until) => not_until.wait_time_from(self.clock.now()),
-        };
+    /// Remembers that `address` is blocked for `wait_ms`; the wait.
+    fn remember_blocked(&self, address: IpAddr, wait_ms: i64) -> Duration {
+        let wait = Duration::from_millis(wait_ms.max(1) as u64);
         let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         blocked.retain(|_, until| *until > now);
         blocked.insert(address, now + wait);
-        Err(wait)
+        wait
     }
 
     /// Counts one request of `caller`; `Err` with how long to wait when it is over its rate.
@@ -145,24 +173,38 @@ mod tests {
         assert!(limits.check("crm").is_ok());
     }
 
-    #[test]
-    fn failed_sign_ins_are_counted_per_address() {
+    #[tokio::test]
+    async fn failed_sign_ins_are_counted_per_address_in_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herald.db")).unwrap();
         let limits = RateLimits::new(None, Vec::new());
         let guesser: IpAddr = "192.0.2.7".parse().unwrap();
-        for _ in 0..FAILED_SIGN_IN_BURST {
-            assert!(limits.failed_sign_in(guesser).is_ok());
+        for _ in 0..FAILED_SIGN_INS.burst {
+            assert!(limits
+                .failed_sign_in(&store, guesser)
+                .await
+                .unwrap()
+                .is_ok());
         }
-        assert_eq!(limits.sign_in_blocked(guesser), None);
-        let wait = limits.failed_sign_in(guesser).unwrap_err();
+        assert_eq!(limits.sign_in_blocked(&store, guesser).await.unwrap(), None);
+        let wait = limits
+            .failed_sign_in(&store, guesser)
+            .await
+            .unwrap()
+            .unwrap_err();
         assert!(
             wait > Duration::from_secs(1) && wait <= Duration::from_secs(6),
             "{wait:?}"
         );
-        let left = limits.sign_in_blocked(guesser).expect("blocked");
-        assert!(left <= wait, "{left:?}");
+        let left = limits.sign_in_blocked(&store, guesser).await.unwrap();
+        assert!(left.expect("blocked") <= wait);
+        // Another node (its own memory, the same database) knows it too.
+        let other_node = RateLimits::new(None, Vec::new());
+        let left = other_node.sign_in_blocked(&store, guesser).await.unwrap();
+        assert!(left.expect("blocked on the other node") <= wait);
         let other: IpAddr = "192.0.2.8".parse().unwrap();
-        assert_eq!(limits.sign_in_blocked(other), None);
-        assert!(limits.failed_sign_in(other).is_ok());
+        assert_eq!(limits.sign_in_blocked(&store, other).await.unwrap(), None);
+        assert!(limits.failed_sign_in(&store, other).await.unwrap().is_ok());
     }
 
     #[test]

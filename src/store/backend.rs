@@ -11,7 +11,8 @@
 //! (`Hooks`) and history (`History`); the delivery worker and the API's fan-out use the outbox
 //! (`Outbox`); the tracker reads a feed of changes and commits what it consumed (`ChangeLog`,
 //! `ChangeFeed`); scripts get a read-only query handle (`ScriptDb`); the server runs the backend's
-//! own upkeep and readiness checks (`Operations`).
+//! own upkeep and readiness checks (`Operations`); the nodes beat and elect the change log's
+//! consumer (`Nodes`); the admin pages keep their sessions and count failed sign-ins (`SignIns`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -20,15 +21,21 @@ use super::{
     AttemptDetail, AttemptEntry, AttemptRecord, Cell, ChangeBatch, Claim, ClaimOutcome,
     ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter, FailurePolicy, Hook,
     HookEvent, HookFilter, HookHealthChange, HookPatch, NewEvent, NewHook, NodeBeat, NodeStatus,
-    OutboxSnapshot, Page, QueryError, Result, RowLimit, Rows, ScopeName, ScriptFailure, Stored,
-    StoredAttempt, TrackingProblem,
+    OutboxSnapshot, Page, QueryError, Result, RowLimit, Rows, ScopeName, ScriptFailure,
+    SignInAllowance, Stored, StoredAttempt, StoredSession, TrackingProblem,
 };
 use crate::delivery::DirectLease;
 
 /// Everything herald needs of a database.
-pub trait Backend: Hooks + History + Outbox + ChangeLog + Operations + Nodes + Send + Sync {}
+pub trait Backend:
+    Hooks + History + Outbox + ChangeLog + Operations + Nodes + SignIns + Send + Sync
+{
+}
 
-impl<T: Hooks + History + Outbox + ChangeLog + Operations + Nodes + Send + Sync> Backend for T {}
+impl<T: Hooks + History + Outbox + ChangeLog + Operations + Nodes + SignIns + Send + Sync> Backend
+    for T
+{
+}
 
 /// The herald processes of the database: who runs, what each runs, and who consumes the change
 /// log (one at a time, chosen by the database).
@@ -49,6 +56,46 @@ pub trait Nodes {
     fn release_leases_of_departed(&self) -> Result<usize>;
     /// This process's claim to the consumer's role.
     fn consumer_role(&self) -> Result<Box<dyn ConsumerRole>>;
+}
+
+/// The admin pages' sessions and the failed sign-ins of each address, in the database so that
+/// every node knows them (see `sign_ins.rs`). Times are Unix ms; the policy is the caller's.
+pub trait SignIns {
+    /// Stores a new session by its cookie's hash, first forgetting the sessions last used before
+    /// `idle_cutoff` and, to keep at most `max`, the least recently used.
+    fn create_session(
+        &self,
+        id_hash: &str,
+        csrf: &str,
+        now: i64,
+        idle_cutoff: i64,
+        max: usize,
+    ) -> Result<()>;
+    /// The session, unless it was last used before `idle_cutoff` (then it is ended); marked used
+    /// at `now` when its mark is older than `touch_before`, so that a busy page writes seldom.
+    fn session(
+        &self,
+        id_hash: &str,
+        now: i64,
+        idle_cutoff: i64,
+        touch_before: i64,
+    ) -> Result<Option<StoredSession>>;
+    /// Ends the session, on every node.
+    fn end_session(&self, id_hash: &str) -> Result<()>;
+    /// Leaves a banner for the session's next page (sealed: it may carry a secret shown once).
+    fn set_flash(&self, id_hash: &str, flash: &str) -> Result<()>;
+    /// The session's banner, taken: it shows once.
+    fn take_flash(&self, id_hash: &str) -> Result<Option<String>>;
+    /// Until when `address` may not sign in, if it may not at `now`.
+    fn sign_in_blocked_until(&self, address: &str, now: i64) -> Result<Option<i64>>;
+    /// Counts a failed sign-in of `address` against `allowance`; past it, blocks the address and
+    /// says until when.
+    fn failed_sign_in(
+        &self,
+        address: &str,
+        now: i64,
+        allowance: &SignInAllowance,
+    ) -> Result<Option<i64>>;
 }
 
 /// The role of the change log's one consumer (and of the chores that go with it: retention, the

@@ -213,6 +213,23 @@ const MIGRATIONS: &[&str] = &[
         version TEXT NOT NULL
     );
     "#,
+    // 10: the admin pages' sessions (by their cookie's hash) and failed sign-ins by address, in
+    // the database as on PostgreSQL, where several nodes share them.
+    r#"
+    CREATE TABLE herald_sessions (
+        id_hash TEXT PRIMARY KEY,
+        csrf TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER NOT NULL,
+        flash TEXT
+    );
+    CREATE INDEX herald_sessions_last_used ON herald_sessions(last_used_at);
+    CREATE TABLE herald_sign_in_failures (
+        address TEXT PRIMARY KEY,
+        restored_at INTEGER NOT NULL,
+        blocked_until INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

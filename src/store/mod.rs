@@ -33,6 +33,7 @@ mod query;
 mod read_only;
 mod script_failures;
 mod secrets;
+mod sign_ins;
 mod sqlite;
 
 use std::path::Path;
@@ -43,7 +44,7 @@ use crate::database::Database;
 
 pub use backend::{
     Backend, ChangeFeed, ChangeLog, ConsumerRole, History, Hooks, Nodes, Operations, Outbox,
-    ScriptDb,
+    ScriptDb, SignIns,
 };
 pub use change::{Action, Change, ChangeBatch, Consumed, TrackingProblem, UnreadableChange};
 pub use cluster::{NodeBeat, NodeStatus};
@@ -57,6 +58,7 @@ pub use query::{Cell, QueryError, RowLimit, Rows, ScopeName};
 use read_only::ReadOnlyDb;
 pub use script_failures::ScriptFailure;
 pub use secrets::{SecretError, Secrets};
+pub use sign_ins::{SignInAllowance, StoredSession};
 pub use sqlite::Sqlite;
 use sqlite::{open_connection, quote_ident, quote_literal};
 

@@ -34,7 +34,7 @@ async fn start() -> (tempfile::TempDir, TestHerald) {
     (dir, herald)
 }
 
-async fn sign_in_with(herald: &TestHerald, token: &str) -> Response {
+pub(crate) async fn sign_in_with(herald: &TestHerald, token: &str) -> Response {
     no_redirects()
         .post(herald.url("/admin/login"))
         .form(&[("token", token), ("next", "/admin")])
@@ -44,7 +44,7 @@ async fn sign_in_with(herald: &TestHerald, token: &str) -> Response {
 }
 
 /// Signs in with the admin token; gives the `Cookie` header value of the session.
-async fn session_cookie(herald: &TestHerald) -> String {
+pub(crate) async fn session_cookie(herald: &TestHerald) -> String {
     let response = sign_in_with(herald, TOKEN).await;
     assert_eq!(response.status(), 303);
     let set_cookie = response
@@ -58,7 +58,7 @@ async fn session_cookie(herald: &TestHerald) -> String {
 }
 
 /// The value of `name="csrf"` (or the csrf-token meta tag) in a page.
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let at = page
         .find("name=\"csrf\" value=\"")
         .map(|i| i + "name=\"csrf\" value=\"".len())
@@ -70,7 +70,7 @@ fn csrf_of(page: &str) -> String {
     page[at..].split('"').next().unwrap().to_owned()
 }
 
-async fn page(herald: &TestHerald, cookie: &str, path: &str) -> (u16, String) {
+pub(crate) async fn page(herald: &TestHerald, cookie: &str, path: &str) -> (u16, String) {
     let response = no_redirects()
         .get(herald.url(path))
         .header("cookie", cookie)
@@ -476,7 +476,7 @@ async fn guessing_tokens_is_slowed_to_a_few_tries_a_minute_per_address() {
 }
 
 /// Posts a form of the admin pages with the session and its CSRF token.
-async fn post_form(
+pub(crate) async fn post_form(
     herald: &TestHerald,
     cookie: &str,
     csrf: &str,

@@ -552,3 +552,87 @@ async fn a_killed_nodes_deliveries_are_sent_by_another_long_before_their_leases_
     assert_eq!(again[0].json()["title"], again[1].json()["title"]);
     eprintln!("a dead node's delivery was sent again {resent_after:?} after the kill");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_on_one_node_works_on_another_and_signing_out_ends_it_on_both() {
+    use crate::admin_pages::{csrf_of, page, post_form, session_cookie};
+    let url = off_the_runtime(pg_server::fresh_database);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let a = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-a")).await;
+    let b = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-b")).await;
+
+    let cookie = session_cookie(&a).await;
+    let (status, on_b) = page(&b, &cookie, "/admin").await;
+    assert_eq!(status, 200, "node-b knows node-a's session: {on_b}");
+    // A form posted to node-b with the CSRF token node-a's page carries; its banner (with the
+    // secret shown once) read on node-a after the redirect.
+    let (_, on_a) = page(&a, &cookie, "/admin").await;
+    let csrf = csrf_of(&on_a);
+    assert_eq!(csrf, csrf_of(&on_b), "one session, one CSRF token");
+    let created = post_form(
+        &b,
+        &cookie,
+        &csrf,
+        "/admin/hooks",
+        &[
+            ("scope", "company:1"),
+            ("target_url", "http://127.0.0.1:9/hook"),
+            ("authorization", ""),
+            ("description", ""),
+        ],
+    )
+    .await;
+    assert_eq!(created.status(), 303);
+    let to = created.headers()["location"].to_str().unwrap().to_owned();
+    let (status, hook_page) = page(&a, &cookie, &to).await;
+    assert_eq!(status, 200);
+    assert!(
+        hook_page.contains("id=\"new-secret\">whsec_"),
+        "the banner with the secret, on the other node: {hook_page}"
+    );
+    let (_, again) = page(&b, &cookie, &to).await;
+    assert!(!again.contains("new-secret"), "shown once, on any node");
+
+    // Signing out on node-b ends the session on node-a too.
+    let out = post_form(&b, &cookie, &csrf, "/admin/logout", &[]).await;
+    assert_eq!(out.status(), 303);
+    let (status, _) = page(&a, &cookie, "/admin").await;
+    assert_eq!(
+        status, 303,
+        "node-a sends the signed-out browser to sign in"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_count_on_every_node_together() {
+    let url = off_the_runtime(pg_server::fresh_database);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let a = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-a")).await;
+    let b = TestHerald::start(node_config(&url, dir.path(), &scripts, "node-b")).await;
+    let guess = |node: &TestHerald, token: &str| {
+        node.client
+            .get(node.url("/api/v1/hooks"))
+            .bearer_auth(token)
+            .send()
+    };
+    // The allowance (10 at once) spent half on each node.
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let response = guess(node, &format!("guess-{i}")).await.unwrap();
+        assert_eq!(response.status(), 401, "guess {i}");
+    }
+    for node in [&a, &b] {
+        let response = guess(node, "one-more").await.unwrap();
+        assert_eq!(response.status(), 429, "blocked on every node");
+        // While blocked, even the right token is refused: nothing is learnt by guessing.
+        let response = guess(node, TOKEN).await.unwrap();
+        assert_eq!(response.status(), 429);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -81,6 +81,7 @@ macro_rules! every_backend {
                 retention_purges_old_final_events_only,
                 changes_are_consumed_once_and_never_again,
                 a_stale_record_does_not_move_a_delivery_claimed_again,
+                sessions_end_when_idle_or_crowded_out_and_failed_sign_ins_block,
             );
         )*
     };
@@ -725,4 +726,69 @@ fn a_stale_record_does_not_move_a_delivery_claimed_again(backend: &Backend) {
         Some(DeliveryStatus::Delivered)
     );
     assert_eq!(store.attempts_of(&first[0].message_id).unwrap().len(), 2);
+}
+
+fn sessions_end_when_idle_or_crowded_out_and_failed_sign_ins_block(b: &Backend) {
+    let store = &b.store;
+    let day = 86_400_000;
+    store
+        .create_session("first", "csrf-1", 1_000, 0, 2)
+        .unwrap();
+    store
+        .create_session("second", "csrf-2", 2_000, 0, 2)
+        .unwrap();
+    let found = store.session("first", 3_000, 0, 3_000).unwrap().unwrap();
+    assert_eq!(found.csrf, "csrf-1");
+    // A third with room for two: the least recently used ("second": "first" was just used) goes.
+    store
+        .create_session("third", "csrf-3", 4_000, 0, 2)
+        .unwrap();
+    assert!(store.session("second", 5_000, 0, 0).unwrap().is_none());
+    assert!(store.session("first", 5_000, 0, 0).unwrap().is_some());
+    // Used within the touch interval: not written; idle past the cutoff: ended for good.
+    assert!(store.session("third", 6_000, 0, 1_000).unwrap().is_some());
+    assert!(store.session("third", day, 4_001, day).unwrap().is_none());
+    assert!(store.session("third", day, 0, day).unwrap().is_none());
+    // A banner shows once.
+    store.set_flash("first", "{\"message\":\"saved\"}").unwrap();
+    assert_eq!(
+        store.take_flash("first").unwrap().as_deref(),
+        Some("{\"message\":\"saved\"}")
+    );
+    assert_eq!(store.take_flash("first").unwrap(), None);
+    store.end_session("first").unwrap();
+    assert!(store.session("first", 7_000, 0, 0).unwrap().is_none());
+
+    let allowance = herald::store::SignInAllowance {
+        every_ms: 6_000,
+        burst: 3,
+    };
+    let now = 1_000_000;
+    for _ in 0..3 {
+        assert_eq!(
+            store.failed_sign_in("192.0.2.1", now, &allowance).unwrap(),
+            None
+        );
+    }
+    assert_eq!(store.sign_in_blocked_until("192.0.2.1", now).unwrap(), None);
+    let until = store.failed_sign_in("192.0.2.1", now, &allowance).unwrap();
+    assert_eq!(until, Some(now + 6_000));
+    assert_eq!(
+        store.sign_in_blocked_until("192.0.2.1", now + 1).unwrap(),
+        until
+    );
+    assert_eq!(store.sign_in_blocked_until("192.0.2.2", now).unwrap(), None);
+    assert_eq!(
+        store
+            .sign_in_blocked_until("192.0.2.1", now + 6_000)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .failed_sign_in("192.0.2.1", now + 6_000, &allowance)
+            .unwrap(),
+        None,
+        "one more try earned"
+    );
 }

@@ -120,12 +120,13 @@ async fn require_session(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match state.sessions.from_headers(request.headers()) {
-        Some(session) => {
+    match state.sessions.from_headers(request.headers()).await {
+        Err(e) => PageError::from(e).into_response(),
+        Ok(Some(session)) => {
             request.extensions_mut().insert(session);
             next.run(request).await
         }
-        None => {
+        Ok(None) => {
             let wanted = request
                 .uri()
                 .path_and_query()
@@ -153,13 +154,19 @@ fn is_fragment(query: Option<&str>) -> bool {
 /// The session of a request to the API, when it carries no bearer token: the admin pages' script
 /// calls the API with the session cookie. A request that could change something must also carry
 /// the session's CSRF token in `x-csrf-token`.
-pub(super) fn api_session(state: &AppState, request: &Request) -> Option<Result<(), ApiError>> {
-    let session = state.sessions.from_headers(request.headers())?;
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
+pub(super) async fn api_session(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Result<(), ApiError>> {
+    let session = match state.sessions.from_headers(headers).await {
+        Ok(session) => session?,
+        Err(e) => return Some(Err(e)),
+    };
+    if matches!(*method, Method::GET | Method::HEAD) {
         return Some(Ok(()));
     }
-    let presented = request
-        .headers()
+    let presented = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
@@ -237,7 +244,7 @@ async fn login_form(
         .and_then(|q| serde_urlencoded::from_str(&q).ok())
         .unwrap_or_default();
     let next = safe_next(query.next.as_deref());
-    if state.sessions.from_headers(&headers).is_some() {
+    if let Ok(Some(_)) = state.sessions.from_headers(&headers).await {
         return Redirect::to(&next).into_response();
     }
     view::render(&view::LoginPage { next, error: None }).into_response()
@@ -255,8 +262,10 @@ const LOGIN_FORM_LIMIT: usize = 16 * 1024;
 
 async fn login(State(state): State<AppState>, request: Request) -> Response {
     let peer = super::client_address(&state, &request);
-    if let Some(wait) = state.rate_limits.sign_in_blocked(peer) {
-        return too_many_tries(wait);
+    match state.rate_limits.sign_in_blocked(&state.store, peer).await {
+        Ok(None) => {}
+        Ok(Some(wait)) => return too_many_tries(wait),
+        Err(e) => return PageError::from(e).into_response(),
     }
     let headers = request.headers().clone();
     let body = match axum::body::to_bytes(request.into_body(), LOGIN_FORM_LIMIT).await {
@@ -290,7 +299,10 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     };
     match token_role(&state.tokens, form.token.trim()) {
         Some(Role::Admin) => {
-            let session = state.sessions.create();
+            let session = match state.sessions.create().await {
+                Ok(session) => session,
+                Err(e) => return PageError::from(e).into_response(),
+            };
             tracing::info!("admin signed in to the pages");
             let mut response = Redirect::to(&next).into_response();
             if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&session.id, &headers)) {
@@ -307,9 +319,10 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         }
         None => {
             tracing::warn!(peer = %peer, "refused an invalid token at the admin sign-in");
-            match state.rate_limits.failed_sign_in(peer) {
-                Ok(()) => refused(StatusCode::UNAUTHORIZED, "That token is not valid."),
-                Err(wait) => too_many_tries(wait),
+            match state.rate_limits.failed_sign_in(&state.store, peer).await {
+                Ok(Ok(())) => refused(StatusCode::UNAUTHORIZED, "That token is not valid."),
+                Ok(Err(wait)) => too_many_tries(wait),
+                Err(e) => PageError::from(e).into_response(),
             }
         }
     }
@@ -334,7 +347,9 @@ async fn logout(
     if let Err(e) = pages::check_csrf(&session, &body) {
         return e.into_response();
     }
-    state.sessions.end(&session.id);
+    if let Err(e) = state.sessions.end(&session.id).await {
+        return PageError::from(e).into_response();
+    }
     let mut response = Redirect::to("/admin/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -366,7 +381,15 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 }
 
 /// A redirect after a form, with the banner the next page shows.
-fn redirect_with(state: &AppState, session: &SessionInfo, to: &str, flash: Flash) -> Response {
-    state.sessions.set_flash(&session.id, flash);
+async fn redirect_with(
+    state: &AppState,
+    session: &SessionInfo,
+    to: &str,
+    flash: Flash,
+) -> Response {
+    if let Err(e) = state.sessions.set_flash(&session.id, flash).await {
+        // The change is made; only its banner is lost, which the next page shows no sign of.
+        tracing::warn!("a banner for the admin pages was not kept: {}", e.message);
+    }
     Redirect::to(to).into_response()
 }

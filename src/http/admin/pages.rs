@@ -72,7 +72,7 @@ pub async fn index(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
 ) -> Response {
-    let flash = state.sessions.take_flash(&session.id);
+    let flash = state.sessions.take_flash(&session.id).await;
     match index_page(&state, &session, NewHookForm::default(), flash).await {
         Ok(page) => view::render(&page),
         Err(e) => e.into_response(),
@@ -190,7 +190,7 @@ pub async fn create_hook(
                     "Endpoint saved. Tick the events it should receive below. Every delivery is signed with this secret; copy it now, it is not shown again:",
                 )
             },
-        ),
+        ).await,
         Err(e) if is_client_error(&e) => {
             let flash = Flash::warning(format!("The endpoint was not saved: {}.", e.message));
             match index_page(&state, &session, form, Some(flash)).await {
@@ -208,7 +208,7 @@ pub async fn hook(
     Path(id): Path<String>,
     Query(query): Query<HookQuery>,
 ) -> Response {
-    let flash = state.sessions.take_flash(&session.id);
+    let flash = state.sessions.take_flash(&session.id).await;
     match hook_page(&state, &session, id, query, flash, None).await {
         Ok(page) => view::render(&page),
         Err(e) => e.into_response(),
@@ -343,7 +343,7 @@ pub async fn retry_failed(
         }
         Err(e) => return PageError::from(e).into_response(),
     };
-    redirect_with(&state, &session, &back, flash)
+    redirect_with(&state, &session, &back, flash).await
 }
 
 #[derive(Deserialize)]
@@ -381,12 +381,15 @@ pub async fn update_hook(
         project_id: None,
     };
     match hooks::update_hook(&state, id.clone(), input).await {
-        Ok(_) => redirect_with(
-            &state,
-            &session,
-            &format!("/admin/hooks/{id}"),
-            Flash::success("Endpoint saved."),
-        ),
+        Ok(_) => {
+            redirect_with(
+                &state,
+                &session,
+                &format!("/admin/hooks/{id}"),
+                Flash::success("Endpoint saved."),
+            )
+            .await
+        }
         Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
             let flash = Flash::warning(format!("The endpoint was not saved: {}.", e.message));
             let page = hook_page(
@@ -455,16 +458,19 @@ pub async fn set_status(
                      retry its failed events below.",
                 ),
             };
-            redirect_with(&state, &session, &to, Flash::success(message))
+            redirect_with(&state, &session, &to, Flash::success(message)).await
         }
-        Ok(_) => redirect_with(
-            &state,
-            &session,
-            &format!("/admin/hooks/{id}"),
-            Flash::success(
-                "Hook disabled: nothing is delivered to it, and what was waiting is discarded.",
-            ),
-        ),
+        Ok(_) => {
+            redirect_with(
+                &state,
+                &session,
+                &format!("/admin/hooks/{id}"),
+                Flash::success(
+                    "Hook disabled: nothing is delivered to it, and what was waiting is discarded.",
+                ),
+            )
+            .await
+        }
         Err(e) => PageError::from(e).into_response(),
     }
 }
@@ -489,7 +495,7 @@ pub async fn rotate_secret(
                     "New signing secret. The old one keeps signing beside it for 24 hours, so the receiver can switch without losing a delivery. Copy it now, it is not shown again:",
                 )
             },
-        ),
+        ).await,
         Err(e) => PageError::from(e).into_response(),
     }
 }
@@ -504,12 +510,15 @@ pub async fn delete_hook(
         return e.into_response();
     }
     match hooks::delete_hook(&state, &id).await {
-        Ok(()) => redirect_with(
-            &state,
-            &session,
-            "/admin",
-            Flash::success("Hook deleted. Nothing more is delivered to its endpoint."),
-        ),
+        Ok(()) => {
+            redirect_with(
+                &state,
+                &session,
+                "/admin",
+                Flash::success("Hook deleted. Nothing more is delivered to its endpoint."),
+            )
+            .await
+        }
         Err(e) => PageError::from(e).into_response(),
     }
 }
@@ -617,7 +626,7 @@ pub async fn retry_event(
         Err(e) if is_client_error(&e) => Flash::warning(format!("Not retried: {}.", e.message)),
         Err(e) => return PageError::from(e).into_response(),
     };
-    redirect_with(&state, &session, &back, flash)
+    redirect_with(&state, &session, &back, flash).await
 }
 
 pub async fn scripts(

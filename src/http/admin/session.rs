@@ -2,30 +2,36 @@
 //! CSRF token per session that every form and every script request must echo, and a one-shot
 //! "flash" that carries a banner (and a secret shown once) across the redirect after a form.
 //!
-//! Sessions live in memory: a restart signs everyone out, which costs a sign-in and keeps no
-//! credential on disk.
+//! Sessions live in the database (`SignIns`), so that behind a load balancer a session begun on
+//! one node is used on any other and signing out ends it on all, and a restart signs nobody out.
+//! The database keeps the SHA-256 of the cookie's id, never the id, and the banner sealed.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::http::{blocking, ApiError};
+use crate::store::Store;
 
 pub const COOKIE: &str = "herald_session";
 /// A session ends this long after its last use.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
-/// Past this many sessions the oldest are dropped, so that sign-ins cannot grow memory unbounded.
+/// A session's last use is written at most this often: a page's many requests write once.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Past this many sessions the least recently used are dropped, so that sign-ins cannot grow the
+/// table unbounded.
 const MAX_SESSIONS: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FlashKind {
     Success,
     Warning,
 }
 
 /// A banner for the next page this session shows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Flash {
     pub kind: FlashKind,
     pub message: String,
@@ -55,12 +61,6 @@ impl Flash {
     }
 }
 
-struct Session {
-    csrf: String,
-    last_used: Instant,
-    flash: Option<Flash>,
-}
-
 /// What a request knows of its session.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -68,9 +68,9 @@ pub struct SessionInfo {
     pub csrf: String,
 }
 
-#[derive(Default)]
+/// The sessions, kept in the database.
 pub struct Sessions {
-    sessions: Mutex<HashMap<String, Session>>,
+    store: Store,
 }
 
 fn random_token() -> String {
@@ -79,66 +79,84 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the database knows a session by.
+fn id_hash(id: &str) -> String {
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn ms(duration: Duration) -> i64 {
+    duration.as_millis() as i64
+}
+
 impl Sessions {
+    pub fn new(store: Store) -> Sessions {
+        Sessions { store }
+    }
+
     /// A new signed-in session; its id goes into the cookie.
-    pub fn create(&self) -> SessionInfo {
+    pub async fn create(&self) -> Result<SessionInfo, ApiError> {
         let info = SessionInfo {
             id: random_token(),
             csrf: random_token(),
         };
-        let mut sessions = self.sessions.lock().unwrap();
-        let now = Instant::now();
-        sessions.retain(|_, s| now.duration_since(s.last_used) < IDLE_TIMEOUT);
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(id, _)| id.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(
-            info.id.clone(),
-            Session {
-                csrf: info.csrf.clone(),
-                last_used: now,
-                flash: None,
-            },
-        );
-        info
+        let store = self.store.clone();
+        let (hash, csrf) = (id_hash(&info.id), info.csrf.clone());
+        blocking(move || {
+            let now = crate::clock::now_ms();
+            Ok(store.create_session(&hash, &csrf, now, now - ms(IDLE_TIMEOUT), MAX_SESSIONS)?)
+        })
+        .await?;
+        Ok(info)
     }
 
     /// The live session named by the request's cookie, if any; using it keeps it alive.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<SessionInfo> {
-        let id = cookie(headers, COOKIE)?;
-        let mut sessions = self.sessions.lock().unwrap();
-        let session = sessions.get_mut(id)?;
-        let now = Instant::now();
-        if now.duration_since(session.last_used) >= IDLE_TIMEOUT {
-            sessions.remove(id);
-            return None;
+    pub async fn from_headers(&self, headers: &HeaderMap) -> Result<Option<SessionInfo>, ApiError> {
+        let Some(id) = cookie(headers, COOKIE).map(str::to_owned) else {
+            return Ok(None);
+        };
+        // A cookie that cannot be one of ours costs no query.
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
         }
-        session.last_used = now;
-        Some(SessionInfo {
-            id: id.to_owned(),
-            csrf: session.csrf.clone(),
+        let store = self.store.clone();
+        let hash = id_hash(&id);
+        let stored = blocking(move || {
+            let now = crate::clock::now_ms();
+            Ok(store.session(&hash, now, now - ms(IDLE_TIMEOUT), now - ms(TOUCH_EVERY))?)
         })
+        .await?;
+        Ok(stored.map(|s| SessionInfo { id, csrf: s.csrf }))
     }
 
-    pub fn end(&self, id: &str) {
-        self.sessions.lock().unwrap().remove(id);
+    /// Ends the session on every node.
+    pub async fn end(&self, id: &str) -> Result<(), ApiError> {
+        let store = self.store.clone();
+        let hash = id_hash(id);
+        blocking(move || Ok(store.end_session(&hash)?)).await
     }
 
-    pub fn set_flash(&self, id: &str, flash: Flash) {
-        if let Some(session) = self.sessions.lock().unwrap().get_mut(id) {
-            session.flash = Some(flash);
+    pub async fn set_flash(&self, id: &str, flash: Flash) -> Result<(), ApiError> {
+        let store = self.store.clone();
+        let hash = id_hash(id);
+        let flash = serde_json::to_string(&flash).map_err(ApiError::internal)?;
+        blocking(move || Ok(store.set_flash(&hash, &flash)?)).await
+    }
+
+    /// The banner left for this page, taken: it shows once. One that cannot be read is logged and
+    /// not shown: the page itself is what was asked for.
+    pub async fn take_flash(&self, id: &str) -> Option<Flash> {
+        let store = self.store.clone();
+        let hash = id_hash(id);
+        match blocking(move || Ok(store.take_flash(&hash)?)).await {
+            Ok(flash) => flash.and_then(|f| serde_json::from_str(&f).ok()),
+            Err(e) => {
+                tracing::warn!("the session's banner could not be read: {}", e.message);
+                None
+            }
         }
-    }
-
-    /// The banner left for this page, taken: it shows once.
-    pub fn take_flash(&self, id: &str) -> Option<Flash> {
-        self.sessions.lock().unwrap().get_mut(id)?.flash.take()
     }
 }
 
@@ -189,28 +207,40 @@ mod tests {
         headers
     }
 
-    #[test]
-    fn a_session_is_found_by_its_cookie_among_others() {
-        let sessions = Sessions::default();
-        let info = sessions.create();
+    fn sessions() -> (Sessions, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("herald.db")).unwrap();
+        (Sessions::new(store), dir)
+    }
+
+    #[tokio::test]
+    async fn a_session_is_found_by_its_cookie_among_others() {
+        let (sessions, _dir) = sessions();
+        let info = sessions.create().await.unwrap();
         let headers = with_cookie(&format!("theme=dark; {COOKIE}={}; other=1", info.id));
-        let found = sessions.from_headers(&headers).unwrap();
+        let found = sessions.from_headers(&headers).await.unwrap().unwrap();
         assert_eq!(found.csrf, info.csrf);
         assert!(found.csrf_matches(&info.csrf));
         assert!(!found.csrf_matches("forged"));
-        assert!(sessions
-            .from_headers(&with_cookie(&format!("{COOKIE}=unknown")))
-            .is_none());
-        sessions.end(&info.id);
-        assert!(sessions.from_headers(&headers).is_none());
+        for unknown in ["unknown".to_owned(), "0".repeat(64)] {
+            let headers = with_cookie(&format!("{COOKIE}={unknown}"));
+            assert!(sessions.from_headers(&headers).await.unwrap().is_none());
+        }
+        sessions.end(&info.id).await.unwrap();
+        assert!(sessions.from_headers(&headers).await.unwrap().is_none());
     }
 
-    #[test]
-    fn a_flash_shows_once() {
-        let sessions = Sessions::default();
-        let info = sessions.create();
-        sessions.set_flash(&info.id, Flash::success("saved"));
-        assert_eq!(sessions.take_flash(&info.id).unwrap().message, "saved");
-        assert!(sessions.take_flash(&info.id).is_none());
+    #[tokio::test]
+    async fn a_flash_shows_once_and_keeps_its_secret() {
+        let (sessions, _dir) = sessions();
+        let info = sessions.create().await.unwrap();
+        let mut flash = Flash::success("saved");
+        flash.secret = Some("whsec_shown_once".into());
+        sessions.set_flash(&info.id, flash).await.unwrap();
+        let shown = sessions.take_flash(&info.id).await.unwrap();
+        assert_eq!(shown.message, "saved");
+        assert!(shown.is_success());
+        assert_eq!(shown.secret.as_deref(), Some("whsec_shown_once"));
+        assert!(sessions.take_flash(&info.id).await.is_none());
     }
 }

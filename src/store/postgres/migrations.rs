@@ -188,6 +188,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX herald_deliveries_leased ON {schema}.herald_deliveries(hook_id, leased_by)
         WHERE status = 'delivering';
     "#,
+    // 3: the admin pages' sessions (by their cookie's hash) and failed sign-ins by address, shared
+    // by the nodes: a session begun on one is used on any, and wrong tokens count on all together.
+    r#"
+    CREATE TABLE {schema}.herald_sessions (
+        id_hash text PRIMARY KEY,
+        csrf text NOT NULL,
+        created_at bigint NOT NULL,
+        last_used_at bigint NOT NULL,
+        flash text
+    );
+    CREATE INDEX herald_sessions_last_used ON {schema}.herald_sessions(last_used_at);
+    CREATE TABLE {schema}.herald_sign_in_failures (
+        address text PRIMARY KEY,
+        restored_at bigint NOT NULL,
+        blocked_until bigint NOT NULL
+    );
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {

@@ -23,6 +23,7 @@ mod nodes;
 mod outbox;
 mod placeholders;
 mod script_db;
+mod sign_ins;
 mod signals;
 mod values;
 
