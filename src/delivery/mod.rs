@@ -24,13 +24,52 @@ pub const RESPONSE_BODY_CAP: usize = 20 * 1024;
 /// `user-agent` of every delivery.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
 
-/// An authorization header as herald shows it after it was saved: the scheme, never the credential
-/// (`Basic c3a2...` -> `Basic ********`).
+/// Authorization schemes whose name is shown in front of the mask: the IANA registry's and the
+/// common vendor ones. Any other first word may be part of the credential.
+const KNOWN_SCHEMES: &[&str] = &[
+    "Basic",
+    "Bearer",
+    "Token",
+    "Digest",
+    "Negotiate",
+    "NTLM",
+    "HOBA",
+    "Mutual",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "vapid",
+    "OAuth",
+    "ApiKey",
+    "Api-Key",
+    "Hawk",
+    "AWS4-HMAC-SHA256",
+    "HMAC",
+    "Signature",
+    "SSWS",
+    "Splunk",
+];
+
+/// How many trailing characters of an unknown credential are shown, and the shortest credential
+/// that shows any (a short one would be half given away).
+const SHOWN_TAIL: usize = 4;
+const SHORTEST_WITH_TAIL: usize = 12;
+
+/// An authorization header as herald shows it after it was saved: a known scheme and a mask
+/// (`Basic c3a2...` -> `Basic ********`); anything else masked but for its last characters, as
+/// the seed pages' product shows stored credentials (`sk_live_abc x` -> `********bc x`).
 pub fn mask_authorization(value: &str) -> String {
-    match value.trim().split_once(' ') {
-        Some((scheme, _)) => format!("{scheme} ********"),
-        None => "********".into(),
+    let value = value.trim();
+    if let Some((scheme, _)) = value.split_once(' ') {
+        if KNOWN_SCHEMES.iter().any(|k| k.eq_ignore_ascii_case(scheme)) {
+            return format!("{scheme} ********");
+        }
     }
+    let length = value.chars().count();
+    if length < SHORTEST_WITH_TAIL {
+        return "********".into();
+    }
+    let tail: String = value.chars().skip(length - SHOWN_TAIL).collect();
+    format!("********{tail}")
 }
 
 /// A signing secret as herald shows it after creation: the prefix and the last four characters.

@@ -5,7 +5,7 @@
 //! HTTP client's resolver at every connection, so that a DNS answer that changes after the first
 //! check (rebinding) cannot reach a refused address.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +22,17 @@ pub enum TargetError {
     NotHttps,
     #[error("the URL has no host")]
     NoHost,
+    #[error(
+        "the URL carries credentials (user:password@), which would be sent and shown in clear; put them in the hook's authorization header field (authorization) instead"
+    )]
+    Credentials,
+    #[error("the URL is {0} characters long; a target URL may have at most {MAX_TARGET_URL}")]
+    TooLong(usize),
     #[error("the host {0} does not resolve")]
     Unresolvable(String),
     #[error(
-        "the host {host} resolves to {address}, a {kind} address; targets there are refused unless HERALD_ALLOW_TARGETS allows them"
+        "the host {host} resolves to {}, a {kind} address; targets there are refused unless HERALD_ALLOW_TARGETS allows them",
+        shown(address)
     )]
     Refused {
         host: String,
@@ -33,6 +40,10 @@ pub enum TargetError {
         kind: &'static str,
     },
 }
+
+/// The longest target URL herald takes, in characters: receivers and proxies refuse longer request
+/// lines (8 KiB is a common limit for the whole line and headers).
+pub const MAX_TARGET_URL: usize = 4096;
 
 #[derive(Debug, Clone, Default)]
 pub struct TargetPolicy {
@@ -72,21 +83,35 @@ impl TargetPolicy {
         Ok(url)
     }
 
-    /// Why `address` is refused, if it is.
+    /// Why `address` is refused, if it is. An IPv6 address that embeds an IPv4 one is refused
+    /// if either is (NAT64's and 6to4's prefixes are public, the address they lead to may not be),
+    /// and allowed if either is allowed.
     pub fn refusal(&self, address: IpAddr) -> Option<&'static str> {
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(address),
-            v4 => v4,
+        let embedded = match address {
+            IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
         };
-        if self.allow.iter().any(|net| net.contains(&address)) {
+        let allowed = |ip: &IpAddr| self.allow.iter().any(|net| net.contains(ip));
+        if allowed(&address) || embedded.as_ref().is_some_and(allowed) {
             return None;
         }
-        special_range(address)
+        embedded
+            .and_then(special_range)
+            .or_else(|| special_range(address))
     }
 
-    /// Parses the URL and resolves its host; every address it resolves to must be allowed.
+    /// Parses the URL and resolves its host; every address it resolves to must be allowed. What a
+    /// new target must also be: short enough to send, and free of credentials (a hook saved before
+    /// these rules keeps being sent to as it was).
     pub async fn check(&self, text: &str) -> Result<Url, TargetError> {
+        let length = text.trim().chars().count();
+        if length > MAX_TARGET_URL {
+            return Err(TargetError::TooLong(length));
+        }
         let url = self.parse(text)?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(TargetError::Credentials);
+        }
         let host = url.host_str().unwrap_or_default().to_owned();
         let addresses: Vec<IpAddr> = match url.host() {
             Some(Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
@@ -116,43 +141,102 @@ impl TargetPolicy {
     }
 }
 
-fn special_range(address: IpAddr) -> Option<&'static str> {
-    match address {
-        IpAddr::V4(ip) => {
-            let [a, b, ..] = ip.octets();
-            if ip.is_loopback() {
-                Some("loopback")
-            } else if ip.is_private() {
-                Some("private")
-            } else if ip.is_link_local() {
-                Some("link-local")
-            } else if ip.is_unspecified() || a == 0 {
-                Some("unspecified")
-            } else if a == 100 && (64..128).contains(&b) {
-                Some("shared (carrier-grade NAT)")
-            } else if ip.is_multicast() || ip.is_broadcast() || a >= 240 {
-                Some("multicast or reserved")
-            } else {
-                None
-            }
-        }
-        IpAddr::V6(ip) => {
-            let first = ip.segments()[0];
-            if ip.is_loopback() {
-                Some("loopback")
-            } else if ip.is_unspecified() {
-                Some("unspecified")
-            } else if first & 0xfe00 == 0xfc00 {
-                Some("private")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if ip.is_multicast() {
-                Some("multicast or reserved")
-            } else {
-                None
-            }
-        }
+/// Ranges the IANA special-purpose address registries mark as not globally reachable (and
+/// multicast, which is not unicast at all), with what to call them in a refusal. More specific
+/// entries come first: the first range that holds an address decides.
+const REFUSED_V4: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "unspecified"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "shared (carrier-grade NAT)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignment"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast or reserved"),
+    ("240.0.0.0/4", "multicast or reserved"),
+];
+
+/// IPv6's: those that embed an IPv4 address are judged by that address instead (`embedded_v4`).
+const REFUSED_V6: &[(&str, &str)] = &[
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("100::/64", "discard-only"),
+    // Within the IETF protocol assignments, these are globally reachable (the registry's own
+    // exceptions): anycast for PCP and TURN, AMT, AS112, ORCHIDv2, drone identifiers.
+    ("2001:1::1/128", ""),
+    ("2001:1::2/128", ""),
+    ("2001:3::/32", ""),
+    ("2001:4:112::/48", ""),
+    ("2001:20::/28", ""),
+    ("2001:30::/28", ""),
+    ("2001::/32", "Teredo"),
+    ("2001:db8::/32", "documentation"),
+    ("2001::/23", "IETF protocol assignment"),
+    ("3fff::/20", "documentation"),
+    ("5f00::/16", "segment routing (SRv6)"),
+    ("fc00::/7", "private"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast or reserved"),
+];
+
+fn ranges(table: &'static [(&'static str, &'static str)]) -> Vec<(IpNet, &'static str)> {
+    table
+        .iter()
+        .map(|(net, kind)| (net.parse().expect("a valid range"), *kind))
+        .collect()
+}
+
+static REFUSED: std::sync::LazyLock<Vec<(IpNet, &'static str)>> = std::sync::LazyLock::new(|| {
+    let mut all = ranges(REFUSED_V4);
+    all.extend(ranges(REFUSED_V6));
+    all
+});
+
+/// The IPv4 address an IPv6 address stands for, where the address only wraps one: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, not
+/// `::` or `::1`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4 (`2002:aabb:ccdd::`). A packet to any of
+/// them can reach that IPv4 address through a translator, so it gets the IPv4 address's rules.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
+        [0, 0, 0, 0, 0, 0, _, _] if !ip.is_unspecified() && !ip.is_loopback() => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
+        _ => None,
     }
+}
+
+/// An address as a refusal names it: with the IPv4 address it leads to, if it embeds one.
+fn shown(address: &IpAddr) -> String {
+    match address {
+        IpAddr::V6(v6) => match embedded_v4(*v6) {
+            Some(v4) => format!("{v6} (that is {v4})"),
+            None => v6.to_string(),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn special_range(address: IpAddr) -> Option<&'static str> {
+    REFUSED
+        .iter()
+        .find(|(net, _)| net.contains(&address))
+        .and_then(|(_, kind)| (!kind.is_empty()).then_some(*kind))
 }
 
 /// The HTTP client's resolver: resolves as the system does, then drops refused addresses, so the
@@ -223,10 +307,43 @@ mod tests {
             ("::ffff:127.0.0.1", "loopback"),
             ("fd00::1", "private"),
             ("fe80::1", "link-local"),
+            ("fec0::1", "site-local"),
+            ("64:ff9b::169.254.169.254", "link-local"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("64:ff9b:1::808:808", "local-use NAT64"),
+            ("2002:a00:1::", "private"),
+            ("::10.0.0.1", "private"),
+            ("::0.0.0.2", "unspecified"),
+            ("::ffff:0:192.168.1.1", "private"),
+            ("2001::1", "Teredo"),
+            ("2001:db8::1", "documentation"),
+            ("2001:2::1", "IETF protocol assignment"),
+            ("100::1", "discard-only"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("192.0.0.170", "IETF protocol assignment"),
+            ("192.0.2.1", "documentation"),
+            ("192.88.99.1", "6to4 relay anycast"),
+            ("203.0.113.1", "documentation"),
+            ("224.0.0.1", "multicast or reserved"),
+            ("255.255.255.255", "multicast or reserved"),
+            ("ff02::1", "multicast or reserved"),
         ] {
             assert_eq!(policy.refusal(ip.parse().unwrap()), Some(kind), "{ip}");
         }
-        assert_eq!(policy.refusal("93.184.216.34".parse().unwrap()), None);
+        for public in [
+            "93.184.216.34",
+            "198.17.255.255",
+            "198.20.0.1",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+            "::ffff:8.8.8.8",
+            "2001:4:112::1",
+            "2001:20::1",
+        ] {
+            assert_eq!(policy.refusal(public.parse().unwrap()), None, "{public}");
+        }
         let allowing = TargetPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
         assert_eq!(allowing.refusal("127.0.0.1".parse().unwrap()), None);
         assert_eq!(

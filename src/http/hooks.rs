@@ -39,7 +39,8 @@ pub struct HookOut {
     pub(crate) project_id: Option<i64>,
     pub(crate) target_url: String,
     pub(crate) description: String,
-    /// The scheme only (`Basic ********`); never the credential.
+    /// Masked: a known scheme and stars (`Basic ********`), or stars and the last four characters
+    /// of a credential of 12 or more; never the credential.
     pub(crate) authorization: Option<String>,
     /// Whole only in the answers of create and rotate-secret; masked everywhere else.
     pub(crate) secret: String,

@@ -319,6 +319,8 @@ pub(crate) async fn checked_target(state: &AppState, url: &str) -> Result<String
                 TargetError::Refused { .. } => "refused_target",
                 TargetError::Unresolvable(_) => "unresolvable_target",
                 TargetError::NotHttps => "https_required",
+                TargetError::Credentials => "credentials_in_target_url",
+                TargetError::TooLong(_) => "target_url_too_long",
                 _ => "invalid_target_url",
             };
             Err(ApiError::new(

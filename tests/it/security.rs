@@ -1,5 +1,5 @@
-//! Holes found from outside, as an attacker would try them: who may remove what, and scripts that
-//! would stall herald.
+//! Holes found from outside, as an attacker would try them: who may remove what, scripts that
+//! would stall herald, and targets that hide a refused address.
 
 use serde_json::{json, Value};
 
@@ -153,5 +153,204 @@ async fn a_subscribe_token_removes_only_the_subscriptions_it_made() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    herald.stop().await;
+}
+
+/// Every address that is not globally reachable, however it is spelt, is refused where a target is
+/// saved: an admin hook and a subscription alike, with the reason; `HERALD_ALLOW_TARGETS` opens a
+/// range, for the IPv4 address an IPv6 one embeds too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_that_embed_or_hide_a_refused_address_are_refused() {
+    let herald = TestHerald::demo(|config| {
+        subscribe_tokens(config);
+        config
+            .delivery
+            .allow_targets
+            .push("198.51.100.7/32".parse().unwrap());
+    })
+    .await;
+    let refused = [
+        "http://[64:ff9b::169.254.169.254]/",
+        "http://[64:ff9b::a00:1]/",
+        "http://[64:ff9b:1::8.8.8.8]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[2002:c0a8:101::]/",
+        "http://[::169.254.169.254]/",
+        "http://[::ffff:0:169.254.169.254]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[fec0::1]/",
+        "http://[2001:db8::1]/",
+        "http://[2001::1]/",
+        "http://[100::1]/",
+        "http://198.18.0.1/",
+        "http://198.19.255.254/",
+        "http://192.0.0.8/",
+        "http://192.0.2.1/",
+        "http://192.88.99.1/",
+        "http://203.0.113.9/",
+        "http://198.51.100.9/",
+    ];
+    for target in refused {
+        let (status, body) = call(
+            &herald,
+            reqwest::Method::POST,
+            "/api/v1/hooks",
+            TOKEN,
+            Some(json!({"target_url": target, "company_id": 1, "events": ["Deal.create"]})),
+        )
+        .await;
+        assert_eq!(status, 422, "{target}: {body}");
+        assert_eq!(body["error"]["code"], "refused_target", "{target}: {body}");
+        let (status, body) = call(
+            &herald,
+            reqwest::Method::POST,
+            "/EPT_WebhookSubscribe",
+            ZAPIER,
+            Some(json!({"event": "NewOpportunity", "target_url": target})),
+        )
+        .await;
+        assert_eq!(status, 422, "{target}: {body}");
+        assert_eq!(body["error"]["code"], "refused_target", "{target}: {body}");
+    }
+    let (_, body) = call(
+        &herald,
+        reqwest::Method::POST,
+        "/api/v1/hooks",
+        TOKEN,
+        Some(json!({"target_url": "http://[64:ff9b::169.254.169.254]/", "company_id": 1})),
+    )
+    .await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("169.254.169.254"), "{message}");
+    assert!(message.contains("link-local"), "{message}");
+
+    // Public addresses pass, in IPv4 and embedded in NAT64 and 6to4; so does an allowed range,
+    // in either spelling.
+    for target in [
+        "http://[64:ff9b::808:808]/",
+        "http://[2002:808:808::1]/",
+        "http://198.51.100.7/",
+        "http://[64:ff9b::198.51.100.7]/",
+    ] {
+        let (status, body) = call(
+            &herald,
+            reqwest::Method::POST,
+            "/api/v1/hooks",
+            TOKEN,
+            Some(json!({"target_url": target, "company_id": 1, "events": ["Deal.create"]})),
+        )
+        .await;
+        assert_eq!(status, 201, "{target}: {body}");
+    }
+    herald.stop().await;
+}
+
+/// Credentials in a target URL would be sent as Basic authorization and shown in clear wherever
+/// the URL is; a URL of hundreds of KiB fails every attempt. Both are refused with what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_with_credentials_or_past_the_length_cap_are_refused() {
+    let herald = TestHerald::demo(subscribe_tokens).await;
+    let receiver = TestReceiver::start().await;
+    let with_credentials = receiver
+        .url("/hook")
+        .replace("http://", "http://user:s3cr3t-pw@");
+    let with_user_only = receiver.url("/hook").replace("http://", "http://user@");
+    let too_long = format!("{}?pad={}", receiver.url("/hook"), "a".repeat(900_000));
+    for (target, code, says) in [
+        (
+            &with_credentials,
+            "credentials_in_target_url",
+            "authorization",
+        ),
+        (
+            &with_user_only,
+            "credentials_in_target_url",
+            "authorization",
+        ),
+        (&too_long, "target_url_too_long", "4096"),
+    ] {
+        for (path, token, body) in [
+            (
+                "/api/v1/hooks",
+                TOKEN,
+                json!({"target_url": target, "company_id": 1, "events": ["Deal.create"]}),
+            ),
+            (
+                "/EPT_WebhookSubscribe",
+                ZAPIER,
+                json!({"event": "NewOpportunity", "target_url": target}),
+            ),
+        ] {
+            let (status, answer) =
+                call(&herald, reqwest::Method::POST, path, token, Some(body)).await;
+            assert_eq!(status, 422, "{path}: {answer}");
+            assert_eq!(answer["error"]["code"], code, "{path}: {answer}");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(message.contains(says), "{message}");
+            assert!(
+                !message.contains("s3cr3t-pw"),
+                "the password is not echoed: {message}"
+            );
+        }
+    }
+    // Changing an existing hook to such a target is refused the same way.
+    let hook = herald
+        .create_hook(json!({
+            "target_url": receiver.url("/hook"),
+            "company_id": 1,
+            "events": ["Deal.create"],
+        }))
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let (status, answer) = call(
+        &herald,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/hooks/{id}"),
+        TOKEN,
+        Some(json!({"target_url": with_credentials})),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], "credentials_in_target_url");
+    let (_, stored) = herald.get(&format!("/api/v1/hooks/{id}")).await;
+    assert_eq!(stored["target_url"], receiver.url("/hook"));
+    let hooks: i64 = herald
+        .app()
+        .integer("SELECT count(*) FROM herald_hooks", &[]);
+    assert_eq!(hooks, 1, "nothing else was stored");
+    herald.stop().await;
+}
+
+/// An authorization header is shown by its scheme only when the first word is a known scheme;
+/// anything else is masked but for its last few characters, so that a token with a space in it does
+/// not show its first part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_header_shows_no_more_than_its_known_scheme_and_last_characters() {
+    let herald = TestHerald::demo(|_| {}).await;
+    let receiver = TestReceiver::start().await;
+    for (value, shown) in [
+        ("sk_live_abc x", "********bc x"),
+        ("sk_live_abcdefghijkl", "********ijkl"),
+        ("short", "********"),
+        ("Bearer sk_live_abcdef", "Bearer ********"),
+        ("token abc123", "token ********"),
+        (
+            "Basic c3a24b8208ac5199d083d54a1234e94b8864",
+            "Basic ********",
+        ),
+    ] {
+        let hook = herald
+            .create_hook(json!({
+                "target_url": receiver.url("/hook"),
+                "company_id": 1,
+                "events": ["Deal.create"],
+                "authorization": value,
+            }))
+            .await;
+        assert_eq!(hook["authorization"], shown, "{value}");
+        let id = hook["id"].as_str().unwrap();
+        let (_, listed) = herald.get(&format!("/api/v1/hooks/{id}")).await;
+        assert_eq!(listed["authorization"], shown, "{value}");
+    }
     herald.stop().await;
 }
