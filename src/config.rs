@@ -99,7 +99,14 @@ pub struct PostgresSettings {
     /// A URL that logs in as the read-only role scripts query through. Without it herald creates
     /// and manages that role itself (`<schema>_script`), which needs a role that may create roles.
     pub script_url: Option<crate::database::PostgresUrl>,
+    /// How long another node may take to become the change log's consumer when the consumer's
+    /// machine vanishes without closing its connection (a process that dies is replaced sooner).
+    pub takeover: Duration,
 }
+
+/// The bounds of `postgres.takeover_seconds`: below 4 s the server's keepalives (whole seconds)
+/// cannot fit; above 10 minutes nobody would call it a takeover.
+pub const TAKEOVER_SECONDS: std::ops::RangeInclusive<u64> = 4..=600;
 
 impl Default for PostgresSettings {
     fn default() -> Self {
@@ -107,6 +114,7 @@ impl Default for PostgresSettings {
             schema: "herald".into(),
             pool_size: 10,
             script_url: None,
+            takeover: Duration::from_secs(6),
         }
     }
 }
@@ -259,6 +267,7 @@ struct FilePostgres {
     schema: Option<String>,
     pool_size: Option<u32>,
     script_url: Option<String>,
+    takeover_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -540,6 +549,26 @@ impl Config {
         if let Some(size) = file.pool_size {
             p.pool_size = size.clamp(2, 1000);
         }
+        let takeover = match env("HERALD_PG_TAKEOVER_SECONDS") {
+            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                name: "postgres.takeover_seconds (HERALD_PG_TAKEOVER_SECONDS)".into(),
+                message: format!("'{}' is not a whole number of seconds", v.trim()),
+            })?),
+            None => file.takeover_seconds,
+        };
+        if let Some(takeover) = takeover {
+            if !TAKEOVER_SECONDS.contains(&takeover) {
+                return Err(ConfigError::Invalid {
+                    name: "postgres.takeover_seconds (HERALD_PG_TAKEOVER_SECONDS)".into(),
+                    message: format!(
+                        "{takeover} is not between {} and {} seconds",
+                        TAKEOVER_SECONDS.start(),
+                        TAKEOVER_SECONDS.end()
+                    ),
+                });
+            }
+            p.takeover = Duration::from_secs(takeover);
+        }
         if let Some(url) = file.script_url {
             p.script_url = Some(
                 crate::database::PostgresUrl::parse(&url).map_err(|message| {
@@ -761,6 +790,33 @@ mod tests {
             Some(Duration::from_secs(5 * 86_400))
         );
         assert_eq!(defaults.retention.max_age, Duration::from_secs(28 * 86_400));
+    }
+
+    #[test]
+    fn the_takeover_time_comes_from_the_file_or_the_environment_within_its_bounds() {
+        let defaults = load(CommandLine::default(), &[]).unwrap();
+        assert_eq!(defaults.postgres.takeover, Duration::from_secs(6));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(&file, "[postgres]\ntakeover_seconds = 20\n").unwrap();
+        let cli = CommandLine {
+            config: Some(file),
+            ..Default::default()
+        };
+        let config = load(cli.clone(), &[]).unwrap();
+        assert_eq!(config.postgres.takeover, Duration::from_secs(20));
+        let config = load(cli, &[("HERALD_PG_TAKEOVER_SECONDS", "9")]).unwrap();
+        assert_eq!(config.postgres.takeover, Duration::from_secs(9));
+        for wrong in ["3", "601", "five", "2.5"] {
+            let error = load(
+                CommandLine::default(),
+                &[("HERALD_PG_TAKEOVER_SECONDS", wrong)],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("HERALD_PG_TAKEOVER_SECONDS"), "{error}");
+            assert!(error.contains(wrong), "{error}");
+        }
     }
 
     #[test]

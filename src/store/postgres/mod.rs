@@ -86,6 +86,7 @@ struct Inner {
     /// How scripts' connections log in: as the read-only role.
     script_login: postgres::Config,
     script_time_budget: Duration,
+    takeover: nodes::Takeover,
     /// herald's writes that last failed, by what they were doing; cleared when one succeeds.
     write_problems: Mutex<BTreeMap<&'static str, String>>,
 }
@@ -145,6 +146,7 @@ impl Postgres {
                 presence: Mutex::default(),
                 script_login,
                 script_time_budget,
+                takeover: nodes::Takeover::within(settings.takeover),
                 write_problems: Mutex::default(),
             }),
         };
@@ -163,6 +165,10 @@ impl Postgres {
     /// Who this process is when it holds a lease.
     fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    fn takeover(&self) -> nodes::Takeover {
+        self.inner.takeover
     }
 
     fn presence(&self) -> &Mutex<Option<PgConn>> {

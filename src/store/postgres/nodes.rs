@@ -2,7 +2,7 @@
 //! (on the database's clock); the change log's consumer is whichever holds an advisory lock, taken
 //! on a connection of its own. PostgreSQL releases the lock the moment that connection ends (the
 //! process died, the network or the server dropped it), and the other nodes try for it every
-//! `TRY_EVERY`: a takeover within a few seconds, decided by the database, with no clock in it.
+//! `Takeover::try_every`: a takeover within a few seconds, decided by the database, with no clock in it.
 //! A holder that cannot reach its lock's connection any more gives the role up before its next
 //! batch; a batch it had already begun is fenced by consumption itself (`commit_consumed_changes`
 //! stores nothing if another consumer took those changes first).
@@ -21,14 +21,45 @@ use super::signals::deliveries_waiting;
 use super::{describe, Postgres, Result, StoreError, DB_NOW_MS};
 use crate::store::{ConsumerRole, NodeBeat, NodeStatus, Nodes};
 
-/// How often a node that is not the consumer tries for the role.
-const TRY_EVERY: Duration = Duration::from_secs(1);
+/// What a takeover is made of, fitted into `postgres.takeover_seconds`: how often a node that is
+/// not the consumer tries for the role, and how long the server waits on a silent lock connection
+/// before it counts it dead and frees its locks (keepalives: idle, then `count` probes
+/// `interval` apart). A process that dies is replaced within `try_every` (its connection closes);
+/// a machine that vanishes without closing it, within the whole budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Takeover {
+    pub try_every: Duration,
+    pub keepalive_idle_secs: u32,
+    pub keepalive_interval_secs: u32,
+    pub keepalive_count: u32,
+}
 
-/// How long the server waits on a silent lock connection before it counts it dead (keepalives):
-/// what a takeover takes when a node's machine vanishes without closing its connection.
-const KEEPALIVE_IDLE_SECS: u32 = 3;
-const KEEPALIVE_INTERVAL_SECS: u32 = 1;
-const KEEPALIVE_COUNT: u32 = 3;
+impl Takeover {
+    /// The timings that fit `budget` (at least 4 s, see `config::TAKEOVER_SECONDS`): a sixth of it
+    /// between tries (from 0.5 s to 5 s), the rest to the keepalives, two probes after the idle
+    /// time, in the whole seconds the server counts.
+    pub fn within(budget: Duration) -> Takeover {
+        let try_every = (budget / 6).clamp(Duration::from_millis(500), Duration::from_secs(5));
+        let keepalives = (budget - try_every).as_secs().max(3) as u32;
+        let keepalive_count = 2;
+        let keepalive_interval_secs = (keepalives / 4).max(1);
+        let keepalive_idle_secs = (keepalives - keepalive_interval_secs * keepalive_count).max(1);
+        Takeover {
+            try_every,
+            keepalive_idle_secs,
+            keepalive_interval_secs,
+            keepalive_count,
+        }
+    }
+
+    /// The longest a takeover takes after the consumer's machine vanished.
+    #[cfg(test)]
+    fn longest(&self) -> Duration {
+        Duration::from_secs(u64::from(
+            self.keepalive_idle_secs + self.keepalive_interval_secs * self.keepalive_count,
+        )) + self.try_every
+    }
+}
 
 /// An advisory lock's key for `name`: FNV-1a, stable across versions and processes, unlike std's
 /// hasher.
@@ -56,12 +87,18 @@ fn presence_lock(schema: &str, process: &str) -> i64 {
 /// node whose machine vanished loses its locks quickly (`name` shows in `pg_stat_activity`).
 fn lock_connection(store: &Postgres, name: &str) -> Result<PgConn> {
     let mut client = store.dedicated_client()?;
+    let Takeover {
+        keepalive_idle_secs,
+        keepalive_interval_secs,
+        keepalive_count,
+        ..
+    } = store.takeover();
     Client::batch_execute(
         &mut client,
         &format!(
-            "SET tcp_keepalives_idle = {KEEPALIVE_IDLE_SECS};
-             SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_SECS};
-             SET tcp_keepalives_count = {KEEPALIVE_COUNT};
+            "SET tcp_keepalives_idle = {keepalive_idle_secs};
+             SET tcp_keepalives_interval = {keepalive_interval_secs};
+             SET tcp_keepalives_count = {keepalive_count};
              SET application_name = '{name}'"
         ),
     )?;
@@ -250,7 +287,10 @@ impl ConsumerRole for AdvisoryLock {
                 ))),
             };
         }
-        if self.tried_at.is_some_and(|at| at.elapsed() < TRY_EVERY) {
+        if self
+            .tried_at
+            .is_some_and(|at| at.elapsed() < self.store.takeover().try_every)
+        {
             return Ok(false);
         }
         self.tried_at = Some(Instant::now());
@@ -272,5 +312,35 @@ impl ConsumerRole for AdvisoryLock {
             }
             Err(e) => self.lost(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_takeover_fits_its_budget_whatever_the_budget() {
+        for secs in crate::config::TAKEOVER_SECONDS {
+            let budget = Duration::from_secs(secs);
+            let takeover = Takeover::within(budget);
+            assert!(takeover.longest() <= budget, "{secs} s: {takeover:?}");
+            // Not needlessly quick either: most of the budget goes to the keepalives, so that a
+            // busy network does not cost the consumer its role.
+            assert!(
+                takeover.longest() + Duration::from_secs(2) >= budget,
+                "{secs} s: {takeover:?}"
+            );
+            assert!(takeover.keepalive_idle_secs >= 1 && takeover.keepalive_interval_secs >= 1);
+        }
+        assert_eq!(
+            Takeover::within(Duration::from_secs(6)),
+            Takeover {
+                try_every: Duration::from_secs(1),
+                keepalive_idle_secs: 3,
+                keepalive_interval_secs: 1,
+                keepalive_count: 2,
+            }
+        );
     }
 }
