@@ -266,7 +266,16 @@ impl Worker {
                 }
                 joined = async { trip.as_mut().expect("polled only with a trip").await }, if trip.is_some() => {
                     trip = None;
-                    let Trip { records, handed_back, result } = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                    let Trip { records, handed_back, result } = match joined {
+                        Ok(trip) => trip,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        // Cancelled: the runtime is going away under the worker (its leases run
+                        // out and another pass sends them).
+                        Err(_) => {
+                            alive.store(false, Ordering::SeqCst);
+                            return;
+                        }
+                    };
                     match result {
                         Ok(TripResult { claim: ClaimOutcome { deliveries: claimed, next_due, due_without_room }, health, stopped_hooks }) => {
                             pacer.trip_succeeded();
