@@ -165,6 +165,8 @@ pub struct SandboxLimits {
     pub max_map_size: usize,
     /// The largest payload (JSON bytes) a body script may return: a bigger one fails the event.
     pub max_payload_bytes: usize,
+    /// The most events one run of a notification script may fire: past it that change fails.
+    pub max_events_per_change: usize,
     /// Wall-clock budget of one script run, database queries included.
     pub time_budget: Duration,
 }
@@ -205,6 +207,7 @@ impl Default for SandboxLimits {
             max_array_size: 10_000,
             max_map_size: 10_000,
             max_payload_bytes: 512 * 1024,
+            max_events_per_change: 100,
             time_budget: Duration::from_secs(2),
         }
     }
@@ -310,6 +313,7 @@ struct FileSandbox {
     max_array_size: Option<usize>,
     max_map_size: Option<usize>,
     max_payload_bytes: Option<usize>,
+    max_events_per_change: Option<usize>,
     time_budget_ms: Option<u64>,
 }
 
@@ -638,6 +642,10 @@ impl Config {
         s.max_array_size = sandbox.max_array_size.unwrap_or(s.max_array_size);
         s.max_map_size = sandbox.max_map_size.unwrap_or(s.max_map_size);
         s.max_payload_bytes = sandbox.max_payload_bytes.unwrap_or(s.max_payload_bytes);
+        s.max_events_per_change = sandbox
+            .max_events_per_change
+            .unwrap_or(s.max_events_per_change)
+            .max(1);
         if let Some(ms) = sandbox.time_budget_ms {
             s.time_budget = Duration::from_millis(ms);
         }

@@ -79,6 +79,8 @@ pub struct Metrics {
     script_errors: Family<ScriptLabel, Counter>,
     waiting: Gauge,
     oldest_waiting_seconds: Gauge<f64, AtomicU64>,
+    changes_waiting: Gauge,
+    oldest_change_seconds: Gauge<f64, AtomicU64>,
     hooks: Family<HookStateLabel, Gauge>,
     hook_failure_warnings: Counter,
     hooks_auto_disabled: Counter,
@@ -134,6 +136,18 @@ impl Metrics {
             "oldest_waiting_delivery_age_seconds",
             "Age of the oldest delivery not yet final (0 when none)",
             oldest_waiting_seconds.clone(),
+        );
+        let changes_waiting = Gauge::default();
+        registry.register(
+            "changes_waiting",
+            "Changes of tracked tables logged and not yet consumed: how far behind the change log's consumer is",
+            changes_waiting.clone(),
+        );
+        let oldest_change_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_waiting_change_age_seconds",
+            "Age of the oldest change not yet consumed (0 when none)",
+            oldest_change_seconds.clone(),
         );
         let hooks = Family::<HookStateLabel, Gauge>::default();
         registry.register("hooks", "Hooks, by state", hooks.clone());
@@ -194,6 +208,8 @@ impl Metrics {
             script_errors,
             waiting,
             oldest_waiting_seconds,
+            changes_waiting,
+            oldest_change_seconds,
             hooks,
             hook_failure_warnings,
             hooks_auto_disabled,
@@ -269,6 +285,12 @@ impl Metrics {
         self.oldest_waiting_seconds.set(
             snapshot
                 .oldest_waiting_created_at
+                .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0),
+        );
+        self.changes_waiting.set(snapshot.changes_waiting as i64);
+        self.oldest_change_seconds.set(
+            snapshot
+                .oldest_change_at
                 .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0),
         );
         for (state, count) in [

@@ -19,7 +19,7 @@ use crate::node::Node;
 use crate::reload::ScriptWatcher;
 use crate::scripts::{Sandbox, SandboxPool, ScriptRegistry, ScriptSet};
 use crate::store::{Secrets, Store};
-use crate::tracking::{Renderer, Tracker};
+use crate::tracking::{Renderer, Tracker, TrackerPulse};
 
 /// The database, migrated, with the application's schema applied and the tracking triggers in place,
 /// and the scripts compiled. Script errors are logged; the scripts that compiled are live.
@@ -179,13 +179,14 @@ pub async fn serve(
         metrics.clone(),
     );
 
-    let tracker_alive = Arc::new(AtomicBool::new(false));
+    let tracker_pulse = TrackerPulse::new(config.sandbox.time_budget);
     let stop_tracking = Arc::new(AtomicBool::new(false));
     let renderers = (0..config.render_threads())
         .map(|_| {
             Ok(Renderer::new(
                 Sandbox::new(&config.sandbox, store.script_db()?),
                 store.script_db()?,
+                tracker_pulse.clone(),
             ))
         })
         .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
@@ -199,7 +200,7 @@ pub async fn serve(
         deliveries_waiting.clone(),
         metrics.clone(),
     )?;
-    let tracker_thread = tracker.spawn(stop_tracking.clone(), tracker_alive.clone())?;
+    let tracker_thread = tracker.spawn(stop_tracking.clone(), tracker_pulse.clone())?;
 
     // Deliveries stored by another process (PostgreSQL only) wake the worker at once.
     let stop_listening = Arc::new(AtomicBool::new(false));
@@ -233,7 +234,7 @@ pub async fn serve(
         registry,
         tokens: Arc::new(tokens),
         node,
-        tracker_alive,
+        tracker: tracker_pulse,
         worker_alive,
         deliveries_waiting,
         metrics,

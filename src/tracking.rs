@@ -7,7 +7,7 @@
 //! which costs microseconds; on PostgreSQL the triggers' `NOTIFY`.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -146,19 +146,66 @@ const SHARED_FROM: usize = 16;
 /// itself says how often it really tries: see `ConsumerRole`).
 const NOT_THE_CONSUMER_NAP: Duration = Duration::from_millis(100);
 
+/// How much longer than a script may run the tracker may stand still in one step (a commit, a
+/// read of the log) before `/readyz` calls it stalled.
+const STALL_MARGIN: Duration = Duration::from_secs(5);
+
+/// Whether the tracker runs, and when it last moved: it beats at every turn of its loop, after
+/// every change it renders and while it waits out a failure, so a beat older than the scripts'
+/// time budget and `STALL_MARGIN` means it is stuck (a database call that does not come back).
+pub struct TrackerPulse {
+    alive: AtomicBool,
+    last_beat_ms: AtomicI64,
+    stalled_after: Duration,
+}
+
+impl TrackerPulse {
+    pub fn new(script_time_budget: Duration) -> Arc<TrackerPulse> {
+        Arc::new(TrackerPulse {
+            alive: AtomicBool::new(false),
+            last_beat_ms: AtomicI64::new(crate::clock::now_ms()),
+            stalled_after: script_time_budget + STALL_MARGIN,
+        })
+    }
+
+    fn beat(&self) {
+        self.last_beat_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the tracker's thread runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// How long it has stood still, when that is longer than anything it does should take.
+    pub fn stalled_for(&self, now_ms: i64) -> Option<Duration> {
+        let still = Duration::from_millis(
+            (now_ms - self.last_beat_ms.load(Ordering::Relaxed)).max(0) as u64,
+        );
+        (self.is_alive() && still > self.stalled_after).then_some(still)
+    }
+}
+
 /// A sandbox and the handle that places rows in their scope: what renders one share of a batch.
 pub struct Renderer {
     pub sandbox: Sandbox,
     /// Used by one thread at a time (a handle is not shared); the lock lets a renderer be lent to
     /// a thread of its own.
     pub scope_db: std::sync::Mutex<Box<dyn ScriptDb>>,
+    pulse: Arc<TrackerPulse>,
 }
 
 impl Renderer {
-    pub fn new(sandbox: Sandbox, scope_db: Box<dyn ScriptDb>) -> Renderer {
+    pub fn new(
+        sandbox: Sandbox,
+        scope_db: Box<dyn ScriptDb>,
+        pulse: Arc<TrackerPulse>,
+    ) -> Renderer {
         Renderer {
             sandbox,
             scope_db: std::sync::Mutex::new(scope_db),
+            pulse,
         }
     }
 
@@ -182,6 +229,7 @@ impl Renderer {
         let mut outcome = ChangeOutcome::default();
         for change in changes {
             process_change(&context, change, &mut outcome);
+            self.pulse.beat();
         }
         outcome
     }
@@ -260,26 +308,29 @@ impl Tracker {
         Ok(holds)
     }
 
-    /// Runs on a thread of its own until `stop` is set; `alive` says whether it still runs.
+    /// Runs on a thread of its own until `stop` is set; `pulse` says whether it still runs and
+    /// moves.
     pub fn spawn(
         self,
         stop: Arc<AtomicBool>,
-        alive: Arc<AtomicBool>,
+        pulse: Arc<TrackerPulse>,
     ) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("herald-tracking".into())
             .spawn(move || {
-                alive.store(true, Ordering::SeqCst);
-                self.run(&stop);
-                alive.store(false, Ordering::SeqCst);
+                pulse.beat();
+                pulse.alive.store(true, Ordering::SeqCst);
+                self.run(&stop, &pulse);
+                pulse.alive.store(false, Ordering::SeqCst);
             })
     }
 
-    fn run(mut self, stop: &AtomicBool) {
+    fn run(mut self, stop: &AtomicBool, pulse: &TrackerPulse) {
         let mut seen_schema_version = self.reader.schema_version().ok();
         let mut backoff = Backoff::default();
         let mut more_waiting = true;
         while !stop.load(Ordering::Relaxed) {
+            pulse.beat();
             match self.holds_the_role() {
                 Ok(true) => {}
                 Ok(false) => {
@@ -316,7 +367,7 @@ impl Tracker {
                     tracing::warn!("cannot refresh the tracking triggers: {e}");
                 }
             }
-            match self.consume_batch(stop) {
+            match self.consume_batch(stop, pulse) {
                 Ok(consumed) => {
                     more_waiting = consumed == self.settings.batch_size;
                     backoff.reset();
@@ -331,7 +382,11 @@ impl Tracker {
     }
 
     /// Consumes at most one batch; returns how many rows of the log it consumed, readable or not.
-    fn consume_batch(&mut self, stop: &AtomicBool) -> Result<usize, StoreError> {
+    fn consume_batch(
+        &mut self,
+        stop: &AtomicBool,
+        pulse: &TrackerPulse,
+    ) -> Result<usize, StoreError> {
         let batch = self.reader.read_next(self.settings.batch_size)?;
         if batch.is_empty() {
             return Ok(0);
@@ -404,6 +459,8 @@ impl Tracker {
                 Err(e) if e.is_busy() && !stop.load(Ordering::Relaxed) => {
                     tracing::warn!("database busy while storing events; retrying");
                     sleep_after_failure(&mut backoff, stop);
+                    // Waiting its turn is not standing still.
+                    pulse.beat();
                 }
                 Err(e) => return Err(e),
             }

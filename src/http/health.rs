@@ -25,7 +25,8 @@ pub async fn healthz() -> Json<Value> {
 /// herald's work (events cannot be stored, attempts cannot be recorded).
 const WRITE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The database answers and takes writes, and the tracker and delivery worker run.
+/// The database answers and takes writes, and the tracker (moving, not stuck in one step) and
+/// the delivery worker run.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready", body = Object),
@@ -42,7 +43,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     })
     .await
     .unwrap_or((false, false, Vec::new()));
-    let tracker = state.tracker_alive.load(Ordering::SeqCst);
+    let stalled = state.tracker.stalled_for(crate::clock::now_ms());
+    let tracker = state.tracker.is_alive() && stalled.is_none();
     let worker = state.worker_alive.load(Ordering::SeqCst);
     let checks = json!({"database": database, "writable": writable, "tracking": tracker, "delivery": worker});
     // Which node answered, whether it consumes the change log, and the scripts it runs: behind a
@@ -71,6 +73,13 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         let mut message = format!("not ready: {}", failing.join(", "));
         if !write_problems.is_empty() {
             message.push_str(&format!(" ({})", write_problems.join("; ")));
+        }
+        if let Some(still) = stalled {
+            message.push_str(&format!(
+                " (the tracker has not moved for {} s: a script or a database call is stuck; \
+                 herald_changes_waiting in /metrics says how far behind the change log is)",
+                still.as_secs()
+            ));
         }
         (
             StatusCode::SERVICE_UNAVAILABLE,

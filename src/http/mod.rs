@@ -55,7 +55,8 @@ pub struct AppState {
     pub tokens: Arc<Vec<ApiToken>>,
     /// This process as a node of its database.
     pub node: Arc<crate::node::Node>,
-    pub tracker_alive: Arc<AtomicBool>,
+    /// Whether the tracker runs and moves.
+    pub tracker: Arc<crate::tracking::TrackerPulse>,
     pub worker_alive: Arc<AtomicBool>,
     /// Wakes the delivery worker when a request made deliveries due (a retry).
     pub deliveries_waiting: Arc<Notify>,

@@ -55,6 +55,8 @@ struct RunState {
     /// The script running now, to tag `print` and `debug` lines.
     script: Mutex<String>,
     max_rows: usize,
+    /// The most events one run may fire (`sandbox.max_events_per_change`).
+    max_events: usize,
     /// Set when a query found the database unreachable (see `take_database_unavailable`).
     unavailable: AtomicBool,
 }
@@ -148,6 +150,7 @@ impl Sandbox {
             known_triggers: Mutex::new(Arc::default()),
             script: Mutex::new(String::new()),
             max_rows: limits.max_array_size,
+            max_events: limits.max_events_per_change,
             unavailable: AtomicBool::new(false),
         });
         let mut engine = build_engine(limits);
@@ -527,7 +530,14 @@ fn register_host_functions(engine: &mut Engine, state: &Arc<RunState>) {
                             row_id.type_name()
                         ))
                     })?;
-                lock(&state.fired).push(Fired {
+                let mut fired = lock(&state.fired);
+                if fired.len() >= state.max_events {
+                    return Err(runtime_error(format!(
+                        "trigger_webhook_event: this run already fired {} events, the most one change may fire (sandbox.max_events_per_change)",
+                        state.max_events
+                    )));
+                }
+                fired.push(Fired {
                     trigger: name.to_owned(),
                     row_id,
                 });

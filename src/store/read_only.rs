@@ -21,12 +21,32 @@ pub struct ReadOnlyDb {
     herald_control: Arc<AtomicBool>,
 }
 
+/// What scripts may read: the application's tables, not herald's (they hold secrets) and not the
+/// database's own (`sqlite_schema` holds herald's whole schema and its triggers' SQL, `dbstat` the
+/// tables' sizes, the `pragma_*` functions their layout). rhai's JSON helpers stay readable.
+fn is_application_table(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    !(name.starts_with("herald_")
+        || name.starts_with("sqlite_")
+        || name.starts_with("pragma_")
+        || name == "dbstat")
+}
+
+/// The longest string or blob a script's query may make or read (`SQLITE_LIMIT_LENGTH`), and the
+/// longest statement: one SQL call cannot build gigabytes in a single function, out of reach of
+/// the time budget's checks between instructions.
+const MAX_VALUE_BYTES: i32 = 16 * 1024 * 1024;
+const MAX_SQL_BYTES: i32 = 100 * 1024;
+
+/// The read-only connection's page cache: its share of memory, whatever the queries.
+const CACHE_KIB: i64 = 8 * 1024;
+
 fn authorize(ctx: AuthContext<'_>) -> Authorization {
     match ctx.action {
         AuthAction::Select | AuthAction::Recursive | AuthAction::Function { .. } => {
             Authorization::Allow
         }
-        AuthAction::Read { table_name, .. } if table_name.starts_with("herald_") => {
+        AuthAction::Read { table_name, .. } if !is_application_table(table_name) => {
             Authorization::Deny
         }
         AuthAction::Read { .. } => Authorization::Allow,
@@ -38,6 +58,17 @@ impl ReadOnlyDb {
     pub(super) fn open(path: &Path) -> Result<ReadOnlyDb> {
         let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.pragma_update(None, "query_only", "ON")?;
+        conn.set_limit(
+            rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+            MAX_VALUE_BYTES,
+        )?;
+        conn.set_limit(
+            rusqlite::limits::Limit::SQLITE_LIMIT_SQL_LENGTH,
+            MAX_SQL_BYTES,
+        )?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        // Sorts and temporary b-trees go to a file, not memory.
+        conn.pragma_update(None, "temp_store", "FILE")?;
         let herald_control = Arc::new(AtomicBool::new(false));
         let control = herald_control.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| match ctx.action {
@@ -213,6 +244,21 @@ mod tests {
             (
                 "SELECT secret FROM herald_hooks",
                 "access to herald_hooks.secret is prohibited",
+            ),
+            (
+                "SELECT sql FROM sqlite_master",
+                "access to sqlite_master.sql is prohibited",
+            ),
+            (
+                "SELECT sql FROM sqlite_schema",
+                "access to sqlite_master.sql is prohibited",
+            ),
+            ("SELECT name FROM sqlite_temp_master", "prohibited"),
+            ("SELECT name FROM pragma_table_list", "prohibited"),
+            ("SELECT name FROM pragma_table_info('Deal')", "prohibited"),
+            (
+                "SELECT length(randomblob(600000000))",
+                "string or blob too big",
             ),
         ] {
             let err = ro.query(sql, &[], RowLimit::AtMost(10)).unwrap_err();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::support::*;
 
 /// The value of the sample `name` (with its labels, as written) in a text exposition.
-fn sample(text: &str, name: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

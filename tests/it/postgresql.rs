@@ -642,3 +642,80 @@ async fn heralds_tables_go_in_the_schema_it_is_told() {
     );
     herald.stop().await;
 }
+
+/// A tracker stuck inside one step (here: its commit waits on a lock another session holds) makes
+/// the node not ready within the script budget and a margin, and the metrics say how far behind
+/// the change log is; both recover once the lock goes, and the change is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_tracker_makes_the_node_not_ready_and_its_lag_shows() {
+    let herald = on_postgres(|config| {
+        config.sandbox.time_budget = Duration::from_millis(300);
+    })
+    .await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    herald.insert_deal(Deal {
+        is_project: true,
+        ..Deal::titled("before")
+    });
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert!(
+        readiness_becomes(&herald.client, &herald.url(""), 200, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+
+    // Storing events now waits for this session's lock; the application still writes.
+    let mut locker = herald.app();
+    locker.batch("BEGIN; LOCK TABLE herald_events IN EXCLUSIVE MODE");
+    herald.insert_deal(Deal {
+        is_project: true,
+        ..Deal::titled("stuck")
+    });
+    let stalled = readiness_becomes(
+        &herald.client,
+        &herald.url(""),
+        503,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("a stalled tracker makes the node not ready");
+    assert_eq!(stalled["checks"]["tracking"], false, "{stalled}");
+    let message = stalled["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the tracker has not moved for"),
+        "{message}"
+    );
+    let text = reqwest::get(herald.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::operations::sample(&text, "herald_changes_waiting"),
+        Some(1.0),
+        "{text}"
+    );
+    let age = crate::operations::sample(&text, "herald_oldest_waiting_change_age_seconds").unwrap();
+    assert!(age >= 5.0, "the stuck change waits: {age} s");
+
+    locker.batch("ROLLBACK");
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert!(
+        readiness_becomes(
+            &herald.client,
+            &herald.url(""),
+            200,
+            Duration::from_secs(10)
+        )
+        .await
+        .is_some(),
+        "ready again once the tracker moves"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(titles(&receiver), ["before", "stuck"]);
+    herald.stop().await;
+}

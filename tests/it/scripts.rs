@@ -7,7 +7,7 @@ use crate::support::*;
 
 /// The demo folder plus a trigger `Hostile` whose body script is `body`, fired for every Deal whose
 /// title is 'hostile'.
-fn scripts_with_hostile_body(dir: &Path, body: &str) -> std::path::PathBuf {
+pub(crate) fn scripts_with_hostile_body(dir: &Path, body: &str) -> std::path::PathBuf {
     let scripts = demo_scripts(dir);
     std::fs::write(scripts.join("GetWebhookResponseBody_Hostile.rhai"), body).unwrap();
     let notification =
@@ -28,7 +28,7 @@ async fn hostile_event_fails_and_others_go_on(
     hostile_event_fails_with(body, expected_message, expected_line, |_| {}).await
 }
 
-async fn hostile_event_fails_with(
+pub(crate) async fn hostile_event_fails_with(
     body: &str,
     expected_message: &str,
     expected_line: u32,
@@ -214,4 +214,60 @@ async fn a_query_that_runs_past_the_budget_fails_its_event() {
         |_| {},
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_fires_past_the_cap_fails_and_others_go_on() {
+    // One run of a notification script fired 5,000 events, each rendered and fanned out.
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let notification =
+        std::fs::read_to_string(scripts.join("SysNotification_Deal_ParseForEach.rhai")).unwrap();
+    std::fs::write(
+        scripts.join("SysNotification_Deal_ParseForEach.rhai"),
+        format!(
+            "{notification}\nif action == \"1\" && row.title == \"flood\" {{\n    for i in 0..5000 {{\n        trigger_webhook_event(\"NewOpportunity\", row_id);\n    }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut config = test_config(dir.path(), &scripts);
+    config.sandbox.max_events_per_change = 20;
+    let herald = TestHerald::start(config).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/opportunities"))
+        .await;
+    let mut app = herald.app();
+    app.execute(
+        "INSERT INTO \"Deal\" (title, is_project) VALUES ('flood', 1)",
+        &[],
+    );
+    app.execute(
+        "INSERT INTO \"Deal\" (title, is_project) VALUES ('after', 1)",
+        &[],
+    );
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["title"], "after");
+    let store = herald.store();
+    let failure = eventually(Duration::from_secs(5), || {
+        store.recent_script_failures(10).unwrap().into_iter().next()
+    })
+    .await
+    .expect("the failure is recorded");
+    assert_eq!(failure.script, "SysNotification_Deal_ParseForEach.rhai");
+    assert!(
+        failure
+            .message
+            .contains("20 events, the most one change may fire (sandbox.max_events_per_change)"),
+        "{}",
+        failure.message
+    );
+    assert!(failure.line.is_some(), "{failure:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "none of the flood's events was stored"
+    );
+    herald.stop().await;
 }

@@ -236,3 +236,34 @@ async fn a_full_disk_makes_herald_not_ready_loses_nothing_and_it_resumes_when_sp
     }
     kill9(&mut herald);
 }
+
+/// `hostile_event_fails_with` on an SQLite file whatever `HERALD_TEST_DB` says.
+fn on_an_sqlite_file(config: &mut herald::Config) {
+    let dir = config.scripts.parent().unwrap().to_owned();
+    config.db = Database::Sqlite(dir.join("scripts-on-sqlite.db"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sql_call_cannot_build_a_value_past_the_length_cap() {
+    // It ran 9.3 s in one call of randomblob (out of reach of the time budget's checks), peaked at
+    // 2.4 GB and succeeded.
+    crate::scripts::hostile_event_fails_with(
+        "// two values of 600 MB\nlet n = db_query(\"SELECT length(a) + length(b) AS n FROM (SELECT randomblob(600000000) a, randomblob(600000000) b)\");\n#{ n: n }\n",
+        "string or blob too big",
+        2,
+        on_an_sqlite_file,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_cannot_read_the_databases_own_tables() {
+    // sqlite_master gave away herald's whole schema and its triggers' SQL.
+    crate::scripts::hostile_event_fails_with(
+        "// herald's schema\nlet rows = db_query(\"SELECT name, sql FROM sqlite_master\");\n#{ rows: rows }\n",
+        "access to sqlite_master.name is prohibited",
+        2,
+        on_an_sqlite_file,
+    )
+    .await;
+}

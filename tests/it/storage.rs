@@ -652,6 +652,14 @@ fn changes_are_consumed_once_and_never_again(backend: &Backend) {
          UPDATE \"Deal\" SET amount = 300000 WHERE title = 'Bridge';
          DELETE FROM \"Deal\" WHERE title = 'Bridge';",
     );
+    // The change log's backlog: how far behind its consumer is.
+    let before = store.outbox_snapshot().unwrap();
+    assert_eq!(before.changes_waiting, 3);
+    let oldest = before.oldest_change_at.expect("the oldest change's time");
+    assert!(
+        (herald::clock::now_ms() - oldest).abs() < 60_000,
+        "{oldest}"
+    );
     let mut reader = store.change_feed().unwrap();
     let batch = reader.read_next(10).unwrap();
     let actions: Vec<Action> = batch.changes.iter().map(|c| c.action).collect();
@@ -671,6 +679,8 @@ fn changes_are_consumed_once_and_never_again(backend: &Backend) {
         .commit_consumed_changes(&batch.consumed, &[], &[], None)
         .unwrap();
     assert!(reader.read_next(10).unwrap().changes.is_empty());
+    let after = store.outbox_snapshot().unwrap();
+    assert_eq!((after.changes_waiting, after.oldest_change_at), (0, None));
     // A consumer that read the same changes (another process) stores nothing.
     let stale = store.commit_consumed_changes(&batch.consumed, &[], &[], None);
     assert!(

@@ -92,6 +92,10 @@ pub struct OutboxSnapshot {
     pub hooks_disabled: u64,
     /// Enabled hooks with deliveries waiting for a retry.
     pub hooks_failing: u64,
+    /// Changes logged and not yet consumed, and when the oldest was written: how far behind the
+    /// change log's consumer is.
+    pub changes_waiting: u64,
+    pub oldest_change_at: Option<i64>,
 }
 
 /// Where a delivery stands.
@@ -442,12 +446,22 @@ impl Outbox for Sqlite {
             [],
             |r| r.get(0),
         )?;
+        // The log keeps its newest row after consumption (ids must not start again): waiting is
+        // what lies past the consumer's position.
+        let (changes_waiting, oldest_change_at): (i64, Option<i64>) = conn.query_row(
+            "SELECT count(*), min(changed_at) FROM herald_changes
+             WHERE id > (SELECT value FROM herald_state WHERE key = 'tracking.position')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok(OutboxSnapshot {
             waiting: waiting as u64,
             oldest_waiting_created_at: oldest,
             hooks_enabled: enabled as u64,
             hooks_disabled: disabled as u64,
             hooks_failing: failing as u64,
+            changes_waiting: changes_waiting as u64,
+            oldest_change_at,
         })
     }
 

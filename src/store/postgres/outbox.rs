@@ -613,12 +613,17 @@ impl Outbox for Postgres {
              WHERE d.next_attempt_at IS NOT NULL AND d.status = 'retrying' AND h.enabled",
             &[],
         )?;
+        // Consumption deletes what it read: whatever is in the log waits.
+        let changes =
+            client.query_one("SELECT count(*), min(changed_at) FROM herald_changes", &[])?;
         Ok(OutboxSnapshot {
             waiting: waiting.get::<_, i64>(0) as u64,
             oldest_waiting_created_at: waiting.get(1),
             hooks_enabled: hooks.get::<_, i64>(0) as u64,
             hooks_disabled: hooks.get::<_, i64>(1) as u64,
             hooks_failing: failing.get::<_, i64>(0) as u64,
+            changes_waiting: changes.get::<_, i64>(0) as u64,
+            oldest_change_at: changes.get(1),
         })
     }
 
