@@ -18,7 +18,9 @@ use crate::clock::{now_ms, rfc3339_ms};
 use crate::delivery::signing::generate_secret;
 use crate::delivery::{mask_authorization, mask_secret};
 use crate::events::{parse_resource_event, resource_event_name, RESOURCE_ACTIONS};
-use crate::store::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
+use crate::store::{
+    Cell, Hook, HookFilter, HookOrigin, HookPatch, NewHook, RowLimit, Scope, StoreError,
+};
 
 /// The longest authorization header and description herald stores.
 const MAX_AUTHORIZATION: usize = 4096;
@@ -228,7 +230,63 @@ fn checked_description(value: Option<String>) -> Result<Option<String>, ApiError
             "invalid_description",
             format!("the description is longer than {MAX_DESCRIPTION} characters"),
         )),
+        Some(d) if d.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) => {
+            Err(unprocessable(
+                "invalid_description",
+                "the description holds a control character (such as NUL); only text, tabs and line breaks",
+            ))
+        }
         other => Ok(other),
+    }
+}
+
+/// A scope names a company or a project of the application: a positive id, and, where the
+/// application has a `Company` (`Project`) table, one of its rows (`events::row_scope` reads the
+/// same tables).
+async fn checked_scope(state: &AppState, scope: Scope) -> Result<Scope, ApiError> {
+    let (table, field, id) = match scope {
+        Scope::Company(id) => ("Company", "company_id", id),
+        Scope::Project(id) => ("Project", "project_id", id),
+        Scope::Everything => return Ok(scope),
+    };
+    if id <= 0 {
+        return Err(unprocessable(
+            "invalid_scope",
+            format!("{field} must be the positive id of a {table} row, not {id}"),
+        ));
+    }
+    let found = state
+        .on_store(move |store| {
+            let Some(name) = store
+                .application_tables()?
+                .into_iter()
+                .find(|t| t.eq_ignore_ascii_case(table))
+            else {
+                // An application without such a table: herald cannot tell, and takes the id.
+                return Ok(true);
+            };
+            let rows = store
+                .script_db()?
+                .query(
+                    &format!("SELECT 1 FROM \"{name}\" WHERE id = ?"),
+                    &[Cell::Integer(id)],
+                    RowLimit::First,
+                )
+                .map_err(|e| StoreError::Connect(format!("looking up {field} {id}: {e}")))?;
+            Ok(!rows.values.is_empty())
+        })
+        .await?;
+    if found {
+        Ok(scope)
+    } else {
+        Err(unprocessable(
+            if table == "Company" {
+                "unknown_company"
+            } else {
+                "unknown_project"
+            },
+            format!("no {table} row has id {id} ({field})"),
+        ))
     }
 }
 
@@ -310,7 +368,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
         .target_url
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| ApiError::missing_field("target_url"))?;
-    let scope = requested_scope(body.company_id, body.project_id)?;
+    let scope = checked_scope(state, requested_scope(body.company_id, body.project_id)?).await?;
     let authorization = checked_authorization(body.authorization)?;
     let description = checked_description(body.description)?.unwrap_or_default();
     let target_url = checked_target(state, target_url.trim()).await?;
@@ -438,7 +496,7 @@ pub(crate) async fn update_hook(
                 "a subscription made through EPT_WebhookSubscribe has no scope",
             ));
         }
-        Some(requested_scope(body.company_id, body.project_id)?)
+        Some(checked_scope(state, requested_scope(body.company_id, body.project_id)?).await?)
     } else {
         None
     };

@@ -209,7 +209,12 @@ pub async fn perform_list_query(
     State(state): State<AppState>,
     AppQuery(query): AppQuery<PerformListQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let limit = parse_limit(query.limit.map(Value::String))?;
+    // A query string's limit is text; a whole number in it counts as the number.
+    let limit = parse_limit(query.limit.map(|text| {
+        text.trim()
+            .parse::<u64>()
+            .map_or(Value::String(text), Value::from)
+    }))?;
     perform_list(state, required(query.event, "event")?, limit).await
 }
 
@@ -233,7 +238,6 @@ fn parse_limit(limit: Option<Value>) -> Result<usize, ApiError> {
     let parsed = match &limit {
         None => return Ok(MAX_SAMPLES),
         Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
         Some(_) => None,
     };
     match parsed {
@@ -241,7 +245,7 @@ fn parse_limit(limit: Option<Value>) -> Result<usize, ApiError> {
         _ => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_limit",
-            format!("limit must be a whole number from 1 to {MAX_SAMPLES}"),
+            format!("limit must be a whole number from 1 to {MAX_SAMPLES} (in a JSON body, a number, not a string)"),
         )),
     }
 }

@@ -635,3 +635,122 @@ async fn behind_a_trusted_proxy_wrong_tokens_count_per_forwarded_client() {
     assert_eq!(guess("203.0.113.6", TOKEN).await.unwrap().status(), 200);
     herald.stop().await;
 }
+
+/// Bad input found from outside: each is refused with what is wrong, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_what_is_wrong_and_stores_nothing() {
+    let (_dir, herald) = start().await;
+
+    // A `next` with a control character or a non-ASCII one answered a plain-text 500 and still
+    // issued a session: now it is ignored like a foreign one.
+    for next in [
+        "/admin\u{1}x",
+        "/admin/\u{e9}t\u{e9}",
+        "/admin\r\nSet-Cookie: x=1",
+    ] {
+        let response = no_redirects()
+            .post(herald.url("/admin/login"))
+            .form(&[("token", TOKEN), ("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{next:?}");
+        assert_eq!(response.headers()["location"], "/admin", "{next:?}");
+    }
+
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        client
+            .request(method, herald.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let target = "http://127.0.0.1:9/hook";
+    for (body, code) in [
+        (
+            json!({"target_url": target, "company_id": -1}),
+            "invalid_scope",
+        ),
+        (
+            json!({"target_url": target, "company_id": 0}),
+            "invalid_scope",
+        ),
+        (
+            json!({"target_url": target, "project_id": -7}),
+            "invalid_scope",
+        ),
+        (
+            json!({"target_url": target, "company_id": 999_999}),
+            "unknown_company",
+        ),
+        (
+            json!({"target_url": target, "project_id": 999_999}),
+            "unknown_project",
+        ),
+        (
+            json!({"target_url": target, "company_id": 1, "description": "a\u{0}b"}),
+            "invalid_description",
+        ),
+    ] {
+        let response = call(reqwest::Method::POST, "/api/v1/hooks", body.clone())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{body}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+    }
+    assert_eq!(hook_count(&herald).await, 0);
+    // The demo's companies and projects are there to be named.
+    let hook = herald
+        .create_hook(json!({"target_url": target, "company_id": 1}))
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let response = call(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/hooks/{id}"),
+        json!({"company_id": 999_999}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 422);
+    let (_, stored) = herald.get(&format!("/api/v1/hooks/{id}")).await;
+    assert_eq!(stored["company_id"], 1);
+
+    // Perform-list's POST takes a number, as its document says, not a string.
+    let response = call(
+        reqwest::Method::POST,
+        "/EPT_WebhookPerformList",
+        json!({"event": "NewOpportunity", "limit": "5"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 422);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "invalid_limit");
+
+    // The admin form refuses what is not UTF-8 rather than storing U+FFFD, and a NUL.
+    let cookie = session_cookie(&herald).await;
+    let (_, index) = page(&herald, &cookie, "/admin").await;
+    let csrf = csrf_of(&index);
+    for description in ["caf%E9", "a%00b"] {
+        let body = format!(
+            "csrf={csrf}&scope=company%3A1&target_url=http%3A%2F%2F127.0.0.1%3A9%2Fhook&authorization=&description={description}"
+        );
+        let response = no_redirects()
+            .post(herald.url("/admin/hooks"))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [400, 422].contains(&response.status().as_u16()),
+            "{description}: {}",
+            response.status()
+        );
+    }
+    assert_eq!(hook_count(&herald).await, 1, "only the valid hook");
+    herald.stop().await;
+}

@@ -225,10 +225,17 @@ struct LoginQuery {
     next: Option<String>,
 }
 
-/// Where to go after signing in: a page of the admin, never another site.
+/// Where to go after signing in: a page of the admin, never another site, and only a path that
+/// can stand in a `Location` header as it is (printable ASCII: the pages' own links are
+/// percent-encoded).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/admin") && !n.starts_with("//") && !n.contains('\\') => {
+        Some(n)
+            if n.starts_with("/admin")
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             n.to_owned()
         }
         _ => "/admin".to_owned(),

@@ -25,8 +25,29 @@ const MAX_LISTED_HOOKS: usize = 1000;
 const ROTATION_GRACE_SECS: u64 = 24 * 3600;
 
 fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, PageError> {
+    check_form_text(body)?;
     serde_urlencoded::from_bytes(body)
         .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, "Unreadable form", e.to_string()))
+}
+
+/// A form's fields must decode to UTF-8 text: serde_urlencoded puts U+FFFD where they do not, which
+/// would store something the person never typed (the API refuses such text as invalid JSON).
+pub(super) fn check_form_text(body: &[u8]) -> Result<(), PageError> {
+    for field in body.split(|b| *b == b'&') {
+        let spaced: Vec<u8> = field
+            .iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect();
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+        if std::str::from_utf8(&decoded).is_err() {
+            return Err(PageError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unreadable form",
+                "The form holds text that is not UTF-8; nothing was saved. Type it again, or paste it from another source.",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a form that does not carry the session's CSRF token.
