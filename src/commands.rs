@@ -1,7 +1,12 @@
 //! `herald check`, `herald fire` and `herald sample`: the command-line tools beside `serve`, for
 //! script authors. Each prints what went wrong with the file, line, column and offending line.
+//! `herald migrate`: the application's schema migrations, with herald's tracking triggers remade in
+//! the same transaction.
 
 use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
 
 use crate::config::Config;
 use crate::events::{render_event, sample_payloads};
@@ -85,5 +90,77 @@ pub fn sample(
     let sandbox = Sandbox::new(&config.sandbox, store.script_db()?);
     let samples = sample_payloads(&sandbox, &scripts, trigger, limit)?;
     writeln!(out, "{}", serde_json::to_string_pretty(&samples)?)?;
+    Ok(())
+}
+
+/// Runs the application's migration `file` and remakes herald's tracking triggers for the tables
+/// as it leaves them, in one transaction. With `print_triggers` changes nothing (the file is tried
+/// in a transaction that is rolled back) and prints what a migration tool that runs the file
+/// itself must run before and after it, in the same transaction.
+pub fn migrate(
+    config: &Config,
+    file: &Path,
+    print_triggers: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let sql =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Not `prepare`: the folder's schema script describes the tables before this migration.
+    let store = crate::server::open_store(config)?;
+    let scripts = ScriptSet::load(&config.scripts, &config.sandbox).with_context(|| {
+        format!(
+            "cannot read the scripts folder {}",
+            config.scripts.display()
+        )
+    })?;
+    let tables = scripts.tracked_tables();
+    let named = |e: crate::store::StoreError| {
+        let mut message = format!("{}: {e}", file.display());
+        if message.contains("within a transaction") {
+            message.push_str(
+                " (herald runs the file in a transaction of its own: leave BEGIN and COMMIT out)",
+            );
+        }
+        anyhow::anyhow!(message)
+    };
+    if print_triggers {
+        let around = store.tracking_sql_around(&sql, &tables).map_err(named)?;
+        writeln!(
+            out,
+            "-- Run in the migration's transaction, before {}:",
+            file.display()
+        )?;
+        if around.before.is_empty() {
+            writeln!(
+                out,
+                "-- (nothing: herald's triggers here block no migration)"
+            )?;
+        }
+        for statement in &around.before {
+            writeln!(out, "{statement}")?;
+        }
+        writeln!(out, "-- ... the migration ...")?;
+        writeln!(out, "-- and after it, before COMMIT:")?;
+        for statement in &around.after {
+            writeln!(out, "{statement}")?;
+        }
+        for problem in &around.problems {
+            writeln!(
+                out,
+                "-- cannot track {}: {}",
+                problem.table, problem.message
+            )?;
+        }
+        return Ok(());
+    }
+    let problems = store.migrate_application(&sql, &tables).map_err(named)?;
+    for problem in &problems {
+        writeln!(out, "cannot track {}: {}", problem.table, problem.message)?;
+    }
+    writeln!(
+        out,
+        "migrated: {} applied, tracking triggers made for the tables as it left them",
+        file.display()
+    )?;
     Ok(())
 }

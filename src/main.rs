@@ -45,6 +45,15 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
+    /// Runs the application's schema migration FILE.sql and remakes herald's tracking triggers for
+    /// the tables as it leaves them, in one transaction (no change is lost, none blocks it).
+    Migrate {
+        file: std::path::PathBuf,
+        /// Changes nothing: prints the SQL a migration tool runs before and after FILE.sql, in
+        /// its transaction, to the same effect.
+        #[arg(long)]
+        print_triggers: bool,
+    },
     /// Fires a trigger by hand for one row.
     Fire {
         trigger: String,
@@ -98,6 +107,11 @@ fn main() -> ExitCode {
             row_id,
             dry_run,
         } => herald::commands::fire(&config, &trigger, row_id, dry_run, &mut stdout)
+            .map(|()| ExitCode::SUCCESS),
+        Command::Migrate {
+            file,
+            print_triggers,
+        } => herald::commands::migrate(&config, &file, print_triggers, &mut stdout)
             .map(|()| ExitCode::SUCCESS),
         Command::Sample { trigger, limit } => {
             herald::commands::sample(&config, &trigger, limit, &mut stdout)

@@ -363,8 +363,13 @@ impl Tracker {
                 // carries it.
                 seen_schema_version = schema_version;
                 let tables = self.registry.current().tracked_tables();
-                if let Err(e) = self.store.sync_tracking(&tables) {
-                    tracing::warn!("cannot refresh the tracking triggers: {e}");
+                match self.store.sync_tracking(&tables) {
+                    Ok(problems) => {
+                        for problem in problems {
+                            tracing::error!(table = %problem.table, "cannot track: {}", problem.message);
+                        }
+                    }
+                    Err(e) => tracing::warn!("cannot refresh the tracking triggers: {e}"),
                 }
             }
             match self.consume_batch(stop, pulse) {

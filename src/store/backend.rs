@@ -22,7 +22,7 @@ use super::{
     ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter, FailurePolicy, Hook,
     HookEvent, HookFilter, HookHealthChange, HookPatch, NewEvent, NewHook, NodeBeat, NodeStatus,
     OutboxSnapshot, Page, QueryError, Result, RowLimit, Rows, ScopeName, ScriptFailure,
-    SignInAllowance, Stored, StoredAttempt, StoredSession, TrackingProblem,
+    SignInAllowance, Stored, StoredAttempt, StoredSession, TrackingProblem, TrackingSql,
 };
 use crate::delivery::DirectLease;
 
@@ -215,6 +215,18 @@ pub trait Outbox {
 pub trait ChangeLog {
     /// Brings the capture in line with the tables to track; the tables that cannot be tracked.
     fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>>;
+    /// Runs the application's migration `sql` and makes the tracking triggers for the tables as it
+    /// leaves them, in one transaction: herald's triggers never block it, no change written by
+    /// others can slip between the migration and the new triggers, and the migration's own writes
+    /// are not changes.
+    fn migrate_application(
+        &self,
+        sql: &str,
+        script_tables: &[String],
+    ) -> Result<Vec<TrackingProblem>>;
+    /// What a migration tool running `sql` itself must run before and after it, in its
+    /// transaction, to the same effect (`sql` is tried in a transaction that is rolled back).
+    fn tracking_sql_around(&self, sql: &str, script_tables: &[String]) -> Result<TrackingSql>;
     /// The application's tables that can be tracked: the resources of the grid.
     fn application_tables(&self) -> Result<Vec<String>>;
     /// The newest row of an application table with its id: a resource event's sample.

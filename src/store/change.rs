@@ -135,3 +135,14 @@ pub struct TrackingProblem {
     pub table: String,
     pub message: String,
 }
+
+/// What a migration tool that runs its own SQL runs around it, in the same transaction, so that
+/// herald's triggers neither block it nor miss a change: `before` (drops herald's triggers), the
+/// migration, then `after` (makes them again for the tables as the migration leaves them).
+#[derive(Debug, Clone, Default)]
+pub struct TrackingSql {
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    /// Tables to track that the migration leaves untrackable.
+    pub problems: Vec<TrackingProblem>,
+}

@@ -19,6 +19,7 @@ use super::outbox::{fan_out, NewEvent, Stored};
 use super::script_failures::{insert_failures, ScriptFailure};
 use super::{
     open_connection, quote_ident, quote_literal, ChangeFeed, ChangeLog, Result, Sqlite, StoreError,
+    TrackingSql,
 };
 use crate::delivery::{DirectLease, Taken};
 
@@ -112,6 +113,176 @@ fn has_rowid(conn: &Connection, table: &str) -> bool {
         .is_ok()
 }
 
+/// What a sync of the triggers is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// The tracker or an API call looks: a table that lost its triggers is reported.
+    Look,
+    /// `migrate_application` dropped them itself.
+    AfterMigration,
+}
+
+/// The key in `herald_state` of the tables the last sync gave triggers (a JSON list): a table on
+/// it found without them lost them behind herald's back.
+const TRACKED_TABLES_KEY: &str = "tracking.tables";
+
+/// The tables to track and their columns now, and those that cannot be tracked.
+struct WantedLayouts {
+    tables: BTreeMap<String, Vec<String>>,
+    problems: Vec<TrackingProblem>,
+}
+
+fn wanted_layouts(tx: &Connection, script_tables: &[String]) -> Result<WantedLayouts> {
+    let mut names: BTreeSet<String> = script_tables.iter().cloned().collect();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT DISTINCT substr(event_name, 1, instr(event_name, '.') - 1)
+             FROM herald_hook_events WHERE instr(event_name, '.') > 0",
+        )?;
+        for table in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            names.insert(table?);
+        }
+    }
+    let mut tables = BTreeMap::new();
+    let mut problems = Vec::new();
+    for table in names {
+        let Some(columns) = table_columns(tx, &table)? else {
+            problems.push(TrackingProblem {
+                message: format!("table {table} does not exist in the database"),
+                table,
+            });
+            continue;
+        };
+        if !has_rowid(tx, &table) {
+            problems.push(TrackingProblem {
+                message: format!("table {table} is WITHOUT ROWID; herald tracks rowid tables only"),
+                table,
+            });
+            continue;
+        }
+        tables.insert(table, columns);
+    }
+    Ok(WantedLayouts { tables, problems })
+}
+
+fn tracking_trigger_names(tx: &Connection) -> Result<Vec<String>> {
+    let mut stmt = tx.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'herald\\_track\\_%' ESCAPE '\\'",
+    )?;
+    let names = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
+}
+
+fn drop_tracking_triggers(tx: &Connection) -> Result<()> {
+    for name in tracking_trigger_names(tx)? {
+        tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote_ident(&name)))?;
+    }
+    Ok(())
+}
+
+/// Makes herald's triggers match the tables to track; the tables, the problems, and whether any
+/// trigger changed.
+fn sync_triggers(
+    tx: &rusqlite::Transaction<'_>,
+    script_tables: &[String],
+    sync: Sync,
+) -> Result<(BTreeSet<String>, Vec<TrackingProblem>, bool)> {
+    let WantedLayouts {
+        tables,
+        mut problems,
+    } = wanted_layouts(tx, script_tables)?;
+    let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+    for (table, columns) in &tables {
+        let layout = layout_id(tx, table, columns)?;
+        for action in Action::ALL {
+            wanted.insert(
+                trigger_name(table, action),
+                trigger_sql(table, columns, layout, action),
+            );
+        }
+    }
+    let existing: Vec<(String, String)> = {
+        let mut stmt = tx.prepare(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'herald\\_track\\_%' ESCAPE '\\'",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows
+    };
+    let mut lost = Vec::new();
+    if sync == Sync::Look {
+        let last: Option<String> = tx
+            .query_row(
+                "SELECT value FROM herald_state WHERE key = ?1",
+                [TRACKED_TABLES_KEY],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let last: Vec<String> = last
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        for table in last.iter().filter(|t| tables.contains_key(*t)) {
+            let has_any = Action::ALL
+                .iter()
+                .any(|a| existing.iter().any(|(n, _)| *n == trigger_name(table, *a)));
+            if !has_any {
+                tracing::error!(table = %table, "a tracked table lost its tracking triggers");
+                lost.push(TrackingProblem {
+                    table: table.clone(),
+                    message: format!(
+                        "table {table} was found without herald's tracking triggers (rebuilt, \
+                         or its triggers dropped, behind herald's back): changes written to it \
+                         since then and until now were not logged. Run the application's \
+                         migrations through `herald migrate FILE.sql`, or with the SQL \
+                         `herald migrate --print-triggers FILE.sql` prints"
+                    ),
+                });
+            }
+        }
+    }
+    // Where the administrator looks for what went wrong: the script failures (pages, API, metrics).
+    insert_failures(
+        tx,
+        &lost
+            .iter()
+            .map(|problem| ScriptFailure {
+                script: "herald_changes".into(),
+                line: None,
+                col: None,
+                message: problem.message.clone(),
+                trigger: None,
+                table: Some(problem.table.clone()),
+                row_id: None,
+                change_id: None,
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    problems.extend(lost);
+    let mut changed = false;
+    for (name, sql) in &existing {
+        if wanted.get(name) != Some(sql) {
+            tx.execute_batch(&format!("DROP TRIGGER {}", quote_ident(name)))?;
+            changed = true;
+        }
+    }
+    for (name, sql) in &wanted {
+        if !existing.iter().any(|(n, s)| n == name && s == sql) {
+            tx.execute_batch(sql)?;
+            changed = true;
+        }
+    }
+    let tracked: Vec<&String> = tables.keys().collect();
+    tx.execute(
+        "INSERT INTO herald_state (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (TRACKED_TABLES_KEY, serde_json::to_string(&tracked)?),
+    )?;
+    Ok((tables.into_keys().collect(), problems, changed))
+}
+
 impl ChangeLog for Sqlite {
     /// Makes the tracking triggers match `tables`: creates or refreshes them (a table whose columns
     /// changed gets new triggers) and drops herald's triggers from tables no longer tracked. Returns
@@ -120,72 +291,73 @@ impl ChangeLog for Sqlite {
     /// `script_tables` are the tables with a notification script; the tables of the resource events
     /// hooks select (`Deal.update`) are tracked as well, so ticking a grid cell needs no script.
     fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>> {
-        let (tables, problems, changed) = self.write(|tx| {
-            let mut tables: BTreeSet<String> = script_tables.iter().cloned().collect();
-            {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT DISTINCT substr(event_name, 1, instr(event_name, '.') - 1)
-                     FROM herald_hook_events WHERE instr(event_name, '.') > 0",
-                )?;
-                for table in stmt.query_map([], |r| r.get::<_, String>(0))? {
-                    tables.insert(table?);
-                }
-            }
-            let mut wanted: BTreeMap<String, String> = BTreeMap::new();
-            let mut problems = Vec::new();
-            for table in &tables {
-                let Some(columns) = table_columns(tx, table)? else {
-                    problems.push(TrackingProblem {
-                        table: table.clone(),
-                        message: format!("table {table} does not exist in the database"),
-                    });
-                    continue;
-                };
-                if !has_rowid(tx, table) {
-                    problems.push(TrackingProblem {
-                        table: table.clone(),
-                        message: format!(
-                            "table {table} is WITHOUT ROWID; herald tracks rowid tables only"
-                        ),
-                    });
-                    continue;
-                }
-                let layout = layout_id(tx, table, &columns)?;
-                for action in Action::ALL {
-                    wanted.insert(
-                        trigger_name(table, action),
-                        trigger_sql(table, &columns, layout, action),
-                    );
-                }
-            }
-            let existing: Vec<(String, String)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'herald\\_track\\_%' ESCAPE '\\'",
-                )?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                rows
-            };
-            let mut changed = false;
-            for (name, sql) in &existing {
-                if wanted.get(name) != Some(sql) {
-                    tx.execute_batch(&format!("DROP TRIGGER {}", quote_ident(name)))?;
-                    changed = true;
-                }
-            }
-            for (name, sql) in &wanted {
-                if !existing.iter().any(|(n, s)| n == name && s == sql) {
-                    tx.execute_batch(sql)?;
-                    changed = true;
-                }
-            }
-            Ok((tables, problems, changed))
-        })?;
+        let (tables, problems, changed) =
+            self.write(|tx| sync_triggers(tx, script_tables, Sync::Look))?;
         if changed {
             tracing::info!(tables = ?tables, "tracking triggers updated");
         }
         Ok(problems)
+    }
+
+    /// Drops herald's triggers (they name every column: SQLite would refuse to drop one they
+    /// read), runs `sql`, and makes the triggers again for the tables as the migration left them,
+    /// in one `BEGIN IMMEDIATE` transaction: no other writer can commit between the three, so no
+    /// change is written untracked, and the migration's own writes (a rebuild's copy) are not
+    /// logged as changes.
+    fn migrate_application(
+        &self,
+        sql: &str,
+        script_tables: &[String],
+    ) -> Result<Vec<TrackingProblem>> {
+        let (tables, problems, _) = self.write(|tx| {
+            drop_tracking_triggers(tx)?;
+            // A rebuild drops and renames tables that others reference; checked at commit.
+            tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+            tx.execute_batch(sql).map_err(|e| StoreError::Schema {
+                file: "the migration".into(),
+                message: e.to_string(),
+            })?;
+            sync_triggers(tx, script_tables, Sync::AfterMigration)
+        })?;
+        tracing::info!(tables = ?tables, "migration applied; tracking triggers made for the new layouts");
+        Ok(problems)
+    }
+
+    /// Runs `sql` in a transaction that is rolled back, and gives what a migration tool that runs
+    /// its own SQL must run around it, in its transaction, for the tables as `sql` leaves them.
+    fn tracking_sql_around(&self, sql: &str, script_tables: &[String]) -> Result<TrackingSql> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let before = tracking_trigger_names(&tx)?;
+        drop_tracking_triggers(&tx)?;
+        tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Schema {
+            file: "the migration".into(),
+            message: e.to_string(),
+        })?;
+        let layouts = wanted_layouts(&tx, script_tables)?;
+        tx.rollback()?;
+        drop(conn);
+        // The layouts are recorded for good (a layout nobody uses costs a row): the printed
+        // triggers name them by id.
+        let after = self.write(|tx| {
+            let mut statements = Vec::new();
+            for (table, columns) in &layouts.tables {
+                let layout = layout_id(tx, table, columns)?;
+                for action in Action::ALL {
+                    statements.push(format!("{};", trigger_sql(table, columns, layout, action)));
+                }
+            }
+            Ok(statements)
+        })?;
+        Ok(TrackingSql {
+            before: before
+                .iter()
+                .map(|name| format!("DROP TRIGGER IF EXISTS {};", quote_ident(name)))
+                .collect(),
+            after,
+            problems: layouts.problems,
+        })
     }
 
     /// The application's tables that can be tracked (rowid tables, not SQLite's or herald's own):

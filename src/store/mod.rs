@@ -46,7 +46,9 @@ pub use backend::{
     Backend, ChangeFeed, ChangeLog, ConsumerRole, History, Hooks, Nodes, Operations, Outbox,
     ScriptDb, SignIns,
 };
-pub use change::{Action, Change, ChangeBatch, Consumed, TrackingProblem, UnreadableChange};
+pub use change::{
+    Action, Change, ChangeBatch, Consumed, TrackingProblem, TrackingSql, UnreadableChange,
+};
 pub use cluster::{NodeBeat, NodeStatus};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};

@@ -719,3 +719,89 @@ async fn a_stalled_tracker_makes_the_node_not_ready_and_its_lag_shows() {
     assert_eq!(titles(&receiver), ["before", "stuck"]);
     herald.stop().await;
 }
+
+/// `herald migrate` on PostgreSQL: the migration and herald's triggers in one transaction (its
+/// triggers name no column, so nothing needs dropping first), and `--print-triggers` gives the
+/// statements a migration tool runs after its own SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_migrate_runs_the_applications_migration_on_postgresql() {
+    let herald = on_postgres(|_| {}).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .create_hook(json!({
+            "target_url": receiver.url("/deals"),
+            "company_id": 1,
+            "events": ["Deal.create"],
+        }))
+        .await;
+    let dir = herald
+        .secret_key_file
+        .as_ref()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let url = herald.db.as_argument().into_string().unwrap();
+    let migration = dir.join("0042_area.sql");
+    std::fs::write(
+        &migration,
+        "ALTER TABLE \"Deal\" ADD COLUMN area text DEFAULT 'south';\nALTER TABLE \"Deal\" DROP COLUMN contact_id;\n",
+    )
+    .unwrap();
+    let run = move |extra: &'static [&'static str]| {
+        let (dir, url, migration) = (dir.clone(), url.clone(), migration.clone());
+        move || {
+            let mut args = vec!["--db", url.as_str(), "migrate"];
+            args.extend_from_slice(extra);
+            args.push(migration.to_str().unwrap());
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .args(&args)
+                .env_remove("HERALD_CONFIG")
+                .env_remove("HERALD_DB")
+                .env("RUST_LOG", "warn")
+                .current_dir(&dir)
+                .output()
+                .unwrap()
+        }
+    };
+    let printed = tokio::task::spawn_blocking(run(&["--print-triggers"]))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    assert!(
+        stdout
+            .contains("CREATE OR REPLACE TRIGGER herald_track AFTER INSERT OR UPDATE OR DELETE ON"),
+        "{stdout}"
+    );
+    let mut app = herald.app();
+    assert_eq!(
+        app.integer(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'Deal' AND column_name = 'area'",
+            &[]
+        ),
+        0,
+        "--print-triggers changes nothing"
+    );
+    let migrated = tokio::task::spawn_blocking(run(&[])).await.unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&migrated.stdout),
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    app.execute(
+        "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('after the migration', 0, 1)",
+        &[],
+    );
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let row = &got[0].json()["row"];
+    assert_eq!(row["title"], "after the migration");
+    assert_eq!(row["area"], "south");
+    assert!(row.get("contact_id").is_none(), "{row}");
+    herald.stop().await;
+}

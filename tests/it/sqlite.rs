@@ -267,3 +267,247 @@ async fn scripts_cannot_read_the_databases_own_tables() {
     )
     .await;
 }
+
+/// `herald migrate FILE.sql` in `dir` (scripts in `dir/scripts`), on `db`.
+fn herald_migrate(
+    dir: &std::path::Path,
+    db: &std::path::Path,
+    sql: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let file = dir.join(format!("migration-{}.sql", uuid_like()));
+    std::fs::write(&file, sql).unwrap();
+    let mut args = vec!["--db", db.to_str().unwrap(), "migrate"];
+    args.extend_from_slice(extra);
+    args.push(file.to_str().unwrap());
+    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(&args)
+        .env_remove("HERALD_DB")
+        .env_remove("HERALD_SCRIPTS")
+        .env_remove("HERALD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The application's migrations (ADD, RENAME and DROP COLUMN, and SQLite's twelve-step rebuild of
+/// a table) run through `herald migrate` while another process keeps writing: none is blocked by
+/// herald's triggers, every change is delivered once, the migration's own copy is no change, and
+/// the events after each carry the new layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_through_herald_migrate_lose_no_change_while_writes_go_on() {
+    let herald = TestHerald::on_sqlite(|_| {}).await;
+    let db = herald.db.sqlite_path().unwrap().to_owned();
+    let dir = db.parent().unwrap().to_owned();
+    let receiver = TestReceiver::start().await;
+    herald
+        .create_hook(serde_json::json!({
+            "target_url": receiver.url("/deals"),
+            "company_id": 1,
+            "events": ["Deal.create"],
+        }))
+        .await;
+
+    // Without herald migrate, herald's triggers (they name every column) refuse a DROP COLUMN.
+    let mut app = herald.app();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        app.execute("ALTER TABLE Deal DROP COLUMN contact_id", &[])
+    }));
+    assert!(
+        refused.is_err(),
+        "SQLite refuses it while herald's triggers name the column"
+    );
+
+    const WRITES: usize = 400;
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(30)).unwrap();
+            for i in 0..WRITES {
+                conn.execute(
+                    "INSERT INTO Deal (title, is_project, company_id) VALUES (?1, 0, 1)",
+                    [format!("w{i}")],
+                )
+                .unwrap();
+                std::thread::sleep(Duration::from_millis(4));
+            }
+        })
+    };
+    let migrations = [
+        "ALTER TABLE Deal ADD COLUMN region TEXT DEFAULT 'south';",
+        "ALTER TABLE Deal RENAME COLUMN region TO area;",
+        "ALTER TABLE Deal DROP COLUMN contact_id;",
+        "CREATE TABLE Deal_new (
+             id INTEGER PRIMARY KEY,
+             title TEXT NOT NULL,
+             amount REAL,
+             stage TEXT NOT NULL DEFAULT 'lead',
+             is_project INTEGER NOT NULL DEFAULT 0,
+             company_id INTEGER REFERENCES Company(id),
+             project_id INTEGER REFERENCES Project(id),
+             created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+             area TEXT DEFAULT 'south',
+             probability REAL DEFAULT 0.5
+         );
+         INSERT INTO Deal_new (id, title, amount, stage, is_project, company_id, project_id, created_at, area)
+             SELECT id, title, amount, stage, is_project, company_id, project_id, created_at, area FROM Deal;
+         DROP TABLE Deal;
+         ALTER TABLE Deal_new RENAME TO Deal;",
+    ];
+    for sql in migrations {
+        let output = {
+            let (dir, db) = (dir.clone(), db.clone());
+            tokio::task::spawn_blocking(move || herald_migrate(&dir, &db, sql, &[]))
+                .await
+                .unwrap()
+        };
+        assert!(
+            output.status.success(),
+            "{sql}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    herald.insert_deal(Deal {
+        company_id: Some(1),
+        ..Deal::titled("after all")
+    });
+
+    let got = receiver.wait_for(WRITES + 1, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let titles: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            r.json()["row"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for title in &titles {
+        assert!(seen.insert(title.clone()), "{title} delivered twice");
+    }
+    for i in 0..WRITES {
+        assert!(seen.contains(&format!("w{i}")), "w{i} was lost");
+    }
+    assert_eq!(titles.len(), WRITES + 1, "the rebuild's copy is no change");
+    let last = got.last().unwrap().json();
+    let last = receiver
+        .received()
+        .iter()
+        .map(|r| r.json())
+        .find(|j| j["row"]["title"] == "after all")
+        .unwrap_or(last);
+    assert_eq!(last["row"]["area"], "south", "{last}");
+    assert_eq!(last["row"]["probability"], 0.5, "{last}");
+    assert!(last["row"].get("contact_id").is_none(), "{last}");
+    let failures = herald.store().recent_script_failures(10).unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    herald.stop().await;
+}
+
+/// A migration tool that runs its own SQL gets what to run around it; a rebuild made behind
+/// herald's back is reported where the administrator looks, and tracking resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_behind_heralds_back_is_reported_and_the_print_out_is_what_to_run_instead() {
+    let herald = TestHerald::on_sqlite(|_| {}).await;
+    let db = herald.db.sqlite_path().unwrap().to_owned();
+    let dir = db.parent().unwrap().to_owned();
+    let receiver = TestReceiver::start().await;
+    herald
+        .create_hook(serde_json::json!({
+            "target_url": receiver.url("/deals"),
+            "company_id": 1,
+            "events": ["Deal.create"],
+        }))
+        .await;
+    let rebuild = "CREATE TABLE Deal_new (id INTEGER PRIMARY KEY, title TEXT NOT NULL, amount REAL,
+             stage TEXT NOT NULL DEFAULT 'lead', is_project INTEGER NOT NULL DEFAULT 0,
+             company_id INTEGER, project_id INTEGER, created_at TEXT);
+         INSERT INTO Deal_new SELECT id, title, amount, stage, is_project, company_id, project_id, created_at FROM Deal;
+         DROP TABLE Deal;
+         ALTER TABLE Deal_new RENAME TO Deal;";
+
+    // What to run around it: herald's triggers dropped before, made after; nothing changed yet.
+    let printed = {
+        let (dir, db) = (dir.clone(), db.clone());
+        tokio::task::spawn_blocking(move || {
+            herald_migrate(&dir, &db, rebuild, &["--print-triggers"])
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    assert!(
+        printed.contains("DROP TRIGGER IF EXISTS \"herald_track_Deal_insert\";"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("CREATE TRIGGER \"herald_track_Deal_insert\" AFTER INSERT ON \"Deal\""),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("contact_id"),
+        "the layout after the migration: {printed}"
+    );
+    let mut app = herald.app();
+    assert_eq!(
+        app.integer(
+            "SELECT count(*) FROM pragma_table_info('Deal') WHERE name = 'contact_id'",
+            &[]
+        ),
+        1,
+        "--print-triggers changes nothing"
+    );
+
+    // The rebuild behind herald's back: its triggers go with the old table.
+    app.batch(&format!("BEGIN; {rebuild} COMMIT;"));
+    let store = herald.store();
+    let failure = eventually(Duration::from_secs(10), || {
+        store
+            .recent_script_failures(10)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.message.contains("without herald's tracking triggers"))
+    })
+    .await
+    .expect("the lost triggers are reported");
+    assert_eq!(failure.table.as_deref(), Some("Deal"));
+    assert!(
+        failure.message.contains("herald migrate"),
+        "{}",
+        failure.message
+    );
+
+    // Tracking resumes on the new table.
+    app.execute(
+        "INSERT INTO Deal (title, is_project, company_id) VALUES ('after the rebuild', 0, 1)",
+        &[],
+    );
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["row"]["title"], "after the rebuild");
+    herald.stop().await;
+}

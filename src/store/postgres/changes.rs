@@ -28,7 +28,7 @@ use crate::delivery::{DirectLease, Taken};
 use crate::store::change::{
     Action, Change, ChangeBatch, Consumed, TrackingProblem, UnreadableChange,
 };
-use crate::store::{ChangeFeed, ChangeLog, NewEvent, ScriptFailure, Stored};
+use crate::store::{ChangeFeed, ChangeLog, NewEvent, ScriptFailure, Stored, TrackingSql};
 
 /// The name of herald's trigger on every tracked table.
 const TRIGGER: &str = "herald_track";
@@ -54,77 +54,60 @@ impl ChangeLog for Postgres {
     /// hook selects: creates the missing ones, drops those of tables no longer tracked. A table is
     /// found by its name exactly as written (`"Deal"`), on the `search_path`.
     fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>> {
-        let (tables, problems, changed) = self.write(|tx| {
-            let mut names: BTreeSet<String> = script_tables.iter().cloned().collect();
-            for row in tx.query(
-                "SELECT DISTINCT split_part(event_name, '.', 1) FROM herald_hook_events
-                 WHERE strpos(event_name, '.') > 0",
-                &[],
-            )? {
-                names.insert(row.get(0));
-            }
-            let mut wanted = Vec::new();
-            let mut problems = Vec::new();
-            for name in &names {
-                match tracked_table(tx, name)? {
-                    Ok(table) => wanted.push(table),
-                    Err(message) => problems.push(TrackingProblem {
-                        table: name.clone(),
-                        message,
-                    }),
-                }
-            }
-            // herald's triggers as they stand: the table, and the name and key they log.
-            let existing: Vec<(u32, String, Vec<u8>)> = tx
-                .query(
-                    "SELECT t.tgrelid, c.relname, t.tgargs FROM pg_trigger t
-                     JOIN pg_class c ON c.oid = t.tgrelid
-                     WHERE t.tgname = $1 AND NOT t.tgisinternal",
-                    &[&TRIGGER],
-                )?
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect();
-            let mut changed = false;
-            for (oid, _, args) in &existing {
-                let keep = wanted
-                    .iter()
-                    .any(|t| t.oid == *oid && trigger_args(&t.name, &t.key) == *args);
-                if !keep {
-                    let table = qualified_by_oid(tx, *oid)?;
-                    tx.batch_execute(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON {table}"))?;
-                    changed = true;
-                }
-            }
-            for table in &wanted {
-                let present = existing.iter().any(|(oid, _, args)| {
-                    *oid == table.oid && *args == trigger_args(&table.name, &table.key)
-                });
-                if !present {
-                    let qualified = qualified_by_oid(tx, table.oid)?;
-                    tx.batch_execute(&format!(
-                        "CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {} \
-                         FOR EACH ROW EXECUTE FUNCTION {}.herald_track({}, {})",
-                        qualified,
-                        quote_ident(self.schema()),
-                        quote_literal(&table.name),
-                        quote_literal(&table.key),
-                    ))
-                    .map_err(|e| StoreError::Schema {
-                        file: format!("the tracking trigger of {}", table.name),
-                        message: describe(&e),
-                    })?;
-                    changed = true;
-                }
-            }
-            Ok((names, problems, changed))
-        })?;
+        let (tables, problems, changed) = self.write(|tx| self.sync_triggers(tx, script_tables))?;
         if changed {
             tracing::info!(tables = ?tables, "tracking triggers updated");
         }
         // Tables made since the last sync become readable to scripts too.
         self.grant_reads_to_scripts()?;
         Ok(problems)
+    }
+
+    /// herald's triggers log `to_jsonb` of the row and name no column, so they block no
+    /// migration; a table the migration rebuilds (creates anew, copies, drops the old one) gets
+    /// its trigger in the same transaction.
+    fn migrate_application(
+        &self,
+        sql: &str,
+        script_tables: &[String],
+    ) -> Result<Vec<TrackingProblem>> {
+        let (tables, problems, _) = self.write(|tx| {
+            tx.batch_execute(sql).map_err(|e| StoreError::Schema {
+                file: "the migration".into(),
+                message: describe(&e),
+            })?;
+            self.sync_triggers(tx, script_tables)
+        })?;
+        tracing::info!(tables = ?tables, "migration applied; tracking triggers in line");
+        self.grant_reads_to_scripts()?;
+        Ok(problems)
+    }
+
+    fn tracking_sql_around(&self, sql: &str, script_tables: &[String]) -> Result<TrackingSql> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        tx.batch_execute(sql).map_err(|e| StoreError::Schema {
+            file: "the migration".into(),
+            message: describe(&e),
+        })?;
+        let (wanted, problems) = self.wanted_tables(&mut tx, script_tables)?;
+        let mut after = Vec::new();
+        for table in &wanted {
+            after.push(format!(
+                "CREATE OR REPLACE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {} \
+                 FOR EACH ROW EXECUTE FUNCTION {}.herald_track({}, {});",
+                qualified_by_oid(&mut tx, table.oid)?,
+                quote_ident(self.schema()),
+                quote_literal(&table.name),
+                quote_literal(&table.key),
+            ));
+        }
+        tx.rollback()?;
+        Ok(TrackingSql {
+            before: Vec::new(),
+            after,
+            problems,
+        })
     }
 
     /// The application's tables with a single-column integer primary key (the row id), on the
@@ -437,5 +420,94 @@ impl ChangeFeed for ChangeListener {
         }
         batch.consumed = Consumed::rows(ids);
         Ok(batch)
+    }
+}
+
+impl Postgres {
+    /// The tables to track as they stand in `tx`, and those that cannot be.
+    fn wanted_tables(
+        &self,
+        tx: &mut Tx<'_>,
+        script_tables: &[String],
+    ) -> Result<(Vec<TrackedTable>, Vec<TrackingProblem>)> {
+        let mut names: BTreeSet<String> = script_tables.iter().cloned().collect();
+        for row in tx.query(
+            "SELECT DISTINCT split_part(event_name, '.', 1) FROM herald_hook_events
+             WHERE strpos(event_name, '.') > 0",
+            &[],
+        )? {
+            names.insert(row.get(0));
+        }
+        let mut wanted = Vec::new();
+        let mut problems = Vec::new();
+        for name in &names {
+            match tracked_table(tx, name)? {
+                Ok(table) => wanted.push(table),
+                Err(message) => problems.push(TrackingProblem {
+                    table: name.clone(),
+                    message,
+                }),
+            }
+        }
+        Ok((wanted, problems))
+    }
+
+    /// Makes herald's triggers match the tables to track, in `tx`: the tables, the problems, and
+    /// whether a trigger changed.
+    fn sync_triggers(
+        &self,
+        tx: &mut Tx<'_>,
+        script_tables: &[String],
+    ) -> Result<(BTreeSet<String>, Vec<TrackingProblem>, bool)> {
+        let (wanted, problems) = self.wanted_tables(tx, script_tables)?;
+        let names: BTreeSet<String> = wanted
+            .iter()
+            .map(|t| t.name.clone())
+            .chain(problems.iter().map(|p| p.table.clone()))
+            .collect();
+        // herald's triggers as they stand: the table, and the name and key they log.
+        let existing: Vec<(u32, String, Vec<u8>)> = tx
+            .query(
+                "SELECT t.tgrelid, c.relname, t.tgargs FROM pg_trigger t
+                 JOIN pg_class c ON c.oid = t.tgrelid
+                 WHERE t.tgname = $1 AND NOT t.tgisinternal",
+                &[&TRIGGER],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let mut changed = false;
+        for (oid, _, args) in &existing {
+            let keep = wanted
+                .iter()
+                .any(|t| t.oid == *oid && trigger_args(&t.name, &t.key) == *args);
+            if !keep {
+                let table = qualified_by_oid(tx, *oid)?;
+                tx.batch_execute(&format!("DROP TRIGGER IF EXISTS {TRIGGER} ON {table}"))?;
+                changed = true;
+            }
+        }
+        for table in &wanted {
+            let present = existing.iter().any(|(oid, _, args)| {
+                *oid == table.oid && *args == trigger_args(&table.name, &table.key)
+            });
+            if !present {
+                let qualified = qualified_by_oid(tx, table.oid)?;
+                tx.batch_execute(&format!(
+                    "CREATE TRIGGER {TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {} \
+                     FOR EACH ROW EXECUTE FUNCTION {}.herald_track({}, {})",
+                    qualified,
+                    quote_ident(self.schema()),
+                    quote_literal(&table.name),
+                    quote_literal(&table.key),
+                ))
+                .map_err(|e| StoreError::Schema {
+                    file: format!("the tracking trigger of {}", table.name),
+                    message: describe(&e),
+                })?;
+                changed = true;
+            }
+        }
+        Ok((names, problems, changed))
     }
 }

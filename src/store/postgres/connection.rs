@@ -79,6 +79,10 @@ impl Tx<'_> {
         self.tx.commit()
     }
 
+    pub(crate) fn rollback(self) -> Result<(), postgres::Error> {
+        self.tx.rollback()
+    }
+
     /// SQL run as it is (several statements, DDL): never prepared.
     pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.tx.batch_execute(sql)
