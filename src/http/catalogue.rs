@@ -64,7 +64,7 @@ pub struct ResourceEventOut {
 }
 
 /// Every trigger and resource event.
-#[utoipa::path(get, path = "/api/v1/triggers", tag = "catalogue", params(CatalogueQuery),
+#[utoipa::path(get, path = "/api/v1/triggers", operation_id = "listTriggers", description = "The triggers (from GetWebhookResponseBody_*.rhai) and the resources of the grid (the application's tables) a hook can select.", tag = "catalogue", params(CatalogueQuery),
     responses((status = 200, body = CatalogueOut), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,

@@ -15,7 +15,7 @@ use crate::metrics::ClusterView;
 use crate::node::GONE_AFTER;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+#[utoipa::path(get, path = "/healthz", operation_id = "getHealth", description = "Answers 200 while the process runs. Needs no token.", tag = "operations", security(()),
     responses((status = 200, description = "Up", body = Object)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
@@ -27,7 +27,7 @@ const WRITE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50
 
 /// The database answers and takes writes, and the tracker (moving, not stuck in one step) and
 /// the delivery worker run.
-#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+#[utoipa::path(get, path = "/readyz", operation_id = "getReadiness", description = "200 only while the database answers and takes writes and the tracker and the delivery worker run; 503 with the failing checks otherwise. For load balancers and orchestrators. Needs no token.", tag = "operations", security(()),
     responses(
         (status = 200, description = "Ready", body = Object),
         (status = 503, description = "Not ready, with the failing checks", body = Object),
@@ -95,7 +95,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 
 /// Prometheus text format: work done (changes, events, attempts, script errors), attempt latency,
 /// and the outbox (waiting deliveries, the oldest one's age, hooks by state).
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", description = "Prometheus text format: work done, attempt latency, the outbox, the change log's backlog, the nodes. Needs no token (scrapers carry none).", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.store.clone();

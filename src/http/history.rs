@@ -136,7 +136,7 @@ async fn hook_exists(state: &AppState, id: &str) -> Result<(), ApiError> {
 }
 
 /// The deliveries log of a hook: every attempt, newest first.
-#[utoipa::path(get, path = "/api/v1/hooks/{id}/deliveries", tag = "history",
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/deliveries", operation_id = "listDeliveries", description = "A hook's deliveries log, newest first, 25 a page by default; only_failures keeps the failed attempts. Each entry has the request payload, the response headers and body.", tag = "history",
     params(("id" = String, Path, description = "The hook's id"), DeliveriesQuery),
     responses(
         (status = 200, body = DeliveryPage),
@@ -175,7 +175,7 @@ pub(crate) async fn deliveries_page(
 }
 
 /// One attempt in full: the request (URL, headers, payload) and the response (status, headers, body).
-#[utoipa::path(get, path = "/api/v1/hooks/{id}/deliveries/{delivery_id}", tag = "history",
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/deliveries/{delivery_id}", operation_id = "getDelivery", description = "One attempt of the deliveries log with its request payload and headers (authorization masked) and the response headers and body.", tag = "history",
     params(
         ("id" = String, Path, description = "The hook's id"),
         ("delivery_id" = i64, Path, minimum = 1, description = "The attempt's id from the deliveries log"),
@@ -293,7 +293,7 @@ pub struct EventPage {
 }
 
 /// The event history of a hook, newest first, within the retention window.
-#[utoipa::path(get, path = "/api/v1/hooks/{id}/events", tag = "history",
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/events", operation_id = "listHookEvents", description = "A hook's event history, newest first, with each event's delivery status; filter by status, event type and time.", tag = "history",
     params(("id" = String, Path, description = "The hook's id"), EventsQuery),
     responses(
         (status = 200, body = EventPage),
@@ -401,7 +401,7 @@ fn action_result(
 
 /// Delivers one event to the hook again, now: one more attempt for a failed or discarded event, a
 /// new delivery of a delivered one, an earlier attempt for a retrying one.
-#[utoipa::path(post, path = "/api/v1/hooks/{id}/events/{event_id}/retry", tag = "history",
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/events/{event_id}/retry", operation_id = "retryEvent", description = "Sends one event of a hook again now, as a new attempt of the same delivery (same webhook-id).", tag = "history",
     params(
         ("id" = String, Path, description = "The hook's id"),
         ("event_id" = String, Path, description = "The event's id (evt_...)"),
@@ -445,7 +445,7 @@ pub(crate) async fn retry_hook_event(
 }
 
 /// Drops a waiting event (pending or retrying) without delivering it.
-#[utoipa::path(post, path = "/api/v1/hooks/{id}/events/{event_id}/discard", tag = "history",
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/events/{event_id}/discard", operation_id = "discardEvent", description = "Stops a waiting event of a hook from being retried; it is recorded as discarded.", tag = "history",
     params(
         ("id" = String, Path, description = "The hook's id"),
         ("event_id" = String, Path, description = "The event's id (evt_...)"),
@@ -489,7 +489,7 @@ pub struct RetryFailedOut {
 }
 
 /// Retries every event of the hook that failed since a time: recovery after the target's outage.
-#[utoipa::path(post, path = "/api/v1/hooks/{id}/retry-failed", tag = "history",
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/retry-failed", operation_id = "retryFailedEvents", description = "Queues every failed event of a hook (since a time, if given) for a new attempt now.", tag = "history",
     request_body = RetryFailedIn,
     params(("id" = String, Path, description = "The hook's id")),
     responses(
@@ -561,7 +561,7 @@ pub struct HookSummaryOut {
 }
 
 /// A hook's overview: how many of its events were delivered, failed or wait, and its last delivery.
-#[utoipa::path(get, path = "/api/v1/hooks/{id}/summary", tag = "history",
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/summary", operation_id = "getHookSummary", description = "A hook's deliveries counted by outcome, its last attempt and whether it is failing.", tag = "history",
     params(("id" = String, Path, description = "The hook's id")),
     responses((status = 200, body = HookSummaryOut), (status = 404, body = ErrorBody)))]
 pub async fn summary(

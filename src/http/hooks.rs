@@ -350,7 +350,7 @@ async fn load(state: &AppState, id: String) -> Result<Hook, ApiError> {
 }
 
 /// Creates a hook; its secret is in this answer and never again.
-#[utoipa::path(post, path = "/api/v1/hooks", tag = "hooks", request_body = CreateHookIn,
+#[utoipa::path(post, path = "/api/v1/hooks", operation_id = "createHook", description = "Creates a company- or project-level hook with its endpoint, optional authorization header and selected events. The answer holds the signing secret whole, once.", tag = "hooks", request_body = CreateHookIn,
     responses(
         (status = 201, description = "The hook, its secret whole", body = HookOut),
         (status = 422, description = "Bad endpoint, scope, header or event", body = ErrorBody),
@@ -392,7 +392,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
 }
 
 /// Lists hooks, newest first.
-#[utoipa::path(get, path = "/api/v1/hooks", tag = "hooks", params(ListHooksQuery),
+#[utoipa::path(get, path = "/api/v1/hooks", operation_id = "listHooks", description = "The hooks, by scope, paged by cursor; secrets and authorization headers masked.", tag = "hooks", params(ListHooksQuery),
     responses(
         (status = 200, body = HookPage),
         (status = 400, description = "Bad cursor or filter", body = ErrorBody),
@@ -450,7 +450,7 @@ pub(crate) async fn hooks_page(
 }
 
 /// One hook.
-#[utoipa::path(get, path = "/api/v1/hooks/{id}", tag = "hooks",
+#[utoipa::path(get, path = "/api/v1/hooks/{id}", operation_id = "getHook", description = "One hook; its secret and authorization header masked.", tag = "hooks",
     params(("id" = String, Path, description = "The hook's id")),
     responses((status = 200, body = HookOut), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -467,7 +467,7 @@ pub(crate) async fn hook_out(state: &AppState, id: String) -> Result<HookOut, Ap
 
 /// Changes a hook's endpoint, header, description, scope or status. Disabling a hook discards the
 /// deliveries waiting for it.
-#[utoipa::path(patch, path = "/api/v1/hooks/{id}", tag = "hooks", request_body = UpdateHookIn,
+#[utoipa::path(patch, path = "/api/v1/hooks/{id}", operation_id = "updateHook", description = "Changes a hook's endpoint, authorization header, description, scope, events or enabled state; fields left out stay as they are.", tag = "hooks", request_body = UpdateHookIn,
     params(("id" = String, Path, description = "The hook's id")),
     responses(
         (status = 200, body = HookOut),
@@ -529,7 +529,7 @@ fn patch_enabled_changed(before: &Hook, after: &Hook) -> bool {
 }
 
 /// Deletes a hook. Its deliveries log stays until the retention window passes; what waits is discarded.
-#[utoipa::path(delete, path = "/api/v1/hooks/{id}", tag = "hooks",
+#[utoipa::path(delete, path = "/api/v1/hooks/{id}", operation_id = "deleteHook", description = "Deletes a hook; its waiting deliveries are discarded.", tag = "hooks",
     params(("id" = String, Path, description = "The hook's id")),
     responses((status = 200, body = Deleted), (status = 404, body = ErrorBody)))]
 pub async fn delete(
@@ -556,7 +556,7 @@ pub(crate) async fn delete_hook(state: &AppState, id: &str) -> Result<(), ApiErr
 /// Replaces the signing secret. The new secret is in this answer and never again; the old one keeps
 /// signing beside it (two signatures per delivery) for the grace period, so receivers can switch
 /// without losing a delivery.
-#[utoipa::path(post, path = "/api/v1/hooks/{id}/rotate-secret", tag = "hooks",
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/rotate-secret", operation_id = "rotateHookSecret", description = "Makes a new signing secret; the previous one keeps signing beside it for the grace period given (default 24 h).", tag = "hooks",
     request_body(content = RotateSecretIn, description = "Optional"),
     params(("id" = String, Path, description = "The hook's id")),
     responses(
@@ -642,7 +642,7 @@ pub struct CellOut {
 }
 
 /// The grid of one hook.
-#[utoipa::path(get, path = "/api/v1/hooks/{id}/grid", tag = "hooks",
+#[utoipa::path(get, path = "/api/v1/hooks/{id}/grid", operation_id = "getGrid", description = "The hook's resources x create/update/delete grid: which cells are ticked.", tag = "hooks",
     params(("id" = String, Path, description = "The hook's id")),
     responses((status = 200, body = GridOut), (status = 404, body = ErrorBody)))]
 pub async fn grid(
@@ -729,7 +729,7 @@ fn checked_cell(resource: &str, action: &str) -> Result<String, ApiError> {
 }
 
 /// Ticks one cell of the grid: the hook receives `<resource>.<action>` from the next change on.
-#[utoipa::path(put, path = "/api/v1/hooks/{id}/grid/{resource}/{action}", tag = "hooks",
+#[utoipa::path(put, path = "/api/v1/hooks/{id}/grid/{resource}/{action}", operation_id = "tickGridCell", description = "Selects one resource event (for example Deal update) for a hook.", tag = "hooks",
     params(
         ("id" = String, Path, description = "The hook's id"),
         ("resource" = String, Path, description = "A table of the application"),
@@ -749,7 +749,7 @@ pub async fn tick_cell(
 }
 
 /// Clears one cell of the grid: the next change is not delivered to this hook.
-#[utoipa::path(delete, path = "/api/v1/hooks/{id}/grid/{resource}/{action}", tag = "hooks",
+#[utoipa::path(delete, path = "/api/v1/hooks/{id}/grid/{resource}/{action}", operation_id = "clearGridCell", description = "Unselects one resource event of a hook.", tag = "hooks",
     params(
         ("id" = String, Path, description = "The hook's id"),
         ("resource" = String, Path, description = "A table of the application"),
@@ -765,7 +765,7 @@ pub async fn clear_cell(
 }
 
 /// Selects a named trigger for the hook.
-#[utoipa::path(put, path = "/api/v1/hooks/{id}/triggers/{trigger}", tag = "hooks",
+#[utoipa::path(put, path = "/api/v1/hooks/{id}/triggers/{trigger}", operation_id = "selectTrigger", description = "Selects a named trigger (a body script's suffix) for a hook.", tag = "hooks",
     params(
         ("id" = String, Path, description = "The hook's id"),
         ("trigger" = String, Path, description = "A trigger defined by a body script"),
@@ -789,7 +789,7 @@ pub async fn select_trigger(
 }
 
 /// Stops the hook receiving a named trigger.
-#[utoipa::path(delete, path = "/api/v1/hooks/{id}/triggers/{trigger}", tag = "hooks",
+#[utoipa::path(delete, path = "/api/v1/hooks/{id}/triggers/{trigger}", operation_id = "unselectTrigger", description = "Unselects a named trigger of a hook.", tag = "hooks",
     params(
         ("id" = String, Path, description = "The hook's id"),
         ("trigger" = String, Path, description = "A trigger name"),

@@ -53,7 +53,7 @@ impl From<&NodeStatus> for NodeOut {
 }
 
 /// The nodes of this database: which consumes the change log, their heartbeats and script sets.
-#[utoipa::path(get, path = "/api/v1/nodes", tag = "operations", operation_id = "listNodes",
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "operations", operation_id = "listNodes", description = "The herald processes of this database: each one's last heartbeat, script set fingerprint and whether it consumes the change log.",
     responses((status = 200, body = NodesOut)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<NodesOut>, ApiError> {
     Ok(Json(nodes_overview(&state).await?))

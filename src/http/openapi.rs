@@ -32,7 +32,7 @@ pub struct ErrorDetail {
 #[openapi(
     info(
         title = "herald",
-        description = "Webhook trigger runtime for SQLite applications: REST hooks endpoints, the admin API under /api/v1, health endpoints. Every endpoint but /healthz and /readyz takes `Authorization: Bearer <token>`.",
+        description = "Webhook trigger runtime for applications whose data lives in SQLite or PostgreSQL: REST hooks endpoints, the admin API under /api/v1, health and metrics endpoints. Every endpoint but /healthz, /readyz and /metrics takes `Authorization: Bearer <token>`.",
     ),
     modifiers(&BearerToken),
     security(("bearer" = [])),
@@ -43,7 +43,7 @@ pub struct ErrorDetail {
         (name = "history", description = "Deliveries log and event history of a hook"),
         (name = "catalogue", description = "What a hook can select"),
         (name = "scripts", description = "The scripts folder as herald sees it"),
-        (name = "operations", description = "Health and this document"),
+        (name = "operations", description = "Health, metrics, the nodes and this document"),
     )
 )]
 struct ApiDoc;
@@ -180,7 +180,7 @@ fn add_common_errors(document: &mut utoipa::openapi::OpenApi) {
 static DOCUMENT: OnceLock<String> = OnceLock::new();
 
 /// This document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "getOpenApiDocument", description = "This OpenAPI 3.1 document, generated from the handlers.", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
 pub async fn openapi_json() -> impl IntoResponse {
     let json = DOCUMENT.get_or_init(|| {

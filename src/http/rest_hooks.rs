@@ -61,7 +61,7 @@ fn known_trigger(state: &AppState, event: &str) -> Result<(), ApiError> {
 }
 
 /// Subscribes a target URL to a trigger (REST hooks). The secret is in this answer only.
-#[utoipa::path(post, path = "/EPT_WebhookSubscribe", tag = "rest-hooks", request_body = SubscribeIn,
+#[utoipa::path(post, path = "/EPT_WebhookSubscribe", operation_id = "createSubscription", description = "REST hooks: subscribes a target URL to one trigger. Answers the subscription's id (also as codeWebhookSubscription). A subscribe token may call it.", tag = "rest-hooks", request_body = SubscribeIn,
     responses(
         (status = 201, body = SubscriptionOut),
         (status = 404, description = "Unknown trigger", body = ErrorBody),
@@ -119,7 +119,7 @@ pub struct UnsubscribedOut {
 
 /// Removes a subscription. A subscribe-only token removes only the subscriptions it made; any
 /// other id answers 404, as an unknown one does.
-#[utoipa::path(post, path = "/EPT_WebhookUnsubscribe", tag = "rest-hooks", request_body = UnsubscribeIn,
+#[utoipa::path(post, path = "/EPT_WebhookUnsubscribe", operation_id = "deleteSubscription", description = "REST hooks: removes a subscription by the id in the body. A subscribe token removes only the subscriptions it made.", tag = "rest-hooks", request_body = UnsubscribeIn,
     responses(
         (status = 200, body = UnsubscribedOut),
         (status = 404, description = "Unknown subscription", body = ErrorBody),
@@ -146,7 +146,7 @@ pub async fn unsubscribe(
 }
 
 /// Removes a subscription, by its id in the path (a subscribe-only token: only its own).
-#[utoipa::path(delete, path = "/EPT_WebhookSubscribe/{id}", tag = "rest-hooks",
+#[utoipa::path(delete, path = "/EPT_WebhookSubscribe/{id}", operation_id = "deleteSubscriptionById", description = "REST hooks: removes a subscription by the id in the path. A subscribe token removes only the subscriptions it made.", tag = "rest-hooks",
     params(("id" = String, Path, description = "The subscription's id")),
     responses((status = 200, body = UnsubscribedOut), (status = 404, body = ErrorBody)))]
 pub async fn unsubscribe_by_path(
@@ -198,7 +198,7 @@ pub struct PerformListIn {
 }
 
 /// Sample payloads of a trigger, newest first, in the shape of live deliveries.
-#[utoipa::path(get, path = "/EPT_WebhookPerformList", tag = "rest-hooks", params(PerformListQuery),
+#[utoipa::path(get, path = "/EPT_WebhookPerformList", operation_id = "listSamplePayloads", description = "REST hooks perform-list: sample payloads of a trigger, newest first, built by its body script from existing rows.", tag = "rest-hooks", params(PerformListQuery),
     responses(
         (status = 200, description = "Sample payloads", body = Vec<Object>),
         (status = 404, description = "Unknown trigger", body = ErrorBody),
@@ -219,7 +219,7 @@ pub async fn perform_list_query(
 }
 
 /// Sample payloads of a trigger, with the trigger in the body.
-#[utoipa::path(post, path = "/EPT_WebhookPerformList", tag = "rest-hooks", request_body = PerformListIn,
+#[utoipa::path(post, path = "/EPT_WebhookPerformList", operation_id = "listSamplePayloadsWithBody", description = "REST hooks perform-list with the trigger and limit in a JSON body.", tag = "rest-hooks", request_body = PerformListIn,
     responses(
         (status = 200, description = "Sample payloads", body = Vec<Object>),
         (status = 404, description = "Unknown trigger", body = ErrorBody),

@@ -88,7 +88,7 @@ fn script_out(entry: &ScriptEntry<'_>) -> ScriptOut {
 }
 
 /// The scripts folder: what is live, what failed to compile, which subscribed triggers are missing.
-#[utoipa::path(get, path = "/api/v1/scripts", tag = "scripts", responses((status = 200, body = ScriptsOut)))]
+#[utoipa::path(get, path = "/api/v1/scripts", operation_id = "listScripts", description = "The scripts folder as herald loaded it: each script, its hash and its compile errors with line and column.", tag = "scripts", responses((status = 200, body = ScriptsOut)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ScriptsOut>, ApiError> {
     Ok(Json(scripts_overview(&state).await?))
 }

@@ -961,6 +961,59 @@ async fn the_openapi_document_validates_and_matches_the_router() {
             }
         }
     }
+    // What client generators name their methods by: one id per operation, naming the verb and
+    // the resource (`list` was used three times, `get` and `update` said nothing); every operation
+    // has a tag, a summary and a description; those that take no token say so.
+    let mut ids = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in methods {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(
+                id.len() > 4
+                    && id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric())
+                    && id.chars().any(|c| c.is_ascii_uppercase()),
+                "{method} {path}: operationId {id:?} is not a verb and a resource in camelCase"
+            );
+            assert!(ids.insert(id.to_owned()), "{id} is used twice");
+            for field in ["summary", "description"] {
+                assert!(
+                    operation[field].as_str().is_some_and(|t| t.len() > 5),
+                    "{method} {path} has no {field}"
+                );
+            }
+            assert!(
+                operation["tags"][0].is_string(),
+                "{method} {path} has no tag"
+            );
+            let public = operation["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+            });
+            assert_eq!(
+                public,
+                ["/healthz", "/readyz", "/metrics"].contains(&path.as_str()),
+                "{method} {path}: security {}",
+                operation["security"]
+            );
+        }
+    }
+    for id in [
+        "listHooks",
+        "getHook",
+        "tickGridCell",
+        "listDeliveries",
+        "retryEvent",
+        "listScripts",
+        "listTriggers",
+    ] {
+        assert!(ids.contains(id), "{id} missing from {ids:?}");
+    }
+    let description = document["info"]["description"].as_str().unwrap();
+    assert!(description.contains("/metrics"), "{description}");
     for route in [
         "POST /EPT_WebhookSubscribe",
         "GET /EPT_WebhookPerformList",
