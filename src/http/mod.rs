@@ -9,7 +9,7 @@ mod health;
 mod history;
 mod hooks;
 mod nodes;
-mod openapi;
+pub(crate) mod openapi;
 mod rate_limit;
 mod rest_hooks;
 mod scripts;

@@ -754,3 +754,64 @@ async fn bad_input_is_refused_with_what_is_wrong_and_stores_nothing() {
     assert_eq!(hook_count(&herald).await, 1, "only the valid hook");
     herald.stop().await;
 }
+
+/// The "API" link opens a reference page served by herald itself (no CDN): every operation by
+/// area, with its method, path, id, what it does, its parameters and answers, and which take no
+/// token; the raw document is one link away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_link_opens_a_readable_reference_of_every_operation() {
+    let (_dir, herald) = start().await;
+    let cookie = session_cookie(&herald).await;
+    let (_, index) = page(&herald, &cookie, "/admin").await;
+    assert!(
+        index.contains("href=\"/admin/api\""),
+        "the nav links to the reference"
+    );
+    let (status, reference) = page(&herald, &cookie, "/admin/api").await;
+    assert_eq!(status, 200);
+    let document: Value = herald.get("/api/v1/openapi.json").await.1;
+    let mut operations = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            operations += 1;
+            assert!(
+                reference.contains(&format!("id=\"{id}\"")),
+                "{id} has no anchor"
+            );
+            let escaped = path.replace('&', "&amp;");
+            assert!(reference.contains(&escaped), "{path} is not shown");
+            assert!(
+                reference.contains(&method.to_uppercase()),
+                "{method} {path}"
+            );
+        }
+    }
+    assert!(operations >= 29, "{operations}");
+    for text in [
+        "tickGridCell",
+        "only_failures",
+        "No token",
+        "href=\"/api/v1/openapi.json\"",
+        "Bearer",
+    ] {
+        assert!(
+            reference.contains(text),
+            "{text} missing from the reference"
+        );
+    }
+    // Nothing is loaded from elsewhere.
+    assert!(!reference.contains("src=\"http"), "a script from elsewhere");
+    assert!(
+        !reference.contains("href=\"http"),
+        "a stylesheet or link elsewhere"
+    );
+    // Signed out, it asks to sign in like every admin page.
+    let response = no_redirects()
+        .get(herald.url("/admin/api"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    herald.stop().await;
+}

@@ -612,7 +612,7 @@ async fn the_pages_fit_common_window_sizes() {
     let hook_path = format!("/admin/hooks/{}", hook["id"].as_str().unwrap());
     for (width, height) in [(1920, 1080), (1280, 800), (1024, 768), (390, 844)] {
         browser.client.set_window_size(width, height).await.unwrap();
-        for path in ["/admin", hook_path.as_str(), "/admin/scripts"] {
+        for path in ["/admin", hook_path.as_str(), "/admin/scripts", "/admin/api"] {
             browser.goto(path).await;
             browser.wait("main h1").await;
             let overflow = browser

@@ -53,6 +53,7 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/admin/hooks/{id}/retry-failed", post(pages::retry_failed))
         .route("/admin/scripts", get(pages::scripts))
+        .route("/admin/api", get(pages::api_reference))
         .route("/admin/logout", post(logout))
         .route("/admin/{*rest}", get(pages::not_found))
         .route_layer(middleware::from_fn_with_state(state, require_session));

@@ -669,6 +669,15 @@ pub async fn scripts(
     }
 }
 
+/// The API reference: the OpenAPI document as a page, served from the binary.
+pub async fn api_reference(Extension(session): Extension<SessionInfo>) -> Response {
+    let document: serde_json::Value = match serde_json::to_value(crate::http::openapi::document()) {
+        Ok(document) => document,
+        Err(e) => return PageError::from(ApiError::internal(e)).into_response(),
+    };
+    view::render(&view::ApiReferencePage::of(session.csrf.clone(), &document))
+}
+
 pub async fn not_found() -> Response {
     PageError::new(
         StatusCode::NOT_FOUND,

@@ -286,3 +286,134 @@ pub fn status_class(status: &str) -> &'static str {
         _ => "badge-info",
     }
 }
+
+/// A parameter or a body field of an operation, as the API reference lists it.
+pub struct ApiField {
+    pub name: String,
+    /// `path`, `query` or `body`.
+    pub location: String,
+    pub required: bool,
+    pub description: String,
+}
+
+/// One operation of the API, as the reference page shows it.
+pub struct ApiOperation {
+    pub method: String,
+    pub path: String,
+    pub id: String,
+    pub summary: String,
+    pub description: String,
+    /// Takes no token.
+    pub public: bool,
+    pub fields: Vec<ApiField>,
+    /// Status and what it means.
+    pub responses: Vec<(String, String)>,
+}
+
+/// The operations of one tag.
+pub struct ApiSection {
+    pub tag: String,
+    pub description: String,
+    pub operations: Vec<ApiOperation>,
+}
+
+/// The OpenAPI document as a page to read: what the "API" link opens.
+#[derive(Template)]
+#[template(path = "admin/api.html")]
+pub struct ApiReferencePage {
+    pub csrf: String,
+    pub description: String,
+    pub sections: Vec<ApiSection>,
+}
+
+impl ApiReferencePage {
+    /// The page of `document` (the served OpenAPI document, as JSON): its tags in their order,
+    /// each with its operations in path order.
+    pub fn of(csrf: String, document: &Value) -> ApiReferencePage {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let schema_of = |reference: &Value| -> Option<Value> {
+            let name = reference.as_str()?.rsplit('/').next()?;
+            document["components"]["schemas"].get(name).cloned()
+        };
+        let mut sections: Vec<ApiSection> = document["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|tag| ApiSection {
+                tag: text(&tag["name"]),
+                description: text(&tag["description"]),
+                operations: Vec::new(),
+            })
+            .collect();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let Some(operation) = item.get(method) else {
+                    continue;
+                };
+                let mut fields: Vec<ApiField> = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| ApiField {
+                        name: text(&p["name"]),
+                        location: text(&p["in"]),
+                        required: p["required"].as_bool().unwrap_or(false),
+                        description: text(&p["description"]),
+                    })
+                    .collect();
+                let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+                if let Some(schema) = schema_of(&body["$ref"]) {
+                    let required: Vec<&str> = schema["required"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+                        fields.push(ApiField {
+                            name: name.clone(),
+                            location: "body".into(),
+                            required: required.contains(&name.as_str()),
+                            description: text(&property["description"]),
+                        });
+                    }
+                }
+                let responses = operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(status, response)| (status.clone(), text(&response["description"])))
+                    .collect();
+                let public = operation["security"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+                });
+                let tag = text(&operation["tags"][0]);
+                let entry = ApiOperation {
+                    method: method.to_uppercase(),
+                    path: path.clone(),
+                    id: text(&operation["operationId"]),
+                    summary: text(&operation["summary"]),
+                    description: text(&operation["description"]),
+                    public,
+                    fields,
+                    responses,
+                };
+                match sections.iter_mut().find(|s| s.tag == tag) {
+                    Some(section) => section.operations.push(entry),
+                    None => sections.push(ApiSection {
+                        tag,
+                        description: String::new(),
+                        operations: vec![entry],
+                    }),
+                }
+            }
+        }
+        sections.retain(|s| !s.operations.is_empty());
+        ApiReferencePage {
+            csrf,
+            description: text(&document["info"]["description"]),
+            sections,
+        }
+    }
+}
