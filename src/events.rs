@@ -153,7 +153,9 @@ pub fn sample_payloads(
     let script = scripts
         .body(trigger)
         .ok_or_else(|| RenderError::UnknownTrigger(trigger.to_owned()))?;
-    let mut samples = sandbox.samples(script).map_err(RenderError::Script)?;
+    let mut samples = sandbox
+        .samples(script, limit)
+        .map_err(RenderError::Script)?;
     samples.truncate(limit);
     Ok(samples)
 }

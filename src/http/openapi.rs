@@ -63,6 +63,7 @@ impl Modify for BearerToken {
 /// The routes behind the bearer token.
 pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(rest_hooks::me))
         .routes(routes!(rest_hooks::subscribe))
         .routes(routes!(rest_hooks::unsubscribe_by_path))
         .routes(routes!(rest_hooks::unsubscribe))

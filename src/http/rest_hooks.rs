@@ -24,9 +24,33 @@ const MAX_SAMPLES: usize = 100;
 pub struct SubscribeIn {
     /// The trigger to receive.
     event: Option<String>,
-    /// Where to POST each event (`targetUrl` and `hookUrl` are accepted too).
-    #[serde(alias = "targetUrl", alias = "hookUrl")]
+    /// Where to POST each event (`targetUrl`, `hookUrl` and `url`, as Zapier's example sends it,
+    /// are accepted too).
+    #[serde(alias = "targetUrl", alias = "hookUrl", alias = "url")]
     target_url: Option<String>,
+}
+
+/// Who the token is: an integration's connection test.
+#[derive(Serialize, ToSchema)]
+pub struct MeOut {
+    /// The token's name (from the configuration; `admin` for the admin token).
+    name: String,
+    /// `admin` or `subscribe`.
+    role: String,
+}
+
+/// The token's name and role.
+#[utoipa::path(get, path = "/EPT_WebhookMe", operation_id = "getTokenIdentity", description = "REST hooks: an integration's connection test. Any valid token; answers its name and role and changes nothing.", tag = "rest-hooks",
+    responses((status = 200, body = MeOut)))]
+pub async fn me(Extension(caller): Extension<Caller>) -> Json<MeOut> {
+    Json(MeOut {
+        name: caller.name,
+        role: match caller.role {
+            Role::Admin => "admin",
+            Role::Subscribe => "subscribe",
+        }
+        .to_owned(),
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -164,9 +188,17 @@ async fn delete_subscription(
 ) -> Result<Json<UnsubscribedOut>, ApiError> {
     let hook_id = id.clone();
     let deleted = state
-        .on_store(move |store| match caller.role {
-            Role::Admin => store.delete_hook(&hook_id),
-            Role::Subscribe => store.delete_subscription_made_by(&hook_id, &caller.name),
+        .on_store(move |store| {
+            let made_by = match caller.role {
+                Role::Admin => None,
+                Role::Subscribe => Some(caller.name.as_str()),
+            };
+            let deleted = match made_by {
+                None => store.delete_hook(&hook_id)?,
+                Some(name) => store.delete_subscription_made_by(&hook_id, name)?,
+            };
+            // One herald removed on a 410 existed: its unsubscribe is acknowledged, once.
+            Ok(deleted || store.acknowledge_gone_subscription(&hook_id, made_by)?)
         })
         .await?;
     if !deleted {
@@ -184,16 +216,16 @@ async fn delete_subscription(
 pub struct PerformListQuery {
     /// The trigger.
     event: Option<String>,
-    /// 1 to 100, default 100.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    /// 1 to 100, or -1 for as many as there are (Zapier's "no limit"); default 100.
+    #[param(value_type = Option<i32>, minimum = -1, maximum = 100)]
     limit: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct PerformListIn {
     event: Option<String>,
-    /// 1 to 100, default 100.
-    #[schema(value_type = Option<u32>)]
+    /// 1 to 100, or -1 for as many as there are (Zapier's "no limit"); default 100.
+    #[schema(value_type = Option<i32>, minimum = -1, maximum = 100)]
     limit: Option<Value>,
 }
 
@@ -212,7 +244,7 @@ pub async fn perform_list_query(
     // A query string's limit is text; a whole number in it counts as the number.
     let limit = parse_limit(query.limit.map(|text| {
         text.trim()
-            .parse::<u64>()
+            .parse::<i64>()
             .map_or(Value::String(text), Value::from)
     }))?;
     perform_list(state, required(query.event, "event")?, limit).await
@@ -234,9 +266,13 @@ pub async fn perform_list_body(
     perform_list(state, required(body.event, "event")?, limit).await
 }
 
+/// Zapier's "no limit".
+const NO_LIMIT: i64 = -1;
+
 fn parse_limit(limit: Option<Value>) -> Result<usize, ApiError> {
     let parsed = match &limit {
         None => return Ok(MAX_SAMPLES),
+        Some(Value::Number(n)) if n.as_i64() == Some(NO_LIMIT) => return Ok(MAX_SAMPLES),
         Some(Value::Number(n)) => n.as_u64(),
         Some(_) => None,
     };
@@ -245,7 +281,7 @@ fn parse_limit(limit: Option<Value>) -> Result<usize, ApiError> {
         _ => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_limit",
-            format!("limit must be a whole number from 1 to {MAX_SAMPLES} (in a JSON body, a number, not a string)"),
+            format!("limit must be a whole number from 1 to {MAX_SAMPLES}, or -1 for as many as there are (in a JSON body, a number, not a string)"),
         )),
     }
 }

@@ -296,7 +296,7 @@ impl ScriptSet {
 /// variable is a compile error (`herald check` finds it) rather than a failed event.
 pub(crate) fn scope_variables(kind: &ScriptKind) -> &'static [&'static str] {
     match kind {
-        ScriptKind::Body { .. } => &["row_id", "sample", "change"],
+        ScriptKind::Body { .. } => &["row_id", "sample", "limit", "change"],
         ScriptKind::Notification { .. } => {
             &["table", "row_id", "action", "action_key", "row", "old_row"]
         }

@@ -269,7 +269,7 @@ impl Sandbox {
         row_id: Option<i64>,
         change: Option<&Change>,
     ) -> Result<String, Diagnostic> {
-        let mut scope = body_scope(row_id, false, change);
+        let mut scope = body_scope(row_id, None, change);
         let value = self.eval(script, &mut scope)?;
         if !value.is_map() {
             return Err(Diagnostic::new(
@@ -288,8 +288,13 @@ impl Sandbox {
     }
 
     /// Runs a body script in sample mode: the payloads perform-list returns, newest first.
-    pub fn samples(&self, script: &Script) -> Result<Vec<serde_json::Value>, Diagnostic> {
-        let mut scope = body_scope(None, true, None);
+    /// Perform-list's samples: the script runs with `sample` true and `limit`, the most wanted.
+    pub fn samples(
+        &self,
+        script: &Script,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, Diagnostic> {
+        let mut scope = body_scope(None, Some(limit), None);
         let value = self.eval(script, &mut scope)?;
         let items = match self.to_json(script, &value)? {
             serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => items,
@@ -375,10 +380,19 @@ fn unconvertible(script: &Script, error: serde_json::Error) -> Diagnostic {
     )
 }
 
-fn body_scope(row_id: Option<i64>, sample: bool, change: Option<&Change>) -> Scope<'static> {
+/// A body script's scope: `limit` is set (and `sample` true) for perform-list only.
+fn body_scope(
+    row_id: Option<i64>,
+    limit: Option<usize>,
+    change: Option<&Change>,
+) -> Scope<'static> {
     let mut scope = Scope::new();
     scope.push_constant_dynamic("row_id", row_id.map_or(Dynamic::UNIT, Dynamic::from_int));
-    scope.push_constant("sample", sample);
+    scope.push_constant("sample", limit.is_some());
+    scope.push_constant_dynamic(
+        "limit",
+        limit.map_or(Dynamic::UNIT, |n| Dynamic::from_int(n as i64)),
+    );
     scope.push_constant_dynamic("change", change.map_or(Dynamic::UNIT, change_to_dynamic));
     scope
 }

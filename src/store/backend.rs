@@ -138,6 +138,9 @@ pub trait Hooks {
     fn delete_hook(&self, id: &str) -> Result<bool>;
     /// Deletes a REST-hooks subscription only if the token named `made_by` made it.
     fn delete_subscription_made_by(&self, id: &str, made_by: &str) -> Result<bool>;
+    /// Acknowledges the unsubscribe of a subscription herald removed itself (its target answered
+    /// 410): whether there was one, made by the token named `made_by` (`None`: by any). Once.
+    fn acknowledge_gone_subscription(&self, id: &str, made_by: Option<&str>) -> Result<bool>;
 }
 
 /// What happened: the deliveries log, the event history and their actions, script failures,

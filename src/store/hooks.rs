@@ -500,6 +500,15 @@ impl Hooks for Sqlite {
     /// Deletes a REST-hooks subscription only if the token named `made_by` made it; returns
     /// whether it did. Any other hook, whoever made it, is left alone, and the answer is the same
     /// as for an id that does not exist.
+    fn acknowledge_gone_subscription(&self, id: &str, made_by: Option<&str>) -> Result<bool> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM herald_gone_subscriptions WHERE id = ?1 AND (?2 IS NULL OR made_by = ?2)",
+                (id, made_by),
+            )? > 0)
+        })
+    }
+
     fn delete_subscription_made_by(&self, id: &str, made_by: &str) -> Result<bool> {
         self.write(|tx| {
             let theirs = tx

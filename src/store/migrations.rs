@@ -230,6 +230,15 @@ const MIGRATIONS: &[&str] = &[
         blocked_until INTEGER NOT NULL
     );
     "#,
+    // 11: REST-hooks subscriptions herald removed itself (the target answered 410), so that the
+    // integration's later unsubscribe is acknowledged rather than answered 404.
+    r#"
+    CREATE TABLE herald_gone_subscriptions (
+        id TEXT PRIMARY KEY,
+        made_by TEXT,
+        gone_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -1,6 +1,8 @@
 //! Holes found from outside, as an attacker would try them: who may remove what, scripts that
 //! would stall herald, and targets that hide a refused address.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -352,5 +354,150 @@ async fn an_authorization_header_shows_no_more_than_its_known_scheme_and_last_ch
         let (_, listed) = herald.get(&format!("/api/v1/hooks/{id}")).await;
         assert_eq!(listed["authorization"], shown, "{value}");
     }
+    herald.stop().await;
+}
+
+/// REST hooks as Zapier's example integration writes them: the target as `url`, `limit=-1` for no
+/// limit, an unsubscribe after herald removed the subscription on a 410, a connection test, and
+/// `limit` reaching the body script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_hooks_work_as_zapier_integrations_call_them() {
+    let herald = TestHerald::demo(subscribe_tokens).await;
+    let receiver = TestReceiver::start().await;
+
+    // The connection test: any valid token, its name and role.
+    let (status, me) = call(
+        &herald,
+        reqwest::Method::GET,
+        "/EPT_WebhookMe",
+        ZAPIER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me, json!({"name": "zapier", "role": "subscribe"}));
+    let (status, _) = call(
+        &herald,
+        reqwest::Method::GET,
+        "/EPT_WebhookMe",
+        "wrong-token-0123456789",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // `url` is the target (Zapier's `{url: bundle.targetUrl}`).
+    let (status, subscription) = call(
+        &herald,
+        reqwest::Method::POST,
+        "/EPT_WebhookSubscribe",
+        ZAPIER,
+        Some(json!({"event": "NewOpportunity", "url": receiver.url("/zap")})),
+    )
+    .await;
+    assert_eq!(status, 201, "{subscription}");
+    let id = subscription["id"].as_str().unwrap().to_owned();
+
+    // limit=-1 is "no limit": the most there is; and the script sees `limit`.
+    for i in 0..8 {
+        herald.insert_deal(Deal {
+            is_project: true,
+            company_id: Some(1),
+            ..Deal::titled(&format!("sample {i}"))
+        });
+    }
+    let (status, samples) = call(
+        &herald,
+        reqwest::Method::GET,
+        "/EPT_WebhookPerformList?event=NewOpportunity&limit=-1",
+        ZAPIER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{samples}");
+    assert!(
+        samples.as_array().unwrap().len() > 3,
+        "more than the demo's old 3: {samples}"
+    );
+    let (status, samples) = call(
+        &herald,
+        reqwest::Method::POST,
+        "/EPT_WebhookPerformList",
+        ZAPIER,
+        Some(json!({"event": "NewOpportunity", "limit": 5})),
+    )
+    .await;
+    assert_eq!(status, 200, "{samples}");
+    assert_eq!(samples.as_array().unwrap().len(), 5);
+    let (status, body) = call(
+        &herald,
+        reqwest::Method::POST,
+        "/EPT_WebhookPerformList",
+        ZAPIER,
+        Some(json!({"event": "NewOpportunity", "limit": -1})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for wrong in ["-2", "0", "101"] {
+        let (status, _) = call(
+            &herald,
+            reqwest::Method::GET,
+            &format!("/EPT_WebhookPerformList?event=NewOpportunity&limit={wrong}"),
+            ZAPIER,
+            None,
+        )
+        .await;
+        assert_eq!(status, 422, "limit={wrong}");
+    }
+
+    // The target answers 410: herald removes the subscription; Zapier's later unsubscribe still
+    // answers 200, once; an id that never existed stays 404.
+    receiver.wait_for(8, Duration::from_secs(10)).await;
+    receiver.queue(Answer::status(410));
+    herald.insert_deal(Deal {
+        is_project: true,
+        ..Deal::titled("gone")
+    });
+    receiver.wait_for(9, Duration::from_secs(10)).await;
+    let removed = eventually(Duration::from_secs(10), || {
+        (herald
+            .app()
+            .integer("SELECT count(*) FROM herald_hooks", &[])
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert!(removed.is_some(), "the 410 removed the subscription");
+    // Another token may not learn that it existed.
+    let [(status, _), _] = unsubscribe_both_ways(&herald, OTHER, &id).await;
+    assert_eq!(status, 404);
+    let (status, body) = call(
+        &herald,
+        reqwest::Method::POST,
+        "/EPT_WebhookUnsubscribe",
+        ZAPIER,
+        Some(json!({"id": id})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["deleted"], true);
+    let (status, _) = call(
+        &herald,
+        reqwest::Method::DELETE,
+        &format!("/EPT_WebhookSubscribe/{id}"),
+        ZAPIER,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "acknowledged once");
+    let (status, _) = call(
+        &herald,
+        reqwest::Method::POST,
+        "/EPT_WebhookUnsubscribe",
+        ZAPIER,
+        Some(json!({"id": "hook_never_was"})),
+    )
+    .await;
+    assert_eq!(status, 404);
     herald.stop().await;
 }

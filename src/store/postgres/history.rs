@@ -210,6 +210,10 @@ impl History for Postgres {
                    (SELECT seq FROM herald_script_failures WHERE created_at < $1 ORDER BY seq LIMIT $2)",
                 &[&cutoff, &(batch as i64)],
             )?;
+            tx.execute(
+                "DELETE FROM herald_gone_subscriptions WHERE gone_at < $1",
+                &[&cutoff],
+            )?;
             Ok(events.len())
         })
     }

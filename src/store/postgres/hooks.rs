@@ -366,6 +366,16 @@ impl Hooks for Postgres {
         self.write(|tx| delete_hook_in(tx, id, now_ms()))
     }
 
+    fn acknowledge_gone_subscription(&self, id: &str, made_by: Option<&str>) -> Result<bool> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM herald_gone_subscriptions
+                 WHERE id = $1 AND ($2::text IS NULL OR made_by = $2)",
+                &[&id, &made_by],
+            )? > 0)
+        })
+    }
+
     fn delete_subscription_made_by(&self, id: &str, made_by: &str) -> Result<bool> {
         self.write(|tx| {
             let theirs = tx

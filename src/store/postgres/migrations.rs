@@ -205,6 +205,15 @@ const MIGRATIONS: &[&str] = &[
         blocked_until bigint NOT NULL
     );
     "#,
+    // 4: REST-hooks subscriptions herald removed itself (the target answered 410), so that the
+    // integration's later unsubscribe is acknowledged rather than answered 404.
+    r#"
+    CREATE TABLE {schema}.herald_gone_subscriptions (
+        id text PRIMARY KEY,
+        made_by text,
+        gone_at bigint NOT NULL
+    );
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {

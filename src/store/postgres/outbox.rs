@@ -422,6 +422,12 @@ pub(super) fn record_in(
             .map(|row| row.get(0));
         match origin.as_deref() {
             Some("subscription") => {
+                tx.execute(
+                    "INSERT INTO herald_gone_subscriptions (id, made_by, gone_at)
+                     SELECT id, made_by, $2 FROM herald_hooks WHERE id = $1
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&r.hook_id, &now],
+                )?;
                 super::hooks::delete_hook_in(tx, &r.hook_id, now)?;
                 tracing::warn!(hook_id = %r.hook_id, "target answered 410 Gone: subscription removed");
             }
