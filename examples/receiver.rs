@@ -1,9 +1,10 @@
-//! A small webhook receiver: verifies each delivery's Standard Webhooks signature with the secret
-//! that `EPT_WebhookSubscribe` returned, and prints it.
+//! A small webhook receiver: verifies each delivery's Standard Webhooks signature with the secrets
+//! that `EPT_WebhookSubscribe` returned (one per subscription: a delivery is valid when one of them
+//! verifies it), and prints it.
 //!
 //! ```sh
-//! cargo run --example receiver -- 127.0.0.1:9000 whsec_...
-//! # or: HERALD_SECRET=whsec_... cargo run --example receiver
+//! cargo run --example receiver -- 127.0.0.1:9000 whsec_... [whsec_... ...]
+//! # or: HERALD_SECRET=whsec_...,whsec_... cargo run --example receiver
 //! ```
 //! Without a secret it prints deliveries unverified. It answers 200 to a valid delivery and 401 to a
 //! delivery whose signature does not verify.
@@ -26,30 +27,44 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:9000".into());
-    let secret = args.next().or_else(|| std::env::var("HERALD_SECRET").ok());
+    let mut secrets: Vec<String> = args.collect();
+    if secrets.is_empty() {
+        secrets = std::env::var("HERALD_SECRET")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+    }
     let handler = move |headers: HeaderMap, body: Bytes| {
-        let secret = secret.clone();
+        let secrets = secrets.clone();
         async move {
             let id = header(&headers, "webhook-id");
-            let verdict = match &secret {
-                None => "unverified (no secret given)".to_owned(),
-                Some(secret) => {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs() as i64)
-                        .unwrap_or(0);
-                    match herald::delivery::signing::verify(
-                        secret,
-                        id,
-                        header(&headers, "webhook-timestamp"),
-                        header(&headers, "webhook-signature"),
-                        &body,
-                        now,
-                        300,
-                    ) {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let verify = |secret: &String| {
+                herald::delivery::signing::verify(
+                    secret,
+                    id,
+                    header(&headers, "webhook-timestamp"),
+                    header(&headers, "webhook-signature"),
+                    &body,
+                    now,
+                    300,
+                )
+            };
+            let verdict = if secrets.is_empty() {
+                "unverified (no secret given)".to_owned()
+            } else {
+                match secrets.iter().map(verify).find(Result::is_ok) {
+                    Some(_) => "signature verified".to_owned(),
+                    None => match verify(&secrets[0]) {
+                        Err(e) => format!("SIGNATURE REFUSED by every secret given: {e}"),
                         Ok(()) => "signature verified".to_owned(),
-                        Err(e) => format!("SIGNATURE REFUSED: {e}"),
-                    }
+                    },
                 }
             };
             println!(

@@ -71,9 +71,14 @@ pub fn fire(
         return Ok(());
     }
     let deliveries = store.insert_events(std::slice::from_ref(&event))?;
+    let plural = if deliveries == 1 {
+        "delivery"
+    } else {
+        "deliveries"
+    };
     writeln!(
         out,
-        "fired {trigger} for row {row_id}: {deliveries} deliveries queued"
+        "fired {trigger} for row {row_id}: {deliveries} {plural} queued"
     )?;
     Ok(())
 }

@@ -40,6 +40,7 @@ enum Command {
     Check,
     /// Prints the sample payloads perform-list would return for a trigger; delivers nothing.
     Sample {
+        /// The trigger whose body script gives the samples.
         trigger: String,
         /// The most samples to print.
         #[arg(long, default_value_t = 10)]
@@ -48,6 +49,7 @@ enum Command {
     /// Runs the application's schema migration FILE.sql and remakes herald's tracking triggers for
     /// the tables as it leaves them, in one transaction (no change is lost, none blocks it).
     Migrate {
+        /// The application's migration: SQL statements, without BEGIN and COMMIT.
         file: std::path::PathBuf,
         /// Changes nothing: prints the SQL a migration tool runs before and after FILE.sql, in
         /// its transaction, to the same effect.
@@ -56,7 +58,9 @@ enum Command {
     },
     /// Fires a trigger by hand for one row.
     Fire {
+        /// The trigger: the suffix of a GetWebhookResponseBody_<Trigger>.rhai (NewOpportunity).
         trigger: String,
+        /// The id of the row the body script builds the payload from (`row_id` in the script).
         row_id: i64,
         /// Prints the payload and delivers nothing.
         #[arg(long)]

@@ -238,6 +238,9 @@ pub async fn serve(
         worker_alive,
         deliveries_waiting,
         metrics,
+        token_file: token_file(&config.db)
+            .file_name()
+            .map_or_else(|| "herald.api-token".into(), |n| n.to_string_lossy().into()),
         rate_limits: Arc::new(crate::http::RateLimits::new(
             config.rate_limit,
             config.trusted_proxies.clone(),

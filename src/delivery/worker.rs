@@ -460,7 +460,7 @@ impl Worker {
                 outcome = record.outcome.as_str(),
                 status = record.status_code,
                 duration_ms = record.duration_ms,
-                next = ?record.next,
+                next = %record.next,
                 "attempt finished"
             );
         }

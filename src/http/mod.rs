@@ -65,6 +65,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Requests per token.
     pub rate_limits: Arc<RateLimits>,
+    /// Where the generated API token is kept (the sign-in page names it).
+    pub token_file: Arc<str>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -815,3 +815,93 @@ async fn the_api_link_opens_a_readable_reference_of_every_operation() {
     assert_eq!(response.status(), 303);
     herald.stop().await;
 }
+
+/// What new users tripped on, on the pages: subscriptions that all read "every event", a Disable
+/// that discards without asking, and a response body shown re-ordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_show_their_trigger_disable_asks_and_bodies_show_as_received() {
+    let (_dir, herald) = start().await;
+    let receiver = TestReceiver::start().await;
+    // A body whose keys are not in order, with its own spacing.
+    receiver.answer_always(Answer {
+        body: "{\"zeta\": 1, \"alpha\": [2,3]}".into(),
+        ..Answer::status(200)
+    });
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/opportunities"))
+        .await;
+    let won = herald.subscribe("DealWon", &receiver.url("/won")).await;
+    let cookie = session_cookie(&herald).await;
+    let (_, index) = page(&herald, &cookie, "/admin").await;
+    assert!(
+        index.contains("NewOpportunity"),
+        "the trigger of each subscription is shown"
+    );
+    assert!(index.contains("DealWon"));
+    assert!(!index.contains("every event (REST hooks subscription)"));
+
+    let won_id = won["id"].as_str().unwrap();
+    let (_, hook_page) = page(&herald, &cookie, &format!("/admin/hooks/{won_id}")).await;
+    let disable = hook_page
+        .find("action=\"/admin/hooks/")
+        .and_then(|_| hook_page.find("/status\""))
+        .map(|at| &hook_page[at.saturating_sub(200)..at + 200])
+        .expect("the disable form");
+    assert!(
+        disable.contains("data-confirm="),
+        "Disable asks first: {disable}"
+    );
+
+    herald.insert_deal(Deal {
+        is_project: true,
+        ..Deal::titled("Shown as received")
+    });
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let hooks: Value = herald.get("/api/v1/hooks").await.1;
+    let opportunities = hooks["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["events"][0] == "NewOpportunity")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log: Value = herald
+        .get(&format!("/api/v1/hooks/{opportunities}/deliveries"))
+        .await
+        .1;
+    let seq = log["deliveries"][0]["id"].as_i64().unwrap();
+    let (status, detail) = page(
+        &herald,
+        &cookie,
+        &format!("/admin/hooks/{opportunities}/deliveries/{seq}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        detail.contains("{&quot;zeta&quot;: 1, &quot;alpha&quot;: [2,3]}")
+            || detail.contains("{&#34;zeta&#34;: 1, &#34;alpha&#34;: [2,3]}"),
+        "the body exactly as received: {detail}"
+    );
+    herald.stop().await;
+}
+
+/// The sign-in page names the token file of this herald's database, not the default's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_hint_names_this_databases_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let db = herald::database::Database::Sqlite(dir.path().join("other.db"));
+    let config = test_config_on(db, dir.path(), &scripts);
+    let herald = TestHerald::start(config).await;
+    let response = no_redirects()
+        .get(herald.url("/admin/login"))
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.contains("other.db.api-token"), "{text}");
+    assert!(!text.contains("herald.db.api-token"));
+    herald.stop().await;
+}

@@ -255,7 +255,12 @@ async fn login_form(
     if let Ok(Some(_)) = state.sessions.from_headers(&headers).await {
         return Redirect::to(&next).into_response();
     }
-    view::render(&view::LoginPage { next, error: None }).into_response()
+    view::render(&view::LoginPage {
+        next,
+        error: None,
+        token_file: state.token_file.to_string(),
+    })
+    .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -301,6 +306,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
             view::render(&view::LoginPage {
                 next: next.clone(),
                 error: Some(error.to_owned()),
+                token_file: state.token_file.to_string(),
             }),
         )
             .into_response()

@@ -71,7 +71,11 @@ pub fn scope_label(hook: &HookOut, companies: &[ScopeName], projects: &[ScopeNam
     match (hook.company_id, hook.project_id) {
         (Some(id), _) => named(companies, id, "company"),
         (_, Some(id)) => named(projects, id, "project"),
-        _ => "every event (REST hooks subscription)".to_owned(),
+        // A subscription has one trigger: what tells two of them apart.
+        _ => match hook.events.first() {
+            Some(trigger) => format!("REST hooks subscription to {trigger}"),
+            None => "REST hooks subscription".to_owned(),
+        },
     }
 }
 
@@ -106,6 +110,8 @@ pub struct NewHookForm {
 pub struct LoginPage {
     pub next: String,
     pub error: Option<String>,
+    /// The file the generated token is kept in, as this herald names it.
+    pub token_file: String,
 }
 
 #[derive(Template)]

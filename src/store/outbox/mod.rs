@@ -196,6 +196,18 @@ pub enum NextStep {
     HookGone,
 }
 
+/// As the log says it: `retry at 2026-12-04T10:00:05.000Z` rather than raw milliseconds.
+impl std::fmt::Display for NextStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NextStep::Delivered => f.write_str("delivered"),
+            NextStep::RetryAt(at) => write!(f, "retry at {}", crate::clock::rfc3339_ms(*at)),
+            NextStep::Failed => f.write_str("failed: no attempt left"),
+            NextStep::HookGone => f.write_str("failed: the target answered 410 Gone"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub delivery_seq: i64,

@@ -583,3 +583,13 @@ fn a_saturated_hooks_backlog_does_not_hide_another_hooks_delivery() {
     assert_eq!(claimed.len(), 8);
     assert!(claimed.iter().all(|c| c.hook_id == busy));
 }
+
+#[test]
+fn the_next_step_reads_as_words_and_times_in_the_log() {
+    assert_eq!(
+        NextStep::RetryAt(1_796_308_017_783).to_string(),
+        "retry at 2026-12-03T14:26:57.783Z"
+    );
+    assert_eq!(NextStep::Delivered.to_string(), "delivered");
+    assert!(NextStep::HookGone.to_string().contains("410"));
+}
