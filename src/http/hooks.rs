@@ -19,7 +19,7 @@ use crate::delivery::signing::generate_secret;
 use crate::delivery::{mask_authorization, mask_secret};
 use crate::events::{parse_resource_event, resource_event_name, RESOURCE_ACTIONS};
 use crate::store::{
-    Cell, Hook, HookFilter, HookOrigin, HookPatch, NewHook, RowLimit, Scope, StoreError,
+    Cell, Hook, HookFilter, HookOrigin, HookPatch, HookState, NewHook, RowLimit, Scope, StoreError,
 };
 
 /// The longest authorization header and description herald stores.
@@ -156,6 +156,13 @@ pub struct ListHooksQuery {
     /// Only hooks of this project.
     #[param(value_type = Option<i64>)]
     pub(crate) project_id: Option<String>,
+    /// Only hooks whose endpoint URL or description contains this, in any case.
+    pub(crate) q: Option<String>,
+    /// Only hooks that select this trigger or resource event (`NewOpportunity`, `Deal.update`).
+    pub(crate) event: Option<String>,
+    /// Only hooks in this state: `enabled`, `disabled` or `failing` (enabled, its latest attempts
+    /// failing).
+    pub(crate) status: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(pattern = "^hook_[0-9a-f]{32}$")]
     pub(crate) cursor: Option<String>,
@@ -169,6 +176,8 @@ pub struct HookPage {
     pub(crate) hooks: Vec<HookOut>,
     /// Pass as `cursor` for the next page; `null` on the last.
     pub(crate) next_cursor: Option<String>,
+    /// How many hooks the filter keeps, on every page.
+    pub(crate) total: u64,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -392,7 +401,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
 }
 
 /// Lists hooks, newest first.
-#[utoipa::path(get, path = "/api/v1/hooks", operation_id = "listHooks", description = "The hooks, by scope, paged by cursor; secrets and authorization headers masked.", tag = "hooks", params(ListHooksQuery),
+#[utoipa::path(get, path = "/api/v1/hooks", operation_id = "listHooks", description = "The hooks, newest first, paged by cursor, with the total the filters keep; filter by scope, by a text in the endpoint or description (q), by a selected event and by status. Secrets and authorization headers masked.", tag = "hooks", params(ListHooksQuery),
     responses(
         (status = 200, body = HookPage),
         (status = 400, description = "Bad cursor or filter", body = ErrorBody),
@@ -415,9 +424,23 @@ pub async fn list(
             })
             .transpose()
     };
+    let text = |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let wanted_state = match text(query.status) {
+        None => None,
+        Some(status) => Some(HookState::parse(&status).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("status must be enabled, disabled or failing, not '{status}'"),
+            )
+        })?),
+    };
     let filter = HookFilter {
         company_id: number("company_id", query.company_id)?,
         project_id: number("project_id", query.project_id)?,
+        search: text(query.q),
+        event: text(query.event),
+        state: wanted_state,
     };
     let (_, limit) = parse_page(None, query.limit.as_deref())?;
     // Hook ids are time-ordered: the cursor is the last id of the previous page.
@@ -440,12 +463,18 @@ pub(crate) async fn hooks_page(
     cursor: Option<String>,
     limit: usize,
 ) -> Result<HookPage, ApiError> {
-    let page = state
-        .on_store(move |store| store.list_hooks(&filter, cursor.as_deref(), limit))
+    let (page, total) = state
+        .on_store(move |store| {
+            Ok((
+                store.list_hooks(&filter, cursor.as_deref(), limit)?,
+                store.count_hooks(&filter)?,
+            ))
+        })
         .await?;
     Ok(HookPage {
         hooks: page.items.into_iter().map(HookOut::masked).collect(),
         next_cursor: page.next_cursor,
+        total,
     })
 }
 

@@ -119,6 +119,8 @@ pub trait Hooks {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<Hook, String>>;
+    /// How many hooks `filter` keeps, whatever the page.
+    fn count_hooks(&self, filter: &HookFilter) -> Result<u64>;
     /// `None` when there is no such hook. Disabling a hook discards what waits for it.
     fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>>;
     /// The old secret keeps signing beside the new one until `grace_until` (Unix ms).

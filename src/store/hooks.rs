@@ -124,7 +124,49 @@ pub struct HookPatch {
 pub struct HookFilter {
     pub company_id: Option<i64>,
     pub project_id: Option<i64>,
+    /// In the endpoint URL or the description, any case.
+    pub search: Option<String>,
+    /// Hooks that select this trigger or resource event.
+    pub event: Option<String>,
+    pub state: Option<HookState>,
 }
+
+/// A hook's state, as the lists filter by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookState {
+    Enabled,
+    Disabled,
+    /// Enabled, with its latest attempts failing.
+    Failing,
+}
+
+impl HookState {
+    pub fn parse(text: &str) -> Option<HookState> {
+        match text {
+            "enabled" => Some(HookState::Enabled),
+            "disabled" => Some(HookState::Disabled),
+            "failing" => Some(HookState::Failing),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookState::Enabled => "enabled",
+            HookState::Disabled => "disabled",
+            HookState::Failing => "failing",
+        }
+    }
+}
+
+/// The filter of the hooks lists, parameters ?1 to ?5 (company, project, search, event, state).
+const HOOK_FILTER: &str = "(?1 IS NULL OR company_id = ?1) AND (?2 IS NULL OR project_id = ?2)
+    AND (?3 IS NULL OR instr(lower(target_url), lower(?3)) > 0
+         OR instr(lower(description), lower(?3)) > 0)
+    AND (?4 IS NULL OR EXISTS (SELECT 1 FROM herald_hook_events e
+                               WHERE e.hook_id = herald_hooks.id AND e.event_name = ?4))
+    AND (?5 IS NULL OR (?5 = 'enabled' AND enabled = 1) OR (?5 = 'disabled' AND enabled = 0)
+         OR (?5 = 'failing' AND enabled = 1 AND failures > 0))";
 
 const HOOK_COLUMNS: &str = "id, target_url, secret, authorization, description, origin, enabled, \
      created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at, \
@@ -250,15 +292,17 @@ impl Hooks for Sqlite {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {HOOK_COLUMNS} FROM herald_hooks
-             WHERE (?1 IS NULL OR company_id = ?1) AND (?2 IS NULL OR project_id = ?2)
-               AND (?3 IS NULL OR id < ?3)
-             ORDER BY id DESC LIMIT ?4"
+             WHERE {HOOK_FILTER} AND (?6 IS NULL OR id < ?6)
+             ORDER BY id DESC LIMIT ?7"
         ))?;
         let mut hooks = stmt
             .query_map(
                 (
                     filter.company_id,
                     filter.project_id,
+                    filter.search.as_deref(),
+                    filter.event.as_deref(),
+                    filter.state.map(HookState::as_str),
                     after,
                     limit as i64 + 1,
                 ),
@@ -270,6 +314,25 @@ impl Hooks for Sqlite {
             unseal(hook, self.secrets())?;
         }
         Ok(page(hooks, limit, |hook| hook.id.clone()))
+    }
+
+    fn count_hooks(&self, filter: &HookFilter) -> Result<u64> {
+        let conn = self.reader();
+        let count: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM herald_hooks WHERE {HOOK_FILTER}"
+            ))?
+            .query_row(
+                (
+                    filter.company_id,
+                    filter.project_id,
+                    filter.search.as_deref(),
+                    filter.event.as_deref(),
+                    filter.state.map(HookState::as_str),
+                ),
+                |r| r.get(0),
+            )?;
+        Ok(count as u64)
     }
 
     /// Applies `patch`; `None` when there is no such hook. Disabling a hook discards what waits for it.

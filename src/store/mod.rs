@@ -51,7 +51,7 @@ pub use change::{
 };
 pub use cluster::{NodeBeat, NodeStatus};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
-pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, NewHook, Scope};
+pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, HookState, NewHook, Scope};
 pub use outbox::{
     AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
     FailurePolicy, HookHealthChange, NewEvent, NextStep, OutboxSnapshot, Stored, StoredAttempt,

@@ -905,3 +905,90 @@ async fn the_sign_in_hint_names_this_databases_token_file() {
     assert!(!text.contains("herald.db.api-token"));
     herald.stop().await;
 }
+
+/// Many hooks: the API and the Webhooks page give a total, pages, and a search by endpoint or
+/// description, by selected event and by status (the page listed the first 1,000 of 10,000 and
+/// said nothing of the others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hooks_lists_page_count_and_search() {
+    let (_dir, herald) = start().await;
+    for i in 0..30 {
+        herald
+            .subscribe("NewOpportunity", &format!("http://127.0.0.1:9/zap/{i}"))
+            .await;
+    }
+    let special = herald
+        .create_hook(json!({
+            "target_url": "http://127.0.0.1:9/Special-Endpoint",
+            "company_id": 1,
+            "events": ["Deal.update"],
+            "description": "the billing sync",
+        }))
+        .await;
+    let won = herald.subscribe("DealWon", "http://127.0.0.1:9/won").await;
+    let (status, _) = herald
+        .send(
+            "PATCH",
+            &format!("/api/v1/hooks/{}", won["id"].as_str().unwrap()),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // The API: a total on every page, and the filters.
+    let (_, first) = herald.get("/api/v1/hooks?limit=10").await;
+    assert_eq!(first["total"], 32);
+    assert_eq!(first["hooks"].as_array().unwrap().len(), 10);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = herald
+        .get(&format!("/api/v1/hooks?limit=10&cursor={cursor}"))
+        .await;
+    assert_eq!(second["total"], 32);
+    assert_ne!(second["hooks"][0]["id"], first["hooks"][0]["id"]);
+    for (query, total) in [
+        ("q=special-endpoint", 1),
+        ("q=BILLING", 1),
+        ("q=zap%2F1", 11),
+        ("event=DealWon", 1),
+        ("event=Deal.update", 1),
+        ("status=disabled", 1),
+        ("status=enabled", 31),
+        ("status=failing", 0),
+        ("event=NewOpportunity&q=zap%2F2", 11),
+    ] {
+        let (status, page) = herald.get(&format!("/api/v1/hooks?{query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        assert_eq!(page["total"], total, "{query}: {page}");
+        assert_eq!(
+            page["hooks"].as_array().unwrap().len(),
+            total.min(25),
+            "{query}"
+        );
+    }
+    let (status, answer) = herald.get("/api/v1/hooks?status=sleeping").await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"]["code"], "invalid_query");
+
+    // The page: the total, a search form, and the hooks found, 25 a page.
+    let cookie = session_cookie(&herald).await;
+    let (_, index) = page(&herald, &cookie, "/admin").await;
+    assert!(index.contains("32 hooks"), "the total");
+    assert!(index.contains("name=\"q\""), "a search field");
+    let (_, found) = page(&herald, &cookie, "/admin?q=special").await;
+    assert!(found.contains("1 hook found"), "{found}");
+    assert!(found.contains(special["id"].as_str().unwrap()));
+    assert!(!found.contains("/zap/3\""), "only what was searched");
+    let (_, all) = page(&herald, &cookie, "/admin?status=enabled").await;
+    assert!(all.contains("31 hooks found"));
+    let next = all
+        .split("href=\"")
+        .find(|s| s.starts_with("/admin?") && s.contains("cursor="))
+        .and_then(|s| s.split('"').next())
+        .expect("a link to the next page")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let (status, more) = page(&herald, &cookie, &next).await;
+    assert_eq!(status, 200);
+    assert!(more.contains("31 hooks found"));
+    herald.stop().await;
+}

@@ -220,11 +220,13 @@ fn hooks_are_created_listed_changed_and_deleted(backend: &Backend) {
     );
     let company = HookFilter {
         company_id: Some(2),
-        project_id: None,
+        ..HookFilter::default()
     };
     let listed = store.list_hooks(&company, None, 10).unwrap().items;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, a.id);
+    assert_eq!(store.count_hooks(&company).unwrap(), 1);
+    assert_eq!(store.count_hooks(&HookFilter::default()).unwrap(), 2);
     let after_b = store
         .list_hooks(&HookFilter::default(), Some(&b.id), 10)
         .unwrap()

@@ -13,11 +13,11 @@ use serde::Deserialize;
 use super::session::{Flash, SessionInfo};
 use super::view::{self, HookQuery, HookRow, NewHookForm};
 use super::{redirect_with, PageError};
-use crate::http::hooks::{CreateHookIn, UpdateHookIn};
+use crate::http::hooks::{CreateHookIn, HookOut, UpdateHookIn};
 use crate::http::{
     blocking, catalogue, history, hooks, nodes, parse_page, scripts, ApiError, AppState,
 };
-use crate::store::{HookFilter, ScopeName};
+use crate::store::{HookFilter, HookState, ScopeName};
 
 /// How many hooks the index lists; past it, the API pages through them.
 const MAX_LISTED_HOOKS: usize = 1000;
@@ -89,12 +89,59 @@ fn is_client_error(error: &ApiError) -> bool {
     error.status.is_client_error()
 }
 
+/// The Webhooks page's search: the API's filters.
+#[derive(serde::Deserialize, Default, Clone)]
+pub struct HookSearch {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub event: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub cursor: String,
+}
+
+impl HookSearch {
+    fn is_empty(&self) -> bool {
+        self.q.trim().is_empty()
+            && self.event.trim().is_empty()
+            && self.status.trim().is_empty()
+            && self.cursor.trim().is_empty()
+    }
+
+    fn filter(&self) -> HookFilter {
+        HookFilter {
+            search: non_empty(&self.q),
+            event: non_empty(&self.event),
+            state: HookState::parse(self.status.trim()),
+            ..HookFilter::default()
+        }
+    }
+
+    /// This search's link to the page after `cursor`.
+    fn link_after(&self, cursor: &str) -> String {
+        let query = serde_urlencoded::to_string([
+            ("q", self.q.trim()),
+            ("event", self.event.trim()),
+            ("status", self.status.trim()),
+            ("cursor", cursor),
+        ])
+        .unwrap_or_default();
+        format!("/admin?{query}")
+    }
+}
+
 pub async fn index(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     let flash = state.sessions.take_flash(&session.id).await;
-    match index_page(&state, &session, NewHookForm::default(), flash).await {
+    let search: HookSearch = query
+        .and_then(|q| serde_urlencoded::from_str(&q).ok())
+        .unwrap_or_default();
+    match index_page(&state, &session, NewHookForm::default(), flash, search).await {
         Ok(page) => view::render(&page),
         Err(e) => e.into_response(),
     }
@@ -105,7 +152,40 @@ async fn index_page(
     session: &SessionInfo,
     form: NewHookForm,
     flash: Option<Flash>,
+    search: HookSearch,
 ) -> Result<view::IndexPage, PageError> {
+    let total = state
+        .on_store(|store| store.count_hooks(&HookFilter::default()))
+        .await?;
+    let (companies, projects) = directory(state).await?;
+    let row = |hook: HookOut| HookRow {
+        scope: view::scope_label(&hook, &companies, &projects),
+        hook,
+    };
+    if !search.is_empty() || total > MAX_LISTED_HOOKS as u64 {
+        // Too many to group on one page, or a search: the hooks found, a page at a time.
+        let cursor = non_empty(&search.cursor);
+        let found =
+            hooks::hooks_page(state, search.filter(), cursor, crate::http::DEFAULT_PAGE).await?;
+        let found = view::FoundHooks {
+            total: found.total,
+            next: found.next_cursor.as_deref().map(|c| search.link_after(c)),
+            rows: found.hooks.into_iter().map(row).collect(),
+        };
+        return Ok(view::IndexPage {
+            csrf: session.csrf.clone(),
+            flash,
+            total,
+            search,
+            found: Some(found),
+            company_hooks: Vec::new(),
+            project_groups: Vec::new(),
+            subscriptions: Vec::new(),
+            form,
+            companies,
+            projects,
+        });
+    }
     let mut hooks = Vec::new();
     let mut cursor = None;
     loop {
@@ -117,21 +197,21 @@ async fn index_page(
             break;
         }
     }
-    let (companies, projects) = directory(state).await?;
     let mut page = view::IndexPage {
         csrf: session.csrf.clone(),
         flash,
+        total,
+        search,
+        found: None,
         company_hooks: Vec::new(),
         project_groups: Vec::new(),
         subscriptions: Vec::new(),
-        truncated: cursor.is_some(),
         form,
         companies: Vec::new(),
         projects: Vec::new(),
     };
     for hook in hooks {
-        let scope = view::scope_label(&hook, &companies, &projects);
-        let row = HookRow { hook, scope };
+        let row = row(hook);
         match (row.hook.scope, row.hook.project_id) {
             ("company", _) => page.company_hooks.push(row),
             ("project", Some(project_id)) => {
@@ -214,7 +294,7 @@ pub async fn create_hook(
         ).await,
         Err(e) if is_client_error(&e) => {
             let flash = Flash::warning(format!("The endpoint was not saved: {}.", e.message));
-            match index_page(&state, &session, form, Some(flash)).await {
+            match index_page(&state, &session, form, Some(flash), HookSearch::default()).await {
                 Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, view::render(&page)).into_response(),
                 Err(e) => e.into_response(),
             }

@@ -126,6 +126,11 @@ pub struct ErrorPage {
 pub struct IndexPage {
     pub csrf: String,
     pub flash: Option<Flash>,
+    /// Every hook, whatever the search.
+    pub total: u64,
+    pub search: super::pages::HookSearch,
+    /// The hooks a search found (or, past the most the page groups, every hook), a page at a time.
+    pub found: Option<FoundHooks>,
     pub company_hooks: Vec<HookRow>,
     /// Project-level hooks, one group per project, in project order.
     pub project_groups: Vec<ProjectHooks>,
@@ -133,8 +138,14 @@ pub struct IndexPage {
     pub companies: Vec<ScopeName>,
     pub projects: Vec<ScopeName>,
     pub form: NewHookForm,
-    /// More hooks than the page lists.
-    pub truncated: bool,
+}
+
+/// A page of the hooks a search found.
+pub struct FoundHooks {
+    pub total: u64,
+    pub rows: Vec<HookRow>,
+    /// The link to the next page, if there is one.
+    pub next: Option<String>,
 }
 
 impl IndexPage {

@@ -11,7 +11,19 @@ use super::{storable, Postgres, Result};
 use crate::clock::now_ms;
 use crate::store::history::page;
 use crate::store::hooks::unseal;
-use crate::store::{Hook, HookFilter, HookOrigin, HookPatch, Hooks, NewHook, Page, Scope, Secrets};
+use crate::store::{
+    Hook, HookFilter, HookOrigin, HookPatch, HookState, Hooks, NewHook, Page, Scope, Secrets,
+};
+
+/// The filter of the hooks lists, parameters $1 to $5 (company, project, search, event, state).
+const HOOK_FILTER: &str =
+    "($1::int8 IS NULL OR company_id = $1) AND ($2::int8 IS NULL OR project_id = $2)
+    AND ($3::text IS NULL OR strpos(lower(target_url), lower($3)) > 0
+         OR strpos(lower(description), lower($3)) > 0)
+    AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM herald_hook_events e
+                                     WHERE e.hook_id = herald_hooks.id AND e.event_name = $4))
+    AND ($5::text IS NULL OR ($5 = 'enabled' AND enabled) OR ($5 = 'disabled' AND NOT enabled)
+         OR ($5 = 'failing' AND enabled AND failures > 0))";
 
 const HOOK_COLUMNS: &str =
     "id, target_url, secret, \"authorization\", description, origin, enabled, \
@@ -140,16 +152,19 @@ impl Hooks for Postgres {
         limit: usize,
     ) -> Result<Page<Hook, String>> {
         let mut client = self.client()?;
+        let state = filter.state.map(HookState::as_str);
         let rows = client.query(
             &format!(
                 "SELECT {HOOK_COLUMNS} FROM herald_hooks
-                 WHERE ($1::int8 IS NULL OR company_id = $1) AND ($2::int8 IS NULL OR project_id = $2)
-                   AND ($3::text IS NULL OR id < $3)
-                 ORDER BY id DESC LIMIT $4"
+                 WHERE {HOOK_FILTER} AND ($6::text IS NULL OR id < $6)
+                 ORDER BY id DESC LIMIT $7"
             ),
             &[
                 &filter.company_id,
                 &filter.project_id,
+                &filter.search,
+                &filter.event,
+                &state,
                 &after,
                 &(limit as i64 + 1),
             ],
@@ -160,6 +175,24 @@ impl Hooks for Postgres {
             unseal(hook, self.secrets())?;
         }
         Ok(page(hooks, limit, |hook| hook.id.clone()))
+    }
+
+    fn count_hooks(&self, filter: &HookFilter) -> Result<u64> {
+        let state = filter.state.map(HookState::as_str);
+        let count: i64 = self
+            .client()?
+            .query_one(
+                &format!("SELECT count(*) FROM herald_hooks WHERE {HOOK_FILTER}"),
+                &[
+                    &filter.company_id,
+                    &filter.project_id,
+                    &filter.search,
+                    &filter.event,
+                    &state,
+                ],
+            )?
+            .get(0);
+        Ok(count as u64)
     }
 
     fn update_hook(&self, id: &str, patch: &HookPatch) -> Result<Option<Hook>> {
