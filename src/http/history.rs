@@ -459,7 +459,16 @@ pub async fn discard_event(
     State(state): State<AppState>,
     Path((id, event_id)): Path<(String, String)>,
 ) -> Result<Json<EventActionOut>, ApiError> {
-    hook_exists(&state, &id).await?;
+    discard_hook_event(&state, id, event_id).await.map(Json)
+}
+
+/// Discards a waiting event of a hook (the API's and the pages' one way).
+pub(crate) async fn discard_hook_event(
+    state: &AppState,
+    id: String,
+    event_id: String,
+) -> Result<EventActionOut, ApiError> {
+    hook_exists(state, &id).await?;
     let (hook_id, event) = (id.clone(), event_id.clone());
     let result = state
         .on_store(move |store| store.discard_hook_event(&hook_id, &event))
@@ -471,7 +480,6 @@ pub async fn discard_event(
         DeliveryStatus::Discarded,
         "event_not_waiting",
     )
-    .map(Json)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -992,3 +992,81 @@ async fn the_hooks_lists_page_count_and_search() {
     assert!(more.contains("31 hooks found"));
     herald.stop().await;
 }
+
+/// The hook page tells one story: a failing hook's retrying events show in a tile of their own,
+/// statuses read as words in both lists, a waiting event can be discarded from the page, and the
+/// secret shown once has a copy button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hook_page_counts_retries_discards_from_the_list_and_copies_the_new_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.delivery.retry_schedule = vec![Duration::from_secs(600)];
+    let herald = TestHerald::start(config).await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_always(Answer::status(503));
+    let hook = herald
+        .create_hook(json!({
+            "target_url": receiver.url("/down"),
+            "company_id": 1,
+            "events": ["Deal.create"],
+        }))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    herald.insert_deal(Deal {
+        company_id: Some(1),
+        ..Deal::titled("Waits")
+    });
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let cookie = session_cookie(&herald).await;
+    let hook_path = format!("/admin/hooks/{id}");
+    let mut page_text = String::new();
+    for _ in 0..100 {
+        page_text = page(&herald, &cookie, &hook_path).await.1;
+        if page_text.contains(">Retrying<") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(page_text.contains(">Retrying<"), "statuses read as words");
+    let tile = page_text
+        .split("id=\"count-retrying\">")
+        .nth(1)
+        .expect("a retrying tile");
+    assert!(tile.starts_with('1'), "one event retrying: {}", &tile[..20]);
+    let (_, events) = herald.get(&format!("/api/v1/hooks/{id}/events")).await;
+    let event_id = events["events"][0]["id"].as_str().unwrap().to_owned();
+    let discard = format!("/admin/hooks/{id}/events/{event_id}/discard");
+    assert!(
+        page_text.contains(&discard),
+        "a Discard button for the waiting event"
+    );
+
+    let csrf = csrf_of(&page_text);
+    let response = no_redirects()
+        .post(herald.url(&discard))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("return_to", hook_path.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let (_, events) = herald.get(&format!("/api/v1/hooks/{id}/events")).await;
+    assert_eq!(events["events"][0]["status"], "discarded");
+
+    // A new secret is shown once, with a button that copies it.
+    let response = no_redirects()
+        .post(herald.url(&format!("{hook_path}/rotate-secret")))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let (_, after) = page(&herald, &cookie, &hook_path).await;
+    assert!(
+        after.contains("data-copy=\"whsec_"),
+        "a copy button for the new secret"
+    );
+    herald.stop().await;
+}

@@ -477,7 +477,7 @@ async fn an_administrator_does_every_step_of_the_webhooks_page_in_a_browser() {
     browser.goto(&format!("{hook_path}#events")).await;
     let status = browser
         .reload_until(
-            &format!("(() => {{ const row = document.querySelector('#events-table tr[data-event-id=\"{event_id}\"]'); return row ? row.querySelector('[data-status]').textContent : null; }})()"),
+            &format!("(() => {{ const row = document.querySelector('#events-table tr[data-event-id=\"{event_id}\"]'); return row ? row.querySelector('[data-status]').dataset.status : null; }})()"),
             |v| v.as_str() == Some("delivered"),
         )
         .await;

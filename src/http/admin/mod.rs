@@ -51,6 +51,10 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
             "/admin/hooks/{id}/events/{event_id}/retry",
             post(pages::retry_event),
         )
+        .route(
+            "/admin/hooks/{id}/events/{event_id}/discard",
+            post(pages::discard_event),
+        )
         .route("/admin/hooks/{id}/retry-failed", post(pages::retry_failed))
         .route("/admin/scripts", get(pages::scripts))
         .route("/admin/api", get(pages::api_reference))

@@ -712,14 +712,7 @@ pub async fn retry_event(
         Ok(form) => form,
         Err(e) => return e.into_response(),
     };
-    let hook_page = format!("/admin/hooks/{id}");
-    let back = if form.return_to.starts_with(&format!("{hook_page}?"))
-        || form.return_to.starts_with(&format!("{hook_page}#"))
-    {
-        form.return_to
-    } else {
-        format!("{hook_page}#events")
-    };
+    let back = back_to_events(&id, form.return_to);
     let flash = match history::retry_hook_event(&state, id, event_id.clone()).await {
         Ok(_) => Flash::success(format!(
             "Event {event_id} is queued for delivery; its status shows here once attempted."
@@ -728,6 +721,40 @@ pub async fn retry_event(
         Err(e) => return PageError::from(e).into_response(),
     };
     redirect_with(&state, &session, &back, flash).await
+}
+
+pub async fn discard_event(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path((id, event_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let form: RetryForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let back = back_to_events(&id, form.return_to);
+    let flash = match history::discard_hook_event(&state, id, event_id.clone()).await {
+        Ok(_) => Flash::success(format!(
+            "Event {event_id} is discarded: it will not be delivered to this hook."
+        )),
+        Err(e) if is_client_error(&e) => Flash::warning(format!("Not discarded: {}.", e.message)),
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    redirect_with(&state, &session, &back, flash).await
+}
+
+/// Where a form of the events list goes back to: the list as it was (its filters), on this hook's
+/// page only.
+fn back_to_events(id: &str, return_to: String) -> String {
+    let hook_page = format!("/admin/hooks/{id}");
+    if return_to.starts_with(&format!("{hook_page}?"))
+        || return_to.starts_with(&format!("{hook_page}#"))
+    {
+        return_to
+    } else {
+        format!("{hook_page}#events")
+    }
 }
 
 pub async fn scripts(

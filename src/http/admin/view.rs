@@ -294,6 +294,19 @@ pub fn outcome_class(outcome: &str) -> &'static str {
 }
 
 /// The colour of an event status: green delivered, red failed, amber retrying, blue waiting.
+/// An event's status as the pages say it, capitalised like the deliveries log's outcomes.
+pub fn status_label(status: &str) -> &'static str {
+    match status {
+        "pending" => "Pending",
+        "delivering" => "Delivering",
+        "delivered" => "Delivered",
+        "retrying" => "Retrying",
+        "failed" => "Failed",
+        "discarded" => "Discarded",
+        _ => "Unknown",
+    }
+}
+
 pub fn status_class(status: &str) -> &'static str {
     match status {
         "delivered" => "badge-success",

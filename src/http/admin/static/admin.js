@@ -122,6 +122,21 @@
     }
   }, true);
 
+  // A secret shown once: its button copies it.
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest ? event.target.closest("button[data-copy]") : null;
+    if (!button) return;
+    try {
+      await navigator.clipboard.writeText(button.dataset.copy);
+      button.textContent = "Copied";
+    } catch (e) {
+      // No clipboard (plain http, an old browser): select the text to copy by hand.
+      const code = button.previousElementSibling;
+      if (code) window.getSelection().selectAllChildren(code);
+      button.textContent = "Select and copy";
+    }
+  });
+
   // Forms that cannot be undone ask first.
   document.addEventListener("submit", (event) => {
     const form = event.target;
