@@ -596,10 +596,13 @@ async fn after_an_outage_the_hook_page_retries_what_failed_and_re_enabling_offer
     )
     .await;
     assert_eq!(retried.status(), 303);
-    assert!(retried.headers()["location"]
-        .to_str()
-        .unwrap()
-        .ends_with("#events"));
+    assert!(
+        retried.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("#recover"),
+        "back to the form that was used"
+    );
     let (_, after) = page(&herald, &cookie, &hook_path).await;
     assert!(
         after.contains("1 event is being delivered again."),
@@ -1067,6 +1070,77 @@ async fn the_hook_page_counts_retries_discards_from_the_list_and_copies_the_new_
     assert!(
         after.contains("data-copy=\"whsec_"),
         "a copy button for the new secret"
+    );
+    herald.stop().await;
+}
+
+/// An action on the events list shows its outcome there, not at the top of a long page, and says
+/// where a retried event went when the list's filter no longer shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outcome_of_an_events_action_shows_where_it_was_clicked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let mut config = test_config(dir.path(), &scripts);
+    config.delivery.retry_schedule = vec![];
+    let herald = TestHerald::start(config).await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_always(Answer::status(500));
+    let hook = herald
+        .create_hook(json!({
+            "target_url": receiver.url("/down"),
+            "company_id": 1,
+            "events": ["Deal.create"],
+        }))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    herald.insert_deal(Deal {
+        company_id: Some(1),
+        ..Deal::titled("Fails")
+    });
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        events = herald.get(&format!("/api/v1/hooks/{id}/events")).await.1;
+        if events["events"][0]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(events["events"][0]["status"], "failed");
+    let event_id = events["events"][0]["id"].as_str().unwrap().to_owned();
+    let cookie = session_cookie(&herald).await;
+    let filtered = format!("/admin/hooks/{id}?status=failed#events");
+    let (_, page_text) = page(
+        &herald,
+        &cookie,
+        &format!("/admin/hooks/{id}?status=failed"),
+    )
+    .await;
+    let csrf = csrf_of(&page_text);
+    let response = no_redirects()
+        .post(herald.url(&format!("/admin/hooks/{id}/events/{event_id}/retry")))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("return_to", filtered.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.ends_with("#events"), "{location}");
+    let (_, after) = page(&herald, &cookie, location.split('#').next().unwrap()).await;
+    let events_section = after.split("id=\"events\"").nth(1).unwrap();
+    let before_section = after.split("id=\"events\"").next().unwrap();
+    assert!(
+        events_section.contains(&event_id) && events_section.contains("role=\"status\""),
+        "the banner is in the events section"
+    );
+    assert!(
+        !before_section.contains("id=\"banner\""),
+        "not at the top of the page"
+    );
+    assert!(
+        events_section.contains("no longer matches this filter"),
+        "it says where the event went"
     );
     herald.stop().await;
 }

@@ -432,7 +432,7 @@ pub async fn retry_failed(
     } else {
         since.to_owned()
     };
-    let back = format!("/admin/hooks/{id}#events");
+    let back = format!("/admin/hooks/{id}#recover");
     let include_discarded = form.include_discarded.is_some();
     let flash = match history::retry_failed_since(&state, id, Some(since), include_discarded).await
     {
@@ -444,7 +444,7 @@ pub async fn retry_failed(
         }
         Err(e) => return PageError::from(e).into_response(),
     };
-    redirect_with(&state, &session, &back, flash).await
+    redirect_with(&state, &session, &back, flash.at("recover")).await
 }
 
 #[derive(Deserialize)]
@@ -712,15 +712,25 @@ pub async fn retry_event(
         Ok(form) => form,
         Err(e) => return e.into_response(),
     };
+    let filtered_by = listed_status(&form.return_to);
     let back = back_to_events(&id, form.return_to);
     let flash = match history::retry_hook_event(&state, id, event_id.clone()).await {
-        Ok(_) => Flash::success(format!(
-            "Event {event_id} is queued for delivery; its status shows here once attempted."
-        )),
+        Ok(_) => {
+            let mut message = format!(
+                "Event {event_id} is queued for delivery; its status shows here once attempted."
+            );
+            if let Some(status) = filtered_by.filter(|s| s != "pending" && s != "delivering") {
+                message.push_str(&format!(
+                    " It is pending now, so it no longer matches this filter (status: {}).",
+                    view::status_label(&status)
+                ));
+            }
+            Flash::success(message)
+        }
         Err(e) if is_client_error(&e) => Flash::warning(format!("Not retried: {}.", e.message)),
         Err(e) => return PageError::from(e).into_response(),
     };
-    redirect_with(&state, &session, &back, flash).await
+    redirect_with(&state, &session, &back, flash.at("events")).await
 }
 
 pub async fn discard_event(
@@ -733,15 +743,31 @@ pub async fn discard_event(
         Ok(form) => form,
         Err(e) => return e.into_response(),
     };
+    let filtered_by = listed_status(&form.return_to);
     let back = back_to_events(&id, form.return_to);
     let flash = match history::discard_hook_event(&state, id, event_id.clone()).await {
-        Ok(_) => Flash::success(format!(
-            "Event {event_id} is discarded: it will not be delivered to this hook."
-        )),
+        Ok(_) => {
+            let mut message =
+                format!("Event {event_id} is discarded: it will not be delivered to this hook.");
+            if filtered_by.is_some_and(|s| s != "discarded") {
+                message.push_str(" It no longer matches this filter.");
+            }
+            Flash::success(message)
+        }
         Err(e) if is_client_error(&e) => Flash::warning(format!("Not discarded: {}.", e.message)),
         Err(e) => return PageError::from(e).into_response(),
     };
-    redirect_with(&state, &session, &back, flash).await
+    redirect_with(&state, &session, &back, flash.at("events")).await
+}
+
+/// The status the events list was filtered by, from the form's `return_to`.
+fn listed_status(return_to: &str) -> Option<String> {
+    let query = return_to.split_once('?')?.1.split('#').next()?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, v)| k == "status" && !v.is_empty())
+        .map(|(_, v)| v)
 }
 
 /// Where a form of the events list goes back to: the list as it was (its filters), on this hook's

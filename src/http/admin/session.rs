@@ -37,6 +37,10 @@ pub struct Flash {
     pub message: String,
     /// A signing secret, shown once in the banner.
     pub secret: Option<String>,
+    /// Where on the page the banner goes: beside what was clicked (`events`, `recover`), or at
+    /// the top when `None`.
+    #[serde(default)]
+    pub place: Option<String>,
 }
 
 impl Flash {
@@ -45,6 +49,7 @@ impl Flash {
             kind: FlashKind::Success,
             message: message.into(),
             secret: None,
+            place: None,
         }
     }
 
@@ -53,11 +58,22 @@ impl Flash {
             kind: FlashKind::Warning,
             message: message.into(),
             secret: None,
+            place: None,
         }
     }
 
     pub fn is_success(&self) -> bool {
         self.kind == FlashKind::Success
+    }
+
+    /// The banner shown in the section `place` of the page instead of at its top.
+    pub fn at(mut self, place: &str) -> Flash {
+        self.place = Some(place.to_owned());
+        self
+    }
+
+    pub fn is_at(&self, place: &str) -> bool {
+        self.place.as_deref() == Some(place)
     }
 }
 
