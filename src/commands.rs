@@ -64,12 +64,19 @@ pub fn fire(
 ) -> anyhow::Result<()> {
     let (store, scripts) = prepare(config)?;
     let sandbox = Sandbox::new(&config.sandbox, store.script_db()?);
-    let event = render_event(&sandbox, &scripts, trigger, row_id, None)?;
+    let mut event = render_event(&sandbox, &scripts, trigger, row_id, None)?;
     if dry_run {
         let payload: serde_json::Value = serde_json::from_str(&event.payload)?;
         writeln!(out, "{}", serde_json::to_string_pretty(&payload)?)?;
         return Ok(());
     }
+    let rules = store.filter_rules()?;
+    crate::filters::Filters::default().judge_batch(
+        &sandbox,
+        &rules,
+        std::slice::from_mut(&mut event),
+        &[],
+    );
     let deliveries = store.insert_events(std::slice::from_ref(&event))?;
     let plural = if deliveries == 1 {
         "delivery"

@@ -102,6 +102,7 @@ pub fn render_event(
         event_type: change.map(|(c, _)| event_type(c.action).to_owned()),
         company_id: scope.company_id,
         project_id: scope.project_id,
+        judgements: Vec::new(),
     })
 }
 
@@ -140,6 +141,7 @@ pub fn resource_event(change: &Change, scope: RowScope) -> NewEvent {
         event_type: Some(kind.to_owned()),
         company_id: scope.company_id,
         project_id: scope.project_id,
+        judgements: Vec::new(),
     }
 }
 

@@ -29,6 +29,7 @@ pub mod config;
 pub mod database;
 pub mod delivery;
 pub mod events;
+pub mod filters;
 pub mod http;
 pub mod ids;
 pub mod metrics;

@@ -47,6 +47,12 @@ pub struct HookStateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabel {
+    /// The hook's id.
+    pub hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabel {
     /// The node's `node_name`.
     pub node: String,
@@ -82,6 +88,7 @@ pub struct Metrics {
     changes_waiting: Gauge,
     oldest_change_seconds: Gauge<f64, AtomicU64>,
     hooks: Family<HookStateLabel, Gauge>,
+    filtered_out: Family<HookLabel, Gauge>,
     hook_failure_warnings: Counter,
     hooks_auto_disabled: Counter,
     deliveries_handed_back: Counter,
@@ -151,6 +158,12 @@ impl Metrics {
         );
         let hooks = Family::<HookStateLabel, Gauge>::default();
         registry.register("hooks", "Hooks, by state", hooks.clone());
+        let filtered_out = Family::<HookLabel, Gauge>::default();
+        registry.register(
+            "hook_events_filtered_out",
+            "Events a hook's filter kept from it since the hook was made, by hook (hooks whose filter kept any)",
+            filtered_out.clone(),
+        );
         let hook_failure_warnings = Counter::default();
         registry.register(
             "hook_failure_warnings",
@@ -211,6 +224,7 @@ impl Metrics {
             changes_waiting,
             oldest_change_seconds,
             hooks,
+            filtered_out,
             hook_failure_warnings,
             hooks_auto_disabled,
             deliveries_handed_back,
@@ -303,6 +317,13 @@ impl Metrics {
                     state: state.to_owned(),
                 })
                 .set(count as i64);
+        }
+        // Deleted hooks leave the family with the database's list.
+        self.filtered_out.clear();
+        for (hook, count) in &snapshot.filtered_out {
+            self.filtered_out
+                .get_or_create(&HookLabel { hook: hook.clone() })
+                .set(*count as i64);
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)

@@ -1,6 +1,6 @@
 //! The change-log consumer: reads tracked changes in commit order, runs each table's notification
 //! script once per changed row, renders the events it fires, adds the resource events hooks select,
-//! and stores them.
+//! judges them by the filters of the hooks that select them, and stores them.
 //!
 //! It runs on a thread of its own (the database clients and rhai block). Its `ChangeFeed` says when
 //! the log may hold something new: on SQLite a look at `PRAGMA data_version` every millisecond,
@@ -20,6 +20,7 @@ use crate::delivery::Handoff;
 use crate::events::{
     event_type, render_event, resource_event, resource_event_name, row_scope, RenderError,
 };
+use crate::filters::Filters;
 use crate::metrics::Metrics;
 use crate::scripts::{Sandbox, ScriptRegistry, ScriptSet};
 use crate::store::{
@@ -253,6 +254,8 @@ pub struct Tracker {
     /// Told whenever deliveries were stored that the worker has to claim.
     deliveries_waiting: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// Hooks' filters, compiled once.
+    filters: Filters,
 }
 
 impl Tracker {
@@ -282,6 +285,7 @@ impl Tracker {
             handoff,
             deliveries_waiting,
             metrics,
+            filters: Filters::default(),
         })
     }
 
@@ -402,6 +406,13 @@ impl Tracker {
             renderer.sandbox.take_database_unavailable();
         }
         let mut outcome = render(&self.renderers, &scripts, &resource_events, &batch.changes);
+        let rules = self.store.filter_rules()?;
+        self.filters.judge_batch(
+            &self.renderers[0].sandbox,
+            &rules,
+            &mut outcome.events,
+            &batch.changes,
+        );
         let unavailable = self
             .renderers
             .iter()

@@ -525,6 +525,7 @@ async fn backlog_run(backend: &Backend, receiver: &Receiver, deliveries: usize) 
                     enabled: true,
                     events: vec!["NewOpportunity".into()],
                     made_by: None,
+                    filter: None,
                 })
                 .unwrap();
         }
@@ -540,6 +541,7 @@ async fn backlog_run(backend: &Backend, receiver: &Receiver, deliveries: usize) 
                 event_type: None,
                 company_id: None,
                 project_id: None,
+                judgements: Vec::new(),
             })
             .collect();
         let mut stored = 0;

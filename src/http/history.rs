@@ -257,13 +257,18 @@ pub struct EventOut {
     pub(crate) project_id: Option<i64>,
     /// pending: waiting for its first attempt; delivering: an attempt is in flight; delivered: the
     /// target answered 2xx; retrying: an attempt failed and another is scheduled; failed: every
-    /// attempt failed, or the target answered 410; discarded: dropped without delivery (by hand, or
-    /// because the hook was disabled or deleted).
+    /// attempt failed, or the target answered 410, or the hook's filter failed on it (see
+    /// `filter_error`); discarded: dropped without delivery (by hand, because the hook was disabled
+    /// or deleted, or because its changed filter rejects it).
     pub(crate) status: &'static str,
     pub(crate) attempts: u32,
     pub(crate) next_attempt_at: Option<String>,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
+    /// Set while the event is held because the hook's filter failed on it (an error, not true or
+    /// false): the error, with line and column. It is judged again when the filter changes or the
+    /// event is retried.
+    pub(crate) filter_error: Option<String>,
 }
 
 impl From<HookEvent> for EventOut {
@@ -282,6 +287,7 @@ impl From<HookEvent> for EventOut {
             next_attempt_at: e.next_attempt_at.map(rfc3339_ms),
             created_at: rfc3339_ms(e.created_at),
             updated_at: rfc3339_ms(e.updated_at),
+            filter_error: e.filter_error,
         }
     }
 }
@@ -429,6 +435,13 @@ pub(crate) async fn retry_hook_event(
 ) -> Result<EventActionOut, ApiError> {
     hook_exists(state, &id).await?;
     let (hook_id, event) = (id.clone(), event_id.clone());
+    let held = state
+        .on_store(move |store| store.filter_held_events(&hook_id, Some(&event), None, 1))
+        .await?;
+    if !held.is_empty() {
+        return retry_held_event(state, id, event_id).await;
+    }
+    let (hook_id, event) = (id.clone(), event_id.clone());
     let result = state
         .on_store(move |store| store.retry_hook_event(&hook_id, &event))
         .await?;
@@ -442,6 +455,44 @@ pub(crate) async fn retry_hook_event(
     state.deliveries_waiting.notify_one();
     tracing::info!(hook_id = %id, event_id = %out.event_id, "event retried by hand");
     Ok(out)
+}
+
+/// An event held because the hook's filter failed on it is not sent as it is: the filter (as it
+/// is now) judges it again, and it is delivered, discarded, or refused with the filter's error.
+async fn retry_held_event(
+    state: &AppState,
+    id: String,
+    event_id: String,
+) -> Result<EventActionOut, ApiError> {
+    let hook = super::hooks::load(state, id.clone()).await?;
+    let outcome =
+        super::filters::rejudge(state, id.clone(), hook.filter, Some(event_id.clone())).await?;
+    if outcome.still_failing > 0 {
+        let event = (id.clone(), event_id.clone());
+        let error = state
+            .on_store(move |store| store.filter_held_events(&event.0, Some(&event.1), None, 1))
+            .await?
+            .pop()
+            .map(|held| held.error)
+            .unwrap_or_default();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "filter_failed",
+            format!(
+                "the hook's filter still fails on event '{event_id}', which stays held: {error}"
+            ),
+        ));
+    }
+    let status = if outcome.rejected > 0 {
+        DeliveryStatus::Discarded
+    } else {
+        DeliveryStatus::Pending
+    };
+    tracing::info!(hook_id = %id, %event_id, status = status.as_str(), "held event judged again by hand");
+    Ok(EventActionOut {
+        event_id,
+        status: status.as_str(),
+    })
 }
 
 /// Drops a waiting event (pending or retrying) without delivering it.
@@ -564,6 +615,8 @@ pub struct HookSummaryOut {
     pub(crate) retrying: u64,
     /// Dropped without delivery.
     pub(crate) discarded: u64,
+    /// Events the hook's filter kept from it (they made no delivery and are not counted above).
+    pub(crate) filtered_out: u64,
     /// The newest attempt, if any.
     pub(crate) last_delivery: Option<DeliveryOut>,
 }
@@ -580,7 +633,7 @@ pub async fn summary(
 }
 
 pub(crate) async fn hook_summary(state: &AppState, id: String) -> Result<HookSummaryOut, ApiError> {
-    hook_exists(state, &id).await?;
+    let hook = super::hooks::load(state, id.clone()).await?;
     let hook_id = id.clone();
     let (counts, last) = state
         .on_store(move |store| {
@@ -607,6 +660,7 @@ pub(crate) async fn hook_summary(state: &AppState, id: String) -> Result<HookSum
         ]),
         retrying: count(&[DeliveryStatus::Retrying]),
         discarded: count(&[DeliveryStatus::Discarded]),
+        filtered_out: hook.filtered_out,
         last_delivery: last.map(DeliveryOut::from),
     })
 }

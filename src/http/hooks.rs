@@ -9,6 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::filters::{checked_filter, rejudge};
 use super::openapi::ErrorBody;
 use super::{
     blocking, checked_target, invalid_cursor, parse_json, parse_page, ApiError, AppJson, AppQuery,
@@ -62,6 +63,11 @@ pub struct HookOut {
     pub(crate) consecutive_failures: i64,
     /// Trigger names and resource events (`Deal.update`) the hook receives.
     pub(crate) events: Vec<String>,
+    /// A rhai expression over `payload`, `event` and `change`: only events it returns true for
+    /// are delivered (see docs/scripting.md, "Filters").
+    pub(crate) filter: Option<String>,
+    /// How many events the filter kept from the hook.
+    pub(crate) filtered_out: u64,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
 }
@@ -99,6 +105,8 @@ impl HookOut {
             failing_since: hook.failing_since.map(rfc3339_ms),
             consecutive_failures: hook.failures,
             events: hook.events,
+            filter: hook.filter,
+            filtered_out: hook.filtered_out,
             created_at: rfc3339_ms(hook.created_at),
             updated_at: rfc3339_ms(hook.updated_at),
         }
@@ -123,6 +131,9 @@ pub struct CreateHookIn {
     pub(crate) events: Vec<String>,
     /// Defaults to true.
     pub(crate) enabled: Option<bool>,
+    /// Only events this rhai expression returns true for are delivered; it sees `payload`,
+    /// `event` and `change`. One that does not compile is refused with its line and column.
+    pub(crate) filter: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -140,6 +151,10 @@ pub struct UpdateHookIn {
     pub(crate) company_id: Option<i64>,
     /// Moves the hook to this project.
     pub(crate) project_id: Option<i64>,
+    /// A new filter; `null` removes it. The events its old filter failed on are judged again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub(crate) filter: Option<Option<String>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
@@ -350,7 +365,7 @@ pub(crate) async fn sync_tracking(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn load(state: &AppState, id: String) -> Result<Hook, ApiError> {
+pub(crate) async fn load(state: &AppState, id: String) -> Result<Hook, ApiError> {
     let hook_id = id.clone();
     state
         .on_store(move |store| store.get_hook(&hook_id))
@@ -382,6 +397,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
     let description = checked_description(body.description)?.unwrap_or_default();
     let target_url = checked_target(state, target_url.trim()).await?;
     let events = checked_events(state, body.events).await?;
+    let filter = checked_filter(state, body.filter).await?;
     let new = NewHook {
         target_url,
         secret: generate_secret(),
@@ -392,6 +408,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
         enabled: body.enabled.unwrap_or(true),
         events,
         made_by: None,
+        filter,
     };
     let hook = state.on_store(move |store| store.create_hook(new)).await?;
     sync_tracking(state).await?;
@@ -533,12 +550,17 @@ pub(crate) async fn update_hook(
         Some(url) => Some(checked_target(state, url.trim()).await?),
         None => None,
     };
+    let filter = match body.filter {
+        Some(filter) => Some(checked_filter(state, filter).await?),
+        None => None,
+    };
     let patch = HookPatch {
         target_url,
         authorization: body.authorization.map(checked_authorization).transpose()?,
         description: checked_description(body.description)?,
         scope,
         enabled: body.enabled,
+        filter,
     };
     let hook_id = id.clone();
     let hook = state
@@ -548,6 +570,10 @@ pub(crate) async fn update_hook(
     if patch_enabled_changed(&existing, &hook) {
         sync_tracking(state).await?;
         state.deliveries_waiting.notify_one();
+    }
+    if existing.filter != hook.filter {
+        // What the old filter failed on waits for this one.
+        rejudge(state, hook.id.clone(), hook.filter.clone(), None).await?;
     }
     tracing::info!(hook_id = %hook.id, "hook updated");
     Ok(HookOut::masked(hook))

@@ -5,6 +5,7 @@
 mod admin;
 mod catalogue;
 mod error;
+mod filters;
 mod health;
 mod history;
 mod hooks;

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{catalogue, health, history, hooks, nodes, rest_hooks, scripts, AppState};
+use super::{catalogue, filters, health, history, hooks, nodes, rest_hooks, scripts, AppState};
 
 /// Every error: a 4xx (or an opaque 5xx) with this body.
 #[derive(Serialize, ToSchema)]
@@ -74,6 +74,7 @@ pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::create, hooks::list))
         .routes(routes!(hooks::get, hooks::update, hooks::delete))
         .routes(routes!(hooks::rotate_secret))
+        .routes(routes!(filters::test))
         .routes(routes!(hooks::grid))
         .routes(routes!(hooks::tick_cell, hooks::clear_cell))
         .routes(routes!(hooks::select_trigger, hooks::unselect_trigger))

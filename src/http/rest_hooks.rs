@@ -28,6 +28,9 @@ pub struct SubscribeIn {
     /// are accepted too).
     #[serde(alias = "targetUrl", alias = "hookUrl", alias = "url")]
     target_url: Option<String>,
+    /// Only events this rhai expression returns true for are delivered; it sees `payload`,
+    /// `event` and `change`. One that does not compile is refused with its line and column.
+    filter: Option<String>,
 }
 
 /// Who the token is: an integration's connection test.
@@ -100,6 +103,7 @@ pub async fn subscribe(
     let target_url = required(body.target_url, "target_url")?;
     known_trigger(&state, &event)?;
     let url = checked_target(&state, &target_url).await?;
+    let filter = super::filters::checked_filter(&state, body.filter).await?;
     let store = state.store.clone();
     let new = NewHook {
         target_url: url,
@@ -111,6 +115,7 @@ pub async fn subscribe(
         enabled: true,
         events: vec![event.clone()],
         made_by: Some(caller.name),
+        filter,
     };
     let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;
     tracing::info!(hook_id = %hook.id, %event, target = %hook.target_url, "subscribed");

@@ -74,7 +74,7 @@ fn script_out(entry: &ScriptEntry<'_>) -> ScriptOut {
         Some(ScriptKind::Notification { table }) => {
             (Some("notification"), None, Some(table.clone()))
         }
-        None => (None, None, None),
+        Some(ScriptKind::Filter) | None => (None, None, None),
     };
     ScriptOut {
         file: entry.file_name.to_owned(),

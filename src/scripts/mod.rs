@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 
 pub use diagnostic::Diagnostic;
-pub use sandbox::{build_engine, Fired, Sandbox, SandboxPool};
+pub use sandbox::{build_engine, FilterInput, Fired, Sandbox, SandboxPool};
 
 use crate::config::SandboxLimits;
 
@@ -34,6 +34,8 @@ pub enum ScriptKind {
     Body { trigger: String },
     /// Runs for each changed row of `table`.
     Notification { table: String },
+    /// A hook's filter: not a file, but the hook's `filter` field (see `crate::filters`).
+    Filter,
 }
 
 /// `[A-Za-z0-9_]+`, the shape of trigger and table names.
@@ -270,6 +272,7 @@ impl ScriptSet {
         match &script.kind {
             ScriptKind::Body { trigger } => self.body.insert(trigger.clone(), script),
             ScriptKind::Notification { table } => self.notification.insert(table.clone(), script),
+            ScriptKind::Filter => None,
         };
     }
 
@@ -300,7 +303,20 @@ pub(crate) fn scope_variables(kind: &ScriptKind) -> &'static [&'static str] {
         ScriptKind::Notification { .. } => {
             &["table", "row_id", "action", "action_key", "row", "old_row"]
         }
+        ScriptKind::Filter => &["payload", "event", "change"],
     }
+}
+
+/// What a hook's filter is called in its errors, where a script has its file name.
+pub const FILTER_NAME: &str = "filter";
+
+/// Compiles a hook's filter with the engine of `limits`.
+pub fn compile_filter(engine: &rhai::Engine, source: &str) -> Result<Script, Diagnostic> {
+    if source.trim().is_empty() {
+        return Err(Diagnostic::new(FILTER_NAME, None, "the filter is empty"));
+    }
+    compile(engine, FILTER_NAME, &ScriptKind::Filter, source)
+        .map_err(|diagnostic| diagnostic.with_source(source))
 }
 
 fn compile(

@@ -13,7 +13,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope};
 
 use super::{Diagnostic, Script};
 use crate::config::SandboxLimits;
-use crate::store::{Cell, Change, RowLimit, Rows, ScriptDb, Store, StoreError};
+use crate::store::{Action, Cell, Change, HeldEvent, RowLimit, Rows, ScriptDb, Store, StoreError};
 
 /// A trigger fired by a notification script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,6 +316,29 @@ impl Sandbox {
         Ok(items)
     }
 
+    /// Compiles a hook's filter with this sandbox's engine.
+    pub fn compile_filter(&self, source: &str) -> Result<Script, Diagnostic> {
+        super::compile_filter(&self.engine, source)
+    }
+
+    /// Runs a hook's filter on an event: whether it lets the event through. A value that is not a
+    /// boolean is an error, as is any failure: neither may silently drop or send the event.
+    pub fn judge(&self, filter: &Script, input: &FilterInput) -> Result<bool, Diagnostic> {
+        let mut scope = Scope::new();
+        scope.push_constant_dynamic("payload", input.payload.clone());
+        scope.push_constant("event", input.event.clone());
+        scope.push_constant_dynamic("change", input.change.clone());
+        let value = self.eval(filter, &mut scope)?;
+        value.as_bool().map_err(|type_name| {
+            Diagnostic::new(
+                &filter.file_name,
+                returned_at(&filter.source),
+                format!("a filter must return true or false, not {type_name}"),
+            )
+            .with_source(&filter.source)
+        })
+    }
+
     fn check_payload_size(&self, script: &Script, bytes: usize) -> Result<(), Diagnostic> {
         let cap = self.limits.max_payload_bytes;
         if bytes > cap {
@@ -395,6 +418,74 @@ fn body_scope(
     );
     scope.push_constant_dynamic("change", change.map_or(Dynamic::UNIT, change_to_dynamic));
     scope
+}
+
+/// What a hook's filter sees: the event's payload (a map), its name, and the change that fired it.
+#[derive(Debug, Clone)]
+pub struct FilterInput {
+    pub payload: Dynamic,
+    pub event: String,
+    pub change: Dynamic,
+}
+
+impl FilterInput {
+    /// An event about to be stored, with the change that fired it (`None`: fired by hand).
+    pub fn fresh(event_name: &str, payload: &str, change: Option<&Change>) -> FilterInput {
+        FilterInput {
+            payload: payload_to_dynamic(payload),
+            event: event_name.to_owned(),
+            change: change.map_or(Dynamic::UNIT, change_to_dynamic),
+        }
+    }
+
+    /// A stored event judged again. Its change is gone from the log: `change` is rebuilt from what
+    /// the event kept (table, row id, action; `row` and `old_row` from a resource event's
+    /// envelope, `()` for a trigger's).
+    pub fn stored(held: &HeldEvent) -> FilterInput {
+        let payload: serde_json::Value =
+            serde_json::from_str(&held.payload).unwrap_or(serde_json::Value::Null);
+        let change = match (&held.resource_name, &held.event_type) {
+            (Some(table), Some(event_type)) => {
+                let action = Action::ALL
+                    .into_iter()
+                    .find(|a| crate::events::event_type(*a) == event_type);
+                let mut map = Map::new();
+                map.insert("table".into(), table.clone().into());
+                map.insert(
+                    "row_id".into(),
+                    held.row_id.map_or(Dynamic::UNIT, Dynamic::from_int),
+                );
+                map.insert(
+                    "action".into(),
+                    action.map_or(Dynamic::UNIT, |a| a.code().into()),
+                );
+                map.insert(
+                    "action_key".into(),
+                    action.map_or(Dynamic::UNIT, |a| a.key().into()),
+                );
+                for field in ["row", "old_row"] {
+                    let value = if held.event_name.contains('.') {
+                        payload.get(field).map_or(Dynamic::UNIT, json_to_dynamic)
+                    } else {
+                        Dynamic::UNIT
+                    };
+                    map.insert(field.into(), value);
+                }
+                map.into()
+            }
+            _ => Dynamic::UNIT,
+        };
+        FilterInput {
+            payload: json_to_dynamic(&payload),
+            event: held.event_name.clone(),
+            change,
+        }
+    }
+}
+
+fn payload_to_dynamic(payload: &str) -> Dynamic {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .map_or(Dynamic::UNIT, |value| json_to_dynamic(&value))
 }
 
 /// The change that fired an event, as body scripts see it in `change`.

@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use super::{
     AttemptDetail, AttemptEntry, AttemptRecord, Cell, ChangeBatch, Claim, ClaimOutcome,
-    ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter, FailurePolicy, Hook,
-    HookEvent, HookFilter, HookHealthChange, HookPatch, NewEvent, NewHook, NodeBeat, NodeStatus,
-    OutboxSnapshot, Page, QueryError, Result, RowLimit, Rows, ScopeName, ScriptFailure,
-    SignInAllowance, Stored, StoredAttempt, StoredSession, TrackingProblem, TrackingSql,
+    ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter, FailurePolicy, FilterRule,
+    HeldEvent, Hook, HookEvent, HookFilter, HookHealthChange, HookPatch, Judgement, NewEvent,
+    NewHook, NodeBeat, NodeStatus, OutboxSnapshot, Page, QueryError, Result, RowLimit, Rows,
+    ScopeName, ScriptFailure, SignInAllowance, Stored, StoredAttempt, StoredSession,
+    TrackingProblem, TrackingSql,
 };
 use crate::delivery::DirectLease;
 
@@ -132,6 +133,9 @@ pub trait Hooks {
     fn seal_plain_secrets(&self) -> Result<usize>;
     /// Every selected event name with how many hooks select it, by name.
     fn hooks_per_event(&self) -> Result<Vec<(String, usize)>>;
+    /// The filters of enabled hooks, with the events each selects: what the tracker judges a
+    /// batch's events by before it stores them.
+    fn filter_rules(&self) -> Result<Vec<FilterRule>>;
     /// The resource events (`Deal.update`) some enabled hook receives: tables to track.
     fn subscribed_resource_events(&self) -> Result<BTreeSet<String>>;
     /// Which of `ids` exist and are enabled.
@@ -178,6 +182,19 @@ pub trait History {
     /// Deletes at most `batch` final events created before `cutoff`; how many went.
     fn purge_before(&self, cutoff: i64, batch: usize) -> Result<usize>;
     fn recent_script_failures(&self, limit: usize) -> Result<Vec<ScriptFailure>>;
+    /// The events held for a hook because its filter failed on them (only `event_id`, when
+    /// given), oldest first, after the delivery `after` (a `HeldEvent::seq`), at most `limit`.
+    fn filter_held_events(
+        &self,
+        hook_id: &str,
+        event_id: Option<&str>,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HeldEvent>>;
+    /// Settles held events the filter judged again: passed ones are due now, rejected ones are
+    /// discarded (and counted in the hook's `filtered_out`), failed ones keep waiting with the new
+    /// error. Only events still held are touched; how many were made due.
+    fn settle_held_events(&self, hook_id: &str, judged: &[(String, Judgement)]) -> Result<usize>;
 }
 
 /// The outbox: events fanned out to hooks, claimed by the worker, recorded.

@@ -8,7 +8,7 @@
 use rusqlite::OptionalExtension;
 
 use super::outbox::DeliveryStatus;
-use super::{History, Result, ScriptFailure, Sqlite};
+use super::{HeldEvent, History, Judgement, Result, ScriptFailure, Sqlite};
 use crate::clock::now_ms;
 
 /// One page of a listing, newest first.
@@ -69,6 +69,8 @@ pub struct HookEvent {
     pub next_attempt_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Why it is held: the hook's filter failed on it (status `failed`, no attempt made).
+    pub filter_error: Option<String>,
 }
 
 /// Which events of a hook a listing shows.
@@ -213,7 +215,7 @@ impl History for Sqlite {
         let mut stmt = conn.prepare_cached(
             "SELECT d.seq, e.id, d.id, e.trigger_name, e.resource_name, e.row_id, e.event_type,
                     e.company_id, e.project_id, d.status, d.attempts, d.next_attempt_at,
-                    d.created_at, d.updated_at
+                    d.created_at, d.updated_at, d.filter_error
              FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
              WHERE d.hook_id = ?1 AND (?2 IS NULL OR d.seq < ?2)
                AND (?3 IS NULL OR d.status = ?3)
@@ -248,6 +250,7 @@ impl History for Sqlite {
                         next_attempt_at: r.get(11)?,
                         created_at: r.get(12)?,
                         updated_at: r.get(13)?,
+                        filter_error: r.get(14)?,
                     })
                 },
             )?
@@ -260,7 +263,8 @@ impl History for Sqlite {
     fn retry_hook_event(&self, hook_id: &str, event_id: &str) -> Result<EventAction> {
         self.act_on_event(hook_id, event_id, |status| status != DeliveryStatus::Delivering, |tx, seq, now| {
             tx.execute(
-                "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2
+                "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2,
+                        filter_error = NULL
                  WHERE seq = ?1",
                 (seq, now),
             )
@@ -286,7 +290,8 @@ impl History for Sqlite {
     /// Makes every event of a hook that failed at or after `since` (Unix ms) due now, and those
     /// discarded since then too when `include_discarded` (what a disabled hook missed): recovery
     /// after the target's outage. An event counts by when it failed, not when it was created: the
-    /// outage began with events that were already on their way. Returns how many.
+    /// outage began with events that were already on their way. Events held by a failing filter
+    /// are not among them: they wait for the filter (`settle_held_events`). Returns how many.
     fn retry_failed_since(
         &self,
         hook_id: &str,
@@ -297,7 +302,7 @@ impl History for Sqlite {
             let now = now_ms();
             let count = tx.execute(
                 "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = ?3, updated_at = ?3
-                 WHERE hook_id = ?1 AND updated_at >= ?2
+                 WHERE hook_id = ?1 AND updated_at >= ?2 AND filter_error IS NULL
                    AND (status = 'failed' OR (?4 AND status = 'discarded'))",
                 (hook_id, since, now, include_discarded),
             )?;
@@ -348,6 +353,75 @@ impl History for Sqlite {
                 [cutoff],
             )?;
             Ok(events.len())
+        })
+    }
+
+    fn filter_held_events(
+        &self,
+        hook_id: &str,
+        event_id: Option<&str>,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HeldEvent>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.id, e.trigger_name, e.payload, e.resource_name, e.event_type, e.row_id,
+                    d.filter_error, d.seq
+             FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
+             WHERE d.hook_id = ?1 AND d.filter_error IS NOT NULL AND (?2 IS NULL OR e.id = ?2)
+               AND (?3 IS NULL OR d.seq > ?3)
+             ORDER BY d.seq LIMIT ?4",
+        )?;
+        let held = stmt
+            .query_map((hook_id, event_id, after, limit as i64), |r| {
+                Ok(HeldEvent {
+                    event_id: r.get(0)?,
+                    event_name: r.get(1)?,
+                    payload: r.get(2)?,
+                    resource_name: r.get(3)?,
+                    event_type: r.get(4)?,
+                    row_id: r.get(5)?,
+                    error: r.get(6)?,
+                    seq: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(held)
+    }
+
+    fn settle_held_events(&self, hook_id: &str, judged: &[(String, Judgement)]) -> Result<usize> {
+        if judged.is_empty() {
+            return Ok(0);
+        }
+        self.write(|tx| {
+            let now = now_ms();
+            let mut settle = tx.prepare_cached(
+                "UPDATE herald_deliveries
+                 SET status = CASE ?3 WHEN 'passed' THEN 'pending' WHEN 'rejected' THEN 'discarded'
+                                      ELSE status END,
+                     next_attempt_at = CASE ?3 WHEN 'passed' THEN ?5 ELSE NULL END,
+                     filter_error = CASE ?3 WHEN 'failed' THEN ?4 ELSE NULL END,
+                     updated_at = ?5
+                 WHERE hook_id = ?1 AND filter_error IS NOT NULL
+                   AND event_seq = (SELECT seq FROM herald_events WHERE id = ?2)",
+            )?;
+            let (mut due, mut rejected) = (0, 0);
+            for (event_id, judgement) in judged {
+                let (verdict, error) = judgement_columns(judgement);
+                let changed = settle.execute((hook_id, event_id, verdict, error, now))?;
+                match judgement {
+                    Judgement::Passed => due += changed,
+                    Judgement::Rejected => rejected += changed,
+                    Judgement::Failed(_) => {}
+                }
+            }
+            if rejected > 0 {
+                tx.execute(
+                    "UPDATE herald_hooks SET filtered_out = filtered_out + ?2 WHERE id = ?1",
+                    (hook_id, rejected as i64),
+                )?;
+            }
+            Ok(due)
         })
     }
 
@@ -404,5 +478,14 @@ impl Sqlite {
             act(tx, seq, now_ms())?;
             Ok(EventAction::Done)
         })
+    }
+}
+
+/// A judgement as `settle_held_events` stores it: its verdict and, for a failure, the error.
+pub(in crate::store) fn judgement_columns(judgement: &Judgement) -> (&'static str, Option<&str>) {
+    match judgement {
+        Judgement::Passed => ("passed", None),
+        Judgement::Rejected => ("rejected", None),
+        Judgement::Failed(error) => ("failed", Some(error.as_str())),
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use rusqlite::{OptionalExtension, Row, Transaction};
 
 use super::history::page;
-use super::{Hooks, Page, Result, Secrets, Sqlite};
+use super::{FilterRule, Hooks, Page, Result, Secrets, Sqlite};
 use crate::clock::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,9 @@ pub struct NewHook {
     pub events: Vec<String>,
     /// The name of the API token that made a REST-hooks subscription.
     pub made_by: Option<String>,
+    /// A rhai expression over the event (`crate::filters`): only events it returns true for are
+    /// delivered.
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +109,9 @@ pub struct Hook {
     pub disabled_reason: Option<String>,
     /// The name of the API token that made a REST-hooks subscription.
     pub made_by: Option<String>,
+    pub filter: Option<String>,
+    /// How many events its filter kept from it.
+    pub filtered_out: u64,
 }
 
 /// A change to a hook; `None` leaves a field as it is.
@@ -117,6 +123,8 @@ pub struct HookPatch {
     pub description: Option<String>,
     pub scope: Option<Scope>,
     pub enabled: Option<bool>,
+    /// `Some(None)` removes the filter.
+    pub filter: Option<Option<String>>,
 }
 
 /// Which hooks a listing shows.
@@ -170,7 +178,7 @@ const HOOK_FILTER: &str = "(?1 IS NULL OR company_id = ?1) AND (?2 IS NULL OR pr
 
 const HOOK_COLUMNS: &str = "id, target_url, secret, authorization, description, origin, enabled, \
      created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at, \
-     failing_since, failures, disabled_reason, made_by";
+     failing_since, failures, disabled_reason, made_by, filter, filtered_out";
 
 fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
     let previous_secret: Option<String> = row.get(10)?;
@@ -193,6 +201,8 @@ fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
         failures: row.get(14)?,
         disabled_reason: row.get(15)?,
         made_by: row.get(16)?,
+        filter: row.get(17)?,
+        filtered_out: row.get::<_, i64>(18)?.max(0) as u64,
     })
 }
 
@@ -243,8 +253,8 @@ impl Hooks for Sqlite {
             tx.execute(
                 "INSERT INTO herald_hooks (id, target_url, secret, authorization, description, origin,
                                            enabled, created_at, updated_at, company_id, project_id,
-                                           made_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
+                                           made_by, filter)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
                 (
                     &id,
                     &new.target_url,
@@ -257,6 +267,7 @@ impl Hooks for Sqlite {
                     company_id,
                     project_id,
                     &new.made_by,
+                    &new.filter,
                 ),
             )?;
             for event in &new.events {
@@ -353,6 +364,9 @@ impl Hooks for Sqlite {
             if let Some(scope) = patch.scope {
                 hook.scope = scope;
             }
+            if let Some(filter) = &patch.filter {
+                hook.filter = filter.clone();
+            }
             let now = now_ms();
             if let Some(enabled) = patch.enabled {
                 if hook.enabled && !enabled {
@@ -373,7 +387,8 @@ impl Hooks for Sqlite {
                 "UPDATE herald_hooks SET target_url = ?2, authorization = ?3, description = ?4,
                         company_id = ?5, project_id = ?6, enabled = ?7, updated_at = ?8,
                         disabled_reason = ?9, failing_since = ?10, failures = ?11,
-                        failure_warned = CASE WHEN ?10 IS NULL THEN 0 ELSE failure_warned END
+                        failure_warned = CASE WHEN ?10 IS NULL THEN 0 ELSE failure_warned END,
+                        filter = ?12
                  WHERE id = ?1",
                 rusqlite::params![
                     id,
@@ -389,6 +404,7 @@ impl Hooks for Sqlite {
                     &hook.disabled_reason,
                     hook.failing_since,
                     hook.failures,
+                    &hook.filter,
                 ],
             )?;
             Ok(Some(hook))
@@ -531,6 +547,21 @@ impl Hooks for Sqlite {
         Ok(rows)
     }
 
+    /// The filters of enabled hooks, with the events each hook selects.
+    fn filter_rules(&self) -> Result<Vec<FilterRule>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT h.id, h.filter, e.event_name
+             FROM herald_hooks h JOIN herald_hook_events e ON e.hook_id = h.id
+             WHERE h.enabled = 1 AND h.filter IS NOT NULL
+             ORDER BY h.id, e.event_name",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+        Ok(filter_rules(rows))
+    }
+
     /// The resource events (`Deal.update`) that at least one enabled hook receives.
     fn subscribed_resource_events(&self) -> Result<BTreeSet<String>> {
         subscribed_resource_events(&self.reader())
@@ -584,6 +615,22 @@ impl Hooks for Sqlite {
             Ok(deleted)
         })
     }
+}
+
+/// Rules from (hook id, filter, event name) rows sorted by hook id.
+pub(in crate::store) fn filter_rules(rows: Vec<(String, String, String)>) -> Vec<FilterRule> {
+    let mut rules: Vec<FilterRule> = Vec::new();
+    for (hook_id, filter, event) in rows {
+        match rules.last_mut() {
+            Some(rule) if rule.hook_id == hook_id => rule.events.push(event),
+            _ => rules.push(FilterRule {
+                hook_id,
+                filter,
+                events: vec![event],
+            }),
+        }
+    }
+    rules
 }
 
 pub(super) fn subscribed_resource_events(conn: &rusqlite::Connection) -> Result<BTreeSet<String>> {

@@ -239,6 +239,13 @@ const MIGRATIONS: &[&str] = &[
         gone_at INTEGER NOT NULL
     );
     "#,
+    // 12: a hook's filter (a rhai expression over the payload) and how many events it kept from
+    // the hook; a delivery held because the filter failed on its event, with the error.
+    r#"
+    ALTER TABLE herald_hooks ADD COLUMN filter TEXT;
+    ALTER TABLE herald_hooks ADD COLUMN filtered_out INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE herald_deliveries ADD COLUMN filter_error TEXT;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

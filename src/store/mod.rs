@@ -23,6 +23,7 @@ mod backend;
 mod change;
 mod changes;
 mod cluster;
+mod filtering;
 mod history;
 mod hooks;
 mod migrations;
@@ -50,6 +51,7 @@ pub use change::{
     Action, Change, ChangeBatch, Consumed, TrackingProblem, TrackingSql, UnreadableChange,
 };
 pub use cluster::{NodeBeat, NodeStatus};
+pub use filtering::{FilterRule, HeldEvent, Judgement};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, HookState, NewHook, Scope};
 pub use outbox::{

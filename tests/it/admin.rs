@@ -1065,6 +1065,7 @@ async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
             enabled: false,
             events: Vec::new(),
             made_by: None,
+            filter: None,
         })
         .unwrap()
     });

@@ -681,3 +681,116 @@ async fn the_pages_fit_common_window_sizes() {
     receiver.stop();
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_is_tried_on_samples_saved_and_its_failures_shown_on_the_hook_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    herald.insert_deal(Deal {
+        amount: Some(900.0),
+        is_project: true,
+        company_id: Some(1),
+        project_id: Some(10),
+        ..Deal::titled("Shed repair")
+    });
+    let hook = herald
+        .create_hook(json!({"target_url": receiver.url("/f"), "company_id": 1,
+                            "events": ["NewOpportunity"]}))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let browser = Browser::start(herald.url("")).await;
+    browser.sign_in().await;
+    browser.goto(&format!("/admin/hooks/{id}")).await;
+
+    // Tried on the samples: each row says what the filter makes of it; nothing is saved.
+    let field = browser.wait("#filter-text").await;
+    field.send_keys("payload.amount >= 100000").await.unwrap();
+    browser.wait("#try-filter").await.click().await.unwrap();
+    let results = browser.text("#filter-results").await;
+    assert!(
+        results.contains("Facade renovation") && results.contains("Shed repair"),
+        "{results}"
+    );
+    let verdicts: Vec<String> = {
+        let mut verdicts = Vec::new();
+        for row in browser.all("#filter-results tbody tr").await {
+            verdicts.push(row.text().await.unwrap());
+        }
+        verdicts
+    };
+    assert!(
+        verdicts
+            .iter()
+            .any(|r| r.contains("Facade renovation") && r.contains("Delivered")),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts
+            .iter()
+            .any(|r| r.contains("Shed repair") && r.contains("Kept out")),
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        browser
+            .wait("#filter-text")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("payload.amount >= 100000"),
+        "the typed filter stays in the field"
+    );
+    assert_eq!(
+        herald.get(&format!("/api/v1/hooks/{id}")).await.1["filter"],
+        Value::Null
+    );
+    browser.screenshot("hook-filter-samples").await;
+
+    // A filter that does not compile: the error, with line and column, under the Filter heading.
+    let field = browser.wait("#filter-text").await;
+    field.clear().await.unwrap();
+    field.send_keys("payload.amount >=").await.unwrap();
+    browser.wait("#try-filter").await.click().await.unwrap();
+    let banner = browser.text("#filter .banner-warning").await;
+    assert!(banner.contains("does not compile: filter:1:"), "{banner}");
+
+    // Saved: it applies from the next event on, and a failure on an event shows in the events list.
+    let field = browser.wait("#filter-text").await;
+    field.clear().await.unwrap();
+    field
+        .send_keys("payload.amount.to_int() >= 100000")
+        .await
+        .unwrap();
+    browser
+        .wait("#filter button[value=save]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let saved = browser.text("#filter .banner-success").await;
+    assert!(saved.contains("Filter saved"), "{saved}");
+    assert_eq!(
+        herald.get(&format!("/api/v1/hooks/{id}")).await.1["filter"],
+        "payload.amount.to_int() >= 100000"
+    );
+    herald.insert_deal(Deal {
+        is_project: true,
+        company_id: Some(1),
+        project_id: Some(10),
+        ..Deal::titled("Amount unknown")
+    });
+    let held = browser
+        .reload_until(
+            "(() => { const e = document.querySelector('#events details.held summary'); return e ? e.textContent : null; })()",
+            |v| v.is_string(),
+        )
+        .await;
+    assert_eq!(held.as_str().unwrap(), "Held: the filter failed");
+    browser.screenshot("hook-filter-held").await;
+    browser.close().await;
+    receiver.stop();
+    herald.stop().await;
+}

@@ -11,6 +11,7 @@ mod cluster;
 mod crash;
 mod delivery;
 mod faults;
+mod filters;
 mod operations;
 mod pg_server;
 mod postgresql;

@@ -100,6 +100,7 @@ fn hook(target: &str, scope: Scope, events: &[&str]) -> NewHook {
         enabled: true,
         events: events.iter().map(|e| e.to_string()).collect(),
         made_by: None,
+        filter: None,
     }
 }
 
@@ -115,6 +116,7 @@ fn event(trigger: &str, company: Option<i64>, project: Option<i64>) -> NewEvent 
         event_type: Some("create".into()),
         company_id: company,
         project_id: project,
+        judgements: Vec::new(),
     }
 }
 

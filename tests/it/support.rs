@@ -370,6 +370,8 @@ impl TestStore {
 
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// The path it was posted to.
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -435,33 +437,36 @@ impl TestReceiver {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(ReceiverState::default()));
         let handler_state = state.clone();
-        let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-            let state = handler_state.clone();
-            async move {
-                let answer = {
-                    let mut s = state.lock().unwrap();
-                    s.received.push(Received {
-                        headers,
-                        body,
-                        at: Instant::now(),
-                    });
-                    s.in_flight += 1;
-                    s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
-                    s.queued
-                        .pop_front()
-                        .or_else(|| s.default.clone())
-                        .unwrap_or_else(|| Answer::status(200))
-                };
-                tokio::time::sleep(answer.delay).await;
-                state.lock().unwrap().in_flight -= 1;
-                let mut response =
-                    (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
-                for (name, value) in answer.headers {
-                    response.headers_mut().insert(name, value.parse().unwrap());
+        let app = Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let state = handler_state.clone();
+                async move {
+                    let answer = {
+                        let mut s = state.lock().unwrap();
+                        s.received.push(Received {
+                            path: uri.path().to_owned(),
+                            headers,
+                            body,
+                            at: Instant::now(),
+                        });
+                        s.in_flight += 1;
+                        s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
+                        s.queued
+                            .pop_front()
+                            .or_else(|| s.default.clone())
+                            .unwrap_or_else(|| Answer::status(200))
+                    };
+                    tokio::time::sleep(answer.delay).await;
+                    state.lock().unwrap().in_flight -= 1;
+                    let mut response =
+                        (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+                    for (name, value) in answer.headers {
+                        response.headers_mut().insert(name, value.parse().unwrap());
+                    }
+                    response
                 }
-                response
-            }
-        });
+            },
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             axum::serve(listener, app)

@@ -40,6 +40,7 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
             get(pages::hook).post(pages::update_hook),
         )
         .route("/admin/hooks/{id}/status", post(pages::set_status))
+        .route("/admin/hooks/{id}/filter", post(pages::filter))
         .route(
             "/admin/hooks/{id}/rotate-secret",
             post(pages::rotate_secret),

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::session::{Flash, SessionInfo};
 use super::view::{self, HookQuery, HookRow, NewHookForm};
 use super::{redirect_with, PageError};
+use crate::http::filters::{self, FilterTestOut};
 use crate::http::hooks::{CreateHookIn, HookOut, UpdateHookIn};
 use crate::http::{
     blocking, catalogue, history, hooks, nodes, parse_page, scripts, ApiError, AppState,
@@ -276,6 +277,7 @@ pub async fn create_hook(
                 description: non_empty(&form.description),
                 events: Vec::new(),
                 enabled: None,
+                filter: None,
             };
             hooks::create_hook(&state, input).await
         }
@@ -310,10 +312,19 @@ pub async fn hook(
     Query(query): Query<HookQuery>,
 ) -> Response {
     let flash = state.sessions.take_flash(&session.id).await;
-    match hook_page(&state, &session, id, query, flash, None).await {
+    match hook_page(&state, &session, id, query, flash, Typed::default()).await {
         Ok(page) => view::render(&page),
         Err(e) => e.into_response(),
     }
+}
+
+/// What the hook page shows in place of the hook's own values: what was typed into a form that
+/// was refused or tried, and what trying a filter found.
+#[derive(Default)]
+struct Typed {
+    endpoint: Option<String>,
+    filter: Option<String>,
+    filter_test: Option<FilterTestOut>,
 }
 
 async fn hook_page(
@@ -322,7 +333,7 @@ async fn hook_page(
     id: String,
     query: HookQuery,
     flash: Option<Flash>,
-    typed_endpoint: Option<String>,
+    typed: Typed,
 ) -> Result<view::HookPage, PageError> {
     let hook = hooks::hook_out(state, id.clone()).await?;
     let only_failures = query.only_failures.as_deref() == Some("true");
@@ -381,7 +392,11 @@ async fn hook_page(
         csrf: session.csrf.clone(),
         flash,
         scope: view::scope_label(&hook, &companies, &projects),
-        endpoint_value: typed_endpoint.unwrap_or_else(|| hook.target_url.clone()),
+        endpoint_value: typed.endpoint.unwrap_or_else(|| hook.target_url.clone()),
+        filter_value: typed
+            .filter
+            .unwrap_or_else(|| hook.filter.clone().unwrap_or_default()),
+        filter_test: typed.filter_test,
         hook,
         hook_id: id,
         summary,
@@ -480,6 +495,7 @@ pub async fn update_hook(
         enabled: None,
         company_id: None,
         project_id: None,
+        filter: None,
     };
     match hooks::update_hook(&state, id.clone(), input).await {
         Ok(_) => {
@@ -499,7 +515,10 @@ pub async fn update_hook(
                 id,
                 HookQuery::default(),
                 Some(flash),
-                Some(form.target_url),
+                Typed {
+                    endpoint: Some(form.target_url),
+                    ..Typed::default()
+                },
             )
             .await;
             match page {
@@ -509,6 +528,88 @@ pub async fn update_hook(
         }
         Err(e) => PageError::from(e).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct FilterForm {
+    #[serde(default)]
+    filter: String,
+    /// `try` tries it on the hook's samples and saves nothing; anything else saves it.
+    #[serde(default)]
+    action: String,
+}
+
+/// The filter form: "Save filter" saves it (empty removes it); "Try on samples" shows, on the
+/// page, what it makes of the hook's sample payloads, with the typed filter kept in the field.
+pub async fn filter(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form: FilterForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let typed = non_empty(&form.filter);
+    let (outcome, tried) = if form.action == "try" {
+        match filters::test_filter(&state, id.clone(), typed.clone()).await {
+            Ok(out) => (Ok(()), Some(out)),
+            Err(e) => (Err(e), None),
+        }
+    } else {
+        let input = UpdateHookIn {
+            target_url: None,
+            authorization: None,
+            description: None,
+            enabled: None,
+            company_id: None,
+            project_id: None,
+            filter: Some(typed.clone()),
+        };
+        match hooks::update_hook(&state, id.clone(), input).await {
+            Ok(_) => {
+                let message = if typed.is_some() {
+                    "Filter saved: only the events it returns true for are delivered from now on."
+                } else {
+                    "Filter removed: every event the hook selects is delivered."
+                };
+                return redirect_with(
+                    &state,
+                    &session,
+                    &format!("/admin/hooks/{id}#filter"),
+                    Flash::success(message).at("filter"),
+                )
+                .await;
+            }
+            Err(e) => (Err(e), None),
+        }
+    };
+    let (status, flash) = match outcome {
+        Ok(()) => (StatusCode::OK, None),
+        Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(Flash::warning(format!("{}.", capitalized(&e.message))).at("filter")),
+        ),
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    let typed = Typed {
+        filter: Some(form.filter),
+        filter_test: tried,
+        ..Typed::default()
+    };
+    match hook_page(&state, &session, id, HookQuery::default(), flash, typed).await {
+        Ok(page) => (status, view::render(&page)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -540,6 +641,7 @@ pub async fn set_status(
         enabled: Some(enabled),
         company_id: None,
         project_id: None,
+        filter: None,
     };
     match hooks::update_hook(&state, id.clone(), input).await {
         Ok(_) if enabled => {

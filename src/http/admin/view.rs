@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::session::Flash;
 use crate::http::catalogue::CatalogueOut;
+use crate::http::filters::FilterTestOut;
 use crate::http::history::{DeliveryDetailOut, DeliveryPage, EventPage, HookSummaryOut};
 use crate::http::hooks::{GridOut, HookOut};
 use crate::http::nodes::NodesOut;
@@ -42,6 +43,16 @@ pub fn utc(rfc3339: &str) -> String {
 }
 
 /// JSON indented for reading; text that is not JSON, as it is.
+/// A sample payload on one line, cut to a length a table cell holds.
+pub fn preview(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= 400 {
+        return text;
+    }
+    let cut: String = text.chars().take(399).collect();
+    format!("{cut}…")
+}
+
 pub fn pretty(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
@@ -193,6 +204,10 @@ pub struct HookPage {
     pub return_to: String,
     /// The recovery form's "since", as a `datetime-local` value in UTC.
     pub recover_since: String,
+    /// The filter field: the hook's filter, or what was typed when it was tried or refused.
+    pub filter_value: String,
+    /// What trying the typed filter on the hook's samples found.
+    pub filter_test: Option<FilterTestOut>,
 }
 
 pub const EVENT_STATUSES: [&str; 6] = [

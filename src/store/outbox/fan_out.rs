@@ -1,12 +1,14 @@
-//! The fan-out: an event is stored once, with one delivery for each enabled hook that selects it
-//! and whose scope it is in; deliveries the worker has room for are leased to it on the way.
+//! The fan-out: an event is stored once, with one delivery for each enabled hook that selects it,
+//! whose scope it is in and whose filter let it through; deliveries the worker has room for are
+//! leased to it on the way. A filter that failed on the event leaves that hook's delivery failed,
+//! with the error, until it is judged again.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use rusqlite::Transaction;
 
-use super::{ClaimedDelivery, DeliveryStatus, HookSecrets, Leased, NewEvent};
+use super::{ClaimedDelivery, DeliveryStatus, HookSecrets, Judgement, Leased, NewEvent};
 use crate::clock::now_ms;
 use crate::delivery::Taken;
 use crate::store::{Result, Secrets};
@@ -64,8 +66,9 @@ pub(in crate::store) fn fan_out(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts, next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6)",
+        "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts, next_attempt_at,
+                                        created_at, updated_at, filter_error)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?7)",
     )?;
     // A hook without a scope takes everything; a project-level hook its project's events; a
     // company-level hook its company's.
@@ -81,6 +84,7 @@ pub(in crate::store) fn fan_out(
     ))?;
     // A batch's events mostly share a few triggers and scopes: look each combination up once.
     let mut receiving: HashMap<Audience<'_>, Vec<ReceivingHook>> = HashMap::new();
+    let mut filtered_out: HashMap<String, i64> = HashMap::new();
     for event in events {
         let key = (event.trigger.as_str(), event.company_id, event.project_id);
         let hooks = match receiving.entry(key) {
@@ -101,7 +105,13 @@ pub(in crate::store) fn fan_out(
                     .collect::<rusqlite::Result<Vec<ReceivingHook>>>()?,
             ),
         };
-        if hooks.is_empty() {
+        let rejected = |hook: &ReceivingHook| {
+            matches!(event.judgement_of(&hook.id), Some(Judgement::Rejected))
+        };
+        for hook in hooks.iter().filter(|hook| rejected(hook)) {
+            *filtered_out.entry(hook.id.clone()).or_default() += 1;
+        }
+        if hooks.iter().all(rejected) {
             continue;
         }
         insert_event.execute((
@@ -120,6 +130,23 @@ pub(in crate::store) fn fan_out(
         let event_seq = tx.last_insert_rowid();
         for hook in hooks.iter_mut() {
             let message_id = crate::ids::message_id();
+            match event.judgement_of(&hook.id) {
+                Some(Judgement::Rejected) => continue,
+                Some(Judgement::Failed(error)) => {
+                    // Held, neither sent nor dropped, until the filter judges it again.
+                    insert_delivery.execute((
+                        &message_id,
+                        event_seq,
+                        &hook.id,
+                        DeliveryStatus::Failed.as_str(),
+                        None::<i64>,
+                        now,
+                        error,
+                    ))?;
+                    continue;
+                }
+                Some(Judgement::Passed) | None => {}
+            }
             let leased = match lease.as_mut() {
                 Some((taken, lease_ms)) => taken.take(&hook.id).then_some(*lease_ms),
                 None => None,
@@ -135,6 +162,7 @@ pub(in crate::store) fn fan_out(
                 status.as_str(),
                 next_attempt_at,
                 now,
+                None::<&str>,
             ))?;
             stored.deliveries += 1;
             if leased.is_some() {
@@ -157,6 +185,11 @@ pub(in crate::store) fn fan_out(
                 );
             }
         }
+    }
+    let mut count_filtered_out = tx
+        .prepare_cached("UPDATE herald_hooks SET filtered_out = filtered_out + ?2 WHERE id = ?1")?;
+    for (hook_id, count) in &filtered_out {
+        count_filtered_out.execute((hook_id, count))?;
     }
     Ok(stored)
 }

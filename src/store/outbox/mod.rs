@@ -18,7 +18,7 @@ use rusqlite::OptionalExtension;
 
 use std::collections::HashMap;
 
-use super::{Outbox, Result, Secrets, Sqlite};
+use super::{Judgement, Outbox, Result, Secrets, Sqlite};
 use crate::delivery::{Capacity, Taken};
 use claims::{claim_in, hand_back_in};
 use records::record_in;
@@ -49,6 +49,19 @@ pub struct NewEvent {
     /// The scope of the changed row, which decides which scoped hooks receive it.
     pub company_id: Option<i64>,
     pub project_id: Option<i64>,
+    /// What hooks' filters made of it, by hook id: only the hooks whose filter did not let it
+    /// through (a hook with no filter, or whose filter passed it, is not listed).
+    pub judgements: Vec<(String, Judgement)>,
+}
+
+impl NewEvent {
+    /// What the filter of hook `hook_id` made of this event, when it did not let it through.
+    pub fn judgement_of(&self, hook_id: &str) -> Option<&Judgement> {
+        self.judgements
+            .iter()
+            .find(|(id, _)| id == hook_id)
+            .map(|(_, judgement)| judgement)
+    }
 }
 
 /// When a hook whose attempts all fail is disabled, as Svix and Stripe do it: not after a burst of
@@ -96,6 +109,8 @@ pub struct OutboxSnapshot {
     /// change log's consumer is.
     pub changes_waiting: u64,
     pub oldest_change_at: Option<i64>,
+    /// How many events each hook's filter kept from it, for the hooks whose filter kept any.
+    pub filtered_out: Vec<(String, u64)>,
 }
 
 /// Where a delivery stands.
@@ -466,6 +481,12 @@ impl Outbox for Sqlite {
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        let filtered_out = conn
+            .prepare_cached(
+                "SELECT id, filtered_out FROM herald_hooks WHERE filtered_out > 0 ORDER BY id",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(OutboxSnapshot {
             waiting: waiting as u64,
             oldest_waiting_created_at: oldest,
@@ -474,6 +495,7 @@ impl Outbox for Sqlite {
             hooks_failing: failing as u64,
             changes_waiting: changes_waiting as u64,
             oldest_change_at,
+            filtered_out,
         })
     }
 

@@ -27,6 +27,7 @@ fn setup_sqlite() -> (tempfile::TempDir, Sqlite, String) {
             enabled: true,
             events: vec!["NewOpportunity".into()],
             made_by: None,
+            filter: None,
         })
         .unwrap();
     (dir, store, hook.id)
@@ -44,6 +45,7 @@ fn event(trigger: &str) -> NewEvent {
         event_type: None,
         company_id: None,
         project_id: None,
+        judgements: Vec::new(),
     }
 }
 
@@ -419,6 +421,7 @@ fn another_hook(store: &Store, path: &str, trigger: &str) -> String {
             enabled: true,
             events: vec![trigger.into()],
             made_by: None,
+            filter: None,
         })
         .unwrap()
         .id

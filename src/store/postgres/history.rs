@@ -5,12 +5,12 @@ use postgres::Row;
 
 use super::connection::{Queries, Tx};
 
-use super::{Postgres, Result};
+use super::{storable, Postgres, Result};
 use crate::clock::now_ms;
-use crate::store::history::page;
+use crate::store::history::{judgement_columns, page};
 use crate::store::{
-    AttemptDetail, AttemptEntry, DeliveryStatus, EventAction, EventFilter, History, HookEvent,
-    Page, ScriptFailure,
+    AttemptDetail, AttemptEntry, DeliveryStatus, EventAction, EventFilter, HeldEvent, History,
+    HookEvent, Judgement, Page, ScriptFailure,
 };
 
 const ATTEMPT_COLUMNS: &str =
@@ -103,7 +103,7 @@ impl History for Postgres {
         let rows = self.client()?.query(
             "SELECT d.seq, e.id, d.id, e.trigger_name, e.resource_name, e.row_id, e.event_type,
                     e.company_id, e.project_id, d.status, d.attempts, d.next_attempt_at,
-                    d.created_at, d.updated_at
+                    d.created_at, d.updated_at, d.filter_error
              FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
              WHERE d.hook_id = $1 AND ($2::int8 IS NULL OR d.seq < $2)
                AND ($3::text IS NULL OR d.status = $3)
@@ -136,6 +136,7 @@ impl History for Postgres {
                 next_attempt_at: r.get(11),
                 created_at: r.get(12),
                 updated_at: r.get(13),
+                filter_error: r.get(14),
             })
             .collect();
         Ok(page(items, limit, |e| e.seq))
@@ -146,7 +147,8 @@ impl History for Postgres {
             hook_id,
             event_id,
             |status| status != DeliveryStatus::Delivering,
-            "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = $2, updated_at = $2
+            "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = $2, updated_at = $2,
+                    filter_error = NULL
              WHERE seq = $1",
         )
     }
@@ -170,7 +172,7 @@ impl History for Postgres {
         self.write(|tx| {
             let count = tx.execute(
                 "UPDATE herald_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3
-                 WHERE hook_id = $1 AND updated_at >= $2
+                 WHERE hook_id = $1 AND updated_at >= $2 AND filter_error IS NULL
                    AND (status = 'failed' OR ($4 AND status = 'discarded'))",
                 &[&hook_id, &since, &now_ms(), &include_discarded],
             )?;
@@ -215,6 +217,78 @@ impl History for Postgres {
                 &[&cutoff],
             )?;
             Ok(events.len())
+        })
+    }
+
+    fn filter_held_events(
+        &self,
+        hook_id: &str,
+        event_id: Option<&str>,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HeldEvent>> {
+        Ok(self
+            .client()?
+            .query(
+                "SELECT e.id, e.trigger_name, e.payload, e.resource_name, e.event_type, e.row_id,
+                        d.filter_error, d.seq
+                 FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
+                 WHERE d.hook_id = $1 AND d.filter_error IS NOT NULL
+                   AND ($2::text IS NULL OR e.id = $2) AND ($3::int8 IS NULL OR d.seq > $3)
+                 ORDER BY d.seq LIMIT $4",
+                &[&hook_id, &event_id, &after, &(limit as i64)],
+            )?
+            .iter()
+            .map(|r| HeldEvent {
+                event_id: r.get(0),
+                event_name: r.get(1),
+                payload: r.get(2),
+                resource_name: r.get(3),
+                event_type: r.get(4),
+                row_id: r.get(5),
+                error: r.get(6),
+                seq: r.get(7),
+            })
+            .collect())
+    }
+
+    fn settle_held_events(&self, hook_id: &str, judged: &[(String, Judgement)]) -> Result<usize> {
+        if judged.is_empty() {
+            return Ok(0);
+        }
+        self.write(|tx| {
+            let now = now_ms();
+            let (mut due, mut rejected) = (0u64, 0i64);
+            for (event_id, judgement) in judged {
+                let (verdict, error) = judgement_columns(judgement);
+                let error = error.map(|e| storable(e).into_owned());
+                let changed = tx.execute(
+                    "UPDATE herald_deliveries
+                     SET status = CASE $3 WHEN 'passed' THEN 'pending' WHEN 'rejected' THEN 'discarded'
+                                          ELSE status END,
+                         next_attempt_at = CASE $3 WHEN 'passed' THEN $5::int8 ELSE NULL END,
+                         filter_error = CASE $3 WHEN 'failed' THEN $4 ELSE NULL END,
+                         updated_at = $5
+                     WHERE hook_id = $1 AND filter_error IS NOT NULL
+                       AND event_seq = (SELECT seq FROM herald_events WHERE id = $2)",
+                    &[&hook_id, event_id, &verdict, &error, &now],
+                )?;
+                match judgement {
+                    Judgement::Passed => due += changed,
+                    Judgement::Rejected => rejected += changed as i64,
+                    Judgement::Failed(_) => {}
+                }
+            }
+            if rejected > 0 {
+                tx.execute(
+                    "UPDATE herald_hooks SET filtered_out = filtered_out + $2 WHERE id = $1",
+                    &[&hook_id, &rejected],
+                )?;
+            }
+            if due > 0 {
+                super::signals::deliveries_waiting(tx, self.schema())?;
+            }
+            Ok(due as usize)
         })
     }
 

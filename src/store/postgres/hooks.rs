@@ -12,7 +12,8 @@ use crate::clock::now_ms;
 use crate::store::history::page;
 use crate::store::hooks::unseal;
 use crate::store::{
-    Hook, HookFilter, HookOrigin, HookPatch, HookState, Hooks, NewHook, Page, Scope, Secrets,
+    FilterRule, Hook, HookFilter, HookOrigin, HookPatch, HookState, Hooks, NewHook, Page, Scope,
+    Secrets,
 };
 
 /// The filter of the hooks lists, parameters $1 to $5 (company, project, search, event, state).
@@ -28,7 +29,7 @@ const HOOK_FILTER: &str =
 const HOOK_COLUMNS: &str =
     "id, target_url, secret, \"authorization\", description, origin, enabled, \
      created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at, \
-     failing_since, failures, disabled_reason, made_by";
+     failing_since, failures, disabled_reason, made_by, filter, filtered_out";
 
 fn hook_from_row(row: &Row) -> Hook {
     let previous_secret: Option<String> = row.get(10);
@@ -50,6 +51,8 @@ fn hook_from_row(row: &Row) -> Hook {
         failures: row.get(14),
         disabled_reason: row.get(15),
         made_by: row.get(16),
+        filter: row.get(17),
+        filtered_out: row.get::<_, i64>(18).max(0) as u64,
     }
 }
 
@@ -107,8 +110,8 @@ impl Hooks for Postgres {
             tx.execute(
                 "INSERT INTO herald_hooks (id, target_url, secret, \"authorization\", description, origin,
                                            enabled, created_at, updated_at, company_id, project_id,
-                                           made_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)",
+                                           made_by, filter)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)",
                 &[
                     &id,
                     &new.target_url,
@@ -121,6 +124,7 @@ impl Hooks for Postgres {
                     &company_id,
                     &project_id,
                     &new.made_by,
+                    &new.filter.as_deref().map(|f| storable(f).into_owned()),
                 ],
             )?;
             for event in &new.events {
@@ -212,6 +216,9 @@ impl Hooks for Postgres {
             if let Some(scope) = patch.scope {
                 hook.scope = scope;
             }
+            if let Some(filter) = &patch.filter {
+                hook.filter = filter.as_deref().map(|f| storable(f).into_owned());
+            }
             let now = now_ms();
             if let Some(enabled) = patch.enabled {
                 if hook.enabled && !enabled {
@@ -231,7 +238,8 @@ impl Hooks for Postgres {
                 "UPDATE herald_hooks SET target_url = $2, \"authorization\" = $3, description = $4,
                         company_id = $5, project_id = $6, enabled = $7, updated_at = $8,
                         disabled_reason = $9, failing_since = $10, failures = $11,
-                        failure_warned = CASE WHEN $10::int8 IS NULL THEN false ELSE failure_warned END
+                        failure_warned = CASE WHEN $10::int8 IS NULL THEN false ELSE failure_warned END,
+                        filter = $12
                  WHERE id = $1",
                 &[
                     &id,
@@ -248,6 +256,7 @@ impl Hooks for Postgres {
                     &hook.disabled_reason,
                     &hook.failing_since,
                     &hook.failures,
+                    &hook.filter,
                 ],
             )?;
             Ok(Some(hook))
@@ -367,6 +376,22 @@ impl Hooks for Postgres {
             .iter()
             .map(|r| (r.get(0), r.get::<_, i64>(1) as usize))
             .collect())
+    }
+
+    fn filter_rules(&self) -> Result<Vec<FilterRule>> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT h.id, h.filter, e.event_name
+                 FROM herald_hooks h JOIN herald_hook_events e ON e.hook_id = h.id
+                 WHERE h.enabled AND h.filter IS NOT NULL
+                 ORDER BY h.id, e.event_name",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        Ok(crate::store::hooks::filter_rules(rows))
     }
 
     fn subscribed_resource_events(&self) -> Result<BTreeSet<String>> {

@@ -214,6 +214,13 @@ const MIGRATIONS: &[&str] = &[
         gone_at bigint NOT NULL
     );
     "#,
+    // 5: a hook's filter (a rhai expression over the payload) and how many events it kept from
+    // the hook; a delivery held because the filter failed on its event, with the error.
+    r#"
+    ALTER TABLE {schema}.herald_hooks ADD COLUMN filter text;
+    ALTER TABLE {schema}.herald_hooks ADD COLUMN filtered_out bigint NOT NULL DEFAULT 0;
+    ALTER TABLE {schema}.herald_deliveries ADD COLUMN filter_error text;
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {

@@ -15,8 +15,8 @@ use crate::delivery::{Capacity, Taken};
 use crate::store::outbox::{next_status, HookSecrets, Leased};
 use crate::store::{
     AttemptOutcome, AttemptRecord, Claim, ClaimOutcome, ClaimedDelivery, DeliveryStatus,
-    FailurePolicy, HookHealthChange, NewEvent, NextStep, Outbox, OutboxSnapshot, ScriptFailure,
-    Stored, StoredAttempt,
+    FailurePolicy, HookHealthChange, Judgement, NewEvent, NextStep, Outbox, OutboxSnapshot,
+    ScriptFailure, Stored, StoredAttempt,
 };
 
 /// The database's clock now, in Unix milliseconds.
@@ -77,6 +77,7 @@ pub(super) fn fan_out(
     type Audience<'e> = (&'e str, Option<i64>, Option<i64>);
     let mut receiving: HashMap<Audience<'_>, Vec<ReceivingHook>> = HashMap::new();
     let mut kept: Vec<&NewEvent> = Vec::new();
+    let mut filtered_out: HashMap<String, i64> = HashMap::new();
     for event in events {
         let key = (event.trigger.as_str(), event.company_id, event.project_id);
         if let Entry::Vacant(new) = receiving.entry(key) {
@@ -95,9 +96,24 @@ pub(super) fn fan_out(
                 .collect();
             new.insert(hooks);
         }
-        if !receiving[&key].is_empty() {
+        let mut receives = false;
+        for hook in &receiving[&key] {
+            match event.judgement_of(&hook.id) {
+                Some(Judgement::Rejected) => {
+                    *filtered_out.entry(hook.id.clone()).or_default() += 1;
+                }
+                _ => receives = true,
+            }
+        }
+        if receives {
             kept.push(event);
         }
+    }
+    for (hook_id, count) in &filtered_out {
+        tx.execute(
+            "UPDATE herald_hooks SET filtered_out = filtered_out + $2 WHERE id = $1",
+            &[hook_id, count],
+        )?;
     }
     if kept.is_empty() {
         return Ok(stored);
@@ -155,13 +171,22 @@ pub(super) fn fan_out(
         event: &'e NewEvent,
         hook: (Audience<'e>, usize),
         leased: bool,
+        /// The filter's error, for a delivery held because its filter failed on the event.
+        held: Option<&'e str>,
     }
     let mut planned = Vec::new();
     for &event in &kept {
         let key = (event.trigger.as_str(), event.company_id, event.project_id);
         for (index, hook) in receiving[&key].iter().enumerate() {
+            let held = match event.judgement_of(&hook.id) {
+                Some(Judgement::Rejected) => continue,
+                Some(Judgement::Failed(error)) => Some(error.as_str()),
+                Some(Judgement::Passed) | None => None,
+            };
             let leased = match lease.as_mut() {
-                Some((taken, _)) if leasable.contains(&hook.id) => taken.take(&hook.id),
+                Some((taken, _)) if held.is_none() && leasable.contains(&hook.id) => {
+                    taken.take(&hook.id)
+                }
                 _ => false,
             };
             planned.push(Planned {
@@ -169,6 +194,7 @@ pub(super) fn fan_out(
                 event,
                 hook: (key, index),
                 leased,
+                held,
             });
         }
     }
@@ -182,17 +208,24 @@ pub(super) fn fan_out(
     let statuses: Vec<&str> = planned
         .iter()
         .map(|p| {
-            if p.leased {
+            if p.held.is_some() {
+                DeliveryStatus::Failed.as_str()
+            } else if p.leased {
                 DeliveryStatus::Delivering.as_str()
             } else {
                 DeliveryStatus::Pending.as_str()
             }
         })
         .collect();
-    let due: Vec<i64> = planned
+    let due: Vec<Option<i64>> = planned
         .iter()
-        .map(|p| if p.leased { now + lease_ms } else { now })
+        .map(|p| match (p.held, p.leased) {
+            (Some(_), _) => None,
+            (None, true) => Some(now + lease_ms),
+            (None, false) => Some(now),
+        })
         .collect();
+    let filter_errors: Vec<Option<&str>> = planned.iter().map(|p| p.held).collect();
     let holders: Vec<Option<&str>> = planned
         .iter()
         .map(|p| p.leased.then_some(store.node()))
@@ -200,18 +233,28 @@ pub(super) fn fan_out(
     let delivery_seqs: HashMap<String, i64> = tx
         .query(
             "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts, next_attempt_at,
-                                            leased_by, created_at, updated_at)
-             SELECT d.id, d.event_seq, d.hook_id, d.status, 0, d.due, d.holder, $7, $7
-             FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::text[])
-                  AS d(id, event_seq, hook_id, status, due, holder)
+                                            leased_by, created_at, updated_at, filter_error)
+             SELECT d.id, d.event_seq, d.hook_id, d.status, 0, d.due, d.holder, $7, $7, d.filter_error
+             FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::text[],
+                         $8::text[])
+                  AS d(id, event_seq, hook_id, status, due, holder, filter_error)
              RETURNING id, seq",
-            &[&message_ids, &seqs, &hooks, &statuses, &due, &holders, &now],
+            &[
+                &message_ids,
+                &seqs,
+                &hooks,
+                &statuses,
+                &due,
+                &holders,
+                &now,
+                &filter_errors,
+            ],
         )?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    stored.deliveries = planned.len();
-    if planned.iter().any(|p| !p.leased) {
+    stored.deliveries = planned.iter().filter(|p| p.held.is_none()).count();
+    if planned.iter().any(|p| !p.leased && p.held.is_none()) {
         super::signals::deliveries_waiting(tx, store.schema())?;
     }
     for p in planned.into_iter().filter(|p| p.leased) {
@@ -622,6 +665,14 @@ impl Outbox for Postgres {
         // Consumption deletes what it read: whatever is in the log waits.
         let changes =
             client.query_one("SELECT count(*), min(changed_at) FROM herald_changes", &[])?;
+        let filtered_out = client
+            .query(
+                "SELECT id, filtered_out FROM herald_hooks WHERE filtered_out > 0 ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect();
         Ok(OutboxSnapshot {
             waiting: waiting.get::<_, i64>(0) as u64,
             oldest_waiting_created_at: waiting.get(1),
@@ -630,6 +681,7 @@ impl Outbox for Postgres {
             hooks_failing: failing.get::<_, i64>(0) as u64,
             changes_waiting: changes.get::<_, i64>(0) as u64,
             oldest_change_at: changes.get(1),
+            filtered_out,
         })
     }
 
