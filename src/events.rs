@@ -11,7 +11,7 @@
 
 use crate::clock::rfc3339_ms;
 use crate::scripts::{Diagnostic, Sandbox, ScriptSet};
-use crate::store::{Action, Change, NewEvent, ScriptDb};
+use crate::store::{Action, Change, NewEvent, ScriptDb, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -160,4 +160,80 @@ pub fn sample_payloads(
         .map_err(RenderError::Script)?;
     samples.truncate(limit);
     Ok(samples)
+}
+
+/// A sample of an event: its payload, and for a resource event the change it stands for.
+#[derive(Debug, Clone)]
+pub struct EventSample {
+    pub event: NewEvent,
+    pub change: Option<Change>,
+}
+
+/// Samples of `event` as hooks would receive it, newest first: perform-list's samples of a trigger
+/// (at most `limit`), or the newest row of a resource event's table as that event. `Ok(Err(..))`
+/// says, in words, why there is none (a failing body script, a table without rows).
+pub fn event_samples(
+    sandbox: &Sandbox,
+    scripts: &ScriptSet,
+    store: &Store,
+    event: &str,
+    limit: usize,
+) -> Result<Result<Vec<EventSample>, String>, StoreError> {
+    let Some((table, kind)) = parse_resource_event(event) else {
+        let script = match scripts.body(event) {
+            Some(script) => script,
+            None => {
+                return Ok(Err(
+                    RenderError::UnknownTrigger(event.to_owned()).to_string()
+                ))
+            }
+        };
+        let payloads = match sample_payloads(sandbox, scripts, event, limit) {
+            Ok(payloads) => payloads,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        return Ok(Ok(payloads
+            .into_iter()
+            .map(|payload| EventSample {
+                event: NewEvent {
+                    id: crate::ids::event_id(),
+                    trigger: event.to_owned(),
+                    row_id: payload.get("id").and_then(serde_json::Value::as_i64),
+                    payload: payload.to_string(),
+                    change_id: None,
+                    script_hash: Some(script.hash.clone()),
+                    resource_name: None,
+                    event_type: None,
+                    company_id: None,
+                    project_id: None,
+                    judgements: Vec::new(),
+                },
+                change: None,
+            })
+            .collect()));
+    };
+    let Some(action) = Action::ALL.into_iter().find(|a| event_type(*a) == kind) else {
+        return Ok(Err(format!(
+            "'{kind}' is not an event type: create, update or delete"
+        )));
+    };
+    let Some((row_id, row)) = store.newest_row(table)? else {
+        return Ok(Err(format!("the table {table} has no rows")));
+    };
+    let change = Change {
+        id: 0,
+        table: table.to_owned(),
+        row_id,
+        action,
+        row: row.clone(),
+        old_row: (action != Action::Insert).then_some(row),
+        changed_at: crate::clock::now_ms(),
+    };
+    let scope_db = store.script_db()?;
+    let mut event = resource_event(&change, row_scope(&change, &*scope_db));
+    event.change_id = None;
+    Ok(Ok(vec![EventSample {
+        event,
+        change: Some(change),
+    }]))
 }

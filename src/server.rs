@@ -238,6 +238,7 @@ pub async fn serve(
         worker_alive,
         deliveries_waiting,
         metrics,
+        delivery_timeout: config.delivery.timeout,
         token_file: token_file(&config.db)
             .file_name()
             .map_or_else(|| "herald.api-token".into(), |n| n.to_string_lossy().into()),

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 
 use super::openapi::ErrorBody;
 use super::{blocking, parse_json, ApiError, AppState};
-use crate::events::{parse_resource_event, resource_event, row_scope, sample_payloads};
+use crate::events::{event_samples, EventSample};
 use crate::filters::{compile_error, rejudge_held, Filters, Rejudged};
 use crate::scripts::FilterInput;
-use crate::store::{Action, Change, Judgement};
+use crate::store::Judgement;
 
 /// The longest filter herald stores: a filter is an expression, not a program.
 const MAX_FILTER: usize = 10_000;
@@ -173,58 +173,30 @@ pub(crate) async fn test_filter(
                     samples: Vec::new(),
                     unavailable: Vec::new(),
                 };
-                let scope_db = store.script_db()?;
                 for event in &hook.events {
-                    let payloads: Vec<(Value, Option<Change>)> = match parse_resource_event(event) {
-                        Some((table, event_type)) => match store.newest_row(table)? {
-                            Some((row_id, row)) => {
-                                let action = Action::ALL
-                                    .into_iter()
-                                    .find(|a| crate::events::event_type(*a) == event_type)
-                                    .unwrap_or(Action::Update);
-                                let change = Change {
-                                    id: 0,
-                                    table: table.to_owned(),
-                                    row_id,
-                                    action,
-                                    row: row.clone(),
-                                    old_row: (action != Action::Insert).then_some(row),
-                                    changed_at: crate::clock::now_ms(),
-                                };
-                                let event = resource_event(&change, row_scope(&change, &*scope_db));
-                                let payload =
-                                    serde_json::from_str(&event.payload).unwrap_or(Value::Null);
-                                vec![(payload, Some(change))]
-                            }
-                            None => {
+                    let samples =
+                        match event_samples(sandbox, &scripts, &store, event, SAMPLES_PER_TRIGGER)?
+                        {
+                            Ok(samples) => samples,
+                            Err(reason) => {
                                 out.unavailable.push(SampleUnavailable {
                                     event: event.clone(),
-                                    reason: format!("the table {table} has no rows"),
+                                    reason,
                                 });
                                 continue;
                             }
-                        },
-                        None => {
-                            match sample_payloads(sandbox, &scripts, event, SAMPLES_PER_TRIGGER) {
-                                Ok(samples) => samples.into_iter().map(|p| (p, None)).collect(),
-                                Err(e) => {
-                                    out.unavailable.push(SampleUnavailable {
-                                        event: event.clone(),
-                                        reason: e.to_string(),
-                                    });
-                                    continue;
-                                }
-                            }
-                        }
-                    };
-                    for (payload, change) in payloads {
+                        };
+                    for EventSample {
+                        event: sample,
+                        change,
+                    } in samples
+                    {
+                        let payload: Value =
+                            serde_json::from_str(&sample.payload).unwrap_or(Value::Null);
                         let judgement = match &filter {
                             Some(source) => {
-                                let input = FilterInput::fresh(
-                                    event,
-                                    &payload.to_string(),
-                                    change.as_ref(),
-                                );
+                                let input =
+                                    FilterInput::fresh(event, &sample.payload, change.as_ref());
                                 filters.judge(sandbox, source, &input)
                             }
                             None => Judgement::Passed,

@@ -53,6 +53,8 @@ pub struct DeliveryOut {
     /// The target's HTTP status, when it answered.
     pub(crate) response_status: Option<u16>,
     pub(crate) error: Option<String>,
+    /// An attempt of a test event (`POST /api/v1/hooks/{id}/test`).
+    pub(crate) test: bool,
 }
 
 impl From<AttemptEntry> for DeliveryOut {
@@ -72,6 +74,7 @@ impl From<AttemptEntry> for DeliveryOut {
             outcome: a.outcome,
             response_status: a.status_code,
             error: a.error,
+            test: a.test,
         }
     }
 }
@@ -269,6 +272,8 @@ pub struct EventOut {
     /// false): the error, with line and column. It is judged again when the filter changes or the
     /// event is retried.
     pub(crate) filter_error: Option<String>,
+    /// A test event, sent by hand (`POST /api/v1/hooks/{id}/test`).
+    pub(crate) test: bool,
 }
 
 impl From<HookEvent> for EventOut {
@@ -288,6 +293,7 @@ impl From<HookEvent> for EventOut {
             created_at: rfc3339_ms(e.created_at),
             updated_at: rfc3339_ms(e.updated_at),
             filter_error: e.filter_error,
+            test: e.test,
         }
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod openapi;
 mod rate_limit;
 mod rest_hooks;
 mod scripts;
+mod test_sends;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Where the generated API token is kept (the sign-in page names it).
     pub token_file: Arc<str>,
+    /// How long one delivery attempt may take (a test send waits that long for its answer).
+    pub delivery_timeout: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -12,7 +12,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{catalogue, filters, health, history, hooks, nodes, rest_hooks, scripts, AppState};
+use super::{
+    catalogue, filters, health, history, hooks, nodes, rest_hooks, scripts, test_sends, AppState,
+};
 
 /// Every error: a 4xx (or an opaque 5xx) with this body.
 #[derive(Serialize, ToSchema)]
@@ -75,6 +77,7 @@ pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::get, hooks::update, hooks::delete))
         .routes(routes!(hooks::rotate_secret))
         .routes(routes!(filters::test))
+        .routes(routes!(test_sends::send))
         .routes(routes!(hooks::grid))
         .routes(routes!(hooks::tick_cell, hooks::clear_cell))
         .routes(routes!(hooks::select_trigger, hooks::unselect_trigger))

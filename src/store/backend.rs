@@ -220,6 +220,10 @@ pub trait Outbox {
         policy: &FailurePolicy,
         claim: &Claim<'_>,
     ) -> Result<(ClaimOutcome, Vec<HookHealthChange>)>;
+    /// Stores `event`, marked as a test, with one delivery due now for hook `hook_id` alone
+    /// (whatever it selects, whatever its filter): the delivery's `webhook-id`, or `None` when
+    /// there is no such hook.
+    fn insert_test_event(&self, hook_id: &str, event: &NewEvent) -> Result<Option<String>>;
     /// Claimed deliveries never sent go back to the outbox, due at `now`, as if never claimed.
     fn hand_back(&self, claims: &[&ClaimedDelivery], now: i64) -> Result<()>;
     fn record_attempts(

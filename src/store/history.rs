@@ -37,6 +37,8 @@ pub struct AttemptEntry {
     pub outcome: String,
     pub status_code: Option<u16>,
     pub error: Option<String>,
+    /// Of an event sent by hand to try the hook.
+    pub test: bool,
 }
 
 /// One attempt in full: what was sent and what came back.
@@ -71,6 +73,8 @@ pub struct HookEvent {
     pub updated_at: i64,
     /// Why it is held: the hook's filter failed on it (status `failed`, no attempt made).
     pub filter_error: Option<String>,
+    /// Sent by hand to try the hook.
+    pub test: bool,
 }
 
 /// Which events of a hook a listing shows.
@@ -94,7 +98,7 @@ pub enum EventAction {
 
 const ATTEMPT_COLUMNS: &str =
     "a.seq, e.id, e.trigger_name, e.resource_name, e.row_id, e.event_type, \
-     d.id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code, a.error";
+     d.id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code, a.error, e.test";
 
 fn attempt_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptEntry> {
     Ok(AttemptEntry {
@@ -111,6 +115,7 @@ fn attempt_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptEntry> {
         outcome: r.get(10)?,
         status_code: r.get(11)?,
         error: r.get(12)?,
+        test: r.get(13)?,
     })
 }
 
@@ -173,11 +178,11 @@ impl History for Sqlite {
             .query_row((hook_id, seq), |r| {
                 Ok(AttemptDetail {
                     entry: attempt_entry(r)?,
-                    url: r.get(13)?,
-                    request_headers: r.get(14)?,
-                    payload: r.get(15)?,
-                    response_headers: r.get(16)?,
-                    response_body: r.get(17)?,
+                    url: r.get(14)?,
+                    request_headers: r.get(15)?,
+                    payload: r.get(16)?,
+                    response_headers: r.get(17)?,
+                    response_body: r.get(18)?,
                 })
             })
             .optional()?;
@@ -215,7 +220,7 @@ impl History for Sqlite {
         let mut stmt = conn.prepare_cached(
             "SELECT d.seq, e.id, d.id, e.trigger_name, e.resource_name, e.row_id, e.event_type,
                     e.company_id, e.project_id, d.status, d.attempts, d.next_attempt_at,
-                    d.created_at, d.updated_at, d.filter_error
+                    d.created_at, d.updated_at, d.filter_error, e.test
              FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
              WHERE d.hook_id = ?1 AND (?2 IS NULL OR d.seq < ?2)
                AND (?3 IS NULL OR d.status = ?3)
@@ -251,6 +256,7 @@ impl History for Sqlite {
                         created_at: r.get(12)?,
                         updated_at: r.get(13)?,
                         filter_error: r.get(14)?,
+                        test: r.get(15)?,
                     })
                 },
             )?

@@ -246,6 +246,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE herald_hooks ADD COLUMN filtered_out INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE herald_deliveries ADD COLUMN filter_error TEXT;
     "#,
+    // 13: events sent by hand to try a hook (`POST /api/v1/hooks/{id}/test`), marked as tests.
+    r#"
+    ALTER TABLE herald_events ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -870,11 +870,20 @@ async fn subscriptions_show_their_trigger_disable_asks_and_bodies_show_as_receiv
         .as_str()
         .unwrap()
         .to_owned();
-    let log: Value = herald
-        .get(&format!("/api/v1/hooks/{opportunities}/deliveries"))
-        .await
-        .1;
-    let seq = log["deliveries"][0]["id"].as_i64().unwrap();
+    // The attempt is recorded once the answer is in: a moment after the receiver saw it.
+    let mut seq = None;
+    for _ in 0..100 {
+        let log: Value = herald
+            .get(&format!("/api/v1/hooks/{opportunities}/deliveries"))
+            .await
+            .1;
+        seq = log["deliveries"][0]["id"].as_i64();
+        if seq.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seq = seq.expect("the attempt is in the deliveries log");
     let (status, detail) = page(
         &herald,
         &cookie,
@@ -1026,7 +1035,8 @@ async fn the_hook_page_counts_retries_discards_from_the_list_and_copies_the_new_
     let mut page_text = String::new();
     for _ in 0..100 {
         page_text = page(&herald, &cookie, &hook_path).await.1;
-        if page_text.contains(">Retrying<") {
+        // (The status filter's options say "Retrying" too: wait for the event's own badge.)
+        if page_text.contains("data-status=\"retrying\"") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -794,3 +794,37 @@ async fn a_filter_is_tried_on_samples_saved_and_its_failures_shown_on_the_hook_p
     receiver.stop();
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_event_shows_what_the_endpoint_answered_and_marks_it_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    receiver.answer_always(Answer {
+        body: "received, thank you".into(),
+        ..Answer::status(200)
+    });
+    let hook = herald
+        .create_hook(json!({"target_url": receiver.url("/t"), "company_id": 1,
+                            "events": ["NewOpportunity"]}))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let browser = Browser::start(herald.url("")).await;
+    browser.sign_in().await;
+    browser.goto(&format!("/admin/hooks/{id}")).await;
+    browser.wait("#send-test").await.click().await.unwrap();
+    let banner = browser.text("#overview .banner-success").await;
+    assert!(
+        banner.contains("Test NewOpportunity event sent: HTTP 200")
+            && banner.contains("received, thank you"),
+        "{banner}"
+    );
+    let entry = browser.text("#deliveries-list").await;
+    assert!(entry.contains("Test"), "marked in the deliveries log: {entry}");
+    assert_eq!(receiver.received().len(), 1);
+    browser.screenshot("hook-test-send").await;
+    browser.close().await;
+    receiver.stop();
+    herald.stop().await;
+}

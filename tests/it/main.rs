@@ -22,3 +22,4 @@ mod spine;
 mod sqlite;
 mod storage;
 mod support;
+mod test_sends;

@@ -15,6 +15,7 @@ use super::view::{self, HookQuery, HookRow, NewHookForm};
 use super::{redirect_with, PageError};
 use crate::http::filters::{self, FilterTestOut};
 use crate::http::hooks::{CreateHookIn, HookOut, UpdateHookIn};
+use crate::http::test_sends;
 use crate::http::{
     blocking, catalogue, history, hooks, nodes, parse_page, scripts, ApiError, AppState,
 };
@@ -610,6 +611,70 @@ fn capitalized(text: &str) -> String {
         .next()
         .map(|first| first.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct TestSendForm {
+    #[serde(default)]
+    event: String,
+}
+
+/// "Send test event": sends one sample to the hook and comes back to the page with what the
+/// endpoint answered.
+pub async fn send_test(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form: TestSendForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let flash = match test_sends::send_test_event(&state, id.clone(), non_empty(&form.event)).await
+    {
+        Ok(sent) => match sent.attempt {
+            Some(attempt) => {
+                let answer = match (attempt.response_status, &attempt.error) {
+                    (Some(code), _) => format!("HTTP {code}"),
+                    (None, Some(error)) => error.clone(),
+                    (None, None) => view::outcome_label(&attempt.outcome).to_owned(),
+                };
+                let body = attempt
+                    .response_body
+                    .filter(|b| !b.trim().is_empty())
+                    .map(|b| format!(" It answered: {}", view::preview_text(&b)))
+                    .unwrap_or_default();
+                let message = format!(
+                    "Test {} event sent: {answer} in {}.{body}",
+                    sent.event,
+                    view::duration(attempt.duration_ms)
+                );
+                if attempt.outcome == "success" {
+                    Flash::success(message)
+                } else {
+                    Flash::warning(format!(
+                        "{message} It is retried like any other event; see the deliveries below."
+                    ))
+                }
+            }
+            None => Flash::warning(format!(
+                "Test {} event sent; the endpoint has not answered yet. Its attempt shows in the deliveries below.",
+                sent.event
+            )),
+        },
+        Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
+            Flash::warning(format!("No test event was sent: {}.", e.message))
+        }
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    redirect_with(
+        &state,
+        &session,
+        &format!("/admin/hooks/{id}#overview"),
+        flash.at("test"),
+    )
+    .await
 }
 
 #[derive(Deserialize)]

@@ -43,6 +43,25 @@ pub fn utc(rfc3339: &str) -> String {
 }
 
 /// JSON indented for reading; text that is not JSON, as it is.
+/// A duration in milliseconds, in the unit that reads best.
+pub fn duration(ms: i64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// A text on one line, cut to a length a banner holds.
+pub fn preview_text(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= 300 {
+        return line;
+    }
+    let cut: String = line.chars().take(299).collect();
+    format!("{cut}…")
+}
+
 /// A sample payload on one line, cut to a length a table cell holds.
 pub fn preview(value: &Value) -> String {
     let text = value.to_string();

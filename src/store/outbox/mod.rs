@@ -368,6 +368,45 @@ impl Outbox for Sqlite {
         Ok(stored.deliveries)
     }
 
+    fn insert_test_event(&self, hook_id: &str, event: &NewEvent) -> Result<Option<String>> {
+        self.write(|tx| {
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM herald_hooks WHERE id = ?1")?
+                .exists([hook_id])?;
+            if !exists {
+                return Ok(None);
+            }
+            let now = crate::clock::now_ms();
+            tx.execute(
+                "INSERT INTO herald_events (id, trigger_name, row_id, payload, change_id, script_hash,
+                                            resource_name, event_type, company_id, project_id,
+                                            created_at, test)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, 1)",
+                (
+                    &event.id,
+                    &event.trigger,
+                    event.row_id,
+                    &event.payload,
+                    &event.script_hash,
+                    &event.resource_name,
+                    &event.event_type,
+                    event.company_id,
+                    event.project_id,
+                    now,
+                ),
+            )?;
+            let event_seq = tx.last_insert_rowid();
+            let message_id = crate::ids::message_id();
+            tx.execute(
+                "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts,
+                                                next_attempt_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)",
+                (&message_id, event_seq, hook_id, now),
+            )?;
+            Ok(Some(message_id))
+        })
+    }
+
     /// Claims up to `limit` due deliveries, leasing each until `now + lease_ms`, for a worker that
     /// holds `in_flight` and at most `per_hook_limit` per hook: `record_and_claim` without records,
     /// for tests and tools.

@@ -15,7 +15,7 @@ use crate::store::{
 
 const ATTEMPT_COLUMNS: &str =
     "a.seq, e.id, e.trigger_name, e.resource_name, e.row_id, e.event_type, \
-     d.id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code, a.error";
+     d.id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code, a.error, e.test";
 
 fn attempt_entry(r: &Row) -> AttemptEntry {
     AttemptEntry {
@@ -32,6 +32,7 @@ fn attempt_entry(r: &Row) -> AttemptEntry {
         outcome: r.get(10),
         status_code: r.get::<_, Option<i32>>(11).map(|c| c as u16),
         error: r.get(12),
+        test: r.get(13),
     }
 }
 
@@ -74,11 +75,11 @@ impl History for Postgres {
         )?;
         Ok(row.map(|r| AttemptDetail {
             entry: attempt_entry(&r),
-            url: r.get(13),
-            request_headers: r.get(14),
-            payload: r.get(15),
-            response_headers: r.get(16),
-            response_body: r.get(17),
+            url: r.get(14),
+            request_headers: r.get(15),
+            payload: r.get(16),
+            response_headers: r.get(17),
+            response_body: r.get(18),
         }))
     }
 
@@ -103,7 +104,7 @@ impl History for Postgres {
         let rows = self.client()?.query(
             "SELECT d.seq, e.id, d.id, e.trigger_name, e.resource_name, e.row_id, e.event_type,
                     e.company_id, e.project_id, d.status, d.attempts, d.next_attempt_at,
-                    d.created_at, d.updated_at, d.filter_error
+                    d.created_at, d.updated_at, d.filter_error, e.test
              FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
              WHERE d.hook_id = $1 AND ($2::int8 IS NULL OR d.seq < $2)
                AND ($3::text IS NULL OR d.status = $3)
@@ -137,6 +138,7 @@ impl History for Postgres {
                 created_at: r.get(12),
                 updated_at: r.get(13),
                 filter_error: r.get(14),
+                test: r.get(15),
             })
             .collect();
         Ok(page(items, limit, |e| e.seq))

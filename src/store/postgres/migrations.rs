@@ -221,6 +221,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE {schema}.herald_hooks ADD COLUMN filtered_out bigint NOT NULL DEFAULT 0;
     ALTER TABLE {schema}.herald_deliveries ADD COLUMN filter_error text;
     "#,
+    // 6: events sent by hand to try a hook (`POST /api/v1/hooks/{id}/test`), marked as tests.
+    r#"
+    ALTER TABLE {schema}.herald_events ADD COLUMN test boolean NOT NULL DEFAULT false;
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {

@@ -621,6 +621,48 @@ impl Outbox for Postgres {
         Ok(result)
     }
 
+    fn insert_test_event(&self, hook_id: &str, event: &NewEvent) -> Result<Option<String>> {
+        self.write(|tx| {
+            if tx
+                .query_opt("SELECT 1 FROM herald_hooks WHERE id = $1", &[&hook_id])?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            let now = db_now(tx)?;
+            let event_seq: i64 = tx
+                .query_one(
+                    "INSERT INTO herald_events (id, trigger_name, row_id, payload, change_id,
+                                                script_hash, resource_name, event_type, company_id,
+                                                project_id, created_at, test)
+                     VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9, $10, true)
+                     RETURNING seq",
+                    &[
+                        &event.id,
+                        &event.trigger,
+                        &event.row_id,
+                        &storable(&event.payload),
+                        &event.script_hash,
+                        &event.resource_name,
+                        &event.event_type,
+                        &event.company_id,
+                        &event.project_id,
+                        &now,
+                    ],
+                )?
+                .get(0);
+            let message_id = crate::ids::message_id();
+            tx.execute(
+                "INSERT INTO herald_deliveries (id, event_seq, hook_id, status, attempts,
+                                                next_attempt_at, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
+                &[&message_id, &event_seq, &hook_id, &now],
+            )?;
+            super::signals::deliveries_waiting(tx, self.schema())?;
+            Ok(Some(message_id))
+        })
+    }
+
     fn hand_back(&self, claims: &[&ClaimedDelivery], _now: i64) -> Result<()> {
         if claims.is_empty() {
             return Ok(());
