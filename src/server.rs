@@ -178,6 +178,7 @@ pub async fn serve(
         deliveries_waiting.clone(),
         metrics.clone(),
     );
+    let capacity = worker.capacity();
 
     let tracker_pulse = TrackerPulse::new(config.sandbox.time_budget);
     let stop_tracking = Arc::new(AtomicBool::new(false));
@@ -239,6 +240,7 @@ pub async fn serve(
         deliveries_waiting,
         metrics,
         delivery_timeout: config.delivery.timeout,
+        capacity,
         token_file: token_file(&config.db)
             .file_name()
             .map_or_else(|| "herald.api-token".into(), |n| n.to_string_lossy().into()),

@@ -526,6 +526,7 @@ async fn backlog_run(backend: &Backend, receiver: &Receiver, deliveries: usize) 
                     events: vec!["NewOpportunity".into()],
                     made_by: None,
                     filter: None,
+                    rate_limit_per_second: None,
                 })
                 .unwrap();
         }

@@ -135,6 +135,11 @@ impl Worker {
         }
     }
 
+    /// The worker's room, for the API to set a hook's rate limit in at once.
+    pub fn capacity(&self) -> Arc<Capacity> {
+        self.capacity.clone()
+    }
+
     /// Where the tracker leases fresh deliveries to this worker; it has room once the worker runs.
     pub fn handoff(&self) -> Handoff {
         self.handoff.clone()
@@ -152,7 +157,11 @@ impl Worker {
     /// transactions larger rather than more numerous.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, alive: Arc<AtomicBool>) {
         alive.store(true, Ordering::SeqCst);
+        // The limits are in place before the first lease.
+        read_rate_limits(&self.store, &self.capacity).await;
         self.capacity.open();
+        let rate_limits = tokio::spawn(keep_rate_limits(self.store.clone(), self.capacity.clone()));
+        let _stop_rate_limits = AbortOnDrop(rate_limits);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<AttemptRecord>();
         let mut held = Held::default();
         let mut unrecorded: Vec<AttemptRecord> = Vec::new();
@@ -495,6 +504,36 @@ fn queue_hand_back(
 /// `READY_WAIT_TIMEOUTS` time-outs, then it goes back), run its attempt and be recorded. A process
 /// that dies mid-attempt leaves its leases to run out; then the deliveries are sent again, which is
 /// what at least once costs.
+/// Keeps the hooks' rate limits in `capacity` as the database has them, looking every second:
+/// a limit set or changed on any node applies within a second.
+async fn keep_rate_limits(store: Store, capacity: Arc<Capacity>) {
+    loop {
+        tokio::time::sleep(RATE_LIMITS_REFRESH).await;
+        read_rate_limits(&store, &capacity).await;
+    }
+}
+
+async fn read_rate_limits(store: &Store, capacity: &Capacity) {
+    let read = store.clone();
+    match tokio::task::spawn_blocking(move || read.rate_limits()).await {
+        Ok(Ok(limits)) => capacity.set_rate_limits(&limits),
+        Ok(Err(e)) => tracing::warn!("cannot read the hooks' rate limits: {e}"),
+        Err(e) => tracing::warn!("cannot read the hooks' rate limits: {e}"),
+    }
+}
+
+/// How often the worker reads the hooks' rate limits again.
+const RATE_LIMITS_REFRESH: Duration = Duration::from_secs(1);
+
+/// Aborts a task when the scope that runs it ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn lease_ms(settings: &DeliverySettings) -> i64 {
     (settings.timeout * (1 + READY_WAIT_TIMEOUTS) + LEASE_MARGIN).as_millis() as i64
 }

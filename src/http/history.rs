@@ -623,6 +623,13 @@ pub struct HookSummaryOut {
     pub(crate) discarded: u64,
     /// Events the hook's filter kept from it (they made no delivery and are not counted above).
     pub(crate) filtered_out: u64,
+    /// When the oldest event still waiting for the hook was made (RFC 3339): how far behind it
+    /// is, by its rate limit or its retries. `null` when nothing waits.
+    pub(crate) oldest_waiting_since: Option<String>,
+    /// How long that is, in seconds.
+    pub(crate) oldest_waiting_seconds: Option<f64>,
+    /// The hook's rate limit, deliveries per second.
+    pub(crate) rate_limit_per_second: Option<f64>,
     /// The newest attempt, if any.
     pub(crate) last_delivery: Option<DeliveryOut>,
 }
@@ -641,11 +648,12 @@ pub async fn summary(
 pub(crate) async fn hook_summary(state: &AppState, id: String) -> Result<HookSummaryOut, ApiError> {
     let hook = super::hooks::load(state, id.clone()).await?;
     let hook_id = id.clone();
-    let (counts, last) = state
+    let (counts, last, oldest_waiting) = state
         .on_store(move |store| {
             let counts = store.hook_delivery_counts(&hook_id)?;
             let last = store.hook_attempts(&hook_id, false, None, 1)?;
-            Ok((counts, last.items.into_iter().next()))
+            let oldest = store.hook_oldest_waiting(&hook_id)?;
+            Ok((counts, last.items.into_iter().next(), oldest))
         })
         .await?;
     let count = |wanted: &[DeliveryStatus]| {
@@ -667,6 +675,10 @@ pub(crate) async fn hook_summary(state: &AppState, id: String) -> Result<HookSum
         retrying: count(&[DeliveryStatus::Retrying]),
         discarded: count(&[DeliveryStatus::Discarded]),
         filtered_out: hook.filtered_out,
+        oldest_waiting_since: oldest_waiting.map(rfc3339_ms),
+        oldest_waiting_seconds: oldest_waiting
+            .map(|at| (crate::clock::now_ms() - at).max(0) as f64 / 1000.0),
+        rate_limit_per_second: hook.rate_limit_per_second,
         last_delivery: last.map(DeliveryOut::from),
     })
 }

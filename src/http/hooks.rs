@@ -68,6 +68,9 @@ pub struct HookOut {
     pub(crate) filter: Option<String>,
     /// How many events the filter kept from the hook.
     pub(crate) filtered_out: u64,
+    /// The most deliveries per second sent to the endpoint; the others wait (delayed, not
+    /// failed). `null`: no limit.
+    pub(crate) rate_limit_per_second: Option<f64>,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
 }
@@ -107,6 +110,7 @@ impl HookOut {
             events: hook.events,
             filter: hook.filter,
             filtered_out: hook.filtered_out,
+            rate_limit_per_second: hook.rate_limit_per_second,
             created_at: rfc3339_ms(hook.created_at),
             updated_at: rfc3339_ms(hook.updated_at),
         }
@@ -134,6 +138,9 @@ pub struct CreateHookIn {
     /// Only events this rhai expression returns true for are delivered; it sees `payload`,
     /// `event` and `change`. One that does not compile is refused with its line and column.
     pub(crate) filter: Option<String>,
+    /// The most deliveries per second to send to the endpoint (more than 0, at most 10,000);
+    /// the others wait, delayed, not failed.
+    pub(crate) rate_limit_per_second: Option<f64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -155,11 +162,17 @@ pub struct UpdateHookIn {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub(crate) filter: Option<Option<String>>,
+    /// A new rate limit (deliveries per second); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    pub(crate) rate_limit_per_second: Option<Option<f64>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -246,6 +259,28 @@ fn checked_authorization(value: Option<String>) -> Result<Option<String>, ApiErr
         ));
     }
     Ok(Some(value))
+}
+
+/// The highest rate limit herald takes: past it, a limit limits nothing the worker could send.
+const MAX_RATE_LIMIT: f64 = 10_000.0;
+
+pub(crate) fn checked_rate_limit(value: Option<f64>) -> Result<Option<f64>, ApiError> {
+    match value {
+        Some(limit) if !(limit.is_finite() && limit > 0.0 && limit <= MAX_RATE_LIMIT) => {
+            let not = if limit.is_nan() {
+                "a number".to_owned()
+            } else {
+                limit.to_string()
+            };
+            Err(unprocessable(
+                "invalid_rate_limit",
+                format!(
+                    "rate_limit_per_second must be more than 0 and at most {MAX_RATE_LIMIT}, not {not}"
+                ),
+            ))
+        }
+        other => Ok(other),
+    }
 }
 
 fn checked_description(value: Option<String>) -> Result<Option<String>, ApiError> {
@@ -398,6 +433,7 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
     let target_url = checked_target(state, target_url.trim()).await?;
     let events = checked_events(state, body.events).await?;
     let filter = checked_filter(state, body.filter).await?;
+    let rate_limit_per_second = checked_rate_limit(body.rate_limit_per_second)?;
     let new = NewHook {
         target_url,
         secret: generate_secret(),
@@ -409,8 +445,12 @@ pub(crate) async fn create_hook(state: &AppState, body: CreateHookIn) -> Result<
         events,
         made_by: None,
         filter,
+        rate_limit_per_second,
     };
     let hook = state.on_store(move |store| store.create_hook(new)).await?;
+    state
+        .capacity
+        .set_rate_limit(&hook.id, hook.rate_limit_per_second);
     sync_tracking(state).await?;
     tracing::info!(hook_id = %hook.id, target = %hook.target_url, "hook created");
     let secret = hook.secret.clone();
@@ -561,12 +601,19 @@ pub(crate) async fn update_hook(
         scope,
         enabled: body.enabled,
         filter,
+        rate_limit_per_second: body
+            .rate_limit_per_second
+            .map(checked_rate_limit)
+            .transpose()?,
     };
     let hook_id = id.clone();
     let hook = state
         .on_store(move |store| store.update_hook(&hook_id, &patch))
         .await?
         .ok_or_else(|| unknown_hook(&id))?;
+    state
+        .capacity
+        .set_rate_limit(&hook.id, hook.rate_limit_per_second);
     if patch_enabled_changed(&existing, &hook) {
         sync_tracking(state).await?;
         state.deliveries_waiting.notify_one();

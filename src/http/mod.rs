@@ -69,6 +69,9 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Where the generated API token is kept (the sign-in page names it).
     pub token_file: Arc<str>,
+    /// This node's worker's room: a hook's rate limit applies here the moment it is saved (the
+    /// other nodes read it within a second).
+    pub capacity: Arc<crate::delivery::Capacity>,
     /// How long one delivery attempt may take (a test send waits that long for its answer).
     pub delivery_timeout: std::time::Duration,
 }

@@ -31,6 +31,8 @@ pub struct SubscribeIn {
     /// Only events this rhai expression returns true for are delivered; it sees `payload`,
     /// `event` and `change`. One that does not compile is refused with its line and column.
     filter: Option<String>,
+    /// The most deliveries per second to send to the target (more than 0, at most 10,000).
+    rate_limit_per_second: Option<f64>,
 }
 
 /// Who the token is: an integration's connection test.
@@ -104,6 +106,7 @@ pub async fn subscribe(
     known_trigger(&state, &event)?;
     let url = checked_target(&state, &target_url).await?;
     let filter = super::filters::checked_filter(&state, body.filter).await?;
+    let rate_limit_per_second = super::hooks::checked_rate_limit(body.rate_limit_per_second)?;
     let store = state.store.clone();
     let new = NewHook {
         target_url: url,
@@ -116,8 +119,12 @@ pub async fn subscribe(
         events: vec![event.clone()],
         made_by: Some(caller.name),
         filter,
+        rate_limit_per_second,
     };
     let hook = blocking(move || store.create_hook(new).map_err(ApiError::from)).await?;
+    state
+        .capacity
+        .set_rate_limit(&hook.id, hook.rate_limit_per_second);
     tracing::info!(hook_id = %hook.id, %event, target = %hook.target_url, "subscribed");
     Ok((
         StatusCode::CREATED,

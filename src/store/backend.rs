@@ -133,6 +133,8 @@ pub trait Hooks {
     fn seal_plain_secrets(&self) -> Result<usize>;
     /// Every selected event name with how many hooks select it, by name.
     fn hooks_per_event(&self) -> Result<Vec<(String, usize)>>;
+    /// The rate limits of enabled hooks (deliveries per second), for the worker's `Capacity`.
+    fn rate_limits(&self) -> Result<Vec<(String, f64)>>;
     /// The filters of enabled hooks, with the events each selects: what the tracker judges a
     /// batch's events by before it stores them.
     fn filter_rules(&self) -> Result<Vec<FilterRule>>;
@@ -162,6 +164,9 @@ pub trait History {
     ) -> Result<Page<AttemptEntry>>;
     fn hook_attempt(&self, hook_id: &str, seq: i64) -> Result<Option<AttemptDetail>>;
     fn hook_delivery_counts(&self, hook_id: &str) -> Result<Vec<(DeliveryStatus, u64)>>;
+    /// When the oldest delivery of the hook still waiting (for a first attempt or a retry) was
+    /// made, Unix ms.
+    fn hook_oldest_waiting(&self, hook_id: &str) -> Result<Option<i64>>;
     /// A hook's events, newest first, before cursor `before`.
     fn hook_events(
         &self,

@@ -362,6 +362,17 @@ impl History for Sqlite {
         })
     }
 
+    fn hook_oldest_waiting(&self, hook_id: &str) -> Result<Option<i64>> {
+        let oldest = self
+            .reader()
+            .prepare_cached(
+                "SELECT min(created_at) FROM herald_deliveries
+                 WHERE hook_id = ?1 AND next_attempt_at IS NOT NULL",
+            )?
+            .query_row([hook_id], |r| r.get(0))?;
+        Ok(oldest)
+    }
+
     fn filter_held_events(
         &self,
         hook_id: &str,

@@ -84,6 +84,8 @@ pub struct NewHook {
     /// A rhai expression over the event (`crate::filters`): only events it returns true for are
     /// delivered.
     pub filter: Option<String>,
+    /// The most deliveries per second the hook's endpoint takes (`delivery::Capacity`).
+    pub rate_limit_per_second: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +114,7 @@ pub struct Hook {
     pub filter: Option<String>,
     /// How many events its filter kept from it.
     pub filtered_out: u64,
+    pub rate_limit_per_second: Option<f64>,
 }
 
 /// A change to a hook; `None` leaves a field as it is.
@@ -125,6 +128,8 @@ pub struct HookPatch {
     pub enabled: Option<bool>,
     /// `Some(None)` removes the filter.
     pub filter: Option<Option<String>>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit_per_second: Option<Option<f64>>,
 }
 
 /// Which hooks a listing shows.
@@ -178,7 +183,8 @@ const HOOK_FILTER: &str = "(?1 IS NULL OR company_id = ?1) AND (?2 IS NULL OR pr
 
 const HOOK_COLUMNS: &str = "id, target_url, secret, authorization, description, origin, enabled, \
      created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at, \
-     failing_since, failures, disabled_reason, made_by, filter, filtered_out";
+     failing_since, failures, disabled_reason, made_by, filter, filtered_out, \
+     rate_limit_per_second";
 
 fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
     let previous_secret: Option<String> = row.get(10)?;
@@ -203,6 +209,7 @@ fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<Hook> {
         made_by: row.get(16)?,
         filter: row.get(17)?,
         filtered_out: row.get::<_, i64>(18)?.max(0) as u64,
+        rate_limit_per_second: row.get(19)?,
     })
 }
 
@@ -253,8 +260,8 @@ impl Hooks for Sqlite {
             tx.execute(
                 "INSERT INTO herald_hooks (id, target_url, secret, authorization, description, origin,
                                            enabled, created_at, updated_at, company_id, project_id,
-                                           made_by, filter)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
+                                           made_by, filter, rate_limit_per_second)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13)",
                 (
                     &id,
                     &new.target_url,
@@ -268,6 +275,7 @@ impl Hooks for Sqlite {
                     project_id,
                     &new.made_by,
                     &new.filter,
+                    new.rate_limit_per_second,
                 ),
             )?;
             for event in &new.events {
@@ -367,6 +375,9 @@ impl Hooks for Sqlite {
             if let Some(filter) = &patch.filter {
                 hook.filter = filter.clone();
             }
+            if let Some(limit) = patch.rate_limit_per_second {
+                hook.rate_limit_per_second = limit;
+            }
             let now = now_ms();
             if let Some(enabled) = patch.enabled {
                 if hook.enabled && !enabled {
@@ -388,7 +399,7 @@ impl Hooks for Sqlite {
                         company_id = ?5, project_id = ?6, enabled = ?7, updated_at = ?8,
                         disabled_reason = ?9, failing_since = ?10, failures = ?11,
                         failure_warned = CASE WHEN ?10 IS NULL THEN 0 ELSE failure_warned END,
-                        filter = ?12
+                        filter = ?12, rate_limit_per_second = ?13
                  WHERE id = ?1",
                 rusqlite::params![
                     id,
@@ -405,6 +416,7 @@ impl Hooks for Sqlite {
                     hook.failing_since,
                     hook.failures,
                     &hook.filter,
+                    hook.rate_limit_per_second,
                 ],
             )?;
             Ok(Some(hook))
@@ -545,6 +557,18 @@ impl Hooks for Sqlite {
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
+    }
+
+    fn rate_limits(&self) -> Result<Vec<(String, f64)>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, rate_limit_per_second FROM herald_hooks
+             WHERE enabled = 1 AND rate_limit_per_second IS NOT NULL",
+        )?;
+        let limits = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(limits)
     }
 
     /// The filters of enabled hooks, with the events each hook selects.

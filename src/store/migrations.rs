@@ -250,6 +250,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE herald_events ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 14: a hook's rate limit: the most deliveries per second its endpoint takes.
+    r#"
+    ALTER TABLE herald_hooks ADD COLUMN rate_limit_per_second REAL;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -1066,6 +1066,7 @@ async fn secrets_and_authorization_headers_are_encrypted_at_rest() {
             events: Vec::new(),
             made_by: None,
             filter: None,
+            rate_limit_per_second: None,
         })
         .unwrap()
     });

@@ -821,7 +821,10 @@ async fn send_test_event_shows_what_the_endpoint_answered_and_marks_it_in_the_lo
         "{banner}"
     );
     let entry = browser.text("#deliveries-list").await;
-    assert!(entry.contains("Test"), "marked in the deliveries log: {entry}");
+    assert!(
+        entry.contains("Test"),
+        "marked in the deliveries log: {entry}"
+    );
     assert_eq!(receiver.received().len(), 1);
     browser.screenshot("hook-test-send").await;
     browser.close().await;

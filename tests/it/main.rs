@@ -15,6 +15,7 @@ mod filters;
 mod operations;
 mod pg_server;
 mod postgresql;
+mod rate_limits;
 mod reload;
 mod scripts;
 mod security;

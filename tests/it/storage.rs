@@ -101,6 +101,7 @@ fn hook(target: &str, scope: Scope, events: &[&str]) -> NewHook {
         events: events.iter().map(|e| e.to_string()).collect(),
         made_by: None,
         filter: None,
+        rate_limit_per_second: None,
     }
 }
 

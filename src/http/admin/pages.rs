@@ -279,6 +279,7 @@ pub async fn create_hook(
                 events: Vec::new(),
                 enabled: None,
                 filter: None,
+                rate_limit_per_second: None,
             };
             hooks::create_hook(&state, input).await
         }
@@ -472,6 +473,8 @@ struct EndpointForm {
     remove_authorization: Option<String>,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    rate_limit: String,
 }
 
 pub async fn update_hook(
@@ -489,6 +492,14 @@ pub async fn update_hook(
     } else {
         non_empty(&form.authorization).map(Some)
     };
+    let rate_limit = match form.rate_limit.trim() {
+        "" => None,
+        text => match text.replace(',', ".").parse::<f64>() {
+            Ok(limit) => Some(limit),
+            // Out of range (below) says what it must be.
+            Err(_) => Some(f64::NAN),
+        },
+    };
     let input = UpdateHookIn {
         target_url: Some(form.target_url.clone()),
         authorization,
@@ -497,6 +508,7 @@ pub async fn update_hook(
         company_id: None,
         project_id: None,
         filter: None,
+        rate_limit_per_second: Some(rate_limit),
     };
     match hooks::update_hook(&state, id.clone(), input).await {
         Ok(_) => {
@@ -567,6 +579,7 @@ pub async fn filter(
             company_id: None,
             project_id: None,
             filter: Some(typed.clone()),
+            rate_limit_per_second: None,
         };
         match hooks::update_hook(&state, id.clone(), input).await {
             Ok(_) => {
@@ -707,6 +720,7 @@ pub async fn set_status(
         company_id: None,
         project_id: None,
         filter: None,
+        rate_limit_per_second: None,
     };
     match hooks::update_hook(&state, id.clone(), input).await {
         Ok(_) if enabled => {

@@ -52,6 +52,11 @@ pub fn duration(ms: i64) -> String {
     }
 }
 
+/// A duration in seconds, as `duration` says it.
+pub fn seconds(seconds: &f64) -> String {
+    duration((seconds * 1000.0).round() as i64)
+}
+
 /// A text on one line, cut to a length a banner holds.
 pub fn preview_text(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -121,7 +121,14 @@ pub(super) fn claim_in(
         }
         let free = capacity.free_for(&hook_id);
         if free == 0 {
-            due_without_room |= oldest <= now;
+            match capacity.rate_limited_for(&hook_id) {
+                // Its rate limit, not a slot, is what it waits for: look again when it allows.
+                Some(wait) => {
+                    let at = oldest.max(now + wait);
+                    next_due = Some(next_due.map_or(at, |t| t.min(at)));
+                }
+                None => due_without_room |= oldest <= now,
+            }
             continue;
         }
         if oldest > now {

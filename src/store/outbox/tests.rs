@@ -28,6 +28,7 @@ fn setup_sqlite() -> (tempfile::TempDir, Sqlite, String) {
             events: vec!["NewOpportunity".into()],
             made_by: None,
             filter: None,
+            rate_limit_per_second: None,
         })
         .unwrap();
     (dir, store, hook.id)
@@ -422,6 +423,7 @@ fn another_hook(store: &Store, path: &str, trigger: &str) -> String {
             events: vec![trigger.into()],
             made_by: None,
             filter: None,
+            rate_limit_per_second: None,
         })
         .unwrap()
         .id

@@ -120,7 +120,14 @@ pub(super) fn claim_in(
         }
         let free = capacity.free_for(&w.hook_id);
         if free == 0 {
-            outcome.due_without_room |= w.oldest <= now;
+            match capacity.rate_limited_for(&w.hook_id) {
+                // Its rate limit, not a slot, is what it waits for: look again when it allows.
+                Some(wait) => {
+                    let at = w.oldest.max(now + wait);
+                    outcome.next_due = Some(outcome.next_due.map_or(at, |t| t.min(at)));
+                }
+                None => outcome.due_without_room |= w.oldest <= now,
+            }
             continue;
         }
         if w.oldest > now {

@@ -222,6 +222,17 @@ impl History for Postgres {
         })
     }
 
+    fn hook_oldest_waiting(&self, hook_id: &str) -> Result<Option<i64>> {
+        Ok(self
+            .client()?
+            .query_one(
+                "SELECT min(created_at) FROM herald_deliveries
+                 WHERE hook_id = $1 AND next_attempt_at IS NOT NULL",
+                &[&hook_id],
+            )?
+            .get(0))
+    }
+
     fn filter_held_events(
         &self,
         hook_id: &str,

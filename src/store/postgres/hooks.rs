@@ -29,7 +29,8 @@ const HOOK_FILTER: &str =
 const HOOK_COLUMNS: &str =
     "id, target_url, secret, \"authorization\", description, origin, enabled, \
      created_at, company_id, project_id, previous_secret, previous_secret_until, updated_at, \
-     failing_since, failures, disabled_reason, made_by, filter, filtered_out";
+     failing_since, failures, disabled_reason, made_by, filter, filtered_out, \
+     rate_limit_per_second";
 
 fn hook_from_row(row: &Row) -> Hook {
     let previous_secret: Option<String> = row.get(10);
@@ -53,6 +54,7 @@ fn hook_from_row(row: &Row) -> Hook {
         made_by: row.get(16),
         filter: row.get(17),
         filtered_out: row.get::<_, i64>(18).max(0) as u64,
+        rate_limit_per_second: row.get(19),
     }
 }
 
@@ -110,8 +112,8 @@ impl Hooks for Postgres {
             tx.execute(
                 "INSERT INTO herald_hooks (id, target_url, secret, \"authorization\", description, origin,
                                            enabled, created_at, updated_at, company_id, project_id,
-                                           made_by, filter)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)",
+                                           made_by, filter, rate_limit_per_second)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13)",
                 &[
                     &id,
                     &new.target_url,
@@ -125,6 +127,7 @@ impl Hooks for Postgres {
                     &project_id,
                     &new.made_by,
                     &new.filter.as_deref().map(|f| storable(f).into_owned()),
+                    &new.rate_limit_per_second,
                 ],
             )?;
             for event in &new.events {
@@ -219,6 +222,9 @@ impl Hooks for Postgres {
             if let Some(filter) = &patch.filter {
                 hook.filter = filter.as_deref().map(|f| storable(f).into_owned());
             }
+            if let Some(limit) = patch.rate_limit_per_second {
+                hook.rate_limit_per_second = limit;
+            }
             let now = now_ms();
             if let Some(enabled) = patch.enabled {
                 if hook.enabled && !enabled {
@@ -239,7 +245,7 @@ impl Hooks for Postgres {
                         company_id = $5, project_id = $6, enabled = $7, updated_at = $8,
                         disabled_reason = $9, failing_since = $10, failures = $11,
                         failure_warned = CASE WHEN $10::int8 IS NULL THEN false ELSE failure_warned END,
-                        filter = $12
+                        filter = $12, rate_limit_per_second = $13
                  WHERE id = $1",
                 &[
                     &id,
@@ -257,6 +263,7 @@ impl Hooks for Postgres {
                     &hook.failing_since,
                     &hook.failures,
                     &hook.filter,
+                    &hook.rate_limit_per_second,
                 ],
             )?;
             Ok(Some(hook))
@@ -375,6 +382,19 @@ impl Hooks for Postgres {
             )?
             .iter()
             .map(|r| (r.get(0), r.get::<_, i64>(1) as usize))
+            .collect())
+    }
+
+    fn rate_limits(&self) -> Result<Vec<(String, f64)>> {
+        Ok(self
+            .client()?
+            .query(
+                "SELECT id, rate_limit_per_second FROM herald_hooks
+                 WHERE enabled AND rate_limit_per_second IS NOT NULL",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
             .collect())
     }
 

@@ -225,6 +225,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE {schema}.herald_events ADD COLUMN test boolean NOT NULL DEFAULT false;
     "#,
+    // 7: a hook's rate limit: the most deliveries per second its endpoint takes.
+    r#"
+    ALTER TABLE {schema}.herald_hooks ADD COLUMN rate_limit_per_second double precision;
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {
