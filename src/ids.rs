@@ -14,6 +14,11 @@ pub fn hook_id() -> String {
     prefixed("hook")
 }
 
+/// A backfill: existing rows queued as events for one hook.
+pub fn backfill_id() -> String {
+    prefixed("bf")
+}
+
 /// An event: one firing of a trigger for one row.
 pub fn event_id() -> String {
     prefixed("evt")

@@ -22,6 +22,7 @@
 //! - [`server`]: the composition root that starts all of the above and stops them on shutdown.
 //! - [`commands`]: `herald check`, `herald fire` and `herald sample`, the command-line tools beside `serve`.
 
+pub mod backfill;
 pub mod backoff;
 pub mod clock;
 pub mod commands;

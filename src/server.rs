@@ -219,6 +219,13 @@ pub async fn serve(
         node.consumer.clone(),
         worker_shutdown.clone(),
     ));
+    let backfill_task = tokio::spawn(crate::backfill::run(
+        store.clone(),
+        registry.clone(),
+        config.sandbox.clone(),
+        node.consumer.clone(),
+        worker_shutdown.clone(),
+    ));
     let heartbeat_task = tokio::spawn(crate::node::heartbeat(
         store.clone(),
         node.clone(),
@@ -266,6 +273,7 @@ pub async fn serve(
         tracing::error!("delivery worker ended abnormally: {e}");
     }
     let _ = retention_task.await;
+    let _ = backfill_task.await;
     let _ = checkpoint_task.await;
     let _ = heartbeat_task.await;
     stop_listening.store(true, Ordering::SeqCst);

@@ -55,6 +55,8 @@ pub struct DeliveryOut {
     pub(crate) error: Option<String>,
     /// An attempt of a test event (`POST /api/v1/hooks/{id}/test`).
     pub(crate) test: bool,
+    /// An attempt of an event queued by this backfill.
+    pub(crate) backfill_id: Option<String>,
 }
 
 impl From<AttemptEntry> for DeliveryOut {
@@ -75,6 +77,7 @@ impl From<AttemptEntry> for DeliveryOut {
             response_status: a.status_code,
             error: a.error,
             test: a.test,
+            backfill_id: a.backfill_id,
         }
     }
 }
@@ -274,6 +277,8 @@ pub struct EventOut {
     pub(crate) filter_error: Option<String>,
     /// A test event, sent by hand (`POST /api/v1/hooks/{id}/test`).
     pub(crate) test: bool,
+    /// Queued by this backfill (`POST /api/v1/hooks/{id}/backfill`).
+    pub(crate) backfill_id: Option<String>,
 }
 
 impl From<HookEvent> for EventOut {
@@ -294,6 +299,7 @@ impl From<HookEvent> for EventOut {
             updated_at: rfc3339_ms(e.updated_at),
             filter_error: e.filter_error,
             test: e.test,
+            backfill_id: e.backfill_id,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `events` and adds nothing of its own to what they decide.
 
 mod admin;
+mod backfills;
 mod catalogue;
 mod error;
 mod filters;

@@ -13,7 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    catalogue, filters, health, history, hooks, nodes, rest_hooks, scripts, test_sends, AppState,
+    backfills, catalogue, filters, health, history, hooks, nodes, rest_hooks, scripts, test_sends,
+    AppState,
 };
 
 /// Every error: a 4xx (or an opaque 5xx) with this body.
@@ -78,6 +79,9 @@ pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::rotate_secret))
         .routes(routes!(filters::test))
         .routes(routes!(test_sends::send))
+        .routes(routes!(backfills::start))
+        .routes(routes!(backfills::list))
+        .routes(routes!(backfills::get))
         .routes(routes!(hooks::grid))
         .routes(routes!(hooks::tick_cell, hooks::clear_cell))
         .routes(routes!(hooks::select_trigger, hooks::unselect_trigger))

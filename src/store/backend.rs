@@ -18,24 +18,59 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::{
-    AttemptDetail, AttemptEntry, AttemptRecord, Cell, ChangeBatch, Claim, ClaimOutcome,
-    ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter, FailurePolicy, FilterRule,
-    HeldEvent, Hook, HookEvent, HookFilter, HookHealthChange, HookPatch, Judgement, NewEvent,
-    NewHook, NodeBeat, NodeStatus, OutboxSnapshot, Page, QueryError, Result, RowLimit, Rows,
-    ScopeName, ScriptFailure, SignInAllowance, Stored, StoredAttempt, StoredSession,
-    TrackingProblem, TrackingSql,
+    AttemptDetail, AttemptEntry, AttemptRecord, Backfill, BackfillStep, Cell, ChangeBatch, Claim,
+    ClaimOutcome, ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter,
+    FailurePolicy, FilterRule, HeldEvent, Hook, HookEvent, HookFilter, HookHealthChange, HookPatch,
+    Judgement, NewEvent, NewHook, NodeBeat, NodeStatus, OutboxSnapshot, Page, QueryError, Result,
+    RowLimit, Rows, ScopeName, ScriptFailure, SignInAllowance, Stored, StoredAttempt,
+    StoredSession, TrackingProblem, TrackingSql,
 };
 use crate::delivery::DirectLease;
 
 /// Everything herald needs of a database.
 pub trait Backend:
-    Hooks + History + Outbox + ChangeLog + Operations + Nodes + SignIns + Send + Sync
+    Hooks + History + Outbox + ChangeLog + Operations + Nodes + SignIns + Backfills + Send + Sync
 {
 }
 
-impl<T: Hooks + History + Outbox + ChangeLog + Operations + Nodes + SignIns + Send + Sync> Backend
-    for T
+impl<
+        T: Hooks
+            + History
+            + Outbox
+            + ChangeLog
+            + Operations
+            + Nodes
+            + SignIns
+            + Backfills
+            + Send
+            + Sync,
+    > Backend for T
 {
+}
+
+/// Backfills: existing rows queued as events for one hook, step by step (see `backfills.rs`).
+pub trait Backfills {
+    /// A new backfill of `total` rows, `preparing` until `start_backfill`.
+    fn create_backfill(&self, hook_id: &str, event_name: &str, total: u64) -> Result<Backfill>;
+    /// Stores rows of a preparing backfill, in order, from position `first_position`.
+    fn add_backfill_rows(&self, id: &str, first_position: u64, row_ids: &[i64]) -> Result<()>;
+    /// Every row is stored: the backfill runs.
+    fn start_backfill(&self, id: &str) -> Result<()>;
+    fn get_backfill(&self, hook_id: &str, id: &str) -> Result<Option<Backfill>>;
+    /// A hook's backfills, newest first.
+    fn hook_backfills(&self, hook_id: &str, limit: usize) -> Result<Vec<Backfill>>;
+    /// The backfills that run, oldest first.
+    fn running_backfills(&self) -> Result<Vec<Backfill>>;
+    /// At most `limit` row ids of a backfill, from position `from`, in order.
+    fn backfill_rows(&self, id: &str, from: u64, limit: usize) -> Result<Vec<i64>>;
+    /// Stores a step's events (each with one delivery for the backfill's hook, due now) and
+    /// failures, and moves the position, in one transaction; `false` (nothing stored) when the
+    /// backfill is not at `step.from` any more or no longer runs.
+    fn record_backfill_step(&self, step: &BackfillStep<'_>) -> Result<bool>;
+    /// Stops a backfill for good, saying why.
+    fn fail_backfill(&self, id: &str, error: &str) -> Result<()>;
+    /// How many deliveries wait for a hook (first attempts and retries).
+    fn hook_waiting(&self, hook_id: &str) -> Result<u64>;
 }
 
 /// The herald processes of the database: who runs, what each runs, and who consumes the change

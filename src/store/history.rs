@@ -39,6 +39,8 @@ pub struct AttemptEntry {
     pub error: Option<String>,
     /// Of an event sent by hand to try the hook.
     pub test: bool,
+    /// Of an event queued by this backfill.
+    pub backfill_id: Option<String>,
 }
 
 /// One attempt in full: what was sent and what came back.
@@ -75,6 +77,8 @@ pub struct HookEvent {
     pub filter_error: Option<String>,
     /// Sent by hand to try the hook.
     pub test: bool,
+    /// Queued by this backfill.
+    pub backfill_id: Option<String>,
 }
 
 /// Which events of a hook a listing shows.
@@ -98,7 +102,8 @@ pub enum EventAction {
 
 const ATTEMPT_COLUMNS: &str =
     "a.seq, e.id, e.trigger_name, e.resource_name, e.row_id, e.event_type, \
-     d.id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code, a.error, e.test";
+     d.id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code, a.error, e.test, \
+     e.backfill_id";
 
 fn attempt_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptEntry> {
     Ok(AttemptEntry {
@@ -116,6 +121,7 @@ fn attempt_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptEntry> {
         status_code: r.get(11)?,
         error: r.get(12)?,
         test: r.get(13)?,
+        backfill_id: r.get(14)?,
     })
 }
 
@@ -178,11 +184,11 @@ impl History for Sqlite {
             .query_row((hook_id, seq), |r| {
                 Ok(AttemptDetail {
                     entry: attempt_entry(r)?,
-                    url: r.get(14)?,
-                    request_headers: r.get(15)?,
-                    payload: r.get(16)?,
-                    response_headers: r.get(17)?,
-                    response_body: r.get(18)?,
+                    url: r.get(15)?,
+                    request_headers: r.get(16)?,
+                    payload: r.get(17)?,
+                    response_headers: r.get(18)?,
+                    response_body: r.get(19)?,
                 })
             })
             .optional()?;
@@ -220,7 +226,8 @@ impl History for Sqlite {
         let mut stmt = conn.prepare_cached(
             "SELECT d.seq, e.id, d.id, e.trigger_name, e.resource_name, e.row_id, e.event_type,
                     e.company_id, e.project_id, d.status, d.attempts, d.next_attempt_at,
-                    d.created_at, d.updated_at, d.filter_error, e.test
+                    d.created_at, d.updated_at, d.filter_error, e.test,
+                    e.backfill_id
              FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
              WHERE d.hook_id = ?1 AND (?2 IS NULL OR d.seq < ?2)
                AND (?3 IS NULL OR d.status = ?3)
@@ -257,6 +264,7 @@ impl History for Sqlite {
                         updated_at: r.get(13)?,
                         filter_error: r.get(14)?,
                         test: r.get(15)?,
+                        backfill_id: r.get(16)?,
                     })
                 },
             )?

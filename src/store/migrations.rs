@@ -254,6 +254,30 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE herald_hooks ADD COLUMN rate_limit_per_second REAL;
     "#,
+    // 15: backfills (existing rows queued as events for one hook): their rows in order, their
+    // position, and the events they queued.
+    r#"
+    CREATE TABLE herald_backfills (
+        id TEXT PRIMARY KEY,
+        hook_id TEXT NOT NULL,
+        event_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        done INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX herald_backfills_hook ON herald_backfills(hook_id, created_at);
+    CREATE TABLE herald_backfill_rows (
+        backfill_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        row_id INTEGER NOT NULL,
+        PRIMARY KEY (backfill_id, position)
+    ) WITHOUT ROWID;
+    ALTER TABLE herald_events ADD COLUMN backfill_id TEXT;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

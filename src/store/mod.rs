@@ -20,6 +20,7 @@
 //! ordering uses integer sequence numbers.
 
 mod backend;
+mod backfills;
 mod change;
 mod changes;
 mod cluster;
@@ -44,9 +45,10 @@ use crate::config::PostgresSettings;
 use crate::database::Database;
 
 pub use backend::{
-    Backend, ChangeFeed, ChangeLog, ConsumerRole, History, Hooks, Nodes, Operations, Outbox,
-    ScriptDb, SignIns,
+    Backend, Backfills, ChangeFeed, ChangeLog, ConsumerRole, History, Hooks, Nodes, Operations,
+    Outbox, ScriptDb, SignIns,
 };
+pub use backfills::{Backfill, BackfillStatus, BackfillStep};
 pub use change::{
     Action, Change, ChangeBatch, Consumed, TrackingProblem, TrackingSql, UnreadableChange,
 };

@@ -5,6 +5,7 @@ mod admin;
 mod admin_pages;
 mod api_errors;
 mod app_db;
+mod backfills;
 mod browser;
 mod cli;
 mod cluster;

@@ -15,7 +15,8 @@ use crate::store::{
 
 const ATTEMPT_COLUMNS: &str =
     "a.seq, e.id, e.trigger_name, e.resource_name, e.row_id, e.event_type, \
-     d.id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code, a.error, e.test";
+     d.id, a.attempt, a.started_at, a.duration_ms, a.outcome, a.status_code, a.error, e.test, \
+     e.backfill_id";
 
 fn attempt_entry(r: &Row) -> AttemptEntry {
     AttemptEntry {
@@ -33,6 +34,7 @@ fn attempt_entry(r: &Row) -> AttemptEntry {
         status_code: r.get::<_, Option<i32>>(11).map(|c| c as u16),
         error: r.get(12),
         test: r.get(13),
+        backfill_id: r.get(14),
     }
 }
 
@@ -75,11 +77,11 @@ impl History for Postgres {
         )?;
         Ok(row.map(|r| AttemptDetail {
             entry: attempt_entry(&r),
-            url: r.get(14),
-            request_headers: r.get(15),
-            payload: r.get(16),
-            response_headers: r.get(17),
-            response_body: r.get(18),
+            url: r.get(15),
+            request_headers: r.get(16),
+            payload: r.get(17),
+            response_headers: r.get(18),
+            response_body: r.get(19),
         }))
     }
 
@@ -104,7 +106,8 @@ impl History for Postgres {
         let rows = self.client()?.query(
             "SELECT d.seq, e.id, d.id, e.trigger_name, e.resource_name, e.row_id, e.event_type,
                     e.company_id, e.project_id, d.status, d.attempts, d.next_attempt_at,
-                    d.created_at, d.updated_at, d.filter_error, e.test
+                    d.created_at, d.updated_at, d.filter_error, e.test,
+                    e.backfill_id
              FROM herald_deliveries d JOIN herald_events e ON e.seq = d.event_seq
              WHERE d.hook_id = $1 AND ($2::int8 IS NULL OR d.seq < $2)
                AND ($3::text IS NULL OR d.status = $3)
@@ -139,6 +142,7 @@ impl History for Postgres {
                 updated_at: r.get(13),
                 filter_error: r.get(14),
                 test: r.get(15),
+                backfill_id: r.get(16),
             })
             .collect();
         Ok(page(items, limit, |e| e.seq))

@@ -229,6 +229,30 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE {schema}.herald_hooks ADD COLUMN rate_limit_per_second double precision;
     "#,
+    // 8: backfills (existing rows queued as events for one hook): their rows in order, their
+    // position, and the events they queued.
+    r#"
+    CREATE TABLE {schema}.herald_backfills (
+        id text PRIMARY KEY,
+        hook_id text NOT NULL,
+        event_name text NOT NULL,
+        status text NOT NULL,
+        total bigint NOT NULL,
+        done bigint NOT NULL,
+        failed bigint NOT NULL,
+        error text,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL
+    );
+    CREATE INDEX herald_backfills_hook ON {schema}.herald_backfills(hook_id, created_at);
+    CREATE TABLE {schema}.herald_backfill_rows (
+        backfill_id text NOT NULL,
+        position bigint NOT NULL,
+        row_id bigint NOT NULL,
+        PRIMARY KEY (backfill_id, position)
+    );
+    ALTER TABLE {schema}.herald_events ADD COLUMN backfill_id text;
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {

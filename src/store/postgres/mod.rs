@@ -13,6 +13,7 @@
 //! Every call blocks (the `postgres` crate runs each connection on a small runtime of its own),
 //! which suits the seam: herald calls its store from blocking threads only.
 
+mod backfills;
 mod changes;
 mod claims;
 mod connection;
