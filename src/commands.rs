@@ -90,6 +90,105 @@ pub fn fire(
     Ok(())
 }
 
+/// Starts a backfill of `rows` as `trigger` events for hook `hook_id` (see `crate::backfill`) and,
+/// with `follow`, prints its progress until it ends: a bar redrawn in place on a terminal, a line
+/// every few seconds otherwise. A running `herald serve` does the work. Returns whether it ended
+/// done (or, without `follow`, started).
+pub fn backfill(
+    config: &Config,
+    hook_id: &str,
+    trigger: &str,
+    rows: crate::backfill::BackfillRows,
+    follow: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+
+    let (store, scripts) = prepare(config)?;
+    let hook = store
+        .get_hook(hook_id)?
+        .with_context(|| format!("no hook with id '{hook_id}'"))?;
+    let registry = crate::scripts::ScriptRegistry::new(scripts);
+    let backfill = crate::backfill::start(&store, &registry, hook_id, &hook.events, trigger, rows)?;
+    writeln!(
+        out,
+        "backfill {} started: {} rows of {trigger} for {hook_id}",
+        backfill.id, backfill.total
+    )?;
+    if !follow {
+        return Ok(true);
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let started = std::time::Instant::now();
+    let mut last_line = std::time::Instant::now();
+    let mut last_done = u64::MAX;
+    let mut hinted = false;
+    loop {
+        let now = store
+            .get_backfill(hook_id, &backfill.id)?
+            .context("the backfill is gone")?;
+        let ended = matches!(
+            now.status,
+            crate::store::BackfillStatus::Done | crate::store::BackfillStatus::Failed
+        );
+        if terminal {
+            let width = 30;
+            let filled = (now.done * width / now.total.max(1)) as usize;
+            write!(
+                out,
+                "\r[{}{}] {}/{} rows{}",
+                "#".repeat(filled),
+                " ".repeat(width as usize - filled),
+                now.done,
+                now.total,
+                if now.failed > 0 {
+                    format!(", {} failed", now.failed)
+                } else {
+                    String::new()
+                }
+            )?;
+            out.flush()?;
+        } else if now.done != last_done && (ended || last_line.elapsed().as_secs() >= 5) {
+            writeln!(out, "{}/{} rows", now.done, now.total)?;
+            last_line = std::time::Instant::now();
+            last_done = now.done;
+        }
+        if ended {
+            if terminal {
+                writeln!(out)?;
+            }
+            return match now.status {
+                crate::store::BackfillStatus::Done => {
+                    writeln!(
+                        out,
+                        "done: {} queued, {} failed to render (see the script failures)",
+                        now.done - now.failed,
+                        now.failed
+                    )?;
+                    Ok(true)
+                }
+                _ => {
+                    writeln!(
+                        out,
+                        "failed: {}",
+                        now.error.as_deref().unwrap_or("(no reason recorded)")
+                    )?;
+                    Ok(false)
+                }
+            };
+        }
+        if now.done == 0 && !hinted && started.elapsed().as_secs() >= 10 {
+            writeln!(
+                out,
+                "{}nothing has moved for 10 s: is a herald serve running on this database?",
+                if terminal { "\n" } else { "" }
+            )?;
+            hinted = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// Prints what perform-list would return for `trigger`: at most `limit` sample payloads, newest
 /// first, as a JSON array. Stores nothing.
 pub fn sample(

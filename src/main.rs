@@ -56,6 +56,23 @@ enum Command {
         #[arg(long)]
         print_triggers: bool,
     },
+    /// Queues existing rows as events of TRIGGER for one hook (a backfill), and follows its
+    /// progress; a running `herald serve` on the same database sends them.
+    Backfill {
+        /// The hook (`hook_...`) that receives them; it must select the trigger.
+        hook_id: String,
+        /// The trigger whose body script renders each row.
+        trigger: String,
+        /// A read-only query whose first column is the row ids, in the order to send them.
+        #[arg(long, conflicts_with = "row_ids", required_unless_present = "row_ids")]
+        query: Option<String>,
+        /// The row ids, comma-separated, in the order to send them.
+        #[arg(long, value_delimiter = ',')]
+        row_ids: Option<Vec<i64>>,
+        /// Starts it and returns at once instead of following it.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Fires a trigger by hand for one row.
     Fire {
         /// The trigger: the suffix of a GetWebhookResponseBody_<Trigger>.rhai (NewOpportunity).
@@ -112,6 +129,26 @@ fn main() -> ExitCode {
             dry_run,
         } => herald::commands::fire(&config, &trigger, row_id, dry_run, &mut stdout)
             .map(|()| ExitCode::SUCCESS),
+        Command::Backfill {
+            hook_id,
+            trigger,
+            query,
+            row_ids,
+            no_wait,
+        } => {
+            let rows = match (query, row_ids) {
+                (Some(query), _) => herald::backfill::BackfillRows::Query(query),
+                (None, ids) => herald::backfill::BackfillRows::Ids(ids.unwrap_or_default()),
+            };
+            herald::commands::backfill(&config, &hook_id, &trigger, rows, !no_wait, &mut stdout)
+                .map(|done| {
+                    if done {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                })
+        }
         Command::Migrate {
             file,
             print_triggers,

@@ -831,3 +831,58 @@ async fn send_test_event_shows_what_the_endpoint_answered_and_marks_it_in_the_lo
     receiver.stop();
     herald.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_started_from_the_hook_page_shows_its_progress_until_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    // Slow enough that the page sees it run.
+    receiver.answer_always(Answer {
+        delay: Duration::from_millis(20),
+        ..Answer::status(200)
+    });
+    let hook = herald
+        .create_hook(json!({"target_url": receiver.url("/b"), "company_id": 1,
+                            "events": ["NewOpportunity"]}))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let browser = Browser::start(herald.url("")).await;
+    browser.sign_in().await;
+    browser.goto(&format!("/admin/hooks/{id}")).await;
+
+    // A query that is not a read: refused, the typed query kept.
+    let query = browser.wait("#backfill-query").await;
+    query.send_keys("DELETE FROM \"Deal\"").await.unwrap();
+    browser.wait("#start-backfill").await.click().await.unwrap();
+    let banner = browser.text("#backfill .banner-warning").await;
+    assert!(banner.contains("No backfill was started"), "{banner}");
+
+    let query = browser.wait("#backfill-query").await;
+    query.clear().await.unwrap();
+    query
+        .send_keys("SELECT id FROM \"Deal\" ORDER BY id")
+        .await
+        .unwrap();
+    browser.wait("#start-backfill").await.click().await.unwrap();
+    let banner = browser.text("#backfill .banner-success").await;
+    assert!(
+        banner.contains("Backfill started: 2 rows of NewOpportunity"),
+        "{banner}"
+    );
+    // The page follows it without a reload.
+    let status = browser
+        .until(
+            "(() => { const s = document.querySelector('#backfills .backfill-status'); return s ? s.textContent : null; })()",
+            |v| v == "done",
+        )
+        .await;
+    assert_eq!(status, "done");
+    assert_eq!(browser.text("#backfills .backfill-count").await, "2 / 2");
+    receiver.wait_for(2, STEP).await;
+    browser.screenshot("hook-backfill").await;
+    browser.close().await;
+    receiver.stop();
+    herald.stop().await;
+}

@@ -177,3 +177,60 @@ fn logs_are_json_lines_when_asked() {
     assert_eq!(migration["level"], "INFO");
     assert_eq!(migration["version"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_queues_rows_for_a_running_herald_and_follows_them_to_the_end() {
+    use crate::support::{test_config, TestHerald, TestReceiver};
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let server = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    let hook = server
+        .subscribe("NewOpportunity", &receiver.url("/cli"))
+        .await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let (path, db) = (dir.path().to_owned(), server.db.clone());
+    let id = hook_id.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        herald(
+            &["backfill", &id, "NewOpportunity", "--row-ids", "1001,1000"],
+            &path,
+            &db,
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("rows of NewOpportunity"), "{stdout}");
+    assert!(stdout.contains("done: 2 queued, 0 failed"), "{stdout}");
+    let got = receiver
+        .wait_for(2, std::time::Duration::from_secs(10))
+        .await;
+    let ids: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1001, 1000], "in the order given");
+
+    // What cannot be backfilled says why and exits 1.
+    let (path, db) = (dir.path().to_owned(), server.db.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        herald(
+            &["backfill", &hook_id, "DealWon", "--row-ids", "1000"],
+            &path,
+            &db,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not select 'DealWon'"), "{stderr}");
+    receiver.stop();
+    server.stop().await;
+}

@@ -42,6 +42,7 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/hooks/{id}/status", post(pages::set_status))
         .route("/admin/hooks/{id}/filter", post(pages::filter))
         .route("/admin/hooks/{id}/test", post(pages::send_test))
+        .route("/admin/hooks/{id}/backfill", post(pages::start_backfill))
         .route(
             "/admin/hooks/{id}/rotate-secret",
             post(pages::rotate_secret),

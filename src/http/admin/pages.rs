@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::session::{Flash, SessionInfo};
 use super::view::{self, HookQuery, HookRow, NewHookForm};
 use super::{redirect_with, PageError};
+use crate::http::backfills;
 use crate::http::filters::{self, FilterTestOut};
 use crate::http::hooks::{CreateHookIn, HookOut, UpdateHookIn};
 use crate::http::test_sends;
@@ -327,6 +328,7 @@ struct Typed {
     endpoint: Option<String>,
     filter: Option<String>,
     filter_test: Option<FilterTestOut>,
+    backfill_query: Option<String>,
 }
 
 async fn hook_page(
@@ -399,6 +401,16 @@ async fn hook_page(
             .filter
             .unwrap_or_else(|| hook.filter.clone().unwrap_or_default()),
         filter_test: typed.filter_test,
+        backfills: backfills::hook_backfills(state, id.clone())
+            .await?
+            .backfills,
+        backfill_triggers: hook
+            .events
+            .iter()
+            .filter(|e| !e.contains('.'))
+            .cloned()
+            .collect(),
+        backfill_query: typed.backfill_query.unwrap_or_default(),
         hook,
         hook_id: id,
         summary,
@@ -624,6 +636,63 @@ fn capitalized(text: &str) -> String {
         .next()
         .map(|first| first.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct BackfillForm {
+    #[serde(default)]
+    event: String,
+    #[serde(default)]
+    query: String,
+}
+
+/// "Start backfill": queues the rows the query returns as events for this hook; the page follows
+/// its progress.
+pub async fn start_backfill(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form: BackfillForm = match checked_form(&session, &body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let started = backfills::start_backfill(
+        &state,
+        id.clone(),
+        form.event.trim().to_owned(),
+        crate::backfill::BackfillRows::Query(form.query.clone()),
+    )
+    .await;
+    match started {
+        Ok(backfill) => {
+            redirect_with(
+                &state,
+                &session,
+                &format!("/admin/hooks/{id}#backfill"),
+                Flash::success(format!(
+                    "Backfill started: {} rows of {} are queued in the background, in order; its progress shows below.",
+                    backfill.rows, backfill.event
+                ))
+                .at("backfill"),
+            )
+            .await
+        }
+        Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
+            let flash =
+                Flash::warning(format!("No backfill was started: {}.", e.message)).at("backfill");
+            let typed = Typed {
+                backfill_query: Some(form.query),
+                ..Typed::default()
+            };
+            match hook_page(&state, &session, id, HookQuery::default(), Some(flash), typed).await {
+                Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, view::render(&page)).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        Err(e) => PageError::from(e).into_response(),
+    }
 }
 
 #[derive(Deserialize)]

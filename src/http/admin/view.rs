@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::Value;
 
 use super::session::Flash;
+use crate::http::backfills::BackfillOut;
 use crate::http::catalogue::CatalogueOut;
 use crate::http::filters::FilterTestOut;
 use crate::http::history::{DeliveryDetailOut, DeliveryPage, EventPage, HookSummaryOut};
@@ -232,6 +233,19 @@ pub struct HookPage {
     pub filter_value: String,
     /// What trying the typed filter on the hook's samples found.
     pub filter_test: Option<FilterTestOut>,
+    /// The hook's backfills, newest first.
+    pub backfills: Vec<BackfillOut>,
+    /// The triggers the hook selects: what a backfill can render.
+    pub backfill_triggers: Vec<String>,
+    /// The backfill form's query: empty, or what was typed when it was refused.
+    pub backfill_query: String,
+}
+
+impl BackfillOut {
+    /// Whether it still moves (the page follows it).
+    pub fn moving(&self) -> bool {
+        self.status == "running" || self.status == "preparing"
+    }
 }
 
 pub const EVENT_STATUSES: [&str; 6] = [

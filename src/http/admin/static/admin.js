@@ -145,3 +145,32 @@
     }
   });
 })();
+
+// Backfills that still move: their progress follows the API every second until they end.
+(function () {
+  const table = document.getElementById("backfills");
+  if (!table) return;
+  const url = "/api/v1/hooks/" + encodeURIComponent(table.dataset.hookId) + "/backfills";
+  async function follow() {
+    if (!table.querySelector("tr[data-moving]")) return;
+    try {
+      const response = await fetch(url, { credentials: "same-origin", headers: { "accept": "application/json" } });
+      if (response.ok) {
+        const body = await response.json();
+        for (const backfill of body.backfills) {
+          const row = table.querySelector('tr[data-backfill-id="' + backfill.id + '"]');
+          if (!row) continue;
+          row.querySelector("progress").value = backfill.done;
+          row.querySelector(".backfill-count").textContent = backfill.done + " / " + backfill.rows;
+          const status = row.querySelector(".backfill-status");
+          status.textContent = backfill.status;
+          status.className = "badge backfill-status " +
+            (backfill.status === "done" ? "badge-success" : backfill.status === "failed" ? "badge-failure" : "badge-info");
+          if (backfill.status !== "running" && backfill.status !== "preparing") row.removeAttribute("data-moving");
+        }
+      }
+    } catch (_) { /* the next look tries again */ }
+    setTimeout(follow, 1000);
+  }
+  setTimeout(follow, 1000);
+})();
