@@ -154,6 +154,15 @@ impl Browser {
         }
     }
 
+    /// Opens the hook page `path` until its deliveries log has an entry.
+    async fn reload_until_delivered(&self, path: &str) {
+        self.goto(path).await;
+        self.reload_until("document.querySelectorAll('.deliveries li').length", |v| {
+            v.as_u64().is_some_and(|n| n > 0)
+        })
+        .await;
+    }
+
     async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         let folder = screenshots_folder();
@@ -882,6 +891,99 @@ async fn a_backfill_started_from_the_hook_page_shows_its_progress_until_done() {
     assert_eq!(browser.text("#backfills .backfill-count").await, "2 / 2");
     receiver.wait_for(2, STEP).await;
     browser.screenshot("hook-backfill").await;
+    browser.close().await;
+    receiver.stop();
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_the_log_shows_the_event_and_the_events_actions_are_in_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = demo_scripts(dir.path());
+    let herald = TestHerald::start(test_config(dir.path(), &scripts)).await;
+    let receiver = TestReceiver::start().await;
+    let hook = herald
+        .create_hook(
+            json!({"target_url": receiver.url("/a/rather/long/path/for-a-phone"),
+                            "company_id": 1, "events": ["Deal.create"]}),
+        )
+        .await;
+    let hook_path = format!("/admin/hooks/{}", hook["id"].as_str().unwrap());
+    insert_deal(&herald, "Seen on a phone");
+    receiver.wait_for(1, STEP).await;
+    let browser = Browser::start(herald.url("")).await;
+    browser.sign_in().await;
+
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.reload_until_delivered(&hook_path).await;
+    let fits = browser
+        .client
+        .execute(
+            "const w = document.documentElement.clientWidth;
+             const right = (css) => { const e = document.querySelector(css); return e ? e.getBoundingClientRect().right : null; };
+             const wrap = document.querySelector('#events .table-wrap');
+             return {
+               width: w,
+               status: right('#events-table [data-status]'),
+               retry: right('#events-table button[aria-label^=\"Retry\"]'),
+               time: right('#events-table td.nowrap'),
+               scrolls: wrap.scrollWidth - wrap.clientWidth,
+               event: document.querySelector('.deliveries .event').getBoundingClientRect().width,
+             };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let width = fits["width"].as_f64().unwrap();
+    for part in ["status", "retry", "time"] {
+        let right = fits[part].as_f64().unwrap_or(f64::MAX);
+        assert!(right <= width, "{part} is out of reach at 390 px: {fits}");
+    }
+    assert_eq!(
+        fits["scrolls"].as_f64(),
+        Some(0.0),
+        "no hidden sideways scroll: {fits}"
+    );
+    assert!(
+        fits["event"].as_f64().unwrap() > 200.0,
+        "the log's event column has room: {fits}"
+    );
+    browser
+        .client
+        .execute(
+            "document.getElementById('events').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshot("hook-phone-events").await;
+    // URLs break after their separators, not mid-word.
+    browser.goto("/admin").await;
+    let link = browser
+        .client
+        .execute(
+            "return document.querySelector('td.url a').innerHTML;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(link.as_str().unwrap().contains("<wbr>"), "{link}");
+
+    // At 1366 px no timestamp wraps.
+    browser.client.set_window_size(1366, 768).await.unwrap();
+    browser.goto(&hook_path).await;
+    browser.wait("#events-table").await;
+    let wrapped = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('.deliveries time, #events-table td.nowrap')]
+               .filter(e => { const r = document.createRange(); r.selectNodeContents(e);
+                              return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size > 1; }).length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&wrapped), 0, "timestamps on one line at 1366 px");
     browser.close().await;
     receiver.stop();
     herald.stop().await;

@@ -44,6 +44,26 @@ pub fn utc(rfc3339: &str) -> String {
 }
 
 /// JSON indented for reading; text that is not JSON, as it is.
+/// A URL as HTML that a narrow column breaks after its slashes, dots and separators rather than
+/// in the middle of a word (escaped here: render it with `|safe`).
+pub fn breakable(url: &str) -> String {
+    let mut html = String::with_capacity(url.len() + 16);
+    for c in url.chars() {
+        match c {
+            '&' => html.push_str("&amp;"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            '"' => html.push_str("&quot;"),
+            '\'' => html.push_str("&#x27;"),
+            c => html.push(c),
+        }
+        if matches!(c, '/' | '.' | '?' | '&' | '=' | '-' | '_') {
+            html.push_str("<wbr>");
+        }
+    }
+    html
+}
+
 /// A duration in milliseconds, in the unit that reads best.
 pub fn duration(ms: i64) -> String {
     if ms < 1_000 {
