@@ -805,3 +805,53 @@ async fn herald_migrate_runs_the_applications_migration_on_postgresql() {
     assert!(row.get("contact_id").is_none(), "{row}");
     herald.stop().await;
 }
+
+/// A tracked table rebuilt behind herald's back (created anew, copied, the old one dropped: its
+/// trigger goes with it) is reported where the administrator looks, and tracking resumes, as on
+/// SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_behind_heralds_back_is_reported_and_tracking_resumes() {
+    let herald = on_postgres(|_| {}).await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .create_hook(json!({
+            "target_url": receiver.url("/deals"),
+            "company_id": 1,
+            "events": ["Deal.create"],
+        }))
+        .await;
+    let mut app = herald.app();
+    app.batch(
+        "BEGIN;
+         CREATE TABLE \"Deal_new\" (LIKE \"Deal\" INCLUDING ALL);
+         INSERT INTO \"Deal_new\" SELECT * FROM \"Deal\";
+         DROP TABLE \"Deal\";
+         ALTER TABLE \"Deal_new\" RENAME TO \"Deal\";
+         COMMIT;",
+    );
+    let store = herald.store();
+    let failure = eventually(Duration::from_secs(10), || {
+        store
+            .recent_script_failures(10)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.message.contains("without herald's tracking trigger"))
+    })
+    .await
+    .expect("the lost trigger is reported");
+    assert_eq!(failure.table.as_deref(), Some("Deal"));
+    assert!(
+        failure.message.contains("herald migrate"),
+        "{}",
+        failure.message
+    );
+
+    // Tracking resumes on the new table.
+    app.execute(
+        "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES ('after the rebuild', 0, 1)",
+        &[],
+    );
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["row"]["title"], "after the rebuild");
+    herald.stop().await;
+}

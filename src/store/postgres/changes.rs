@@ -54,7 +54,8 @@ impl ChangeLog for Postgres {
     /// hook selects: creates the missing ones, drops those of tables no longer tracked. A table is
     /// found by its name exactly as written (`"Deal"`), on the `search_path`.
     fn sync_tracking(&self, script_tables: &[String]) -> Result<Vec<TrackingProblem>> {
-        let (tables, problems, changed) = self.write(|tx| self.sync_triggers(tx, script_tables))?;
+        let (tables, problems, changed) =
+            self.write(|tx| self.sync_triggers(tx, script_tables, true))?;
         if changed {
             tracing::info!(tables = ?tables, "tracking triggers updated");
         }
@@ -76,7 +77,7 @@ impl ChangeLog for Postgres {
                 file: "the migration".into(),
                 message: describe(&e),
             })?;
-            self.sync_triggers(tx, script_tables)
+            self.sync_triggers(tx, script_tables, false)
         })?;
         tracing::info!(tables = ?tables, "migration applied; tracking triggers in line");
         self.grant_reads_to_scripts()?;
@@ -188,6 +189,7 @@ impl ChangeLog for Postgres {
             store: self.clone(),
             client: None,
             last_read: None,
+            triggers_seen: std::cell::Cell::new(None),
         }))
     }
 }
@@ -254,7 +256,12 @@ struct ChangeListener {
     client: Option<PgConn>,
     /// When the log was last read: the backstop reads again after `BACKSTOP` without a word.
     last_read: Option<Instant>,
+    /// herald's triggers as last counted (`schema_version`), and when.
+    triggers_seen: std::cell::Cell<Option<(Instant, i64)>>,
 }
+
+/// How often the tracker's look at herald's triggers goes to the catalogue.
+const TRIGGERS_LOOK: Duration = Duration::from_secs(1);
 
 impl ChangeListener {
     fn client(&mut self) -> Result<&mut Client> {
@@ -352,8 +359,26 @@ impl ChangeFeed for ChangeListener {
     }
 
     /// The triggers log whole rows whatever the columns, so a schema change needs nothing.
+    /// herald's triggers name no column, so a column added or dropped needs nothing; what needs a
+    /// sync is a tracked table that lost its trigger (rebuilt, or the trigger dropped): this
+    /// number (the triggers' count and tables) changes then. Counted at most once a second.
     fn schema_version(&self) -> Result<i64> {
-        Ok(0)
+        if let Some((at, seen)) = self.triggers_seen.get() {
+            if at.elapsed() < TRIGGERS_LOOK {
+                return Ok(seen);
+            }
+        }
+        let seen: i64 = self
+            .store
+            .client()?
+            .query_one(
+                "SELECT (count(*) * 1000003 + coalesce(sum(tgrelid::int8), 0))::int8 FROM pg_trigger
+                 WHERE tgname = $1 AND NOT tgisinternal",
+                &[&TRIGGER],
+            )?
+            .get(0);
+        self.triggers_seen.set(Some((Instant::now(), seen)));
+        Ok(seen)
     }
 
     fn read_next(&mut self, limit: usize) -> Result<ChangeBatch> {
@@ -453,13 +478,16 @@ impl Postgres {
     }
 
     /// Makes herald's triggers match the tables to track, in `tx`: the tables, the problems, and
-    /// whether a trigger changed.
+    /// whether a trigger changed. With `look` (not after `migrate_application`, which rebuilds
+    /// tables in the same transaction), a table the last sync tracked that has no trigger now
+    /// lost it behind herald's back: reported, as on SQLite, where the administrator looks.
     fn sync_triggers(
         &self,
         tx: &mut Tx<'_>,
         script_tables: &[String],
+        look: bool,
     ) -> Result<(BTreeSet<String>, Vec<TrackingProblem>, bool)> {
-        let (wanted, problems) = self.wanted_tables(tx, script_tables)?;
+        let (wanted, mut problems) = self.wanted_tables(tx, script_tables)?;
         let names: BTreeSet<String> = wanted
             .iter()
             .map(|t| t.name.clone())
@@ -476,6 +504,54 @@ impl Postgres {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
+        if look {
+            let last: BTreeSet<String> = tx
+                .query("SELECT name FROM herald_tracked_tables", &[])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let lost: Vec<TrackingProblem> = wanted
+                .iter()
+                .filter(|t| last.contains(&t.name))
+                .filter(|t| !existing.iter().any(|(oid, _, _)| *oid == t.oid))
+                .map(|t| {
+                    tracing::error!(table = %t.name, "a tracked table lost its tracking trigger");
+                    TrackingProblem {
+                        table: t.name.clone(),
+                        message: format!(
+                            "table {} was found without herald's tracking trigger (rebuilt, or \
+                             its trigger dropped, behind herald's back): changes written to it \
+                             since then and until now were not logged. Run the application's \
+                             migrations through `herald migrate FILE.sql`, or with the SQL \
+                             `herald migrate --print-triggers FILE.sql` prints",
+                            t.name
+                        ),
+                    }
+                })
+                .collect();
+            let failures: Vec<ScriptFailure> = lost
+                .iter()
+                .map(|problem| ScriptFailure {
+                    script: "herald_changes".into(),
+                    line: None,
+                    col: None,
+                    message: problem.message.clone(),
+                    trigger: None,
+                    table: Some(problem.table.clone()),
+                    row_id: None,
+                    change_id: None,
+                })
+                .collect();
+            super::outbox::insert_failures(tx, &failures)?;
+            problems.extend(lost);
+        }
+        let tracked: Vec<&str> = wanted.iter().map(|t| t.name.as_str()).collect();
+        tx.execute("DELETE FROM herald_tracked_tables", &[])?;
+        tx.execute(
+            "INSERT INTO herald_tracked_tables (name) SELECT unnest($1::text[])
+             ON CONFLICT DO NOTHING",
+            &[&tracked],
+        )?;
         let mut changed = false;
         for (oid, _, args) in &existing {
             let keep = wanted

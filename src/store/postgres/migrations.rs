@@ -253,6 +253,13 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE {schema}.herald_events ADD COLUMN backfill_id text;
     "#,
+    // 9: the tables the last sync gave a tracking trigger: one found without it lost it behind
+    // herald's back (a rebuild: create, copy, drop, rename), and is reported.
+    r#"
+    CREATE TABLE {schema}.herald_tracked_tables (
+        name text PRIMARY KEY
+    );
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {
