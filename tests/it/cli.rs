@@ -211,10 +211,19 @@ async fn backfill_queues_rows_for_a_running_herald_and_follows_them_to_the_end()
     let got = receiver
         .wait_for(2, std::time::Duration::from_secs(10))
         .await;
-    let ids: Vec<i64> = got
+    // Queued in the order given: their webhook-ids are time-ordered. (Two attempts in flight at
+    // once may arrive either way round.)
+    let mut queued: Vec<(String, i64)> = got
         .iter()
-        .map(|r| r.json()["id"].as_i64().unwrap())
+        .map(|r| {
+            (
+                r.header("webhook-id").to_owned(),
+                r.json()["id"].as_i64().unwrap(),
+            )
+        })
         .collect();
+    queued.sort();
+    let ids: Vec<i64> = queued.into_iter().map(|(_, id)| id).collect();
     assert_eq!(ids, [1001, 1000], "in the order given");
 
     // What cannot be backfilled says why and exits 1.
