@@ -127,9 +127,9 @@ pub fn backfill(
         let now = store
             .get_backfill(hook_id, &backfill.id)?
             .context("the backfill is gone")?;
-        let ended = matches!(
+        let ended = !matches!(
             now.status,
-            crate::store::BackfillStatus::Done | crate::store::BackfillStatus::Failed
+            crate::store::BackfillStatus::Preparing | crate::store::BackfillStatus::Running
         );
         if terminal {
             let width = 30;
@@ -166,6 +166,10 @@ pub fn backfill(
                         now.failed
                     )?;
                     Ok(true)
+                }
+                crate::store::BackfillStatus::Cancelled => {
+                    writeln!(out, "cancelled after {} rows: those stay queued", now.done)?;
+                    Ok(false)
                 }
                 _ => {
                     writeln!(

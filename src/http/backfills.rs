@@ -31,7 +31,8 @@ pub struct BackfillOut {
     pub(crate) id: String,
     pub(crate) hook_id: String,
     pub(crate) event: String,
-    /// `preparing` (its rows are being stored), `running`, `done`, or `failed` (see `error`).
+    /// `preparing` (its rows are being stored), `running`, `done`, `failed` (see `error`), or
+    /// `cancelled` (what it queued before stays queued).
     pub(crate) status: &'static str,
     /// How many rows it has.
     pub(crate) rows: u64,
@@ -158,6 +159,62 @@ pub async fn get(
         )),
         (true, Some(backfill)) => Ok(Json(backfill.into())),
     }
+}
+
+/// Stops a backfill.
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/backfills/{backfill_id}/cancel", operation_id = "cancelBackfill", description = "Stops a running backfill: no more of its rows are queued; the events it queued already stay queued (discard them from the events list, or disable the hook, to stop those too).", tag = "hooks",
+    params(
+        ("id" = String, Path, description = "The hook's id"),
+        ("backfill_id" = String, Path, description = "The backfill's id (bf_...)"),
+    ),
+    responses(
+        (status = 200, body = BackfillOut),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "It has already ended", body = ErrorBody),
+    ))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path((id, backfill_id)): Path<(String, String)>,
+) -> Result<Json<BackfillOut>, ApiError> {
+    Ok(Json(cancel_backfill(&state, id, backfill_id).await?))
+}
+
+/// Cancels a backfill (the API's and the pages' one way).
+pub(crate) async fn cancel_backfill(
+    state: &AppState,
+    id: String,
+    backfill_id: String,
+) -> Result<BackfillOut, ApiError> {
+    let (hook_id, wanted) = (id.clone(), backfill_id.clone());
+    let (exists, cancelled, backfill) = state
+        .on_store(move |store| {
+            let exists = store.hook_exists(&hook_id)?;
+            let cancelled = exists && store.cancel_backfill(&hook_id, &wanted)?;
+            Ok((exists, cancelled, store.get_backfill(&hook_id, &wanted)?))
+        })
+        .await?;
+    let backfill = match (exists, backfill) {
+        (false, _) => return Err(unknown_hook(&id)),
+        (true, None) => {
+            return Err(ApiError::not_found(
+                "unknown_backfill",
+                format!("hook '{id}' has no backfill '{backfill_id}'"),
+            ))
+        }
+        (true, Some(backfill)) => backfill,
+    };
+    if !cancelled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "backfill_ended",
+            format!(
+                "backfill '{backfill_id}' has already ended ({})",
+                backfill.status.as_str()
+            ),
+        ));
+    }
+    tracing::info!(hook_id = %id, %backfill_id, done = backfill.done, "backfill cancelled");
+    Ok(backfill.into())
 }
 
 /// A hook's backfills.

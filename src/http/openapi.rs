@@ -82,6 +82,7 @@ pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backfills::start))
         .routes(routes!(backfills::list))
         .routes(routes!(backfills::get))
+        .routes(routes!(backfills::cancel))
         .routes(routes!(hooks::grid))
         .routes(routes!(hooks::tick_cell, hooks::clear_cell))
         .routes(routes!(hooks::select_trigger, hooks::unselect_trigger))

@@ -67,6 +67,9 @@ pub trait Backfills {
     /// failures, and moves the position, in one transaction; `false` (nothing stored) when the
     /// backfill is not at `step.from` any more or no longer runs.
     fn record_backfill_step(&self, step: &BackfillStep<'_>) -> Result<bool>;
+    /// Stops a running (or preparing) backfill of hook `hook_id` by hand; whether it was one.
+    /// What it queued stays queued.
+    fn cancel_backfill(&self, hook_id: &str, id: &str) -> Result<bool>;
     /// Stops a backfill for good, saying why.
     fn fail_backfill(&self, id: &str, error: &str) -> Result<()>;
     /// How many deliveries wait for a hook (first attempts and retries).

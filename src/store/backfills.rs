@@ -22,6 +22,8 @@ pub enum BackfillStatus {
     Done,
     /// Stopped for good (`error` says why).
     Failed,
+    /// Stopped by hand; what it queued stays queued.
+    Cancelled,
 }
 
 impl BackfillStatus {
@@ -31,6 +33,7 @@ impl BackfillStatus {
             BackfillStatus::Running => "running",
             BackfillStatus::Done => "done",
             BackfillStatus::Failed => "failed",
+            BackfillStatus::Cancelled => "cancelled",
         }
     }
 
@@ -39,6 +42,7 @@ impl BackfillStatus {
             "preparing" => BackfillStatus::Preparing,
             "running" => BackfillStatus::Running,
             "done" => BackfillStatus::Done,
+            "cancelled" => BackfillStatus::Cancelled,
             _ => BackfillStatus::Failed,
         }
     }
@@ -243,6 +247,21 @@ impl Backfills for Sqlite {
                 (step.backfill_id, step.through as i64),
             )?;
             Ok(true)
+        })
+    }
+
+    fn cancel_backfill(&self, hook_id: &str, id: &str) -> Result<bool> {
+        self.write(|tx| {
+            let cancelled = tx.execute(
+                "UPDATE herald_backfills SET status = 'cancelled', updated_at = ?3
+                 WHERE id = ?1 AND hook_id = ?2 AND status IN ('preparing', 'running')",
+                (id, hook_id, now_ms()),
+            )? > 0;
+            tx.execute(
+                "DELETE FROM herald_backfill_rows WHERE backfill_id = ?1 AND ?2",
+                (id, cancelled),
+            )?;
+            Ok(cancelled)
         })
     }
 

@@ -340,3 +340,69 @@ async fn a_backfill_resumes_after_a_sigkill_and_queues_each_row_once() {
     kill9(&mut herald);
     receiver.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_backfill_queues_no_more_rows() {
+    let herald = TestHerald::demo(|_| {}).await;
+    old_deals(&herald.db, 5_000);
+    changes_consumed(&herald.url("")).await;
+    let receiver = TestReceiver::start().await;
+    // A slow endpoint: the backfill waits for it to drain before it queues more.
+    receiver.answer_always(Answer {
+        delay: Duration::from_millis(50),
+        ..Answer::status(200)
+    });
+    let hook = herald
+        .subscribe("NewOpportunity", &receiver.url("/slow"))
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let (_, backfill) = herald
+        .post(
+            &format!("/api/v1/hooks/{id}/backfill"),
+            json!({"event": "NewOpportunity", "query": OLD_DEALS}),
+        )
+        .await;
+    let path = format!(
+        "/api/v1/hooks/{id}/backfills/{}",
+        backfill["id"].as_str().unwrap()
+    );
+    receiver.wait_for(10, Duration::from_secs(30)).await;
+    let (status, cancelled) = herald.post(&format!("{path}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let done = cancelled["done"].as_u64().unwrap();
+    assert!(done < 5_000, "{cancelled}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (_, later) = herald.get(&path).await;
+    assert_eq!(later["done"], done, "nothing more was queued: {later}");
+    let (status, again) = herald.post(&format!("{path}/cancel"), json!({})).await;
+    assert_error(status, &again, 409, "backfill_ended");
+
+    // From the hook page: its Cancel button, and the banner under Backfill.
+    use crate::admin_pages::{csrf_of, page, post_form, session_cookie};
+    let (_, second) = herald
+        .post(
+            &format!("/api/v1/hooks/{id}/backfill"),
+            json!({"event": "NewOpportunity", "query": OLD_DEALS}),
+        )
+        .await;
+    let second_id = second["id"].as_str().unwrap();
+    let cookie = session_cookie(&herald).await;
+    let hook_page = format!("/admin/hooks/{id}");
+    let (_, shown) = page(&herald, &cookie, &hook_page).await;
+    let cancel = format!("{hook_page}/backfills/{second_id}/cancel");
+    assert!(
+        shown.contains(&cancel),
+        "a Cancel button for the running one"
+    );
+    let response = post_form(&herald, &cookie, &csrf_of(&shown), &cancel, &[]).await;
+    assert_eq!(response.status(), 303);
+    let (_, after) = page(&herald, &cookie, &hook_page).await;
+    assert!(
+        after.contains("Backfill cancelled after"),
+        "the banner says so"
+    );
+    assert!(!after.contains(&cancel), "no Cancel button once it ended");
+    receiver.stop();
+    herald.stop().await;
+}

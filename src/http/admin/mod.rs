@@ -44,6 +44,10 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/hooks/{id}/test", post(pages::send_test))
         .route("/admin/hooks/{id}/backfill", post(pages::start_backfill))
         .route(
+            "/admin/hooks/{id}/backfills/{backfill_id}/cancel",
+            post(pages::cancel_backfill),
+        )
+        .route(
             "/admin/hooks/{id}/rotate-secret",
             post(pages::rotate_secret),
         )

@@ -695,6 +695,35 @@ pub async fn start_backfill(
     }
 }
 
+/// "Cancel" on a running backfill.
+pub async fn cancel_backfill(
+    State(state): State<AppState>,
+    Extension(session): Extension<SessionInfo>,
+    Path((id, backfill_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = checked_form::<serde::de::IgnoredAny>(&session, &body) {
+        return e.into_response();
+    }
+    let flash = match backfills::cancel_backfill(&state, id.clone(), backfill_id).await {
+        Ok(backfill) => Flash::success(format!(
+            "Backfill cancelled after {} of {} rows; the events it queued stay queued.",
+            backfill.done, backfill.rows
+        )),
+        Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
+            Flash::warning(format!("Not cancelled: {}.", e.message))
+        }
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    redirect_with(
+        &state,
+        &session,
+        &format!("/admin/hooks/{id}#backfill"),
+        flash.at("backfill"),
+    )
+    .await
+}
+
 #[derive(Deserialize)]
 struct TestSendForm {
     #[serde(default)]

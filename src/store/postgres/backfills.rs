@@ -214,6 +214,23 @@ impl Backfills for Postgres {
         })
     }
 
+    fn cancel_backfill(&self, hook_id: &str, id: &str) -> Result<bool> {
+        self.write(|tx| {
+            let cancelled = tx.execute(
+                "UPDATE herald_backfills SET status = 'cancelled', updated_at = $3
+                 WHERE id = $1 AND hook_id = $2 AND status IN ('preparing', 'running')",
+                &[&id, &hook_id, &now_ms()],
+            )? > 0;
+            if cancelled {
+                tx.execute(
+                    "DELETE FROM herald_backfill_rows WHERE backfill_id = $1",
+                    &[&id],
+                )?;
+            }
+            Ok(cancelled)
+        })
+    }
+
     fn fail_backfill(&self, id: &str, error: &str) -> Result<()> {
         self.write(|tx| {
             tx.execute(

@@ -166,7 +166,11 @@
           status.textContent = backfill.status;
           status.className = "badge backfill-status " +
             (backfill.status === "done" ? "badge-success" : backfill.status === "failed" ? "badge-failure" : "badge-info");
-          if (backfill.status !== "running" && backfill.status !== "preparing") row.removeAttribute("data-moving");
+          if (backfill.status !== "running" && backfill.status !== "preparing") {
+            row.removeAttribute("data-moving");
+            const cancel = row.querySelector(".backfill-cancel");
+            if (cancel) cancel.remove();
+          }
         }
       }
     } catch (_) { /* the next look tries again */ }
