@@ -175,7 +175,7 @@ pub(super) fn claim_in(
                  SELECT d.seq FROM herald_deliveries d
                  WHERE d.hook_id = w.hook_id AND d.next_attempt_at IS NOT NULL
                    AND d.next_attempt_at <= $3
-                 ORDER BY d.next_attempt_at LIMIT w.n
+                 ORDER BY d.next_attempt_at, d.seq LIMIT w.n
                  FOR UPDATE SKIP LOCKED) q
          )
          UPDATE herald_deliveries AS d
@@ -220,7 +220,9 @@ pub(super) fn claim_in(
     for (id, url, sealed) in targets {
         opened.push((id, url, sealed.open(store.secrets())?));
     }
-    // In the order they were due, as the worker expects.
+    // In the order they were due, as the worker expects: deliveries due in the same millisecond
+    // (a backfill's step) in the order they were stored, which the pick above keeps too (the
+    // index alone would break ties by where the rows happen to lie in the table).
     let mut rows = rows;
     rows.sort_by_key(|r| r.get::<_, i64>(0));
     for r in &rows {
