@@ -136,6 +136,39 @@ pub struct TrackingProblem {
     pub message: String,
 }
 
+impl TrackingProblem {
+    /// A table the last sync tracked, found without herald's triggers: rebuilt, or its triggers
+    /// dropped, behind herald's back (both backends say it alike).
+    pub(crate) fn lost_triggers(table: &str) -> TrackingProblem {
+        tracing::error!(table = %table, "a tracked table lost its tracking triggers");
+        TrackingProblem {
+            table: table.to_owned(),
+            message: format!(
+                "table {table} was found without herald's tracking triggers (rebuilt, or its \
+                 triggers dropped, behind herald's back): changes written to it since then and \
+                 until now were not logged. Run the application's migrations through `herald \
+                 migrate FILE.sql`, or with the SQL `herald migrate --print-triggers FILE.sql` \
+                 prints"
+            ),
+        }
+    }
+
+    /// Where the administrator looks for what went wrong: a failure of the change log itself in
+    /// the script failures (pages, API, metrics).
+    pub(crate) fn as_failure(&self) -> super::ScriptFailure {
+        super::ScriptFailure {
+            script: "herald_changes".into(),
+            line: None,
+            col: None,
+            message: self.message.clone(),
+            trigger: None,
+            table: Some(self.table.clone()),
+            row_id: None,
+            change_id: None,
+        }
+    }
+}
+
 /// What a migration tool that runs its own SQL runs around it, in the same transaction, so that
 /// herald's triggers neither block it nor miss a change: `before` (drops herald's triggers), the
 /// migration, then `after` (makes them again for the tables as the migration leaves them).

@@ -229,35 +229,15 @@ fn sync_triggers(
                 .iter()
                 .any(|a| existing.iter().any(|(n, _)| *n == trigger_name(table, *a)));
             if !has_any {
-                tracing::error!(table = %table, "a tracked table lost its tracking triggers");
-                lost.push(TrackingProblem {
-                    table: table.clone(),
-                    message: format!(
-                        "table {table} was found without herald's tracking triggers (rebuilt, \
-                         or its triggers dropped, behind herald's back): changes written to it \
-                         since then and until now were not logged. Run the application's \
-                         migrations through `herald migrate FILE.sql`, or with the SQL \
-                         `herald migrate --print-triggers FILE.sql` prints"
-                    ),
-                });
+                lost.push(TrackingProblem::lost_triggers(table));
             }
         }
     }
-    // Where the administrator looks for what went wrong: the script failures (pages, API, metrics).
     insert_failures(
         tx,
         &lost
             .iter()
-            .map(|problem| ScriptFailure {
-                script: "herald_changes".into(),
-                line: None,
-                col: None,
-                message: problem.message.clone(),
-                trigger: None,
-                table: Some(problem.table.clone()),
-                row_id: None,
-                change_id: None,
-            })
+            .map(TrackingProblem::as_failure)
             .collect::<Vec<_>>(),
     )?;
     problems.extend(lost);

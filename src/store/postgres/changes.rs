@@ -514,34 +514,10 @@ impl Postgres {
                 .iter()
                 .filter(|t| last.contains(&t.name))
                 .filter(|t| !existing.iter().any(|(oid, _, _)| *oid == t.oid))
-                .map(|t| {
-                    tracing::error!(table = %t.name, "a tracked table lost its tracking trigger");
-                    TrackingProblem {
-                        table: t.name.clone(),
-                        message: format!(
-                            "table {} was found without herald's tracking trigger (rebuilt, or \
-                             its trigger dropped, behind herald's back): changes written to it \
-                             since then and until now were not logged. Run the application's \
-                             migrations through `herald migrate FILE.sql`, or with the SQL \
-                             `herald migrate --print-triggers FILE.sql` prints",
-                            t.name
-                        ),
-                    }
-                })
+                .map(|t| TrackingProblem::lost_triggers(&t.name))
                 .collect();
-            let failures: Vec<ScriptFailure> = lost
-                .iter()
-                .map(|problem| ScriptFailure {
-                    script: "herald_changes".into(),
-                    line: None,
-                    col: None,
-                    message: problem.message.clone(),
-                    trigger: None,
-                    table: Some(problem.table.clone()),
-                    row_id: None,
-                    change_id: None,
-                })
-                .collect();
+            let failures: Vec<ScriptFailure> =
+                lost.iter().map(TrackingProblem::as_failure).collect();
             super::outbox::insert_failures(tx, &failures)?;
             problems.extend(lost);
         }
