@@ -12,6 +12,13 @@ use crate::backoff::Backoff;
 pub(super) const CLAIM_BATCH: usize = 200;
 /// Finished attempts waiting this many start a trip at once, so a transaction stays bounded.
 pub(super) const RECORD_BATCH: usize = 256;
+/// How many attempts may be in flight while `unrecorded` others (finished, or in the trip under way)
+/// wait to be recorded: together never more than `max_in_flight + RECORD_BATCH`. Those are what a
+/// crash sends twice, so a busy worker, or one whose database does not answer, stops sending there
+/// rather than piling up attempts it cannot record.
+pub(super) fn in_flight_limit(max_in_flight: usize, unrecorded: usize) -> usize {
+    max_in_flight.min((max_in_flight + RECORD_BATCH).saturating_sub(unrecorded))
+}
 /// How long a finished attempt may wait to be recorded when nothing else needs a trip: records
 /// are not on the way of any delivery, so a quiet outbox records several attempts per
 /// transaction. A crash in between costs those deliveries a second send when their leases end.
@@ -302,6 +309,31 @@ mod tests {
             Step::Wait(nap) => nap,
             other => panic!("expected a wait, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn attempts_sent_and_not_yet_recorded_never_pass_a_crash_bound() {
+        let max_in_flight = 64;
+        let bound = max_in_flight + RECORD_BATCH;
+        // A fast receiver and a database that does not answer: attempts finish at once and wait.
+        let (mut in_flight, mut unrecorded) = (0, 0);
+        for _ in 0..1_000 {
+            in_flight = in_flight.max(in_flight_limit(max_in_flight, unrecorded));
+            assert!(
+                in_flight + unrecorded <= bound,
+                "{in_flight} + {unrecorded}"
+            );
+            unrecorded += in_flight;
+            in_flight = 0;
+        }
+        assert_eq!(unrecorded, bound, "it stops sending at the bound");
+        // Recorded, they make room again; a quiet worker has its whole room in flight.
+        assert_eq!(in_flight_limit(max_in_flight, 0), max_in_flight);
+        assert_eq!(in_flight_limit(max_in_flight, RECORD_BATCH), max_in_flight);
+        assert_eq!(
+            in_flight_limit(max_in_flight, RECORD_BATCH + 10),
+            max_in_flight - 10
+        );
     }
 
     #[test]

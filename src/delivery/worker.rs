@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::held::Held;
 use super::pace::{HookPace, FIRST_ROUNDS_AHEAD, ROUNDS_AHEAD};
-use super::pacer::{Load, Pacer, Step, MAX_IDLE};
+use super::pacer::{in_flight_limit, Load, Pacer, Step, MAX_IDLE};
 use super::{Capacity, DirectLease, Dispatcher};
 use crate::clock::now_ms;
 use crate::config::DeliverySettings;
@@ -168,6 +168,8 @@ impl Worker {
         // Ready deliveries that waited too long, for the next trip to hand back to the outbox.
         let mut to_hand_back: Vec<ClaimedDelivery> = Vec::new();
         let mut trip: Option<tokio::task::JoinHandle<Trip>> = None;
+        // Attempts the trip under way records: sent, and not recorded until it commits.
+        let mut recording = 0;
         let mut pace = HookPace::default();
         let per_hook_limit = self.settings.max_in_flight_per_hook;
         let max_in_flight = self.settings.max_in_flight;
@@ -183,15 +185,17 @@ impl Worker {
                 let _ = done.send(record);
             });
         };
-        // Starts what has a free slot; what waited too long for one is to be handed back instead.
-        // Returns whether any was (its room is free again: worth a claim).
-        let start_ready = |held: &mut Held, to_hand_back: &mut Vec<ClaimedDelivery>| -> bool {
-            let start_by = must_start_by(&self.settings, now_ms());
-            let (startable, too_late) =
-                held.take_startable(per_hook_limit, max_in_flight, start_by);
-            startable.into_iter().for_each(&start);
-            queue_hand_back(&self.capacity, &self.metrics, too_late, to_hand_back)
-        };
+        // Starts what has a free slot, while fewer than `in_flight_limit` attempts wait to be
+        // recorded; what waited too long for one is to be handed back instead. Returns whether
+        // any was (its room is free again: worth a claim).
+        let start_ready =
+            |held: &mut Held, to_hand_back: &mut Vec<ClaimedDelivery>, unrecorded: usize| -> bool {
+                let start_by = must_start_by(&self.settings, now_ms());
+                let limit = in_flight_limit(max_in_flight, unrecorded);
+                let (startable, too_late) = held.take_startable(per_hook_limit, limit, start_by);
+                startable.into_iter().for_each(&start);
+                queue_hand_back(&self.capacity, &self.metrics, too_late, to_hand_back)
+            };
         loop {
             if *shutdown.borrow() && pacer.stop(Instant::now()) {
                 // The tracker leases nothing more to a stopping worker.
@@ -230,6 +234,7 @@ impl Worker {
                     break;
                 }
                 Step::Trip { claim_limit } => {
+                    recording = unrecorded.len();
                     trip = Some(self.start_trip(
                         std::mem::take(&mut unrecorded),
                         std::mem::take(&mut to_hand_back),
@@ -254,12 +259,13 @@ impl Worker {
                             self.capacity.set_room(&record.hook_id, per_hook_limit * (1 + rounds));
                         }
                     }
-                    if !pacer.is_stopping() && start_ready(&mut held, &mut to_hand_back) {
+                    let finished_hooks: Vec<String> = finished.iter().map(|r| r.hook_id.clone()).collect();
+                    unrecorded.extend(finished);
+                    if !pacer.is_stopping() && start_ready(&mut held, &mut to_hand_back, unrecorded.len() + recording) {
                         pacer.room_freed();
                     }
-                    let slot_left_empty = finished.iter().any(|r| !held.ready.contains_key(&r.hook_id));
+                    let slot_left_empty = finished_hooks.iter().any(|hook| !held.ready.contains_key(hook));
                     pacer.attempts_finished(Instant::now(), slot_left_empty);
-                    unrecorded.extend(finished);
                 }
                 Some(leased) = self.handed_over.recv() => {
                     if pacer.is_stopping() {
@@ -269,12 +275,13 @@ impl Worker {
                     for delivery in leased {
                         self.hold(&mut held, delivery);
                     }
-                    if start_ready(&mut held, &mut to_hand_back) {
+                    if start_ready(&mut held, &mut to_hand_back, unrecorded.len() + recording) {
                         pacer.room_freed();
                     }
                 }
                 joined = async { trip.as_mut().expect("polled only with a trip").await }, if trip.is_some() => {
                     trip = None;
+                    recording = 0;
                     let Trip { records, handed_back, result } = match joined {
                         Ok(trip) => trip,
                         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -309,7 +316,7 @@ impl Worker {
                                 stopped.extend(held.take_ready(Some(hook)));
                             }
                             self.hand_back(stopped).await;
-                            if start_ready(&mut held, &mut to_hand_back) {
+                            if start_ready(&mut held, &mut to_hand_back, unrecorded.len()) {
                                 pacer.room_freed();
                             }
                             pacer.claim_came_back(next_due, due_without_room, now_ms());
