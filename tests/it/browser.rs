@@ -988,3 +988,144 @@ async fn on_a_phone_the_log_shows_the_event_and_the_events_actions_are_in_reach(
     receiver.stop();
     herald.stop().await;
 }
+
+/// The text of a message before its first variable: what a banner made of it starts with.
+fn leading_words(lang: &str, id: &str) -> String {
+    let text = crate::languages::message(lang, id).replace(['\u{a0}', '\u{202f}'], " ");
+    text.split('{').next().unwrap().trim_end().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_walks_the_main_steps_in_french() {
+    let herald = TestHerald::demo(|_| {}).await;
+    let receiver = TestReceiver::start().await;
+    let browser = Browser::start(herald.url("")).await;
+    // As WebDriver reads text: French typography's no-break spaces come back as spaces.
+    let fr = |id: &str| crate::languages::message("fr", id).replace(['\u{a0}', '\u{202f}'], " ");
+
+    // The browser speaks English; the switch on the page turns it French, and it stays so.
+    browser.sign_in().await;
+    browser.wait("html[lang=en]").await;
+    browser
+        .wait(".languages a[hreflang=fr]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait("html[lang=fr]").await;
+    assert_eq!(browser.path().await, "/admin");
+    assert_eq!(browser.text("#new-hook-title").await, fr("index-new-hook"));
+    assert_eq!(
+        browser.text("#new-hook button[type=submit]").await,
+        fr("index-save-endpoint")
+    );
+
+    // A hook: the banner and the secret, in French.
+    browser
+        .wait("#scope")
+        .await
+        .select_by_value("company:1")
+        .await
+        .unwrap();
+    browser
+        .wait("#target_url")
+        .await
+        .send_keys(&receiver.url("/hook"))
+        .await
+        .unwrap();
+    browser
+        .wait("#new-hook button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let banner = browser.text(".banner-success").await;
+    assert!(banner.contains(&fr("banner-endpoint-created")), "{banner}");
+    let hook_path = browser.path().await;
+    let hook_id = hook_path.strip_prefix("/admin/hooks/").unwrap().to_owned();
+    browser.wait("html[lang=fr]").await;
+
+    // A grid box saves, and says so in French.
+    browser
+        .wait("input[data-cell-url$='/grid/Deal/create']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let saved = fr("js-saved");
+    browser
+        .until(
+            "document.querySelector(\"input[data-cell-url$='/grid/Deal/create']\").closest('tr').querySelector('.save-state').textContent",
+            |v| v.as_str() == Some(saved.as_str()),
+        )
+        .await;
+
+    // A delivery shows in the log with its outcome in French.
+    insert_deal(&herald, "Affaire française");
+    receiver.wait_for(1, STEP).await;
+    let badge = browser
+        .reload_until(
+            "(() => { const b = document.querySelector('.deliveries li .badge'); return b ? b.textContent : null; })()",
+            |v| v.is_string(),
+        )
+        .await;
+    assert_eq!(badge, fr("outcome-success"));
+
+    // The receiver fails; "only failures" lists the failures, labelled in French.
+    receiver.answer_always(Answer::status(500));
+    insert_deal(&herald, "Affaire en échec");
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let (_, failed) = herald
+            .get(&format!("/api/v1/hooks/{hook_id}/events?status=failed"))
+            .await;
+        if failed["events"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{failed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.goto(&hook_path).await;
+    browser.wait("#only-failures").await.click().await.unwrap();
+    let http_error = fr("outcome-http-error");
+    browser
+        .until(
+            "Array.from(document.querySelectorAll('.deliveries li .badge')).map(b => b.textContent)",
+            |v| {
+                v.as_array().is_some_and(|a| {
+                    !a.is_empty() && a.iter().all(|t| t.as_str() == Some(http_error.as_str()))
+                })
+            },
+        )
+        .await;
+    browser.screenshot("fr-hook").await;
+
+    // Retrying the failed event answers in French, beside the events.
+    receiver.answer_always(Answer::status(200));
+    browser
+        .goto(&format!("{hook_path}?status=failed#events"))
+        .await;
+    browser
+        .wait("#events-table tbody tr button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let banner = browser.text(".banner-success").await;
+    assert!(
+        banner.starts_with(&leading_words("fr", "banner-event-retried")),
+        "{banner}"
+    );
+    browser.wait("html[lang=fr]").await;
+
+    // The choice is remembered by the next page, and the scripts page speaks it too.
+    browser.goto("/admin/scripts").await;
+    browser.wait("html[lang=fr]").await;
+    browser.screenshot("fr-scripts").await;
+    browser.goto("/admin").await;
+    browser.wait("html[lang=fr]").await;
+    browser.screenshot("fr-webhooks").await;
+    browser.close().await;
+    receiver.stop();
+    herald.stop().await;
+}

@@ -13,6 +13,7 @@ mod crash;
 mod delivery;
 mod faults;
 mod filters;
+mod languages;
 mod operations;
 mod pg_server;
 mod postgresql;

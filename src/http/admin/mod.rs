@@ -11,6 +11,7 @@
 //! carries the session's CSRF token, every script request sends it as `x-csrf-token`, and a POST
 //! whose `Origin` is another site is refused before it is read.
 
+mod i18n;
 mod pages;
 mod session;
 mod view;
@@ -71,22 +72,74 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/admin/login", get(login_form).post(login))
         .route("/admin/static/{file}", get(static_file))
+        .route("/admin/language", get(switch_language))
         .merge(signed_in)
         .layer(middleware::from_fn(guard))
 }
 
-/// Security headers on every admin response, and the refusal of cross-site POSTs: a browser sends
-/// `Origin` with every POST, and one that names another site is a forged request.
+/// Security headers on every admin response, the refusal of cross-site POSTs (a browser sends
+/// `Origin` with every POST, and one that names another site is a forged request), and the
+/// request's language for everything that answers it.
 async fn guard(request: Request, next: Next) -> Response {
-    if request.method() == Method::POST && !same_origin(request.headers()) {
-        return PageError::new(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This form was sent from another site.",
-        )
-        .into_response();
+    let lang = i18n::Lang::of_request(request.headers());
+    let here = page_to_come_back_to(&request);
+    i18n::speaking(lang, here, async move {
+        if request.method() == Method::POST && !same_origin(request.headers()) {
+            return PageError::new(
+                StatusCode::FORBIDDEN,
+                i18n::t("error-refused"),
+                i18n::t("error-cross-site-form"),
+            )
+            .into_response();
+        }
+        with_security_headers(next.run(request).await)
+    })
+    .await
+}
+
+/// The page a language switch comes back to: this one when it is a page, the one the form was
+/// on when it is a form's answer (a POST cannot be asked for again).
+fn page_to_come_back_to(request: &Request) -> String {
+    let wanted = if request.method() == Method::GET {
+        request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+    } else {
+        request
+            .headers()
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| url::Url::parse(r).ok())
+            .map(|u| match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_owned(),
+            })
+    };
+    safe_next(wanted.as_deref())
+}
+
+#[derive(serde::Deserialize)]
+struct LanguageQuery {
+    set: String,
+    back: Option<String>,
+}
+
+/// The language switch of every page: remembers the choice and goes back to the page.
+async fn switch_language(
+    axum::extract::Query(query): axum::extract::Query<LanguageQuery>,
+) -> Response {
+    let back = safe_next(query.back.as_deref());
+    let mut response = Redirect::to(&back).into_response();
+    if let Some(lang) = i18n::Lang::from_code(&query.set) {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, lang.cookie());
     }
-    let mut response = next.run(request).await;
+    response
+}
+
+fn with_security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -150,8 +203,8 @@ async fn require_session(
             } else {
                 PageError::new(
                     StatusCode::UNAUTHORIZED,
-                    "Signed out",
-                    "Your session has ended; sign in again.",
+                    i18n::t("error-signed-out"),
+                    i18n::t("error-signed-out-message"),
                 )
                 .into_response()
             }
@@ -213,12 +266,12 @@ impl PageError {
 impl From<ApiError> for PageError {
     fn from(error: ApiError) -> PageError {
         let title = match error.status {
-            StatusCode::NOT_FOUND => "Not found",
-            StatusCode::SERVICE_UNAVAILABLE => "Busy",
-            s if s.is_server_error() => "Something went wrong",
-            _ => "Not possible",
+            StatusCode::NOT_FOUND => "error-not-found",
+            StatusCode::SERVICE_UNAVAILABLE => "error-busy",
+            s if s.is_server_error() => "error-went-wrong",
+            _ => "error-not-possible",
         };
-        PageError::new(error.status, title, error.message)
+        PageError::new(error.status, i18n::t(title), error.message)
     }
 }
 
@@ -297,8 +350,8 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         Err(_) => {
             return PageError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "Unreadable form",
-                "The sign-in form was too large.",
+                i18n::t("error-unreadable-form"),
+                i18n::t("error-sign-in-form-too-large"),
             )
             .into_response()
         }
@@ -306,8 +359,12 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     let form: LoginForm = match serde_urlencoded::from_bytes(&body) {
         Ok(form) => form,
         Err(e) => {
-            return PageError::new(StatusCode::BAD_REQUEST, "Unreadable form", e.to_string())
-                .into_response()
+            return PageError::new(
+                StatusCode::BAD_REQUEST,
+                i18n::t("error-unreadable-form"),
+                e.to_string(),
+            )
+            .into_response()
         }
     };
     let next = safe_next(form.next.as_deref());
@@ -335,17 +392,17 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
             }
             response
         }
-        Some(Role::Subscribe) => refused(
-            StatusCode::FORBIDDEN,
-            "This token may only use the REST hooks endpoints. Sign in with an admin token.",
-        ),
-        None if form.token.trim().is_empty() => {
-            refused(StatusCode::UNPROCESSABLE_ENTITY, "Enter an API token.")
+        Some(Role::Subscribe) => {
+            refused(StatusCode::FORBIDDEN, &i18n::t("sign-in-subscribe-token"))
         }
+        None if form.token.trim().is_empty() => refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &i18n::t("sign-in-enter-token"),
+        ),
         None => {
             tracing::warn!(peer = %peer, "refused an invalid token at the admin sign-in");
             match state.rate_limits.failed_sign_in(&state.store, peer).await {
-                Ok(Ok(())) => refused(StatusCode::UNAUTHORIZED, "That token is not valid."),
+                Ok(Ok(())) => refused(StatusCode::UNAUTHORIZED, &i18n::t("sign-in-invalid-token")),
                 Ok(Err(wait)) => too_many_tries(wait),
                 Err(e) => PageError::from(e).into_response(),
             }
@@ -357,8 +414,8 @@ fn too_many_tries(wait: std::time::Duration) -> Response {
     super::too_many_requests(wait, |seconds| {
         PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many tries",
-            format!("Too many wrong tokens from this address. Try again in {seconds} seconds."),
+            i18n::t("error-too-many-tries"),
+            i18n::ta("error-too-many-tries-message", "seconds", seconds),
         )
         .into_response()
     })
@@ -391,8 +448,12 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         "admin.css" => (STYLESHEET, "text/css; charset=utf-8"),
         "admin.js" => (SCRIPT, "text/javascript; charset=utf-8"),
         _ => {
-            return PageError::new(StatusCode::NOT_FOUND, "Not found", "No such file.")
-                .into_response()
+            return PageError::new(
+                StatusCode::NOT_FOUND,
+                i18n::t("error-not-found"),
+                i18n::t("error-no-such-file"),
+            )
+            .into_response()
         }
     };
     (

@@ -10,6 +10,7 @@ use axum::Extension;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::i18n::{t, ta, ta2, tn};
 use super::session::{Flash, SessionInfo};
 use super::view::{self, HookQuery, HookRow, NewHookForm};
 use super::{redirect_with, PageError};
@@ -29,8 +30,13 @@ const ROTATION_GRACE_SECS: u64 = 24 * 3600;
 
 fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, PageError> {
     check_form_text(body)?;
-    serde_urlencoded::from_bytes(body)
-        .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, "Unreadable form", e.to_string()))
+    serde_urlencoded::from_bytes(body).map_err(|e| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            t("error-unreadable-form"),
+            e.to_string(),
+        )
+    })
 }
 
 /// A form's fields must decode to UTF-8 text: serde_urlencoded puts U+FFFD where they do not, which
@@ -45,8 +51,8 @@ pub(super) fn check_form_text(body: &[u8]) -> Result<(), PageError> {
         if std::str::from_utf8(&decoded).is_err() {
             return Err(PageError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "Unreadable form",
-                "The form holds text that is not UTF-8; nothing was saved. Type it again, or paste it from another source.",
+                t("error-unreadable-form"),
+                t("error-form-not-utf8"),
             ));
         }
     }
@@ -66,8 +72,8 @@ pub(super) fn check_csrf(session: &SessionInfo, body: &[u8]) -> Result<(), PageE
     } else {
         Err(PageError::new(
             StatusCode::FORBIDDEN,
-            "Form expired",
-            "This form does not belong to your current session. Reload the page and try again.",
+            t("error-form-expired"),
+            t("error-form-expired-message"),
         ))
     }
 }
@@ -268,7 +274,7 @@ pub async fn create_hook(
         None => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_scope",
-            "choose the company or project the hook belongs to",
+            t("banner-choose-scope"),
         )),
         Some((company_id, project_id)) => {
             let input = CreateHookIn {
@@ -286,19 +292,20 @@ pub async fn create_hook(
         }
     };
     match result {
-        Ok(hook) => redirect_with(
-            &state,
-            &session,
-            &format!("/admin/hooks/{}", hook.id),
-            Flash {
-                secret: Some(hook.secret.clone()),
-                ..Flash::success(
-                    "Endpoint saved. Tick the events it should receive below. Every delivery is signed with this secret; copy it now, it is not shown again:",
-                )
-            },
-        ).await,
+        Ok(hook) => {
+            redirect_with(
+                &state,
+                &session,
+                &format!("/admin/hooks/{}", hook.id),
+                Flash {
+                    secret: Some(hook.secret.clone()),
+                    ..Flash::success(t("banner-endpoint-created"))
+                },
+            )
+            .await
+        }
         Err(e) if is_client_error(&e) => {
-            let flash = Flash::warning(format!("The endpoint was not saved: {}.", e.message));
+            let flash = Flash::warning(ta("banner-endpoint-not-saved", "reason", &e.message));
             match index_page(&state, &session, form, Some(flash), HookSearch::default()).await {
                 Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, view::render(&page)).into_response(),
                 Err(e) => e.into_response(),
@@ -465,11 +472,10 @@ pub async fn retry_failed(
     let include_discarded = form.include_discarded.is_some();
     let flash = match history::retry_failed_since(&state, id, Some(since), include_discarded).await
     {
-        Ok(0) => Flash::warning("No failed event since then: nothing to retry."),
-        Ok(1) => Flash::success("1 event is being delivered again."),
-        Ok(n) => Flash::success(format!("{n} events are being delivered again.")),
+        Ok(0) => Flash::warning(t("banner-nothing-to-retry")),
+        Ok(n) => Flash::success(tn("banner-retried-since", n)),
         Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
-            Flash::warning(format!("Nothing was retried: {}.", e.message))
+            Flash::warning(ta("banner-nothing-retried", "reason", &e.message))
         }
         Err(e) => return PageError::from(e).into_response(),
     };
@@ -528,12 +534,12 @@ pub async fn update_hook(
                 &state,
                 &session,
                 &format!("/admin/hooks/{id}"),
-                Flash::success("Endpoint saved."),
+                Flash::success(t("banner-endpoint-saved")),
             )
             .await
         }
         Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
-            let flash = Flash::warning(format!("The endpoint was not saved: {}.", e.message));
+            let flash = Flash::warning(ta("banner-endpoint-not-saved", "reason", &e.message));
             let page = hook_page(
                 &state,
                 &session,
@@ -596,9 +602,9 @@ pub async fn filter(
         match hooks::update_hook(&state, id.clone(), input).await {
             Ok(_) => {
                 let message = if typed.is_some() {
-                    "Filter saved: only the events it returns true for are delivered from now on."
+                    t("banner-filter-saved")
                 } else {
-                    "Filter removed: every event the hook selects is delivered."
+                    t("banner-filter-removed")
                 };
                 return redirect_with(
                     &state,
@@ -671,22 +677,34 @@ pub async fn start_backfill(
                 &state,
                 &session,
                 &format!("/admin/hooks/{id}#backfill"),
-                Flash::success(format!(
-                    "Backfill started: {} rows of {} are queued in the background, in order; its progress shows below.",
-                    backfill.rows, backfill.event
+                Flash::success(ta2(
+                    "banner-backfill-started",
+                    "count",
+                    backfill.rows,
+                    "event",
+                    &backfill.event,
                 ))
                 .at("backfill"),
             )
             .await
         }
         Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
-            let flash =
-                Flash::warning(format!("No backfill was started: {}.", e.message)).at("backfill");
+            let flash = Flash::warning(ta("banner-backfill-not-started", "reason", &e.message))
+                .at("backfill");
             let typed = Typed {
                 backfill_query: Some(form.query),
                 ..Typed::default()
             };
-            match hook_page(&state, &session, id, HookQuery::default(), Some(flash), typed).await {
+            match hook_page(
+                &state,
+                &session,
+                id,
+                HookQuery::default(),
+                Some(flash),
+                typed,
+            )
+            .await
+            {
                 Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, view::render(&page)).into_response(),
                 Err(e) => e.into_response(),
             }
@@ -706,12 +724,15 @@ pub async fn cancel_backfill(
         return e.into_response();
     }
     let flash = match backfills::cancel_backfill(&state, id.clone(), backfill_id).await {
-        Ok(backfill) => Flash::success(format!(
-            "Backfill cancelled after {} of {} rows; the events it queued stay queued.",
-            backfill.done, backfill.rows
+        Ok(backfill) => Flash::success(ta2(
+            "banner-backfill-cancelled",
+            "done",
+            backfill.done,
+            "count",
+            backfill.rows,
         )),
         Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
-            Flash::warning(format!("Not cancelled: {}.", e.message))
+            Flash::warning(ta("banner-not-cancelled", "reason", &e.message))
         }
         Err(e) => return PageError::from(e).into_response(),
     };
@@ -751,31 +772,32 @@ pub async fn send_test(
                     (None, Some(error)) => error.clone(),
                     (None, None) => view::outcome_label(&attempt.outcome).to_owned(),
                 };
-                let body = attempt
-                    .response_body
-                    .filter(|b| !b.trim().is_empty())
-                    .map(|b| format!(" It answered: {}", view::preview_text(&b)))
-                    .unwrap_or_default();
-                let message = format!(
-                    "Test {} event sent: {answer} in {}.{body}",
-                    sent.event,
-                    view::duration(attempt.duration_ms)
+                let mut message = super::i18n::message(
+                    "banner-test-sent",
+                    &[
+                        ("event", sent.event.clone()),
+                        ("answer", answer),
+                        ("duration", view::duration(attempt.duration_ms)),
+                    ],
                 );
+                if let Some(body) = attempt.response_body.filter(|b| !b.trim().is_empty()) {
+                    message.push(' ');
+                    message.push_str(&ta(
+                        "banner-test-answered",
+                        "body",
+                        view::preview_text(&body),
+                    ));
+                }
                 if attempt.outcome == "success" {
                     Flash::success(message)
                 } else {
-                    Flash::warning(format!(
-                        "{message} It is retried like any other event; see the deliveries below."
-                    ))
+                    Flash::warning(format!("{message} {}", t("banner-test-retried")))
                 }
             }
-            None => Flash::warning(format!(
-                "Test {} event sent; the endpoint has not answered yet. Its attempt shows in the deliveries below.",
-                sent.event
-            )),
+            None => Flash::warning(ta("banner-test-no-answer-yet", "event", &sent.event)),
         },
         Err(e) if is_client_error(&e) && e.status != StatusCode::NOT_FOUND => {
-            Flash::warning(format!("No test event was sent: {}.", e.message))
+            Flash::warning(ta("banner-test-not-sent", "reason", &e.message))
         }
         Err(e) => return PageError::from(e).into_response(),
     };
@@ -829,14 +851,9 @@ pub async fn set_status(
                         serde_urlencoded::to_string([("recover_since", since.as_str())])
                             .unwrap_or_default()
                     ),
-                    "Hook enabled: new events are delivered again. To recover what it missed, \
-                     retry the events that failed since it started failing (filled in below).",
+                    t("banner-enabled-recover-since"),
                 ),
-                None => (
-                    format!("/admin/hooks/{id}"),
-                    "Hook enabled: new events are delivered again. To recover what it missed, \
-                     retry its failed events below.",
-                ),
+                None => (format!("/admin/hooks/{id}"), t("banner-enabled-recover")),
             };
             redirect_with(&state, &session, &to, Flash::success(message)).await
         }
@@ -845,9 +862,7 @@ pub async fn set_status(
                 &state,
                 &session,
                 &format!("/admin/hooks/{id}"),
-                Flash::success(
-                    "Hook disabled: nothing is delivered to it, and what was waiting is discarded.",
-                ),
+                Flash::success(t("banner-disabled")),
             )
             .await
         }
@@ -865,17 +880,18 @@ pub async fn rotate_secret(
         return e.into_response();
     }
     match hooks::rotate_hook_secret(&state, id.clone(), ROTATION_GRACE_SECS).await {
-        Ok(hook) => redirect_with(
-            &state,
-            &session,
-            &format!("/admin/hooks/{id}"),
-            Flash {
-                secret: Some(hook.secret.clone()),
-                ..Flash::success(
-                    "New signing secret. The old one keeps signing beside it for 24 hours, so the receiver can switch without losing a delivery. Copy it now, it is not shown again:",
-                )
-            },
-        ).await,
+        Ok(hook) => {
+            redirect_with(
+                &state,
+                &session,
+                &format!("/admin/hooks/{id}"),
+                Flash {
+                    secret: Some(hook.secret.clone()),
+                    ..Flash::success(t("banner-secret-rotated"))
+                },
+            )
+            .await
+        }
         Err(e) => PageError::from(e).into_response(),
     }
 }
@@ -895,7 +911,7 @@ pub async fn delete_hook(
                 &state,
                 &session,
                 "/admin",
-                Flash::success("Hook deleted. Nothing more is delivered to its endpoint."),
+                Flash::success(t("banner-hook-deleted")),
             )
             .await
         }
@@ -995,18 +1011,20 @@ pub async fn retry_event(
     let back = back_to_events(&id, form.return_to);
     let flash = match history::retry_hook_event(&state, id, event_id.clone()).await {
         Ok(_) => {
-            let mut message = format!(
-                "Event {event_id} is queued for delivery; its status shows here once attempted."
-            );
+            let mut message = ta("banner-event-retried", "event", &event_id);
             if let Some(status) = filtered_by.filter(|s| s != "pending" && s != "delivering") {
-                message.push_str(&format!(
-                    " It is pending now, so it no longer matches this filter (status: {}).",
-                    view::status_label(&status)
+                message.push(' ');
+                message.push_str(&ta(
+                    "banner-retried-leaves-filter",
+                    "status",
+                    view::status_label(&status),
                 ));
             }
             Flash::success(message)
         }
-        Err(e) if is_client_error(&e) => Flash::warning(format!("Not retried: {}.", e.message)),
+        Err(e) if is_client_error(&e) => {
+            Flash::warning(ta("banner-not-retried", "reason", &e.message))
+        }
         Err(e) => return PageError::from(e).into_response(),
     };
     redirect_with(&state, &session, &back, flash.at("events")).await
@@ -1026,14 +1044,16 @@ pub async fn discard_event(
     let back = back_to_events(&id, form.return_to);
     let flash = match history::discard_hook_event(&state, id, event_id.clone()).await {
         Ok(_) => {
-            let mut message =
-                format!("Event {event_id} is discarded: it will not be delivered to this hook.");
+            let mut message = ta("banner-event-discarded", "event", &event_id);
             if filtered_by.is_some_and(|s| s != "discarded") {
-                message.push_str(" It no longer matches this filter.");
+                message.push(' ');
+                message.push_str(&t("banner-discarded-leaves-filter"));
             }
             Flash::success(message)
         }
-        Err(e) if is_client_error(&e) => Flash::warning(format!("Not discarded: {}.", e.message)),
+        Err(e) if is_client_error(&e) => {
+            Flash::warning(ta("banner-not-discarded", "reason", &e.message))
+        }
         Err(e) => return PageError::from(e).into_response(),
     };
     redirect_with(&state, &session, &back, flash.at("events")).await
@@ -1093,8 +1113,8 @@ pub async fn api_reference(Extension(session): Extension<SessionInfo>) -> Respon
 pub async fn not_found() -> Response {
     PageError::new(
         StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no such admin page.",
+        t("error-not-found"),
+        t("error-no-such-page"),
     )
     .into_response()
 }

@@ -17,6 +17,45 @@ use crate::http::nodes::NodesOut;
 use crate::http::scripts::ScriptsOut;
 use crate::store::ScopeName;
 
+use super::i18n::escape_html;
+pub use super::i18n::{lang, t, ta, ta2, tm, tn, Lang};
+
+/// The languages of the switch every page shows.
+pub fn languages() -> [Lang; 4] {
+    Lang::ALL
+}
+
+/// The switch's link to `lang`, coming back to this page.
+pub fn switch_href(lang: &Lang) -> String {
+    let query = serde_urlencoded::to_string([("set", lang.code()), ("back", &super::i18n::here())])
+        .unwrap_or_default();
+    format!("/admin/language?{query}")
+}
+
+/// The messages the pages' script shows, in the page's language, as JSON for a
+/// `<script type="application/json">` (escaped so that no `</script>` can end it).
+pub fn script_messages() -> String {
+    let messages: serde_json::Map<String, Value> = [
+        "js-saving",
+        "js-saved",
+        "js-not-saved",
+        "js-deliveries-failed",
+        "js-more-failed",
+        "js-delivery-failed",
+        "js-copied",
+        "js-select-and-copy",
+        "backfill-status-preparing",
+        "backfill-status-running",
+        "backfill-status-done",
+        "backfill-status-failed",
+        "backfill-status-cancelled",
+    ]
+    .into_iter()
+    .map(|key| (key.to_owned(), Value::String(t(key))))
+    .collect();
+    Value::Object(messages).to_string().replace('<', "\\u003c")
+}
+
 /// The page as HTML, or a plain 500 if a template fails (a bug: templates are checked at build).
 pub fn render<T: Template>(page: &T) -> Response {
     match page.render() {
@@ -49,14 +88,7 @@ pub fn utc(rfc3339: &str) -> String {
 pub fn breakable(url: &str) -> String {
     let mut html = String::with_capacity(url.len() + 16);
     for c in url.chars() {
-        match c {
-            '&' => html.push_str("&amp;"),
-            '<' => html.push_str("&lt;"),
-            '>' => html.push_str("&gt;"),
-            '"' => html.push_str("&quot;"),
-            '\'' => html.push_str("&#x27;"),
-            c => html.push(c),
-        }
+        html.push_str(&escape_html(c.encode_utf8(&mut [0; 4])));
         if matches!(c, '/' | '.' | '?' | '&' | '=' | '-' | '_') {
             html.push_str("<wbr>");
         }
@@ -64,12 +96,16 @@ pub fn breakable(url: &str) -> String {
     html
 }
 
-/// A duration in milliseconds, in the unit that reads best.
+/// A duration in milliseconds, in the unit that reads best, with the language's decimal mark.
 pub fn duration(ms: i64) -> String {
     if ms < 1_000 {
         format!("{ms} ms")
     } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
+        let seconds = format!("{:.1}", ms as f64 / 1000.0);
+        match lang() {
+            Lang::En => format!("{seconds} s"),
+            _ => format!("{} s", seconds.replace('.', ",")),
+        }
     }
 }
 
@@ -116,21 +152,24 @@ pub fn pretty_text(text: &str) -> String {
 
 /// What a scope is called on the pages: `Acme Construction (company 1)`.
 pub fn scope_label(hook: &HookOut, companies: &[ScopeName], projects: &[ScopeName]) -> String {
-    let named = |list: &[ScopeName], id: i64, kind: &str| match list
-        .iter()
-        .find(|s| s.id == id)
-        .and_then(|s| s.name.clone())
-    {
-        Some(name) => format!("{name} ({kind} {id})"),
-        None => format!("{kind} {id}"),
+    let named = |list: &[ScopeName], id: i64, kind: &str| {
+        let kind = ta(kind, "id", id);
+        match list
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.name.clone())
+        {
+            Some(name) => format!("{name} ({kind})"),
+            None => kind,
+        }
     };
     match (hook.company_id, hook.project_id) {
-        (Some(id), _) => named(companies, id, "company"),
-        (_, Some(id)) => named(projects, id, "project"),
+        (Some(id), _) => named(companies, id, "index-company-id"),
+        (_, Some(id)) => named(projects, id, "index-project-id"),
         // A subscription has one trigger: what tells two of them apart.
         _ => match hook.events.first() {
-            Some(trigger) => format!("REST hooks subscription to {trigger}"),
-            None => "REST hooks subscription".to_owned(),
+            Some(trigger) => ta("scope-subscription-to", "trigger", trigger),
+            None => t("scope-subscription"),
         },
     }
 }
@@ -347,15 +386,15 @@ pub fn short(hash: &str) -> &str {
 }
 
 /// How an attempt's outcome reads on the page.
-pub fn outcome_label(outcome: &str) -> &'static str {
-    match outcome {
-        "success" => "Succeeded",
-        "http_error" => "HTTP error",
-        "timeout" => "Timed out",
-        "connection_error" => "Connection failed",
-        "refused" => "Refused target",
-        _ => "Failed",
-    }
+pub fn outcome_label(outcome: &str) -> String {
+    t(match outcome {
+        "success" => "outcome-success",
+        "http_error" => "outcome-http-error",
+        "timeout" => "outcome-timeout",
+        "connection_error" => "outcome-connection-error",
+        "refused" => "outcome-refused",
+        _ => "outcome-failed",
+    })
 }
 
 pub fn outcome_class(outcome: &str) -> &'static str {
@@ -368,15 +407,35 @@ pub fn outcome_class(outcome: &str) -> &'static str {
 
 /// The colour of an event status: green delivered, red failed, amber retrying, blue waiting.
 /// An event's status as the pages say it, capitalised like the deliveries log's outcomes.
-pub fn status_label(status: &str) -> &'static str {
+pub fn status_label(status: &str) -> String {
+    t(match status {
+        "pending" => "status-pending",
+        "delivering" => "status-delivering",
+        "delivered" => "status-delivered",
+        "retrying" => "status-retrying",
+        "failed" => "status-failed",
+        "discarded" => "status-discarded",
+        _ => "status-unknown",
+    })
+}
+
+/// A backfill's status as the pages say it.
+pub fn backfill_status_label(status: &str) -> String {
     match status {
-        "pending" => "Pending",
-        "delivering" => "Delivering",
-        "delivered" => "Delivered",
-        "retrying" => "Retrying",
-        "failed" => "Failed",
-        "discarded" => "Discarded",
-        _ => "Unknown",
+        "preparing" | "running" | "done" | "failed" | "cancelled" => {
+            t(&format!("backfill-status-{status}"))
+        }
+        other => other.to_owned(),
+    }
+}
+
+/// A change's kind (`create`, `update`, `delete`) as the resource grid names it.
+pub fn event_type_label(event_type: &str) -> String {
+    match event_type {
+        "create" => t("hook-grid-create"),
+        "update" => t("hook-grid-update"),
+        "delete" => t("hook-grid-delete"),
+        other => other.to_owned(),
     }
 }
 

@@ -2,6 +2,14 @@
 // it except the resource grid, whose boxes save through the admin API the moment they are clicked.
 "use strict";
 
+// The page's language: its messages come with it (layout.html), English when they do not.
+const say = (() => {
+  const element = document.getElementById("admin-messages");
+  let messages = {};
+  try { messages = element ? JSON.parse(element.textContent) : {}; } catch (_) { /* English */ }
+  return (key, english) => messages[key] || english;
+})();
+
 (function () {
   const csrfMeta = document.querySelector('meta[name="csrf-token"]');
   const csrf = csrfMeta ? csrfMeta.content : "";
@@ -29,7 +37,7 @@
       if (kind === "failed") state.setAttribute("role", "alert"); else state.removeAttribute("role");
     };
     box.disabled = true;
-    show("Saving…", "saving");
+    show(say("js-saving", "Saving…"), "saving");
     try {
       const response = await fetch(box.dataset.cellUrl, {
         method: wanted ? "PUT" : "DELETE",
@@ -37,10 +45,10 @@
         credentials: "same-origin",
       });
       if (!response.ok) throw new Error(await errorMessage(response));
-      show("Saved", "saved");
+      show(say("js-saved", "Saved"), "saved");
     } catch (e) {
       box.checked = !wanted;
-      show("Not saved: " + e.message, "failed");
+      show(say("js-not-saved", "Not saved:") + " " + e.message, "failed");
     } finally {
       box.disabled = false;
       box.focus();
@@ -75,7 +83,7 @@
       window.history.replaceState(null, "", address);
     } catch (e) {
       list.insertAdjacentHTML("afterbegin", '<p class="error-text" role="alert"></p>');
-      list.firstElementChild.textContent = "Could not load the deliveries: " + e.message;
+      list.firstElementChild.textContent = say("js-deliveries-failed", "Could not load the deliveries:") + " " + e.message;
     } finally {
       list.removeAttribute("aria-busy");
     }
@@ -100,7 +108,7 @@
       const focus = firstNew ? firstNew.querySelector("summary") : null;
       if (focus) focus.focus();
     } catch (e) {
-      link.textContent = "More deliveries (failed to load: " + e.message + "; try again)";
+      link.textContent = say("js-more-failed", "Failed to load more deliveries; click to try again:") + " " + e.message;
       link.removeAttribute("aria-busy");
     }
   });
@@ -118,7 +126,7 @@
       holder.innerHTML = await response.text();
     } catch (e) {
       delete details.dataset.loaded;
-      holder.textContent = "Could not load this delivery: " + e.message;
+      holder.textContent = say("js-delivery-failed", "Could not load this delivery:") + " " + e.message;
     }
   }, true);
 
@@ -128,12 +136,12 @@
     if (!button) return;
     try {
       await navigator.clipboard.writeText(button.dataset.copy);
-      button.textContent = "Copied";
+      button.textContent = say("js-copied", "Copied");
     } catch (e) {
       // No clipboard (plain http, an old browser): select the text to copy by hand.
       const code = button.previousElementSibling;
       if (code) window.getSelection().selectAllChildren(code);
-      button.textContent = "Select and copy";
+      button.textContent = say("js-select-and-copy", "Select and copy");
     }
   });
 
@@ -163,7 +171,7 @@
           row.querySelector("progress").value = backfill.done;
           row.querySelector(".backfill-count").textContent = backfill.done + " / " + backfill.rows;
           const status = row.querySelector(".backfill-status");
-          status.textContent = backfill.status;
+          status.textContent = say("backfill-status-" + backfill.status, backfill.status);
           status.className = "badge backfill-status " +
             (backfill.status === "done" ? "badge-success" : backfill.status === "failed" ? "badge-failure" : "badge-info");
           if (backfill.status !== "running" && backfill.status !== "preparing") {
