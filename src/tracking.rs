@@ -329,6 +329,15 @@ impl Tracker {
             })
     }
 
+    /// After a failure, whether the role is still held is asked at once rather than after the
+    /// back-off: a node cut off from its database stops saying it consumes as soon as the lock's
+    /// connection is found dead.
+    fn ask_after_failure(&mut self) {
+        if self.consumer.load(Ordering::SeqCst) {
+            let _ = self.holds_the_role();
+        }
+    }
+
     fn run(mut self, stop: &AtomicBool, pulse: &TrackerPulse) {
         let mut seen_schema_version = self.reader.schema_version().ok();
         let mut backoff = Backoff::default();
@@ -356,6 +365,7 @@ impl Tracker {
                     Ok(false) => continue,
                     Err(e) => {
                         tracing::warn!("cannot read the change log: {e}");
+                        self.ask_after_failure();
                         sleep_after_failure(&mut backoff, stop);
                         continue;
                     }
@@ -384,6 +394,7 @@ impl Tracker {
                 Err(e) => {
                     tracing::warn!("change log consumer: {e}; retrying");
                     more_waiting = true;
+                    self.ask_after_failure();
                     sleep_after_failure(&mut backoff, stop);
                 }
             }
