@@ -43,9 +43,9 @@ error-too-many-tries-message = Zu viele falsche Tokens von dieser Adresse. Versu
 js-saving = Wird gespeichert…
 js-saved = Gespeichert
 js-not-saved = Nicht gespeichert:
-js-deliveries-failed = Die Lieferungen konnten nicht geladen werden:
-js-more-failed = Weitere Lieferungen konnten nicht geladen werden; klicken Sie, um es erneut zu versuchen:
-js-delivery-failed = Diese Lieferung konnte nicht geladen werden:
+js-deliveries-failed = Die Zustellungen konnten nicht geladen werden:
+js-more-failed = Weitere Zustellungen konnten nicht geladen werden; klicken Sie, um es erneut zu versuchen:
+js-delivery-failed = Diese Zustellung konnte nicht geladen werden:
 js-copied = Kopiert
 js-select-and-copy = Markieren und kopieren
 
@@ -61,9 +61,9 @@ outcome-connection-error = Verbindung fehlgeschlagen
 outcome-refused = Ziel abgelehnt
 outcome-failed = Fehlgeschlagen
 status-pending = Ausstehend
-status-delivering = Wird geliefert
-status-delivered = Geliefert
-status-retrying = Neuer Versuch
+status-delivering = Wird zugestellt
+status-delivered = Zugestellt
+status-retrying = Wird wiederholt
 status-failed = Fehlgeschlagen
 status-discarded = Verworfen
 status-unknown = Unbekannt
@@ -71,7 +71,7 @@ status-unknown = Unbekannt
 scope-subscription-to = REST-Hooks-Abonnement für { $trigger }
 scope-subscription = REST-Hooks-Abonnement
 
-# Der Status einer Nachlieferung.
+# Der Status eines nachträglichen Versands.
 backfill-status-preparing = wird vorbereitet
 backfill-status-running = läuft
 backfill-status-done = fertig

@@ -1,18 +1,18 @@
-# Das Lieferprotokoll und die Details einer Lieferung.
+# Das Zustellungsprotokoll und die Details einer Zustellung.
 
 breadcrumb-hook = Hook
-deliveries-title = Lieferungen
-deliveries-title-failures = Lieferungen: Fehler
+deliveries-title = Zustellungen
+deliveries-title-failures = Zustellungen: Fehler
 deliveries-test = Test
-deliveries-backfill = Nachlieferung
+deliveries-backfill = Backfill
 deliveries-attempt = Versuch { $attempt }
 deliveries-loading = Wird geladen…
-deliveries-open = Diese Lieferung öffnen
-deliveries-no-failure = Keine fehlgeschlagene Lieferung.
-deliveries-none-yet = Noch keine Lieferung.
+deliveries-open = Diese Zustellung öffnen
+deliveries-no-failure = Keine fehlgeschlagene Zustellung.
+deliveries-none-yet = Noch keine Zustellung.
 deliveries-more = Weitere Lieferungen
 
-delivery-title = Lieferung { $id }
+delivery-title = Zustellung { $id }
 delivery-request = Anfrage
 delivery-headers = Header
 delivery-payload = Nutzlast

@@ -26,7 +26,7 @@ scripts-node-version = Version
 scripts-node-up = aktiv
 scripts-node-gone = verschwunden
 scripts-node-consumer = verarbeitet das Änderungsprotokoll
-scripts-node-deliverer = liefert aus und beantwortet Anfragen
+scripts-node-deliverer = stellt zu und beantwortet Anfragen
 scripts-node-heartbeat-ago = vor { $seconds } s
 
 scripts-triggers = Trigger
@@ -66,3 +66,5 @@ scripts-resource-hooks = Hooks
 scripts-resource-sample = Beispiel
 scripts-show-sample = Anzeigen
 scripts-no-row-yet = noch keine Zeile
+scripts-kind-body = Body
+scripts-kind-notification = Benachrichtigung

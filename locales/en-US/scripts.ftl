@@ -66,3 +66,5 @@ scripts-resource-hooks = Hooks
 scripts-resource-sample = Sample
 scripts-show-sample = Show
 scripts-no-row-yet = no row yet
+scripts-kind-body = body
+scripts-kind-notification = notification

@@ -14,7 +14,7 @@ sign-in-hint-beside-database = Saisissez un jeton d’API d’administration de 
 sign-in-hint-working-directory = Saisissez un jeton d’API d’administration de ce herald : <code>{ $file }</code> dans le répertoire de travail de herald, <code>HERALD_API_TOKEN</code> ou une entrée <code>[[api_tokens]]</code> avec le rôle admin.
 sign-in-token = Jeton d’API
 sign-in-button = Se connecter
-sign-in-subscribe-token = Ce jeton ne peut utiliser que les endpoints REST hooks. Connectez-vous avec un jeton d’administration.
+sign-in-subscribe-token = Ce jeton ne peut utiliser que les terminaux REST hooks. Connectez-vous avec un jeton d’administration.
 sign-in-enter-token = Saisissez un jeton d’API.
 sign-in-invalid-token = Ce jeton n’est pas valide.
 
@@ -64,7 +64,7 @@ status-pending = En attente
 status-delivering = En cours de livraison
 status-delivered = Livré
 status-retrying = Nouvelle tentative
-status-failed = Échoué
+status-failed = En échec
 status-discarded = Abandonné
 status-unknown = Inconnu
 

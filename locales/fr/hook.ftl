@@ -29,7 +29,7 @@ hook-count-discarded = { $count ->
     }
 hook-status = Statut
 hook-badge-disabled = Désactivé
-hook-badge-failing = En échec
+hook-badge-failing = Défaillant
 hook-badge-enabled = Activé
 hook-failing = { $count ->
         [one] { $count } tentative échouée d’affilée
@@ -113,7 +113,7 @@ hook-samples-title = Sur les exemples
 hook-samples-no-filter = (aucun filtre : chacun est livré)
 hook-samples-none = Aucun exemple : cochez un événement ci-dessus, ou ajoutez des lignes.
 hook-event = Événement
-hook-sample-payload = Charge utile d’exemple
+hook-sample-payload = Exemple de charge utile
 hook-sample-result = Résultat
 hook-sample-error = Erreur
 hook-sample-delivered = Livré

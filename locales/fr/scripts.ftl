@@ -30,7 +30,7 @@ scripts-node-deliverer = livre et répond aux requêtes
 scripts-node-heartbeat-ago = il y a { $seconds } s
 
 scripts-triggers = Triggers
-scripts-no-trigger = Aucun script de corps de réponse ne définit de trigger.
+scripts-no-trigger = Aucun script de corps ne définit de trigger.
 scripts-status-compiles = compile
 scripts-status-error = erreur
 scripts-status-ok = ok
@@ -66,3 +66,5 @@ scripts-resource-hooks = Webhooks
 scripts-resource-sample = Exemple
 scripts-show-sample = Afficher
 scripts-no-row-yet = pas encore de ligne
+scripts-kind-body = corps
+scripts-kind-notification = notification

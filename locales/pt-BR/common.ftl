@@ -64,7 +64,7 @@ status-pending = Pendente
 status-delivering = Entregando
 status-delivered = Entregue
 status-retrying = Tentando novamente
-status-failed = Falhou
+status-failed = Com falha
 status-discarded = Descartado
 status-unknown = Desconhecido
 

@@ -32,11 +32,11 @@ hook-badge-disabled = Desativado
 hook-badge-failing = Falhando
 hook-badge-enabled = Ativado
 hook-failing = { $count ->
-        [one] { $count } tentativa com falha
+        [one] { $count } tentativa consecutiva com falha
        *[other] { $count } tentativas consecutivas com falha
     }
 hook-failing-since = { $count ->
-        [one] { $count } tentativa com falha, desde { $since }
+        [one] { $count } tentativa consecutiva com falha, desde { $since }
        *[other] { $count } tentativas consecutivas com falha, desde { $since }
     }
 hook-endpoint = Ponto de extremidade
@@ -113,7 +113,7 @@ hook-samples-title = Nos exemplos
 hook-samples-no-filter = (sem filtro: todos são entregues)
 hook-samples-none = Nenhum exemplo: marque um evento acima ou adicione linhas.
 hook-event = Evento
-hook-sample-payload = Carga útil de exemplo
+hook-sample-payload = Exemplo de carga útil
 hook-sample-result = Resultado
 hook-sample-error = Erro
 hook-sample-delivered = Entregue

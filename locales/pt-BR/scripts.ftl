@@ -66,3 +66,5 @@ scripts-resource-hooks = Ganchos
 scripts-resource-sample = Exemplo
 scripts-show-sample = Mostrar
 scripts-no-row-yet = nenhuma linha ainda
+scripts-kind-body = corpo
+scripts-kind-notification = notificação

@@ -125,11 +125,13 @@ impl Lang {
             .unwrap_or(Lang::En)
     }
 
-    /// The `Set-Cookie` that remembers this choice for a year.
-    pub fn cookie(self) -> HeaderValue {
+    /// The `Set-Cookie` that remembers this choice for a year (`Secure` behind HTTPS, as the
+    /// session's).
+    pub fn cookie(self, secure: bool) -> HeaderValue {
         HeaderValue::from_str(&format!(
-            "{COOKIE}={}; Path=/admin; Max-Age=31536000; SameSite=Lax",
-            self.code()
+            "{COOKIE}={}; Path=/admin; Max-Age=31536000; HttpOnly; SameSite=Lax{}",
+            self.code(),
+            if secure { "; Secure" } else { "" }
         ))
         .expect("a valid cookie")
     }
@@ -198,33 +200,45 @@ pub fn tm(key: &str, name: &str, value: impl Display) -> String {
     message(key, &[(name, escape_html(&value.to_string()))])
 }
 
+/// Text as HTML, escaped as the templates escape it.
 pub(super) fn escape_html(text: &str) -> String {
-    let mut html = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => html.push_str("&amp;"),
-            '<' => html.push_str("&lt;"),
-            '>' => html.push_str("&gt;"),
-            '"' => html.push_str("&quot;"),
-            '\'' => html.push_str("&#x27;"),
-            c => html.push(c),
-        }
+    match askama::filters::escape(text, askama::filters::Html) {
+        Ok(escaped) => escaped.to_string(),
+        Err(never) => match never {},
     }
-    html
 }
 
-/// The message `key` with its variables; one that reads as a number is one (for plurals).
+/// The variables that are numbers: they choose a message's plural form. Every other variable
+/// is text, shown as it is (an endpoint's answer `007` stays `007`).
+const NUMBERS: [&str; 6] = ["count", "seconds", "done", "attempt", "line", "column"];
+
+/// The message `key` with its variables.
 pub fn message(key: &str, args: &[(&str, String)]) -> String {
     let args: HashMap<std::borrow::Cow<'static, str>, FluentValue> = args
         .iter()
         .map(|(name, value)| {
             (
                 std::borrow::Cow::Owned(name.to_string()),
-                FluentValue::try_number(value.as_str()),
+                value_of(name, value),
             )
         })
         .collect();
     LOCALES.lookup_with_args(&lang().locale(), key, &args)
+}
+
+fn value_of<'a>(name: &str, value: &'a str) -> FluentValue<'a> {
+    if !NUMBERS.contains(&name) {
+        return FluentValue::from(value);
+    }
+    // Fluent picks the plural form from a number but writes it with a point whatever the
+    // language: a fraction is written with the language's own mark instead.
+    match lang() {
+        Lang::En => FluentValue::try_number(value),
+        _ if value.contains('.') && value.parse::<f64>().is_ok() => {
+            FluentValue::from(value.replace('.', ","))
+        }
+        _ => FluentValue::try_number(value),
+    }
 }
 
 /// The message `key` in `lang`, without falling back to English: for the test that every
@@ -233,7 +247,7 @@ pub fn message(key: &str, args: &[(&str, String)]) -> String {
 pub fn lookup_in(lang: Lang, key: &str, args: &[(&str, &str)]) -> Option<String> {
     let args: HashMap<String, FluentValue> = args
         .iter()
-        .map(|(name, value)| (name.to_string(), FluentValue::try_number(value)))
+        .map(|(name, value)| (name.to_string(), value_of(name, value)))
         .collect();
     LOCALES
         .lookup_single_language(&lang.locale(), key, Some(&args))
@@ -295,26 +309,55 @@ mod tests {
         messages
     }
 
-    /// The message ids the templates and the admin's code ask for.
-    fn ids_used() -> BTreeSet<String> {
+    /// The message ids the templates, the admin's code and its script ask for: the first argument
+    /// of every call of a message function (`say` in the script), and every string literal of the
+    /// code shaped like an id whose first word starts some message (`"outcome-success"` in a match).
+    fn ids_used(english: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+        let prefixes: BTreeSet<&str> = english
+            .keys()
+            .filter_map(|id| id.split_once('-').map(|(first, _)| first))
+            .collect();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // Templates, code and script; Rust alone for literals (the others are full of element ids
+        // and classes; the script's messages are its `say` calls).
         let mut files = Vec::new();
-        for dir in ["templates/admin", "src/http/admin"] {
+        let mut code = Vec::new();
+        for dir in ["templates/admin", "src/http/admin", "src/http/admin/static"] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap() {
                 let path = entry.unwrap().path();
                 if path.is_file() {
-                    files.push(std::fs::read_to_string(path).unwrap());
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    if path.extension().is_some_and(|e| e == "rs") {
+                        code.push(text.clone());
+                    }
+                    files.push(text);
                 }
             }
         }
         let mut ids = BTreeSet::new();
+        let id_shaped = |literal: &str| {
+            literal
+                .split_once('-')
+                .is_some_and(|(first, _)| prefixes.contains(first))
+                && !literal.ends_with('-')
+                && literal
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        for text in &code {
+            for (i, literal) in text.split('"').enumerate() {
+                if i % 2 == 1 && id_shaped(literal) {
+                    ids.insert(literal.to_owned());
+                }
+            }
+        }
         for text in files {
             let text: String = text
                 .lines()
                 .filter(|line| !line.trim_start().starts_with("//"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            for function in ["t(", "tn(", "ta(", "ta2(", "tm(", "message("] {
+            for function in ["t(", "tn(", "ta(", "ta2(", "tm(", "message(", "say("] {
                 for (at, _) in text.match_indices(function) {
                     let before = text[..at].chars().next_back().unwrap_or(' ');
                     if before.is_ascii_alphanumeric() || before == '_' {
@@ -323,7 +366,8 @@ mod tests {
                     let rest = text[at + function.len()..].trim_start();
                     if let Some(quoted) = rest.strip_prefix('"') {
                         let id = quoted.split('"').next().unwrap_or_default();
-                        if !id.is_empty() && !id.contains(' ') {
+                        // A prefix completed at run time (`"backfill-status-" + status`) is not one.
+                        if !id.is_empty() && !id.contains(' ') && !id.ends_with('-') {
                             ids.insert(id.to_owned());
                         }
                     }
@@ -360,10 +404,14 @@ mod tests {
                     "{} {id} uses {unknown:?}, which the pages do not give it",
                     lang.code()
                 );
-                let args: Vec<(&str, &str)> = variables.iter().map(|v| (v.as_str(), "2")).collect();
-                let text = lookup_in(lang, id, &args)
-                    .unwrap_or_else(|| panic!("{} cannot format {id}", lang.code()));
-                assert!(!text.trim().is_empty(), "{} {id} is empty", lang.code());
+                // Every plural form: zero, one, two, many.
+                for number in ["0", "1", "2", "5"] {
+                    let args: Vec<(&str, &str)> =
+                        variables.iter().map(|v| (v.as_str(), number)).collect();
+                    let text = lookup_in(lang, id, &args)
+                        .unwrap_or_else(|| panic!("{} cannot format {id}", lang.code()));
+                    assert!(!text.trim().is_empty(), "{} {id} is empty", lang.code());
+                }
             }
         }
     }
@@ -371,7 +419,7 @@ mod tests {
     #[test]
     fn every_message_the_pages_ask_for_exists() {
         let english = messages_of(Lang::En);
-        let used = ids_used();
+        let used = ids_used(&english);
         assert!(used.len() > 100, "found only {} ids in use", used.len());
         let missing: Vec<_> = used
             .iter()
@@ -389,6 +437,37 @@ mod tests {
         assert_eq!(Lang::negotiate("fr;q=0, de;q=0.1"), Some(Lang::De));
         assert_eq!(Lang::negotiate("de, fr"), Some(Lang::De));
         assert_eq!(Lang::negotiate(""), None);
+    }
+
+    fn in_language<T>(lang: Lang, f: impl FnOnce() -> T) -> T {
+        CURRENT.sync_scope(
+            Current {
+                lang,
+                here: "/admin".into(),
+            },
+            f,
+        )
+    }
+
+    #[test]
+    fn text_stays_as_it_is_and_numbers_read_as_the_language_writes_them() {
+        // An endpoint's answer that looks like a number is shown as it came.
+        for body in ["007", "1e3", "12345678901234567890", "Infinity"] {
+            let text = message("banner-test-answered", &[("body", body.to_owned())]);
+            assert!(text.ends_with(body), "{text}");
+        }
+        assert_eq!(
+            in_language(Lang::En, || tn("hook-rate-limit-value", "2.5")),
+            "2.5 deliveries per second"
+        );
+        assert_eq!(
+            in_language(Lang::En, || tn("hook-rate-limit-value", 1)),
+            "1 delivery per second"
+        );
+        let french = in_language(Lang::Fr, || tn("hook-rate-limit-value", "2.5"));
+        assert!(french.starts_with("2,5 "), "{french}");
+        let german = in_language(Lang::De, || tn("index-hooks-in-all", 1));
+        assert!(german.contains(" 1 Hook"), "the singular: {german}");
     }
 
     #[test]

@@ -119,22 +119,28 @@ fn page_to_come_back_to(request: &Request) -> String {
     safe_next(wanted.as_deref())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default)]
 struct LanguageQuery {
-    set: String,
+    set: Option<String>,
     back: Option<String>,
 }
 
-/// The language switch of every page: remembers the choice and goes back to the page.
+/// The language switch of every page: remembers the choice and goes back to the page. A code it
+/// does not know changes nothing.
 async fn switch_language(
-    axum::extract::Query(query): axum::extract::Query<LanguageQuery>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
+    let query: LanguageQuery = query
+        .and_then(|q| serde_urlencoded::from_str(&q).ok())
+        .unwrap_or_default();
     let back = safe_next(query.back.as_deref());
     let mut response = Redirect::to(&back).into_response();
-    if let Some(lang) = i18n::Lang::from_code(&query.set) {
-        response
-            .headers_mut()
-            .insert(header::SET_COOKIE, lang.cookie());
+    if let Some(lang) = query.set.as_deref().and_then(i18n::Lang::from_code) {
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            lang.cookie(session::over_https(&headers)),
+        );
     }
     response
 }

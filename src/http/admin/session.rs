@@ -197,11 +197,17 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The `Set-Cookie` value that signs this browser in. `Secure` when the request came over https
 /// (directly or through a proxy that says so), so that the cookie never travels in clear text.
-pub fn set_cookie(id: &str, headers: &HeaderMap) -> String {
-    let secure = headers
+/// Whether the browser reached herald over HTTPS (through a proxy that says so): cookies are
+/// `Secure` then.
+pub fn over_https(headers: &HeaderMap) -> bool {
+    headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+pub fn set_cookie(id: &str, headers: &HeaderMap) -> String {
+    let secure = over_https(headers);
     format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         IDLE_TIMEOUT.as_secs(),

@@ -422,9 +422,20 @@ pub fn status_label(status: &str) -> String {
 /// A backfill's status as the pages say it.
 pub fn backfill_status_label(status: &str) -> String {
     match status {
-        "preparing" | "running" | "done" | "failed" | "cancelled" => {
-            t(&format!("backfill-status-{status}"))
-        }
+        "preparing" => t("backfill-status-preparing"),
+        "running" => t("backfill-status-running"),
+        "done" => t("backfill-status-done"),
+        "failed" => t("backfill-status-failed"),
+        "cancelled" => t("backfill-status-cancelled"),
+        other => other.to_owned(),
+    }
+}
+
+/// What a script is for, as the scripts page says it.
+pub fn script_kind_label(kind: &str) -> String {
+    match kind {
+        "body" => t("scripts-kind-body"),
+        "notification" => t("scripts-kind-notification"),
         other => other.to_owned(),
     }
 }
