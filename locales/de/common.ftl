@@ -77,3 +77,11 @@ backfill-status-running = läuft
 backfill-status-done = fertig
 backfill-status-failed = fehlgeschlagen
 backfill-status-cancelled = abgebrochen
+
+# Warum ein Hook deaktiviert ist.
+disabled-by-administrator = von einem Administrator deaktiviert
+disabled-gone = der Endpunkt hat mit 410 Gone geantwortet
+disabled-failing = jeder Versuch ist seit { $since } fehlgeschlagen ({ $count ->
+        [one] { $count } Versuch
+       *[other] { $count } Versuche
+    })

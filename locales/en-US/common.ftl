@@ -77,3 +77,11 @@ backfill-status-running = running
 backfill-status-done = done
 backfill-status-failed = failed
 backfill-status-cancelled = cancelled
+
+# Why a hook is disabled.
+disabled-by-administrator = disabled by an administrator
+disabled-gone = the target answered 410 Gone
+disabled-failing = every attempt failed since { $since } ({ $count ->
+        [one] { $count } attempt
+       *[other] { $count } attempts
+    })

@@ -77,3 +77,11 @@ backfill-status-running = en cours
 backfill-status-done = terminé
 backfill-status-failed = en échec
 backfill-status-cancelled = annulé
+
+# Pourquoi un webhook est désactivé.
+disabled-by-administrator = désactivé par un administrateur
+disabled-gone = le terminal a répondu 410 Gone
+disabled-failing = toutes les tentatives ont échoué depuis le { $since } ({ $count ->
+        [one] { $count } tentative
+       *[other] { $count } tentatives
+    })

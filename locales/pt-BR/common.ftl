@@ -77,3 +77,11 @@ backfill-status-running = em andamento
 backfill-status-done = concluído
 backfill-status-failed = com falha
 backfill-status-cancelled = cancelado
+
+# Por que um gancho está desativado.
+disabled-by-administrator = desativado por um administrador
+disabled-gone = o ponto de extremidade respondeu 410 Gone
+disabled-failing = todas as tentativas falharam desde { $since } ({ $count ->
+        [one] { $count } tentativa
+       *[other] { $count } tentativas
+    })

@@ -431,6 +431,27 @@ pub fn backfill_status_label(status: &str) -> String {
     }
 }
 
+/// Why a hook is disabled, in the page's language: the store keeps the reason in English (the
+/// API shows it as it is), and the pages know its three forms.
+pub fn disabled_reason_label(reason: &str) -> String {
+    if reason == "disabled by an administrator" {
+        return t("disabled-by-administrator");
+    }
+    if reason == "the target answered 410 Gone" {
+        return t("disabled-gone");
+    }
+    let failing = reason
+        .strip_prefix("every attempt failed since ")
+        .and_then(|rest| rest.strip_suffix(" attempts)"))
+        .and_then(|rest| rest.split_once(" ("));
+    match failing {
+        Some((since, count)) if count.parse::<u64>().is_ok() => {
+            ta2("disabled-failing", "since", utc(since), "count", count)
+        }
+        _ => reason.to_owned(),
+    }
+}
+
 /// What a script is for, as the scripts page says it.
 pub fn script_kind_label(kind: &str) -> String {
     match kind {
@@ -588,5 +609,30 @@ impl ApiReferencePage {
             description: text(&document["info"]["description"]),
             sections,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reasons_the_store_gives_read_as_the_pages_say_them() {
+        assert_eq!(
+            disabled_reason_label("disabled by an administrator"),
+            "disabled by an administrator"
+        );
+        assert_eq!(
+            disabled_reason_label("the target answered 410 Gone"),
+            "the target answered 410 Gone"
+        );
+        assert_eq!(
+            disabled_reason_label(
+                "every attempt failed since 2026-11-24T08:15:02.120Z (7 attempts)"
+            ),
+            "every attempt failed since 2026-11-24 08:15:02 UTC (7 attempts)"
+        );
+        // A reason the pages do not know is shown as it is.
+        assert_eq!(disabled_reason_label("moved away"), "moved away");
     }
 }
