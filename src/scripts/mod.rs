@@ -8,6 +8,7 @@
 
 mod diagnostic;
 mod sandbox;
+mod snapshot_answers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

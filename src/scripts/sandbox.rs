@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Scope};
 
+use super::snapshot_answers::SnapshotAnswers;
 use super::{Diagnostic, Script};
 use crate::config::SandboxLimits;
 use crate::store::{Action, Cell, Change, HeldEvent, RowLimit, Rows, ScriptDb, Store, StoreError};
@@ -59,6 +60,8 @@ struct RunState {
     max_events: usize,
     /// Set when a query found the database unreachable (see `take_database_unavailable`).
     unavailable: AtomicBool,
+    /// While a snapshot is read: the answers of its queries, asked once each.
+    answers: Mutex<Option<SnapshotAnswers>>,
 }
 
 fn runtime_error(message: String) -> Box<EvalAltResult> {
@@ -152,6 +155,7 @@ impl Sandbox {
             max_rows: limits.max_array_size,
             max_events: limits.max_events_per_change,
             unavailable: AtomicBool::new(false),
+            answers: Mutex::new(None),
         });
         let mut engine = build_engine(limits);
         register_host_functions(&mut engine, &state);
@@ -166,14 +170,22 @@ impl Sandbox {
     /// at the first query: one read transaction for a batch of changes rather than one per query.
     /// Without a snapshot (it could not begin) the queries read as usual, each on its own.
     pub fn in_one_snapshot<T>(&self, f: impl FnOnce() -> T) -> T {
-        if let Err(e) = lock(&self.state.db).begin_snapshot() {
-            tracing::warn!("cannot begin a read snapshot for scripts: {e}");
+        match lock(&self.state.db).begin_snapshot() {
+            Ok(()) => self.remember_answers(true),
+            Err(e) => tracing::warn!("cannot begin a read snapshot for scripts: {e}"),
         }
         let result = f();
+        self.remember_answers(false);
         if let Err(e) = lock(&self.state.db).end_snapshot() {
             tracing::warn!("cannot end the scripts' read snapshot: {e}");
         }
         result
+    }
+
+    /// Within a snapshot a query's answer cannot change: remember them (`SnapshotAnswers`), and
+    /// forget them when it ends.
+    fn remember_answers(&self, remember: bool) {
+        *lock(&self.state.answers) = remember.then(SnapshotAnswers::default);
     }
 
     /// `in_one_snapshot` for several sandboxes at once: the first takes the snapshot and shares
@@ -215,9 +227,13 @@ impl Sandbox {
                 }
             }
         }
+        for sandbox in joined.iter().chain([leader]) {
+            sandbox.remember_answers(true);
+        }
         let result = f();
         // The leader last: its transaction holds the snapshot the others read.
         for sandbox in joined.iter().chain([leader]) {
+            sandbox.remember_answers(false);
             if let Err(e) = lock(&sandbox.state.db).end_snapshot() {
                 tracing::warn!("cannot end the scripts' read snapshot: {e}");
             }
@@ -577,12 +593,25 @@ fn run_query(
         .enumerate()
         .map(|(i, p)| dynamic_to_cell(function, i, p))
         .collect::<Result<Vec<_>, _>>()?;
-    lock(&state.db).query(sql, &cells, limit).map_err(|e| {
+    let key = lock(&state.answers)
+        .as_ref()
+        .and_then(|_| SnapshotAnswers::key(sql, &cells, limit));
+    if let Some(rows) = key
+        .as_deref()
+        .and_then(|key| lock(&state.answers).as_ref()?.get(key))
+    {
+        return Ok(rows);
+    }
+    let rows = lock(&state.db).query(sql, &cells, limit).map_err(|e| {
         if matches!(e, crate::store::QueryError::Unavailable(_)) {
             state.unavailable.store(true, Ordering::SeqCst);
         }
         runtime_error(format!("{function}: {e}"))
-    })
+    })?;
+    if let (Some(key), Some(answers)) = (key, lock(&state.answers).as_mut()) {
+        answers.remember(key, &rows);
+    }
+    Ok(rows)
 }
 
 fn register_host_functions(engine: &mut Engine, state: &Arc<RunState>) {
@@ -744,6 +773,71 @@ mod tests {
             .iter()
             .map(|signature| signature.split('(').next().unwrap().to_owned())
             .collect()
+    }
+
+    /// A script database that counts the queries that reach it.
+    struct Counting {
+        inner: Box<dyn ScriptDb>,
+        queries: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl ScriptDb for Counting {
+        fn begin_snapshot(&self) -> crate::store::Result<()> {
+            self.inner.begin_snapshot()
+        }
+        fn end_snapshot(&self) -> crate::store::Result<()> {
+            self.inner.end_snapshot()
+        }
+        fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>) {
+            self.inner.set_interrupt_check(interrupted)
+        }
+        fn query(
+            &self,
+            sql: &str,
+            params: &[Cell],
+            limit: RowLimit,
+        ) -> Result<Rows, crate::store::QueryError> {
+            self.queries.fetch_add(1, Ordering::SeqCst);
+            self.inner.query(sql, params, limit)
+        }
+    }
+
+    #[test]
+    fn a_query_asked_again_in_one_snapshot_is_answered_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let scripts = dir.path().join("scripts");
+        std::fs::create_dir(&scripts).unwrap();
+        std::fs::write(
+            scripts.join("GetWebhookResponseBody_Twice.rhai"),
+            "let a = db_query_one(\"SELECT ? + 1 AS n\", [row_id]);\n\
+             let b = db_query_one(\"SELECT ? + 1 AS n\", [row_id]);\n\
+             let r = db_query_one(\"SELECT random() AS r\", []);\n\
+             #{ a: a.n, b: b.n }",
+        )
+        .unwrap();
+        let limits = SandboxLimits::default();
+        let set = super::super::ScriptSet::load(&scripts, &limits).unwrap();
+        let script = set.body("Twice").expect("compiles").clone();
+        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sandbox = Sandbox::new(
+            &limits,
+            Box::new(Counting {
+                inner: store.script_db().unwrap(),
+                queries: queries.clone(),
+            }),
+        );
+        let payloads = sandbox.in_one_snapshot(|| {
+            [1, 1, 2].map(|row| sandbox.render(&script, Some(row), None).unwrap())
+        });
+        assert_eq!(payloads[0], r#"{"a":2,"b":2}"#);
+        assert_eq!(payloads[2], r#"{"a":3,"b":3}"#);
+        // `? + 1` for row 1 once, for row 2 once; random() every time.
+        assert_eq!(queries.load(Ordering::SeqCst), 2 + 3);
+        // Outside a snapshot every query is asked.
+        queries.store(0, Ordering::SeqCst);
+        sandbox.render(&script, Some(1), None).unwrap();
+        assert_eq!(queries.load(Ordering::SeqCst), 3);
     }
 
     /// SQLite cannot share a snapshot between connections: the batch goes to one sandbox, and

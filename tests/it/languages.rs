@@ -146,10 +146,18 @@ async fn every_page_is_whole_in_every_language() {
         ..Deal::titled("Bonjour")
     });
     receiver.wait_for(1, STEP).await;
-    let (_, deliveries) = herald
-        .get(&format!("/api/v1/hooks/{hook_id}/deliveries"))
-        .await;
-    let delivery = deliveries["deliveries"][0]["id"].to_string();
+    // The attempt is recorded a moment after the receiver has it.
+    let deadline = tokio::time::Instant::now() + STEP;
+    let delivery = loop {
+        let (_, deliveries) = herald
+            .get(&format!("/api/v1/hooks/{hook_id}/deliveries"))
+            .await;
+        if let Some(id) = deliveries["deliveries"][0]["id"].as_i64() {
+            break id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{deliveries}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let session = session_cookie(&herald).await;
     // Each page, with messages its own body shows (not the frame's, which every page shares).
     let pages: [(String, &[&str]); 9] = [

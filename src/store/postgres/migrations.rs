@@ -260,6 +260,14 @@ const MIGRATIONS: &[&str] = &[
         name text PRIMARY KEY
     );
     "#,
+    // 10: no foreign keys on the hot path. Each delivery stored and each attempt recorded paid a
+    // key check (a query and a row lock on the referenced row, half of the tracker's transaction
+    // on the server); herald writes these rows itself, in order, and retention deletes attempts,
+    // deliveries and events explicitly, so the keys checked nothing herald could get wrong.
+    r#"
+    ALTER TABLE {schema}.herald_deliveries DROP CONSTRAINT IF EXISTS herald_deliveries_event_seq_fkey;
+    ALTER TABLE {schema}.herald_attempts DROP CONSTRAINT IF EXISTS herald_attempts_delivery_seq_fkey;
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {
