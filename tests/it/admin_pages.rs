@@ -13,7 +13,7 @@ use crate::support::*;
 const SUBSCRIBE_TOKEN: &str = "subscribe-only-token";
 const STEP: Duration = Duration::from_secs(10);
 
-fn no_redirects() -> Client {
+pub(crate) fn no_redirects() -> Client {
     Client::builder()
         .redirect(Policy::none())
         .timeout(STEP)

@@ -181,6 +181,23 @@ impl Browser {
         self.wait("#new-hook").await;
     }
 
+    /// Fills the "new hook" form with `scope` and `url` (over what it held) and saves it.
+    async fn submit_new_hook(&self, scope: &str, url: &str) {
+        self.wait("#scope")
+            .await
+            .select_by_value(scope)
+            .await
+            .unwrap();
+        let target = self.wait("#target_url").await;
+        target.clear().await.unwrap();
+        target.send_keys(url).await.unwrap();
+        self.wait("#new-hook button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+    }
+
     async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
@@ -261,23 +278,8 @@ async fn an_administrator_does_every_step_of_the_webhooks_page_in_a_browser() {
 
     // A hook with a bad URL: a warning banner that says what is wrong, and the typed values kept.
     browser
-        .wait("#scope")
-        .await
-        .select_by_value("company:1")
-        .await
-        .unwrap();
-    browser
-        .wait("#target_url")
-        .await
-        .send_keys("ftp://example.com/hook")
-        .await
-        .unwrap();
-    browser
-        .wait("#new-hook button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .submit_new_hook("company:1", "ftp://example.com/hook")
+        .await;
     let warning = browser.text(".banner-warning").await;
     assert!(warning.contains("not saved"), "{warning}");
     assert!(
@@ -293,15 +295,9 @@ async fn an_administrator_does_every_step_of_the_webhooks_page_in_a_browser() {
     assert_eq!(kept.as_deref(), Some("ftp://example.com/hook"));
 
     // Then a good one: the hook's page, a green banner, the secret shown once.
-    let target = browser.wait("#target_url").await;
-    target.clear().await.unwrap();
-    target.send_keys(&receiver.url("/hook")).await.unwrap();
     browser
-        .wait("#new-hook button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .submit_new_hook("company:1", &receiver.url("/hook"))
+        .await;
     let banner = browser.text(".banner-success").await;
     assert!(banner.contains("Endpoint saved"), "{banner}");
     let secret = browser.text("#new-secret").await;
@@ -1022,23 +1018,8 @@ async fn an_administrator_walks_the_main_steps_in_french() {
 
     // A hook: the banner and the secret, in French.
     browser
-        .wait("#scope")
-        .await
-        .select_by_value("company:1")
-        .await
-        .unwrap();
-    browser
-        .wait("#target_url")
-        .await
-        .send_keys(&receiver.url("/hook"))
-        .await
-        .unwrap();
-    browser
-        .wait("#new-hook button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .submit_new_hook("company:1", &receiver.url("/hook"))
+        .await;
     let banner = browser.text(".banner-success").await;
     assert!(banner.contains(&fr("banner-endpoint-created")), "{banner}");
     let hook_path = browser.path().await;

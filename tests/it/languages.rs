@@ -5,10 +5,7 @@
 
 use std::time::Duration;
 
-use reqwest::redirect::Policy;
-use reqwest::Client;
-
-use crate::admin_pages::{csrf_of, session_cookie};
+use crate::admin_pages::{csrf_of, no_redirects, session_cookie};
 use crate::support::*;
 
 const STEP: Duration = Duration::from_secs(10);
@@ -38,11 +35,12 @@ pub(crate) fn escaped(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn no_redirects() -> Client {
-    Client::builder()
-        .redirect(Policy::none())
-        .timeout(STEP)
-        .build()
+/// A page's text, signed in with `cookie`.
+async fn page_text(herald: &TestHerald, path: &str, cookie: &str) -> String {
+    get(herald, path, &[("cookie", cookie)])
+        .await
+        .text()
+        .await
         .unwrap()
 }
 
@@ -232,15 +230,7 @@ async fn every_page_is_whole_in_every_language() {
             // The switch offers the other languages, back to this page.
             assert!(page.contains("/admin/language?set="), "{code} {path}");
         }
-        let hook_page = get(
-            &herald,
-            &format!("/admin/hooks/{hook_id}"),
-            &[("cookie", &cookie)],
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+        let hook_page = page_text(&herald, &format!("/admin/hooks/{hook_id}"), &cookie).await;
         // A form's answer comes back in the language too.
         let csrf = csrf_of(&hook_page);
         let response = no_redirects()
@@ -256,15 +246,7 @@ async fn every_page_is_whole_in_every_language() {
             .await
             .unwrap();
         assert_eq!(response.status(), 303);
-        let after = get(
-            &herald,
-            &format!("/admin/hooks/{hook_id}"),
-            &[("cookie", &cookie)],
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+        let after = page_text(&herald, &format!("/admin/hooks/{hook_id}"), &cookie).await;
         let saved = escaped(&message(lang, "banner-endpoint-saved"));
         assert!(after.contains(&saved), "{code}: {saved}");
     }

@@ -107,14 +107,7 @@ impl Lang {
 
     /// The language of a request: the remembered choice, else the browser's, else English.
     pub fn of_request(headers: &HeaderMap) -> Lang {
-        let chosen = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .and_then(|(_, value)| Lang::from_code(value));
+        let chosen = super::session::cookie(headers, COOKIE).and_then(Lang::from_code);
         chosen
             .or_else(|| {
                 headers

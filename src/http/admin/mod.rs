@@ -131,9 +131,7 @@ async fn switch_language(
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let query: LanguageQuery = query
-        .and_then(|q| serde_urlencoded::from_str(&q).ok())
-        .unwrap_or_default();
+    let query: LanguageQuery = lenient_query(query);
     let back = safe_next(query.back.as_deref());
     let mut response = Redirect::to(&back).into_response();
     if let Some(lang) = query.set.as_deref().and_then(i18n::Lang::from_code) {
@@ -291,6 +289,14 @@ impl IntoResponse for PageError {
     }
 }
 
+/// A query string read leniently: one that does not parse is taken as empty (these pages only
+/// ever go back to the webhooks page then).
+fn lenient_query<T: serde::de::DeserializeOwned + Default>(query: Option<String>) -> T {
+    query
+        .and_then(|q| serde_urlencoded::from_str(&q).ok())
+        .unwrap_or_default()
+}
+
 #[derive(serde::Deserialize, Default)]
 struct LoginQuery {
     next: Option<String>,
@@ -318,9 +324,7 @@ async fn login_form(
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let query: LoginQuery = query
-        .and_then(|q| serde_urlencoded::from_str(&q).ok())
-        .unwrap_or_default();
+    let query: LoginQuery = lenient_query(query);
     let next = safe_next(query.next.as_deref());
     if let Ok(Some(_)) = state.sessions.from_headers(&headers).await {
         return Redirect::to(&next).into_response();
