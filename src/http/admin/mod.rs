@@ -11,6 +11,7 @@
 //! carries the session's CSRF token, every script request sends it as `x-csrf-token`, and a POST
 //! whose `Origin` is another site is refused before it is read.
 
+mod hook_actions;
 mod i18n;
 mod pages;
 mod session;
@@ -38,32 +39,38 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/admin/hooks", post(pages::create_hook))
         .route(
             "/admin/hooks/{id}",
-            get(pages::hook).post(pages::update_hook),
+            get(pages::hook).post(hook_actions::update_hook),
         )
-        .route("/admin/hooks/{id}/status", post(pages::set_status))
-        .route("/admin/hooks/{id}/filter", post(pages::filter))
-        .route("/admin/hooks/{id}/test", post(pages::send_test))
-        .route("/admin/hooks/{id}/backfill", post(pages::start_backfill))
+        .route("/admin/hooks/{id}/status", post(hook_actions::set_status))
+        .route("/admin/hooks/{id}/filter", post(hook_actions::filter))
+        .route("/admin/hooks/{id}/test", post(hook_actions::send_test))
+        .route(
+            "/admin/hooks/{id}/backfill",
+            post(hook_actions::start_backfill),
+        )
         .route(
             "/admin/hooks/{id}/backfills/{backfill_id}/cancel",
-            post(pages::cancel_backfill),
+            post(hook_actions::cancel_backfill),
         )
         .route(
             "/admin/hooks/{id}/rotate-secret",
-            post(pages::rotate_secret),
+            post(hook_actions::rotate_secret),
         )
-        .route("/admin/hooks/{id}/delete", post(pages::delete_hook))
+        .route("/admin/hooks/{id}/delete", post(hook_actions::delete_hook))
         .route("/admin/hooks/{id}/deliveries", get(pages::deliveries))
         .route("/admin/hooks/{id}/deliveries/{seq}", get(pages::delivery))
         .route(
             "/admin/hooks/{id}/events/{event_id}/retry",
-            post(pages::retry_event),
+            post(hook_actions::retry_event),
         )
         .route(
             "/admin/hooks/{id}/events/{event_id}/discard",
-            post(pages::discard_event),
+            post(hook_actions::discard_event),
         )
-        .route("/admin/hooks/{id}/retry-failed", post(pages::retry_failed))
+        .route(
+            "/admin/hooks/{id}/retry-failed",
+            post(hook_actions::retry_failed),
+        )
         .route("/admin/scripts", get(pages::scripts))
         .route("/admin/api", get(pages::api_reference))
         .route("/admin/logout", post(logout))
