@@ -4,7 +4,6 @@
 //! page it came from and a banner there; a form that is refused shows the page again with what
 //! was typed (`pages::hook_page`).
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +11,7 @@ use axum::Extension;
 use serde::Deserialize;
 
 use super::i18n::{t, ta, ta2, tn};
-use super::pages::{check_csrf, checked_form, hook_page, is_client_error, non_empty, Typed};
+use super::pages::{hook_page, is_client_error, non_empty, CheckedForm, Typed};
 use super::session::{Flash, SessionInfo};
 use super::view::{self, HookQuery};
 use super::{redirect_with, PageError};
@@ -26,23 +25,19 @@ use crate::http::{history, hooks, AppState};
 const ROTATION_GRACE_SECS: u64 = 24 * 3600;
 
 #[derive(Deserialize)]
-struct RecoverForm {
+pub(super) struct RecoverForm {
     #[serde(default)]
     since: String,
     include_discarded: Option<String>,
 }
 
 /// "Retry failed events since": recovery after the endpoint's outage.
-pub async fn retry_failed(
+pub(super) async fn retry_failed(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<RecoverForm>,
 ) -> Response {
-    let form: RecoverForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     // A `datetime-local` field sends no zone: the form says its times are UTC.
     let since = form.since.trim();
     let since = if since.len() == 16 || since.len() == 19 {
@@ -65,7 +60,7 @@ pub async fn retry_failed(
 }
 
 #[derive(Deserialize)]
-struct EndpointForm {
+pub(super) struct EndpointForm {
     #[serde(default)]
     target_url: String,
     #[serde(default)]
@@ -77,16 +72,12 @@ struct EndpointForm {
     rate_limit: String,
 }
 
-pub async fn update_hook(
+pub(super) async fn update_hook(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<EndpointForm>,
 ) -> Response {
-    let form: EndpointForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     let authorization = if form.remove_authorization.is_some() {
         Some(None)
     } else {
@@ -144,7 +135,7 @@ pub async fn update_hook(
 }
 
 #[derive(Deserialize)]
-struct FilterForm {
+pub(super) struct FilterForm {
     #[serde(default)]
     filter: String,
     /// `try` tries it on the hook's samples and saves nothing; anything else saves it.
@@ -154,16 +145,12 @@ struct FilterForm {
 
 /// The filter form: "Save filter" saves it (empty removes it); "Try on samples" shows, on the
 /// page, what it makes of the hook's sample payloads, with the typed filter kept in the field.
-pub async fn filter(
+pub(super) async fn filter(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<FilterForm>,
 ) -> Response {
-    let form: FilterForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     let typed = non_empty(&form.filter);
     let (outcome, tried) = if form.action == "try" {
         match filters::test_filter(&state, id.clone(), typed.clone()).await {
@@ -227,7 +214,7 @@ fn capitalized(text: &str) -> String {
 }
 
 #[derive(Deserialize)]
-struct BackfillForm {
+pub(super) struct BackfillForm {
     #[serde(default)]
     event: String,
     #[serde(default)]
@@ -236,16 +223,12 @@ struct BackfillForm {
 
 /// "Start backfill": queues the rows the query returns as events for this hook; the page follows
 /// its progress.
-pub async fn start_backfill(
+pub(super) async fn start_backfill(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<BackfillForm>,
 ) -> Response {
-    let form: BackfillForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     let started = backfills::start_backfill(
         &state,
         id.clone(),
@@ -296,15 +279,12 @@ pub async fn start_backfill(
 }
 
 /// "Cancel" on a running backfill.
-pub async fn cancel_backfill(
+pub(super) async fn cancel_backfill(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path((id, backfill_id)): Path<(String, String)>,
-    body: Bytes,
+    _: CheckedForm<serde::de::IgnoredAny>,
 ) -> Response {
-    if let Err(e) = checked_form::<serde::de::IgnoredAny>(&session, &body) {
-        return e.into_response();
-    }
     let flash = match backfills::cancel_backfill(&state, id.clone(), backfill_id).await {
         Ok(backfill) => Flash::success(ta2(
             "banner-backfill-cancelled",
@@ -328,23 +308,19 @@ pub async fn cancel_backfill(
 }
 
 #[derive(Deserialize)]
-struct TestSendForm {
+pub(super) struct TestSendForm {
     #[serde(default)]
     event: String,
 }
 
 /// "Send test event": sends one sample to the hook and comes back to the page with what the
 /// endpoint answered.
-pub async fn send_test(
+pub(super) async fn send_test(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<TestSendForm>,
 ) -> Response {
-    let form: TestSendForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     let flash = match test_sends::send_test_event(&state, id.clone(), non_empty(&form.event)).await
     {
         Ok(sent) => match sent.attempt {
@@ -393,20 +369,16 @@ pub async fn send_test(
 }
 
 #[derive(Deserialize)]
-struct StatusForm {
+pub(super) struct StatusForm {
     enabled: String,
 }
 
-pub async fn set_status(
+pub(super) async fn set_status(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path(id): Path<String>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<StatusForm>,
 ) -> Response {
-    let form: StatusForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     let enabled = form.enabled == "true";
     // When it started failing, read before enabling clears it: the recovery form starts there.
     let failing_since = match hooks::hook_out(&state, id.clone()).await {
@@ -452,15 +424,12 @@ pub async fn set_status(
     }
 }
 
-pub async fn rotate_secret(
+pub(super) async fn rotate_secret(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path(id): Path<String>,
-    body: Bytes,
+    _: CheckedForm<serde::de::IgnoredAny>,
 ) -> Response {
-    if let Err(e) = check_csrf(&session, &body) {
-        return e.into_response();
-    }
     match hooks::rotate_hook_secret(&state, id.clone(), ROTATION_GRACE_SECS).await {
         Ok(hook) => {
             redirect_with(
@@ -478,15 +447,12 @@ pub async fn rotate_secret(
     }
 }
 
-pub async fn delete_hook(
+pub(super) async fn delete_hook(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path(id): Path<String>,
-    body: Bytes,
+    _: CheckedForm<serde::de::IgnoredAny>,
 ) -> Response {
-    if let Err(e) = check_csrf(&session, &body) {
-        return e.into_response();
-    }
     match hooks::delete_hook(&state, &id).await {
         Ok(()) => {
             redirect_with(
@@ -502,21 +468,17 @@ pub async fn delete_hook(
 }
 
 #[derive(Deserialize)]
-struct RetryForm {
+pub(super) struct RetryForm {
     #[serde(default)]
     return_to: String,
 }
 
-pub async fn retry_event(
+pub(super) async fn retry_event(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path((id, event_id)): Path<(String, String)>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<RetryForm>,
 ) -> Response {
-    let form: RetryForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     let filtered_by = listed_status(&form.return_to);
     let back = back_to_events(&id, form.return_to);
     let flash = match history::retry_hook_event(&state, id, event_id.clone()).await {
@@ -540,16 +502,12 @@ pub async fn retry_event(
     redirect_with(&state, &session, &back, flash.at("events")).await
 }
 
-pub async fn discard_event(
+pub(super) async fn discard_event(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
     Path((id, event_id)): Path<(String, String)>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<RetryForm>,
 ) -> Response {
-    let form: RetryForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     let filtered_by = listed_status(&form.return_to);
     let back = back_to_events(&id, form.return_to);
     let flash = match history::discard_hook_event(&state, id, event_id.clone()).await {

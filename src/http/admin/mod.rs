@@ -441,11 +441,8 @@ fn too_many_tries(wait: std::time::Duration) -> Response {
 async fn logout(
     State(state): State<AppState>,
     axum::Extension(session): axum::Extension<SessionInfo>,
-    body: axum::body::Bytes,
+    _: pages::CheckedForm<serde::de::IgnoredAny>,
 ) -> Response {
-    if let Err(e) = pages::check_csrf(&session, &body) {
-        return e.into_response();
-    }
     if let Err(e) = state.sessions.end(&session.id).await {
         return PageError::from(e).into_response();
     }

@@ -76,11 +76,38 @@ pub(super) fn check_csrf(session: &SessionInfo, body: &[u8]) -> Result<(), PageE
     }
 }
 
+/// A form of the signed-in pages, as its handler takes it: its fields, once the session's CSRF
+/// token is found among them (else the "form expired" page). The last argument of a handler, since
+/// it reads the body.
+pub(super) struct CheckedForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for CheckedForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let session = request
+            .extensions()
+            .get::<SessionInfo>()
+            .cloned()
+            .ok_or_else(|| {
+                PageError::new(
+                    StatusCode::UNAUTHORIZED,
+                    t("error-signed-out"),
+                    t("error-signed-out-message"),
+                )
+                .into_response()
+            })?;
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        checked_form(&session, &body)
+            .map(CheckedForm)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
 /// A form's fields, once its CSRF token is checked.
-pub(super) fn checked_form<T: DeserializeOwned>(
-    session: &SessionInfo,
-    body: &[u8],
-) -> Result<T, PageError> {
+fn checked_form<T: DeserializeOwned>(session: &SessionInfo, body: &[u8]) -> Result<T, PageError> {
     check_csrf(session, body)?;
     parse_form(body)
 }
@@ -265,12 +292,8 @@ pub(super) fn non_empty(text: &str) -> Option<String> {
 pub async fn create_hook(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
-    body: Bytes,
+    CheckedForm(form): CheckedForm<NewHookForm>,
 ) -> Response {
-    let form: NewHookForm = match checked_form(&session, &body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
-    };
     let result = match parse_scope(&form.scope) {
         None => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
