@@ -1,6 +1,8 @@
 //! Backfills: a new integration wants the records that already exist. A backfill takes a trigger
 //! and row ids (given, or read by a read-only query), renders the trigger's body script for each
-//! row and queues the events for one hook only, in the order given, marked as backfill.
+//! row and queues the events for one hook only, in the order given, marked as backfill. For a
+//! resource event (`Deal.create`, `Deal.update`) each row is sent as it is now, in the resource
+//! event's envelope, with `old_row` null: nothing changed it, it is being introduced.
 //!
 //! `start` stores the row ids (in chunks, each its own short transaction) and hands the backfill
 //! to the runner; `run` (on the node that consumes the change log, like the retention) takes
@@ -18,9 +20,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::config::SandboxLimits;
-use crate::events::{parse_resource_event, render_event, RenderError};
+use crate::events::{parse_resource_event, render_event, resource_event, row_scope, RenderError};
 use crate::scripts::{Sandbox, ScriptRegistry};
-use crate::store::{Backfill, BackfillStep, Cell, RowLimit, ScriptFailure, Store, StoreError};
+use crate::store::{
+    Action, Backfill, BackfillStep, Cell, Change, NewEvent, RowLimit, ScriptFailure, Store,
+    StoreError,
+};
 
 /// Rows rendered and queued in one step (one transaction).
 pub const STEP_ROWS: usize = 200;
@@ -63,16 +68,25 @@ pub fn start(
     event: &str,
     rows: BackfillRows,
 ) -> Result<Backfill, BackfillError> {
-    if parse_resource_event(event).is_some() {
-        return Err(BackfillError::Invalid(format!(
-            "'{event}' is a resource event: a backfill renders a trigger's body script for each row \
-             (resource events cannot be backfilled yet)"
-        )));
-    }
-    if registry.current().body(event).is_none() {
-        return Err(BackfillError::Invalid(
-            RenderError::UnknownTrigger(event.to_owned()).to_string(),
-        ));
+    match parse_resource_event(event) {
+        Some((table, "delete")) => {
+            return Err(BackfillError::Invalid(format!(
+                "'{event}': a row that exists cannot be sent as deleted; backfill \
+                 {table}.create or {table}.update"
+            )))
+        }
+        Some((_, "create" | "update")) => {}
+        Some((_, kind)) => {
+            return Err(BackfillError::Invalid(format!(
+                "'{kind}' is not an event type a backfill sends: create or update"
+            )))
+        }
+        None if registry.current().body(event).is_none() => {
+            return Err(BackfillError::Invalid(
+                RenderError::UnknownTrigger(event.to_owned()).to_string(),
+            ));
+        }
+        None => {}
     }
     if !hook_events.iter().any(|e| e == event) {
         return Err(BackfillError::Invalid(format!(
@@ -217,7 +231,8 @@ fn step(
         return Ok(false);
     }
     let scripts = registry.current();
-    if scripts.body(&backfill.event_name).is_none() {
+    let resource = parse_resource_event(&backfill.event_name);
+    if resource.is_none() && scripts.body(&backfill.event_name).is_none() {
         store.fail_backfill(
             &backfill.id,
             &RenderError::UnknownTrigger(backfill.event_name.clone()).to_string(),
@@ -229,11 +244,41 @@ fn step(
         store.fail_backfill(&backfill.id, "its remaining rows are missing")?;
         return Ok(false);
     }
-    let (events, failures) = sandbox.in_one_snapshot(|| {
+    let (events, failures) = match resource {
+        Some((table, kind)) => resource_events(store, backfill, table, kind, &rows)?,
+        None => rendered_events(sandbox, &scripts, backfill, &rows),
+    };
+    if sandbox.take_database_unavailable() {
+        // Failed for the database, not for what the script does: the step runs again.
+        return Ok(false);
+    }
+    let through = backfill.done + rows.len() as u64;
+    let stored = store.record_backfill_step(&BackfillStep {
+        backfill_id: &backfill.id,
+        hook_id: &hook.id,
+        from: backfill.done,
+        through,
+        events: &events,
+        failures: &failures,
+    })?;
+    if stored && through >= backfill.total {
+        tracing::info!(backfill_id = %backfill.id, hook_id = %hook.id, rows = backfill.total, failed = backfill.failed + failures.len() as u64, "backfill done");
+    }
+    Ok(stored)
+}
+
+/// A step's rows rendered by the trigger's body script, in one read snapshot.
+fn rendered_events(
+    sandbox: &Sandbox,
+    scripts: &crate::scripts::ScriptSet,
+    backfill: &Backfill,
+    rows: &[i64],
+) -> (Vec<NewEvent>, Vec<ScriptFailure>) {
+    sandbox.in_one_snapshot(|| {
         let mut events = Vec::with_capacity(rows.len());
         let mut failures = Vec::new();
-        for &row_id in &rows {
-            match render_event(sandbox, &scripts, &backfill.event_name, row_id, None) {
+        for &row_id in rows {
+            match render_event(sandbox, scripts, &backfill.event_name, row_id, None) {
                 Ok(event) => events.push(event),
                 Err(error) => {
                     let (script, position, message) = match error {
@@ -254,22 +299,58 @@ fn step(
             }
         }
         (events, failures)
-    });
-    if sandbox.take_database_unavailable() {
-        // Failed for the database, not for what the script does: the step runs again.
-        return Ok(false);
+    })
+}
+
+/// A step's rows as the resource event `table.kind`, each as it is now; a row deleted since the
+/// backfill started is a failure of its own.
+fn resource_events(
+    store: &Store,
+    backfill: &Backfill,
+    table: &str,
+    kind: &str,
+    rows: &[i64],
+) -> Result<(Vec<NewEvent>, Vec<ScriptFailure>), StoreError> {
+    let action = if kind == "update" {
+        Action::Update
+    } else {
+        Action::Insert
+    };
+    let found: std::collections::HashMap<i64, serde_json::Value> =
+        store.rows_by_id(table, rows)?.into_iter().collect();
+    let scope_db = store.script_db()?;
+    let now = crate::clock::now_ms();
+    let mut events = Vec::with_capacity(rows.len());
+    let mut failures = Vec::new();
+    for &row_id in rows {
+        let Some(row) = found.get(&row_id) else {
+            failures.push(ScriptFailure {
+                script: backfill.event_name.clone(),
+                line: None,
+                col: None,
+                message: format!(
+                    "backfill {}: {table} has no row {row_id} (deleted since the backfill started?)",
+                    backfill.id
+                ),
+                trigger: Some(backfill.event_name.clone()),
+                table: Some(table.to_owned()),
+                row_id: Some(row_id),
+                change_id: None,
+            });
+            continue;
+        };
+        let change = Change {
+            id: 0,
+            table: table.to_owned(),
+            row_id,
+            action,
+            row: row.clone(),
+            old_row: None,
+            changed_at: now,
+        };
+        let mut event = resource_event(&change, row_scope(&change, &*scope_db));
+        event.change_id = None;
+        events.push(event);
     }
-    let through = backfill.done + rows.len() as u64;
-    let stored = store.record_backfill_step(&BackfillStep {
-        backfill_id: &backfill.id,
-        hook_id: &hook.id,
-        from: backfill.done,
-        through,
-        events: &events,
-        failures: &failures,
-    })?;
-    if stored && through >= backfill.total {
-        tracing::info!(backfill_id = %backfill.id, hook_id = %hook.id, rows = backfill.total, failed = backfill.failed + failures.len() as u64, "backfill done");
-    }
-    Ok(stored)
+    Ok((events, failures))
 }

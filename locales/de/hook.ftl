@@ -124,7 +124,8 @@ hook-sample-unavailable = Kein Beispiel für { $event }: { $reason }
 
 hook-backfill-title = Nachträglicher Versand
 hook-backfill-intro = Senden Sie die bereits vorhandenen Datensätze als Ereignisse eines Triggers, den dieser Hook auswählt: Sein Body-Skript rendert jede Zeile, die die Abfrage liefert, und die Ereignisse werden nur für diesen Hook eingereiht, in der Reihenfolge der Abfrage, neben den Live-Ereignissen.
-hook-backfill-needs-trigger = Ein nachträglicher Versand rendert das Body-Skript eines Triggers: Wählen Sie zuerst oben einen benannten Trigger aus.
+hook-backfill-needs-trigger = Ein nachträglicher Versand braucht etwas zum Senden: Wählen Sie zuerst oben einen benannten Trigger oder das Erstellen oder Aktualisieren einer Ressource aus.
+hook-backfill-resource-hint = Ein Ressourcenereignis (etwa Deal.create) sendet jede Zeile so, wie sie jetzt ist, in der Hülle des Ressourcenereignisses, mit old_row null.
 hook-backfill-query = Zeilen: eine Abfrage, die ihre IDs in der Reihenfolge liefert, in der sie gesendet werden sollen
 hook-start-backfill = Nachträglichen Versand starten
 hook-backfill-started = Gestartet (UTC)

@@ -132,7 +132,8 @@ hook-sample-unavailable = No sample of { $event }: { $reason }
 
 hook-backfill-title = Backfill
 hook-backfill-intro = Send the records that already exist, as events of a trigger this hook selects: its body script renders each row the query returns, and the events are queued for this hook only, in the query's order, beside live events.
-hook-backfill-needs-trigger = A backfill renders a trigger's body script: tick a named trigger above first.
+hook-backfill-needs-trigger = A backfill needs something to send: tick a named trigger, or a resource's create or update, above first.
+hook-backfill-resource-hint = A resource event (such as Deal.create) sends each row as it is now, in the resource event's envelope, with old_row null.
 hook-backfill-query = Rows: a query that returns their ids, in the order to send them
 hook-start-backfill = Start backfill
 hook-backfill-started = Started (UTC)

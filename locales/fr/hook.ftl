@@ -124,7 +124,8 @@ hook-sample-unavailable = Aucun exemple de { $event } : { $reason }
 
 hook-backfill-title = Rattrapage
 hook-backfill-intro = Envoyez les enregistrements qui existent déjà, comme événements d’un trigger que ce webhook sélectionne : son script de corps rend chaque ligne renvoyée par la requête, et les événements sont mis en file d’attente pour ce webhook seulement, dans l’ordre de la requête, à côté des événements en direct.
-hook-backfill-needs-trigger = Un rattrapage rend le script de corps d’un trigger : cochez d’abord un trigger nommé ci-dessus.
+hook-backfill-needs-trigger = Un rattrapage a besoin de quelque chose à envoyer : cochez d’abord ci-dessus un trigger nommé, ou la création ou la mise à jour d’une ressource.
+hook-backfill-resource-hint = Un événement de ressource (comme Deal.create) envoie chaque ligne telle qu’elle est maintenant, dans l’enveloppe de l’événement de ressource, avec old_row à null.
 hook-backfill-query = Lignes : une requête qui renvoie leurs identifiants, dans l’ordre d’envoi
 hook-start-backfill = Lancer le rattrapage
 hook-backfill-started = Lancé (UTC)

@@ -124,7 +124,8 @@ hook-sample-unavailable = Nenhum exemplo de { $event }: { $reason }
 
 hook-backfill-title = Envio retroativo
 hook-backfill-intro = Envie os registros que já existem, como eventos de um gatilho que este gancho seleciona: o script de corpo dele renderiza cada linha que a consulta retorna, e os eventos são enfileirados somente para este gancho, na ordem da consulta, ao lado dos eventos ao vivo.
-hook-backfill-needs-trigger = Um envio retroativo renderiza o script de corpo de um gatilho: marque primeiro um gatilho nomeado acima.
+hook-backfill-needs-trigger = Um envio retroativo precisa de algo para enviar: marque primeiro acima um gatilho nomeado, ou a criação ou atualização de um recurso.
+hook-backfill-resource-hint = Um evento de recurso (como Deal.create) envia cada linha como ela está agora, no envelope do evento de recurso, com old_row nulo.
 hook-backfill-query = Linhas: uma consulta que retorna os IDs delas, na ordem em que devem ser enviadas
 hook-start-backfill = Iniciar envio retroativo
 hook-backfill-started = Iniciado (UTC)

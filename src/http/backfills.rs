@@ -17,7 +17,8 @@ use crate::store::Backfill;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillIn {
-    /// The trigger whose body script renders each row; the hook must select it.
+    /// The trigger whose body script renders each row, or a resource event (`Deal.create`,
+    /// `Deal.update`: each row as it is now); the hook must select it.
     pub(crate) event: Option<String>,
     /// A read-only query whose first column is the row ids, in the order to send them
     /// (`SELECT id FROM "Deal" WHERE is_project = 1 ORDER BY id`). Give this or `row_ids`.
@@ -72,12 +73,12 @@ pub struct BackfillList {
 }
 
 /// Queues existing rows as events for this hook.
-#[utoipa::path(post, path = "/api/v1/hooks/{id}/backfill", operation_id = "startBackfill", description = "Renders a trigger's body script for existing rows (given as row_ids, or the ids a read-only query returns) and queues the events for this hook only, in the order given, marked as backfill. Works in steps in the background, never holding the write lock long nor filling the outbox, and resumes after a restart. Answers 202 with the backfill's id and row count; follow it with GET .../backfills/{backfill_id}.", tag = "hooks", request_body = BackfillIn,
+#[utoipa::path(post, path = "/api/v1/hooks/{id}/backfill", operation_id = "startBackfill", description = "Renders a trigger's body script for existing rows (given as row_ids, or the ids a read-only query returns) and queues the events for this hook only, in the order given, marked as backfill. A resource event the hook selects (Table.create or Table.update) sends each row as it is now in the resource event's envelope, old_row null. Works in steps in the background, never holding the write lock long nor filling the outbox, and resumes after a restart. Answers 202 with the backfill's id and row count; follow it with GET .../backfills/{backfill_id}.", tag = "hooks", request_body = BackfillIn,
     params(("id" = String, Path, description = "The hook's id")),
     responses(
         (status = 202, body = BackfillOut),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "Unknown or unselected trigger, a query that fails or returns no ids, or more than 1,000,000 rows", body = ErrorBody),
+        (status = 422, description = "Unknown or unselected trigger, a resource event's delete, a query that fails or returns no ids, or more than 1,000,000 rows", body = ErrorBody),
     ))]
 pub async fn start(
     State(state): State<AppState>,

@@ -300,6 +300,9 @@ pub trait ChangeLog {
     fn application_tables(&self) -> Result<Vec<String>>;
     /// The newest row of an application table with its id: a resource event's sample.
     fn newest_row(&self, table: &str) -> Result<Option<(i64, serde_json::Value)>>;
+    /// The rows of an application table with these ids (in no particular order), each as
+    /// `newest_row` gives it; ids with no row are left out, as is a table herald does not know.
+    fn rows_by_id(&self, table: &str, ids: &[i64]) -> Result<Vec<(i64, serde_json::Value)>>;
     /// Stores a batch's events and failures and takes what it `consumed` off the log, in one
     /// transaction; with `lease`, leases fresh deliveries to the worker. A batch that someone
     /// else consumed meanwhile stores nothing (`StoreError::ConcurrentConsumer`).

@@ -361,46 +361,19 @@ impl ChangeLog for Sqlite {
     /// The newest row of an application table (by rowid) as a JSON object, with its rowid: what a
     /// resource event's sample shows. `None` when the table is empty or is not an application table.
     fn newest_row(&self, table: &str) -> Result<Option<(i64, serde_json::Value)>> {
-        if table.starts_with("herald_") || table.starts_with("sqlite_") {
-            return Ok(None);
-        }
-        let conn = self.reader();
-        let Some(columns) = table_columns(&conn, table)? else {
-            return Ok(None);
-        };
-        let sql = format!(
-            "SELECT rowid, {} FROM {} ORDER BY rowid DESC LIMIT 1",
-            columns
-                .iter()
-                .map(|c| quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            quote_ident(table)
-        );
-        let row = conn
-            .query_row(&sql, [], |r| {
-                let mut object = serde_json::Map::new();
-                for (i, name) in columns.iter().enumerate() {
-                    let value = match r.get_ref(i + 1)? {
-                        rusqlite::types::ValueRef::Null => serde_json::Value::Null,
-                        rusqlite::types::ValueRef::Integer(n) => n.into(),
-                        rusqlite::types::ValueRef::Real(x) => x.into(),
-                        rusqlite::types::ValueRef::Text(t) => {
-                            String::from_utf8_lossy(t).into_owned().into()
-                        }
-                        // Hex, as the tracking triggers write blobs.
-                        rusqlite::types::ValueRef::Blob(b) => b
-                            .iter()
-                            .map(|byte| format!("{byte:02X}"))
-                            .collect::<String>()
-                            .into(),
-                    };
-                    object.insert(name.clone(), value);
-                }
-                Ok((r.get::<_, i64>(0)?, serde_json::Value::Object(object)))
-            })
-            .optional()?;
-        Ok(row)
+        Ok(self
+            .application_rows(table, "ORDER BY rowid DESC LIMIT 1", &[])?
+            .into_iter()
+            .next())
+    }
+
+    fn rows_by_id(&self, table: &str, ids: &[i64]) -> Result<Vec<(i64, serde_json::Value)>> {
+        let ids = serde_json::to_string(ids).expect("integers serialize");
+        self.application_rows(
+            table,
+            "WHERE rowid IN (SELECT value FROM json_each(?1))",
+            &[&ids],
+        )
     }
 
     /// Stores what a batch of changes produced and moves the consumer's position past them, in one
@@ -650,6 +623,60 @@ impl ChangeFeed for ChangeReader {
     fn read_next(&mut self, limit: usize) -> Result<ChangeBatch> {
         let position = self.position()?;
         self.read_after(position, limit)
+    }
+}
+
+impl Sqlite {
+    /// Rows of an application table as JSON objects (blobs in hex, as the tracking triggers
+    /// write them), with their rowids; `clause` filters and orders them. None for a table that is
+    /// SQLite's, herald's, or not there.
+    fn application_rows(
+        &self,
+        table: &str,
+        clause: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<(i64, serde_json::Value)>> {
+        if table.starts_with("herald_") || table.starts_with("sqlite_") {
+            return Ok(Vec::new());
+        }
+        let conn = self.reader();
+        let Some(columns) = table_columns(&conn, table)? else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT rowid, {} FROM {} {clause}",
+            columns
+                .iter()
+                .map(|c| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote_ident(table)
+        );
+        let mut statement = conn.prepare(&sql)?;
+        let rows = statement
+            .query_map(params, |r| {
+                let mut object = serde_json::Map::new();
+                for (i, name) in columns.iter().enumerate() {
+                    let value = match r.get_ref(i + 1)? {
+                        rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                        rusqlite::types::ValueRef::Integer(n) => n.into(),
+                        rusqlite::types::ValueRef::Real(x) => x.into(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned().into()
+                        }
+                        // Hex, as the tracking triggers write blobs.
+                        rusqlite::types::ValueRef::Blob(b) => b
+                            .iter()
+                            .map(|byte| format!("{byte:02X}"))
+                            .collect::<String>()
+                            .into(),
+                    };
+                    object.insert(name.clone(), value);
+                }
+                Ok((r.get::<_, i64>(0)?, serde_json::Value::Object(object)))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 }
 

@@ -189,7 +189,7 @@ async fn a_backfill_says_what_is_wrong_with_it_and_starts_nothing() {
     let hook = herald
         .create_hook(
             json!({"target_url": "http://127.0.0.1:9/x", "company_id": 1,
-                            "events": ["NewOpportunity", "Deal.create"]}),
+                            "events": ["NewOpportunity", "Deal.create", "Deal.delete"]}),
         )
         .await;
     let id = hook["id"].as_str().unwrap();
@@ -201,8 +201,8 @@ async fn a_backfill_says_what_is_wrong_with_it_and_starts_nothing() {
             "does not select",
         ),
         (
-            json!({"event": "Deal.create", "row_ids": [1000]}),
-            "resource event",
+            json!({"event": "Deal.delete", "row_ids": [1000]}),
+            "deleted",
         ),
         (
             json!({"event": "NoSuchTrigger", "row_ids": [1]}),
@@ -403,6 +403,100 @@ async fn a_cancelled_backfill_queues_no_more_rows() {
         "the banner says so"
     );
     assert!(!after.contains(&cancel), "no Cancel button once it ended");
+    receiver.stop();
+    herald.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_event_backfill_sends_each_row_as_it_is_now_as_that_event() {
+    let herald = TestHerald::demo(|_| {}).await;
+    old_deals(&herald.db, 30);
+    changes_consumed(&herald.url("")).await;
+    // One of them changed since it was created: the backfill sends it as it is now.
+    AppDb::open(&herald.db).execute(
+        "UPDATE \"Deal\" SET amount = 5000 WHERE title = 'Old 7'",
+        &[],
+    );
+    changes_consumed(&herald.url("")).await;
+    let receiver = TestReceiver::start().await;
+    let hook = herald
+        .create_hook(
+            json!({"target_url": receiver.url("/deals"), "company_id": 1,
+                            "events": ["Deal.create"]}),
+        )
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let gone = 999_999;
+    let (status, backfill) = herald
+        .post(
+            &format!("/api/v1/hooks/{id}/backfill"),
+            json!({"event": "Deal.create", "query": OLD_DEALS}),
+        )
+        .await;
+    assert_eq!(status, 202, "{backfill}");
+    assert_eq!(backfill["rows"], 30);
+    let got = receiver.wait_for(30, Duration::from_secs(30)).await;
+    // Queued in the query's order: their (time-ordered) webhook-ids follow the row ids.
+    let mut queued: Vec<(String, serde_json::Value)> = got
+        .iter()
+        .map(|r| (r.header("webhook-id").to_owned(), r.json()))
+        .collect();
+    queued.sort_by(|a, b| a.0.cmp(&b.0));
+    let payloads: Vec<serde_json::Value> = queued.into_iter().map(|(_, p)| p).collect();
+    let ids: Vec<i64> = payloads
+        .iter()
+        .map(|p| p["resource_id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "queued in the query's order: {ids:?}"
+    );
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        30,
+        "each row once"
+    );
+    for payload in &payloads {
+        assert_eq!(payload["resource_name"], "Deal");
+        assert_eq!(payload["event_type"], "create");
+        assert_eq!(payload["company_id"], 1);
+        assert_eq!(payload["row"]["id"], payload["resource_id"]);
+        assert!(payload["row"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Old "));
+        assert!(payload["old_row"].is_null(), "{payload}");
+        assert!(payload["id"].as_str().unwrap().starts_with("evt_"));
+    }
+    let changed = payloads
+        .iter()
+        .find(|p| p["row"]["title"] == "Old 7")
+        .unwrap();
+    assert_eq!(changed["row"]["amount"].as_f64(), Some(5000.0));
+
+    // A row that no longer exists is counted as failed, with why.
+    let (status, second) = herald
+        .post(
+            &format!("/api/v1/hooks/{id}/backfill"),
+            json!({"event": "Deal.create", "row_ids": [ids[0], gone]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{second}");
+    let second_id = second["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (_, b) = herald
+            .get(&format!("/api/v1/hooks/{id}/backfills/{second_id}"))
+            .await;
+        if b["status"] == "done" {
+            break b;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["done"], 2);
+    assert_eq!(done["failed"], 1, "{done}");
+    receiver.wait_for(31, Duration::from_secs(10)).await;
     receiver.stop();
     herald.stop().await;
 }

@@ -435,10 +435,11 @@ pub(super) async fn hook_page(
         backfills: backfills::hook_backfills(state, id.clone())
             .await?
             .backfills,
+        // A resource event's deletes cannot be backfilled: the rows exist.
         backfill_triggers: hook
             .events
             .iter()
-            .filter(|e| !e.contains('.'))
+            .filter(|e| !e.ends_with(".delete"))
             .cloned()
             .collect(),
         backfill_query: typed.backfill_query.unwrap_or_default(),

@@ -149,6 +149,25 @@ impl ChangeLog for Postgres {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    fn rows_by_id(&self, table: &str, ids: &[i64]) -> Result<Vec<(i64, serde_json::Value)>> {
+        if table.starts_with("herald_") {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let found = match tracked_table(&mut tx, table)? {
+            Ok(found) => found,
+            Err(_) => return Ok(Vec::new()),
+        };
+        let sql = format!(
+            "SELECT {key}::bigint, to_jsonb(t) FROM {table} t WHERE {key} = ANY($1::bigint[])",
+            key = quote_ident(&found.key),
+            table = qualified_by_oid(&mut tx, found.oid)?,
+        );
+        let rows = tx.query(&sql, &[&ids])?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Stores what a batch produced and deletes the changes it read, in one transaction. If any
     /// of them is gone already, another consumer got there first: nothing is stored.
     fn commit_consumed_changes(
