@@ -1037,8 +1037,11 @@ async fn the_hook_page_counts_retries_discards_from_the_list_and_copies_the_new_
     let mut page_text = String::new();
     for _ in 0..100 {
         page_text = page(&herald, &cookie, &hook_path).await.1;
-        // (The status filter's options say "Retrying" too: wait for the event's own badge.)
-        if page_text.contains("data-status=\"retrying\"") {
+        // (The status filter's options say "Retrying" too: wait for the event's own badge.) The
+        // tiles and the list are two reads, so the attempt may land between them: wait for both.
+        if page_text.contains("data-status=\"retrying\"")
+            && page_text.contains("id=\"count-retrying\">1<")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
