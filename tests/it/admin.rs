@@ -206,6 +206,11 @@ async fn the_deliveries_log_pages_25_at_a_time_without_gaps_and_filters_failures
         |b| b["events"].as_array().unwrap().len() == 48,
     )
     .await;
+    // The failures too: an attempt that failed may be recorded after the last success.
+    wait_for_body(&herald, &format!("{log}?limit=100"), |b| {
+        b["deliveries"].as_array().unwrap().len() == 60
+    })
+    .await;
 
     let (_, first) = herald.get(&log).await;
     let first_ids: Vec<i64> = ids(&first);

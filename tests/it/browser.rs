@@ -363,15 +363,15 @@ async fn an_administrator_does_every_step_of_the_webhooks_page_in_a_browser() {
     receiver.wait_for(1, STEP).await;
     let top = browser
         .reload_until(
-            "(() => { const li = document.querySelector('.deliveries li'); return li ? [li.dataset.outcome, li.textContent] : null; })()",
-            |v| v.is_array(),
+            // The tiles are read before the log: wait until both have the attempt.
+            "(() => { const li = document.querySelector('.deliveries li'); return li ? [li.dataset.outcome, li.textContent, document.querySelector('#count-delivered').textContent] : null; })()",
+            |v| v.is_array() && v[2] == "1",
         )
         .await;
     assert_eq!(top[0], "success");
     let top_text = top[1].as_str().unwrap();
     assert!(top_text.contains("Deal.create"), "{top_text}");
     assert!(top_text.contains(&format!("#{first_deal}")), "{top_text}");
-    assert_eq!(browser.text("#count-delivered").await, "1");
 
     // The receiver fails: "Show only failures" lists the failures and nothing else.
     receiver.answer_always(Answer {

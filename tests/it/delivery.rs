@@ -269,6 +269,16 @@ async fn deliveries_held_for_a_target_that_turns_slow_go_back_and_are_sent_once(
     let expected: Vec<String> = (0..11).map(|i| format!("deal {i}")).collect();
     assert_eq!(titles, expected, "each deal once");
     let store = herald.store();
+    // The last answer took 500 ms, and its record comes after it.
+    eventually(Duration::from_secs(10), || {
+        got.iter()
+            .all(|r| {
+                store.delivery_status(r.header("webhook-id")).unwrap()
+                    == Some(DeliveryStatus::Delivered)
+            })
+            .then_some(())
+    })
+    .await;
     for received in &got {
         let message_id = received.header("webhook-id");
         assert_eq!(

@@ -28,20 +28,31 @@ async fn metrics_count_the_work_and_describe_the_outbox() {
     herald
         .subscribe("NewOpportunity", &receiver.url("/m"))
         .await;
+    let url = herald.url("/metrics");
     let mut app = herald.app();
-    for title in ["one", "two"] {
+    // One at a time: the 200 recorded before the 503, so that the hook ends failing (a success
+    // recorded after a failure would clear it).
+    let insert_deal = |app: &mut AppDb, title: &str| {
         app.execute(
             "INSERT INTO \"Deal\" (title, is_project, company_id) VALUES (?1, 1, 1)",
             &[Cell::Text(title.into())],
-        );
+        )
+    };
+    insert_deal(&mut app, "one");
+    for _ in 0..250 {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if sample(&text, "herald_delivery_attempts_total{outcome=\"success\"}") == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    insert_deal(&mut app, "two");
     app.execute(
         "UPDATE \"Contact\" SET email = 'x@example.com' WHERE id = 100",
         &[],
     );
     receiver.wait_for(2, Duration::from_secs(10)).await;
 
-    let url = herald.url("/metrics");
     let mut text = String::new();
     for _ in 0..250 {
         // No token: scrapers do not carry one.
@@ -56,6 +67,7 @@ async fn metrics_count_the_work_and_describe_the_outbox() {
             &text,
             "herald_delivery_attempts_total{outcome=\"http_error\"}",
         ) == Some(1.0)
+            && sample(&text, "herald_delivery_attempt_duration_seconds_count") == Some(2.0)
             && sample(
                 &text,
                 "herald_script_errors_total{script=\"SysNotification_Contact_ParseForEach.rhai\"}",

@@ -251,6 +251,18 @@ async fn a_new_notification_script_starts_tracking_its_table() {
         tracked,
         "Company is not tracked 3 s after its script appeared"
     );
+    // The scripts take effect before the table's trigger is made: wait for the trigger too.
+    let mut app = herald.app();
+    let trigger_query = if app.is_postgres() {
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = '\"Company\"'::regclass AND NOT tgisinternal"
+    } else {
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'Company'"
+    };
+    eventually(Duration::from_secs(5), || {
+        (app.integer(trigger_query, &[]) > 0).then_some(())
+    })
+    .await
+    .expect("Company's tracking trigger is made");
     herald
         .subscribe("CompanyAdded", &receiver.url("/company"))
         .await;

@@ -188,6 +188,17 @@ async fn a_full_disk_makes_herald_not_ready_loses_nothing_and_it_resumes_when_sp
     };
     insert("before the disk filled");
     receiver.wait_for(1, Duration::from_secs(10)).await;
+    // Its attempt recorded too (a receipt comes first), so that what fails next is storing events.
+    let mut watcher = AppDb::open(&db);
+    eventually(Duration::from_secs(10), || {
+        let recorded = watcher.integer(
+            "SELECT count(*) FROM herald_deliveries WHERE status = 'delivered'",
+            &[],
+        );
+        (recorded == 1).then_some(())
+    })
+    .await
+    .expect("the first delivery is recorded");
 
     // The disk fills up for herald; the application (another process) still writes.
     limit_file_size(herald.id(), Some(1));
