@@ -16,20 +16,6 @@ fn insert_deal(herald: &TestHerald, title: &str, project_id: i64, company_id: i6
     })
 }
 
-/// Waits until `GET path` gives a body for which `check` holds.
-async fn wait_for_body(herald: &TestHerald, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..250 {
-        let (status, body) = herald.get(path).await;
-        assert_eq!(status, 200, "{body}");
-        if check(&body) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (_, body) = herald.get(path).await;
-    panic!("{path} never got there; last: {body}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_level_hook_receives_its_projects_changes_and_not_another_projects() {
     let herald = TestHerald::demo(|_| {}).await;
@@ -200,17 +186,18 @@ async fn the_deliveries_log_pages_25_at_a_time_without_gaps_and_filters_failures
     let got = receiver.wait_for(60, Duration::from_secs(20)).await;
     assert_eq!(got[0].header("authorization"), "Basic c2VjcmV0OnBhc3M=");
     let log = format!("/api/v1/hooks/{id}/deliveries");
-    wait_for_body(
-        &herald,
-        &format!("/api/v1/hooks/{id}/events?status=delivered&limit=100"),
-        |b| b["events"].as_array().unwrap().len() == 48,
-    )
-    .await;
+    herald
+        .get_until(
+            &format!("/api/v1/hooks/{id}/events?status=delivered&limit=100"),
+            |b| b["events"].as_array().unwrap().len() == 48,
+        )
+        .await;
     // The failures too: an attempt that failed may be recorded after the last success.
-    wait_for_body(&herald, &format!("{log}?limit=100"), |b| {
-        b["deliveries"].as_array().unwrap().len() == 60
-    })
-    .await;
+    herald
+        .get_until(&format!("{log}?limit=100"), |b| {
+            b["deliveries"].as_array().unwrap().len() == 60
+        })
+        .await;
 
     let (_, first) = herald.get(&log).await;
     let first_ids: Vec<i64> = ids(&first);
@@ -312,10 +299,11 @@ async fn retrying_and_discarding_events_from_the_history() {
     );
     receiver.wait_for(2, Duration::from_secs(10)).await;
     let history = format!("/api/v1/hooks/{id}/events");
-    let retrying = wait_for_body(&herald, &format!("{history}?status=retrying"), |b| {
-        b["events"].as_array().unwrap().len() == 2
-    })
-    .await;
+    let retrying = herald
+        .get_until(&format!("{history}?status=retrying"), |b| {
+            b["events"].as_array().unwrap().len() == 2
+        })
+        .await;
     let events = retrying["events"].as_array().unwrap();
     let (second, first) = (events[0].clone(), events[1].clone());
     assert_eq!(first["resource_name"], "Deal");
@@ -337,10 +325,11 @@ async fn retrying_and_discarding_events_from_the_history() {
         first["webhook_id"].as_str().unwrap()
     );
     assert_eq!(got[2].json()["title"], "first");
-    let delivered = wait_for_body(&herald, &format!("{history}?status=delivered"), |b| {
-        b["events"].as_array().unwrap().len() == 1
-    })
-    .await;
+    let delivered = herald
+        .get_until(&format!("{history}?status=delivered"), |b| {
+            b["events"].as_array().unwrap().len() == 1
+        })
+        .await;
     assert_eq!(delivered["events"][0]["id"], first["id"]);
     assert_eq!(delivered["events"][0]["attempts"], 2);
 
@@ -405,22 +394,21 @@ async fn retention_removes_events_older_than_the_window() {
     insert_deal(&herald, "old news", 10, 1);
     receiver.wait_for(1, Duration::from_secs(10)).await;
     let history = format!("/api/v1/hooks/{id}/events");
-    wait_for_body(&herald, &history, |b| {
-        b["events"].as_array().unwrap().len() == 1
-    })
-    .await;
+    herald
+        .get_until(&history, |b| b["events"].as_array().unwrap().len() == 1)
+        .await;
     // The attempt is recorded just after the receiver had it.
-    let log = wait_for_body(&herald, &format!("/api/v1/hooks/{id}/deliveries"), |b| {
-        !b["deliveries"].as_array().unwrap().is_empty()
-    })
-    .await;
+    let log = herald
+        .get_until(&format!("/api/v1/hooks/{id}/deliveries"), |b| {
+            !b["deliveries"].as_array().unwrap().is_empty()
+        })
+        .await;
     assert_eq!(log["deliveries"].as_array().unwrap().len(), 1);
 
     // Past the window the event goes, and its attempts with it.
-    wait_for_body(&herald, &history, |b| {
-        b["events"].as_array().unwrap().is_empty()
-    })
-    .await;
+    herald
+        .get_until(&history, |b| b["events"].as_array().unwrap().is_empty())
+        .await;
     let (_, log) = herald.get(&format!("/api/v1/hooks/{id}/deliveries")).await;
     assert_eq!(log["deliveries"], json!([]));
     herald.stop().await;
@@ -508,10 +496,11 @@ async fn secrets_and_authorization_headers_never_come_back_unmasked() {
         .unwrap_or_else(|e| panic!("{key}: {e}"));
     }
     // The attempt is recorded just after the receiver had it.
-    let log = wait_for_body(&herald, &format!("/api/v1/hooks/{id}/deliveries"), |b| {
-        !b["deliveries"].as_array().unwrap().is_empty()
-    })
-    .await;
+    let log = herald
+        .get_until(&format!("/api/v1/hooks/{id}/deliveries"), |b| {
+            !b["deliveries"].as_array().unwrap().is_empty()
+        })
+        .await;
     let attempt = log["deliveries"][0]["id"].as_i64().unwrap();
     let (_, detail) = herald
         .get(&format!("/api/v1/hooks/{id}/deliveries/{attempt}"))

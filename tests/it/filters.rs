@@ -96,17 +96,11 @@ async fn two_subscriptions_to_one_trigger_one_filtered_receive_exactly_the_match
     );
     assert_eq!(hook["filtered_out"], 2, "{hook}");
     // The receipt comes before the attempt's record.
-    let mut summary = serde_json::Value::Null;
-    for _ in 0..250 {
-        summary = herald
-            .get(&format!("/api/v1/hooks/{filtered_id}/summary"))
-            .await
-            .1;
-        if summary["delivered"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let summary = herald
+        .get_until(&format!("/api/v1/hooks/{filtered_id}/summary"), |s| {
+            s["delivered"] == 1
+        })
+        .await;
     assert_eq!(summary["filtered_out"], 2, "{summary}");
     assert_eq!(summary["delivered"], 1, "{summary}");
     // The events the filter kept out made no delivery: only the one it let through is listed.

@@ -10,6 +10,26 @@ pub(crate) fn sample(text: &str, name: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Scrapes `/metrics` (5 s at most) until `check` holds of the text, and returns the last text.
+/// No token: scrapers do not carry one.
+async fn scrape_until(url: &str, check: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    for _ in 0..250 {
+        let response = reqwest::get(url).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        text = response.text().await.unwrap();
+        if check(&text) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    text
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_the_work_and_describe_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
@@ -39,13 +59,10 @@ async fn metrics_count_the_work_and_describe_the_outbox() {
         )
     };
     insert_deal(&mut app, "one");
-    for _ in 0..250 {
-        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
-        if sample(&text, "herald_delivery_attempts_total{outcome=\"success\"}") == Some(1.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    scrape_until(&url, |text| {
+        sample(text, "herald_delivery_attempts_total{outcome=\"success\"}") == Some(1.0)
+    })
+    .await;
     insert_deal(&mut app, "two");
     app.execute(
         "UPDATE \"Contact\" SET email = 'x@example.com' WHERE id = 100",
@@ -53,30 +70,18 @@ async fn metrics_count_the_work_and_describe_the_outbox() {
     );
     receiver.wait_for(2, Duration::from_secs(10)).await;
 
-    let mut text = String::new();
-    for _ in 0..250 {
-        // No token: scrapers do not carry one.
-        let response = reqwest::get(&url).await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert!(response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain"));
-        text = response.text().await.unwrap();
-        if sample(
-            &text,
+    let text = scrape_until(&url, |text| {
+        sample(
+            text,
             "herald_delivery_attempts_total{outcome=\"http_error\"}",
         ) == Some(1.0)
-            && sample(&text, "herald_delivery_attempt_duration_seconds_count") == Some(2.0)
+            && sample(text, "herald_delivery_attempt_duration_seconds_count") == Some(2.0)
             && sample(
-                &text,
+                text,
                 "herald_script_errors_total{script=\"SysNotification_Contact_ParseForEach.rhai\"}",
             ) == Some(1.0)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert_eq!(
         sample(&text, "herald_changes_consumed_total"),
         Some(3.0),

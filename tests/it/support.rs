@@ -287,6 +287,20 @@ impl TestHerald {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Waits (5 s at most) until `GET path` answers 200 with a body for which `check` holds.
+    pub async fn get_until(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..250 {
+            let (status, body) = self.get(path).await;
+            assert_eq!(status, 200, "{body}");
+            if check(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (_, body) = self.get(path).await;
+        panic!("{path} never got there; last: {body}");
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .client
