@@ -7,6 +7,7 @@ mod backfills;
 mod catalogue;
 mod error;
 mod filters;
+mod grid;
 mod health;
 mod history;
 mod hooks;

@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    backfills, catalogue, filters, health, history, hooks, nodes, rest_hooks, scripts, test_sends,
-    AppState,
+    backfills, catalogue, filters, grid, health, history, hooks, nodes, rest_hooks, scripts,
+    test_sends, AppState,
 };
 
 /// Every error: a 4xx (or an opaque 5xx) with this body.
@@ -83,9 +83,9 @@ pub(super) fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backfills::list))
         .routes(routes!(backfills::get))
         .routes(routes!(backfills::cancel))
-        .routes(routes!(hooks::grid))
-        .routes(routes!(hooks::tick_cell, hooks::clear_cell))
-        .routes(routes!(hooks::select_trigger, hooks::unselect_trigger))
+        .routes(routes!(grid::grid))
+        .routes(routes!(grid::tick_cell, grid::clear_cell))
+        .routes(routes!(grid::select_trigger, grid::unselect_trigger))
         .routes(routes!(history::deliveries))
         .routes(routes!(history::delivery))
         .routes(routes!(history::events))

@@ -15,9 +15,9 @@ use super::i18n::{t, ta};
 use super::session::{Flash, SessionInfo};
 use super::view::{self, HookQuery, HookRow, NewHookForm};
 use super::{redirect_with, PageError};
-use crate::http::backfills;
 use crate::http::filters::FilterTestOut;
 use crate::http::hooks::{CreateHookIn, HookOut};
+use crate::http::{backfills, grid};
 use crate::http::{
     blocking, catalogue, history, hooks, nodes, parse_page, scripts, ApiError, AppState,
 };
@@ -379,7 +379,7 @@ pub(super) async fn hook_page(
     )?;
     let (events_cursor, _) = parse_page(query.events_cursor.as_deref(), None)?;
     let summary = history::hook_summary(state, id.clone()).await?;
-    let grid = hooks::grid_of(state, id.clone()).await?;
+    let grid = grid::grid_of(state, id.clone()).await?;
     let deliveries = history::deliveries_page(
         state,
         id.clone(),
