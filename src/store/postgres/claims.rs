@@ -250,6 +250,13 @@ pub(super) fn claim_in(
 }
 
 /// Which of `hooks` another process holds leases of (live ones: an ended lease holds nothing).
+///
+/// `leased_by <> me` is written as two ranges, one query each, so that the index on `(hook_id,
+/// leased_by)` seeks past this process's own entries: a hook's entries are mostly this process's,
+/// and most of those are of deliveries already recorded, dead until a vacuum. Read through (`<>`
+/// is no index condition, and an `OR` of the ranges was planned as a filter while the table's
+/// statistics were young), they made this check take 2.3 ms a call on the throughput bench's
+/// single hook, 9.4 ms on 100,000 deliveries of one hook, 99,000 of them recorded; seeking, 0.05.
 pub(super) fn held_by_others(
     tx: &mut Tx<'_>,
     hooks: &[String],
@@ -261,8 +268,12 @@ pub(super) fn held_by_others(
     }
     Ok(tx
         .query(
-            "SELECT DISTINCT hook_id FROM herald_deliveries
-             WHERE status = 'delivering' AND hook_id = ANY($1) AND leased_by <> $2
+            "SELECT hook_id FROM herald_deliveries
+             WHERE status = 'delivering' AND hook_id = ANY($1) AND leased_by < $2
+               AND next_attempt_at > $3
+             UNION
+             SELECT hook_id FROM herald_deliveries
+             WHERE status = 'delivering' AND hook_id = ANY($1) AND leased_by > $2
                AND next_attempt_at > $3",
             &[&hooks, &me, &now],
         )?
