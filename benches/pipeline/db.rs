@@ -32,8 +32,15 @@ impl Backend {
             .and_then(|i| args.get(i + 1))
             .map(String::as_str)
             .unwrap_or("sqlite");
+        let statements = args.iter().any(|a| a == "--statements");
         match chosen {
             "sqlite" => Backend::Sqlite,
+            "postgres" | "postgresql" if statements => {
+                Backend::Postgres(pg_server::private_server_with(&[
+                    "shared_preload_libraries=pg_stat_statements",
+                    "pg_stat_statements.track_planning=on",
+                ]))
+            }
             "postgres" | "postgresql" => Backend::Postgres(pg_server::private_server()),
             other => panic!("--backend {other}: expected sqlite or postgres"),
         }
@@ -61,6 +68,55 @@ impl Backend {
                 Database::parse(&server.0.url(&name)).unwrap()
             }),
         }
+    }
+}
+
+impl Backend {
+    /// With `--statements` on PostgreSQL: the statements the server spent the most time on
+    /// since the last call (planning and executing, herald's and the application's), printed
+    /// after `scenario`, and their counts started over.
+    pub fn print_statements(&self, scenario: &str) {
+        let Backend::Postgres(server) = self else {
+            return;
+        };
+        if server.0.settings.is_empty() {
+            return;
+        }
+        tokio::task::block_in_place(|| {
+            let mut client = server.0.connect("postgres");
+            client
+                .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .unwrap();
+            let rows = client
+                .query(
+                    "SELECT calls, total_exec_time, total_plan_time, rows,
+                            left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+                     FROM pg_stat_statements
+                     WHERE query NOT LIKE '%pg_stat_statements%'
+                     ORDER BY total_exec_time + total_plan_time DESC LIMIT 25",
+                    &[],
+                )
+                .unwrap();
+            eprintln!("statements after {scenario}, by the server's time on them:");
+            eprintln!(
+                "{:>8} {:>10} {:>10} {:>9} {:>8}  statement",
+                "calls", "exec ms", "plan ms", "ms/call", "rows"
+            );
+            for row in rows {
+                let calls: i64 = row.get(0);
+                let exec: f64 = row.get(1);
+                let plan: f64 = row.get(2);
+                eprintln!(
+                    "{calls:>8} {exec:>10.1} {plan:>10.1} {:>9.3} {:>8}  {}",
+                    (exec + plan) / calls.max(1) as f64,
+                    row.get::<_, i64>(3),
+                    row.get::<_, &str>(4)
+                );
+            }
+            client
+                .batch_execute("SELECT pg_stat_statements_reset()")
+                .unwrap();
+        });
     }
 }
 

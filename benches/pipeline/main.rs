@@ -302,6 +302,7 @@ async fn throughput(
     herald
         .subscribe("NewOpportunity", &receiver.url("/throughput"))
         .await;
+    backend.print_statements("herald's start");
     receiver.reset(false);
     let db = herald.db.clone();
     let n = sizes.throughput_events;
@@ -312,6 +313,7 @@ async fn throughput(
     });
     let done = receiver.wait_for(n as u64, Duration::from_secs(1800)).await;
     let written = writer.await.unwrap();
+    backend.print_statements("throughput");
     let rate = n as f64 / (done - start).as_secs_f64();
     // When the application's own writes set the pace, herald cannot go faster than they do.
     eprintln!(
@@ -374,6 +376,7 @@ async fn latency(backend: &Backend, sizes: &Sizes, receiver: &Receiver, rows: &m
     herald
         .subscribe("NewOpportunity", &receiver.url("/latency"))
         .await;
+    backend.print_statements("herald's start");
     receiver.reset(true);
     let db = herald.db.clone();
     let rate = sizes.latency_rate;
@@ -398,6 +401,7 @@ async fn latency(backend: &Backend, sizes: &Sizes, receiver: &Receiver, rows: &m
     receiver
         .wait_for(total as u64, Duration::from_secs(600))
         .await;
+    backend.print_statements("latency");
     let arrivals = receiver.seen.arrivals.lock().unwrap().take().unwrap();
     let first_commit = committed.first().map(|(_, at, _)| *at);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

@@ -25,6 +25,8 @@ pub struct PgServer {
     pub data: PathBuf,
     /// The user the server runs as, when the tests run as root.
     pub run_as: Option<(u32, u32)>,
+    /// Settings beyond the defaults (`name=value`), such as the bench's statistics extension.
+    pub settings: Vec<String>,
 }
 
 static SERVER: OnceLock<PgServer> = OnceLock::new();
@@ -33,12 +35,17 @@ static SERVERS: AtomicUsize = AtomicUsize::new(0);
 
 /// The test binary's server, started on first use.
 pub fn server() -> &'static PgServer {
-    SERVER.get_or_init(|| start(false).unwrap_or_else(|e| panic!("{e}")))
+    SERVER.get_or_init(|| start(false, &[]).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// A server of its own, durable, for a test that crashes and restarts it; stopped when dropped.
 pub fn private_server() -> PrivateServer {
-    PrivateServer(start(true).unwrap_or_else(|e| panic!("{e}")))
+    private_server_with(&[])
+}
+
+/// `private_server` with `settings` (`name=value`) beyond the defaults.
+pub fn private_server_with(settings: &[&str]) -> PrivateServer {
+    PrivateServer(start(true, settings).unwrap_or_else(|e| panic!("{e}")))
 }
 
 pub struct PrivateServer(pub PgServer);
@@ -113,6 +120,9 @@ impl PgServer {
             .stderr(Stdio::from(
                 std::fs::File::create(self.data.join("server.log")).expect("server log"),
             ));
+        for setting in &self.settings {
+            command.arg("-c").arg(setting);
+        }
         if !self.durable {
             command.args([
                 "-c",
@@ -186,7 +196,7 @@ impl PgServer {
     }
 }
 
-fn start(durable: bool) -> Result<PgServer, String> {
+fn start(durable: bool, settings: &[&str]) -> Result<PgServer, String> {
     let bin = postgres_bin().ok_or_else(|| {
         "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run .ci/install, \
          which installs Debian's postgresql package"
@@ -260,6 +270,7 @@ fn start(durable: bool) -> Result<PgServer, String> {
         bin,
         data,
         run_as,
+        settings: settings.iter().map(|s| s.to_string()).collect(),
     };
     server.start_postgres();
     Ok(server)
