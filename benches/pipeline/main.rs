@@ -843,14 +843,17 @@ fn main() {
             rate = throughput(&backend, &sizes, &receiver, &mut rows).await;
         }
         if wants("latency") {
+            backend.settle();
             eprintln!("latency...");
             latency(&backend, &sizes, &receiver, &mut rows).await;
         }
         if wants("fan-out") {
+            backend.settle();
             eprintln!("fan-out...");
             fanout(&backend, &sizes, &receiver, rate, &mut rows).await;
         }
         if wants("backlog") {
+            backend.settle();
             eprintln!("backlog...");
             backlog(&backend, &sizes, &receiver, rate, &mut rows).await;
         }
