@@ -690,6 +690,13 @@ impl Outbox for Postgres {
 
     fn outbox_snapshot(&self) -> Result<OutboxSnapshot> {
         let mut client = self.client()?;
+        // One snapshot for all the gauges, so that they agree with each other (a delivery
+        // counted waiting is counted in its hook's standing too).
+        let mut client = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
         let waiting = client.query_one(
             "SELECT count(*), min(created_at) FROM herald_deliveries WHERE next_attempt_at IS NOT NULL",
             &[],
@@ -715,6 +722,7 @@ impl Outbox for Postgres {
             .iter()
             .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
             .collect();
+        client.commit()?;
         Ok(OutboxSnapshot {
             waiting: waiting.get::<_, i64>(0) as u64,
             oldest_waiting_created_at: waiting.get(1),
