@@ -143,6 +143,20 @@ impl<'a> Deal<'a> {
     }
 }
 
+fn insert_deal_with(app: &mut AppDb, deal: Deal<'_>) -> i64 {
+    app.insert(
+        "INSERT INTO \"Deal\" (title, amount, is_project, company_id, project_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[
+            Cell::Text(deal.title.into()),
+            deal.amount.map_or(Cell::Null, Cell::Real),
+            Cell::Integer(deal.is_project.into()),
+            deal.company_id.map_or(Cell::Null, Cell::Integer),
+            deal.project_id.map_or(Cell::Null, Cell::Integer),
+        ],
+    )
+}
+
 /// Asserts an API error: the status, the contract's error code, and a message in words.
 pub fn assert_error(status: u16, body: &Value, expected_status: u16, expected_code: &str) {
     assert_eq!(status, expected_status, "{body}");
@@ -247,17 +261,20 @@ impl TestHerald {
 
     /// Inserts `deal` from another connection, as the application would; returns its id.
     pub fn insert_deal(&self, deal: Deal<'_>) -> i64 {
-        self.app().insert(
-            "INSERT INTO \"Deal\" (title, amount, is_project, company_id, project_id)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            &[
-                Cell::Text(deal.title.into()),
-                deal.amount.map_or(Cell::Null, Cell::Real),
-                Cell::Integer(deal.is_project.into()),
-                deal.company_id.map_or(Cell::Null, Cell::Integer),
-                deal.project_id.map_or(Cell::Null, Cell::Integer),
-            ],
-        )
+        insert_deal_with(&mut self.app(), deal)
+    }
+
+    /// Inserts `deals` in one transaction of another connection, as an import would: they are
+    /// all there at once, however slowly the machine opens connections.
+    pub fn insert_deals(&self, deals: Vec<Deal<'_>>) -> Vec<i64> {
+        let mut app = self.app();
+        app.batch("BEGIN");
+        let ids = deals
+            .into_iter()
+            .map(|deal| insert_deal_with(&mut app, deal))
+            .collect();
+        app.batch("COMMIT");
+        ids
     }
 
     /// A connection of the application's own, as another process would have.
