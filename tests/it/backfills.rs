@@ -26,7 +26,7 @@ fn old_deals(herald_db: &herald::database::Database, count: usize) {
 /// live events, for hooks made after this).
 async fn changes_consumed(base: &str) {
     let client = reqwest::Client::new();
-    for _ in 0..600 {
+    for _ in 0..2400 {
         let metrics = client
             .get(format!("{base}/metrics"))
             .send()

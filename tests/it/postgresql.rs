@@ -649,7 +649,7 @@ async fn heralds_tables_go_in_the_schema_it_is_told() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_tracker_makes_the_node_not_ready_and_its_lag_shows() {
     let herald = on_postgres(|config| {
-        config.sandbox.time_budget = Duration::from_millis(300);
+        config.sandbox.time_budget = Duration::from_secs(1);
     })
     .await;
     let receiver = TestReceiver::start().await;

@@ -59,8 +59,15 @@ async fn a_hook_limited_to_20_a_second_gets_at_most_that_while_an_unlimited_one_
     let limited_got = slow.wait_for(DEALS, Duration::from_secs(30)).await;
     let arrivals: Vec<Instant> = limited_got.iter().map(|r| r.at).collect();
     let most = most_within(&arrivals, Duration::from_secs(1));
-    // 20 a second, one every 50 ms: a window of one second holds 20, 21 with one at each end.
-    assert!(most <= 21, "{most} deliveries within one second");
+    // 20 a second, one lease every 50 ms: a window of one second holds 20, 21 with one at each
+    // end, and one more where a delivery left late (the receiver sees sends, not leases).
+    assert!(most <= 22, "{most} deliveries within one second");
+    // And over the whole run: 59 intervals of 50 ms, less what the first one's send may lag.
+    let span = arrivals[DEALS - 1].duration_since(arrivals[0]);
+    assert!(
+        span >= Duration::from_millis(2600),
+        "60 deliveries within {span:?}"
+    );
     // Delayed, not failed: every one arrived, each once.
     let mut titles: Vec<String> = limited_got
         .iter()

@@ -43,7 +43,7 @@ async fn script_entry(herald: &TestHerald, file: &str) -> Option<Value> {
 
 /// Waits until the API says `file` is live with a hash other than `old_hash`; returns the new hash.
 async fn wait_for_new_hash(herald: &TestHerald, file: &str, old_hash: &str) -> String {
-    for _ in 0..150 {
+    for _ in 0..500 {
         if let Some(entry) = script_entry(herald, file).await {
             if entry["status"] == "ok" && entry["hash"] != old_hash {
                 return entry["hash"].as_str().unwrap().to_owned();
@@ -51,7 +51,7 @@ async fn wait_for_new_hash(herald: &TestHerald, file: &str, old_hash: &str) -> S
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("{file} was not reloaded within 3 s");
+    panic!("{file} was not reloaded within 10 s");
 }
 
 async fn live_hash(herald: &TestHerald, file: &str) -> String {
@@ -122,7 +122,7 @@ async fn a_broken_edit_keeps_the_working_version_and_reports_where_it_broke() {
 
     write_then_rename(&scripts, BODY, "// broken\nlet deal = ;\n#{ id: row_id }\n");
     let mut reported = None;
-    for _ in 0..150 {
+    for _ in 0..500 {
         let entry = script_entry(&herald, BODY).await.unwrap();
         if entry["status"] == "error" {
             reported = Some(entry);
@@ -130,7 +130,7 @@ async fn a_broken_edit_keeps_the_working_version_and_reports_where_it_broke() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let entry = reported.expect("the broken edit is reported within 3 s");
+    let entry = reported.expect("the broken edit is reported within 10 s");
     assert_eq!(
         entry["hash"],
         working.as_str(),
@@ -179,7 +179,7 @@ async fn removing_a_body_script_removes_its_trigger_and_keeps_its_subscriptions(
 
     std::fs::remove_file(scripts.join("GetWebhookResponseBody_DealWon.rhai")).unwrap();
     let mut listing = Value::Null;
-    for _ in 0..150 {
+    for _ in 0..500 {
         let (_, body) = herald.get("/api/v1/scripts").await;
         if !body["triggers"]
             .as_array()
@@ -191,7 +191,11 @@ async fn removing_a_body_script_removes_its_trigger_and_keeps_its_subscriptions(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_ne!(listing, Value::Null, "DealWon is still a trigger after 3 s");
+    assert_ne!(
+        listing,
+        Value::Null,
+        "DealWon is still a trigger after 10 s"
+    );
     assert_eq!(
         listing["missing_triggers"],
         serde_json::json!([{"trigger": "DealWon", "hooks": 1}])
@@ -235,7 +239,7 @@ async fn a_new_notification_script_starts_tracking_its_table() {
         "if action_key == \"insert\" { trigger_webhook_event(\"CompanyAdded\", row_id); }\n",
     );
     let mut tracked = false;
-    for _ in 0..150 {
+    for _ in 0..500 {
         let (_, body) = herald.get("/api/v1/scripts").await;
         if body["tracked_tables"]
             .as_array()
@@ -249,7 +253,7 @@ async fn a_new_notification_script_starts_tracking_its_table() {
     }
     assert!(
         tracked,
-        "Company is not tracked 3 s after its script appeared"
+        "Company is not tracked 10 s after its script appeared"
     );
     // The scripts take effect before the table's trigger is made: wait for the trigger too.
     let mut app = herald.app();
@@ -258,7 +262,7 @@ async fn a_new_notification_script_starts_tracking_its_table() {
     } else {
         "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'Company'"
     };
-    eventually(Duration::from_secs(5), || {
+    eventually(Duration::from_secs(20), || {
         (app.integer(trigger_query, &[]) > 0).then_some(())
     })
     .await

@@ -37,7 +37,7 @@ pub(crate) async fn hostile_event_fails_with(
     let dir = tempfile::tempdir().unwrap();
     let scripts = scripts_with_hostile_body(dir.path(), body);
     let mut config = test_config(dir.path(), &scripts);
-    config.sandbox.time_budget = Duration::from_millis(300);
+    config.sandbox.time_budget = Duration::from_secs(1);
     tweak(&mut config);
     let herald = TestHerald::start(config).await;
     let receiver = TestReceiver::start().await;
@@ -87,7 +87,7 @@ async fn an_endless_loop_fails_its_event_within_the_time_budget() {
     // No operation limit: only the wall-clock budget can stop it.
     hostile_event_fails_with(
         "let n = 0;\nloop {\n    n += 1;\n}\n",
-        "time budget of 300 ms",
+        "time budget of 1000 ms",
         3,
         |config| config.sandbox.max_operations = 0,
     )

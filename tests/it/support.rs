@@ -115,7 +115,9 @@ pub fn test_config_on(db: Database, dir: &Path, scripts: &Path) -> Config {
     config.api_token = Some(TOKEN.into());
     config.delivery.allow_targets = vec!["127.0.0.0/8".parse().unwrap()];
     config.delivery.retry_schedule = vec![Duration::from_millis(200); 3];
-    config.delivery.timeout = Duration::from_secs(2);
+    // Long enough that a loaded machine's stall never turns an answer into a time-out and a
+    // second attempt (tests of time-outs set their own).
+    config.delivery.timeout = Duration::from_secs(5);
     // Tests poll the API in tight loops; the limiter has its own test.
     config.rate_limit = None;
     config
@@ -304,9 +306,9 @@ impl TestHerald {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// Waits (5 s at most) until `GET path` answers 200 with a body for which `check` holds.
+    /// Waits (15 s at most) until `GET path` answers 200 with a body for which `check` holds.
     pub async fn get_until(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..250 {
+        for _ in 0..750 {
             let (status, body) = self.get(path).await;
             assert_eq!(status, 200, "{body}");
             if check(&body) {
