@@ -132,8 +132,8 @@ impl Postgres {
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             // After a server restart or a cut every pooled connection is dead, and a client learns
-            // it only by using it: an empty query at checkout (a round trip, small beside the
-            // transactions herald makes) replaces it before a request or a commit fails on it.
+            // it only by using it: an empty query at checkout replaces it before a request or a
+            // commit fails on it, unless the server answered on it moments ago (`TRUSTED_FOR`).
             .test_on_check_out(true)
             .build_unchecked(manager.clone());
         let store = Postgres {
