@@ -14,6 +14,20 @@ fn insert_project_deal(herald: &TestHerald, title: &str) {
     });
 }
 
+/// Project deals titled `deal {n}` for each `n`, in one transaction.
+fn insert_project_deals(herald: &TestHerald, numbers: std::ops::Range<usize>) {
+    let titles: Vec<String> = numbers.map(|n| format!("deal {n}")).collect();
+    herald.insert_deals(
+        titles
+            .iter()
+            .map(|title| Deal {
+                is_project: true,
+                ..Deal::titled(title)
+            })
+            .collect(),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_is_retried_and_the_delivery_ends_delivered_with_every_attempt_recorded() {
     let herald = TestHerald::demo(|_| {}).await;
@@ -204,15 +218,7 @@ async fn a_hanging_target_does_not_hold_up_a_healthy_one() {
         .await;
 
     // In one transaction, so that the window below measures herald, not the machine's commits.
-    let mut app = herald.app();
-    app.batch("BEGIN");
-    for i in 0..10 {
-        app.execute(
-            "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
-            &[Cell::Text(format!("deal {i}"))],
-        );
-    }
-    app.batch("COMMIT");
+    insert_project_deals(&herald, 0..10);
     // All ten reach the healthy target long before the hanging one answers even its first two.
     let got = healthy.wait_for(10, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 10);
@@ -245,20 +251,9 @@ async fn deliveries_held_for_a_target_that_turns_slow_go_back_and_are_sent_once(
     herald
         .subscribe("NewOpportunity", &target.url("/turns-slow"))
         .await;
-    let mut app = herald.app();
-    let mut insert_deals = |titles: std::ops::Range<usize>| {
-        app.batch("BEGIN");
-        for i in titles {
-            app.execute(
-                "INSERT INTO \"Deal\" (title, is_project) VALUES (?1, 1)",
-                &[Cell::Text(format!("deal {i}"))],
-            );
-        }
-        app.batch("COMMIT");
-    };
-    insert_deals(0..3);
+    insert_project_deals(&herald, 0..3);
     target.wait_for(3, Duration::from_secs(15)).await;
-    insert_deals(3..11);
+    insert_project_deals(&herald, 3..11);
 
     target.wait_for(11, Duration::from_secs(60)).await;
     // Nothing more comes: each deal was sent once.

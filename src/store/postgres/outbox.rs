@@ -692,11 +692,8 @@ impl Outbox for Postgres {
         let mut client = self.client()?;
         // One snapshot for all the gauges, so that they agree with each other (a delivery
         // counted waiting is counted in its hook's standing too).
-        let mut client = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
+        let mut client = client.transaction()?;
+        client.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         let waiting = client.query_one(
             "SELECT count(*), min(created_at) FROM herald_deliveries WHERE next_attempt_at IS NOT NULL",
             &[],
