@@ -412,15 +412,19 @@ impl Tracker {
             return Ok(0);
         }
         let scripts = self.registry.current();
-        let resource_events = self.store.subscribed_resource_events()?;
+        let hooks = self.store.hooks_for_batch()?;
         for renderer in &self.renderers {
             renderer.sandbox.take_database_unavailable();
         }
-        let mut outcome = render(&self.renderers, &scripts, &resource_events, &batch.changes);
-        let rules = self.store.filter_rules()?;
+        let mut outcome = render(
+            &self.renderers,
+            &scripts,
+            &hooks.resource_events,
+            &batch.changes,
+        );
         self.filters.judge_batch(
             &self.renderers[0].sandbox,
-            &rules,
+            &hooks.filter_rules,
             &mut outcome.events,
             &batch.changes,
         );

@@ -21,9 +21,9 @@ use super::{
     AttemptDetail, AttemptEntry, AttemptRecord, Backfill, BackfillStep, Cell, ChangeBatch, Claim,
     ClaimOutcome, ClaimedDelivery, Consumed, DeliveryStatus, EventAction, EventFilter,
     FailurePolicy, FilterRule, HeldEvent, Hook, HookEvent, HookFilter, HookHealthChange, HookPatch,
-    Judgement, NewEvent, NewHook, NodeBeat, NodeStatus, OutboxSnapshot, Page, QueryError, Result,
-    RowLimit, Rows, ScopeName, ScriptFailure, SignInAllowance, Stored, StoredAttempt,
-    StoredSession, TrackingProblem, TrackingSql,
+    HooksForBatch, Judgement, NewEvent, NewHook, NodeBeat, NodeStatus, OutboxSnapshot, Page,
+    QueryError, Result, RowLimit, Rows, ScopeName, ScriptFailure, SignInAllowance, Stored,
+    StoredAttempt, StoredSession, TrackingProblem, TrackingSql,
 };
 use crate::delivery::DirectLease;
 
@@ -178,6 +178,14 @@ pub trait Hooks {
     fn filter_rules(&self) -> Result<Vec<FilterRule>>;
     /// The resource events (`Deal.update`) some enabled hook receives: tables to track.
     fn subscribed_resource_events(&self) -> Result<BTreeSet<String>>;
+    /// Both of the above, as the tracker reads them before each batch: in one round trip where
+    /// the database is another process.
+    fn hooks_for_batch(&self) -> Result<HooksForBatch> {
+        Ok(HooksForBatch {
+            resource_events: self.subscribed_resource_events()?,
+            filter_rules: self.filter_rules()?,
+        })
+    }
     /// Which of `ids` exist and are enabled.
     fn enabled_hooks_among(&self, ids: &[String]) -> Result<BTreeSet<String>>;
     /// Deletes a hook, discarding what waits for it; whether it existed.

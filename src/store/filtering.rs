@@ -13,6 +13,15 @@ pub struct FilterRule {
     pub events: Vec<String>,
 }
 
+/// What the tracker reads of the hooks before each batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HooksForBatch {
+    /// The resource events (`Deal.update`) some enabled hook selects: produced for the batch.
+    pub resource_events: std::collections::BTreeSet<String>,
+    /// The filters of enabled hooks: what the batch's events are judged by.
+    pub filter_rules: Vec<FilterRule>,
+}
+
 /// What a hook's filter made of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {

@@ -53,7 +53,7 @@ pub use change::{
     Action, Change, ChangeBatch, Consumed, TrackingProblem, TrackingSql, UnreadableChange,
 };
 pub use cluster::{NodeBeat, NodeStatus};
-pub use filtering::{FilterRule, HeldEvent, Judgement};
+pub use filtering::{FilterRule, HeldEvent, HooksForBatch, Judgement};
 pub use history::{AttemptDetail, AttemptEntry, EventAction, EventFilter, HookEvent, Page};
 pub use hooks::{Hook, HookFilter, HookOrigin, HookPatch, HookState, NewHook, Scope};
 pub use outbox::{

@@ -8,8 +8,8 @@ use herald::clock::now_ms;
 use herald::database::Database;
 use herald::store::{
     Action, AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryStatus, EventAction,
-    EventFilter, FailurePolicy, HookFilter, HookOrigin, HookPatch, NewEvent, NewHook, NextStep,
-    Scope, Store, StoreError,
+    EventFilter, FailurePolicy, FilterRule, HookFilter, HookOrigin, HookPatch, NewEvent, NewHook,
+    NextStep, Scope, Store, StoreError,
 };
 
 use crate::support::AppDb;
@@ -73,6 +73,7 @@ macro_rules! every_backend {
             storage_suite!($backend:
                 hooks_are_created_listed_changed_and_deleted,
                 the_grid_ticks_and_clears_events,
+                a_batch_reads_the_resource_events_and_filters_of_enabled_hooks,
                 a_subscription_is_removed_only_by_the_token_that_made_it,
                 events_fan_out_to_the_hooks_of_their_trigger_and_scope_only,
                 claims_lease_within_the_room_and_records_move_deliveries_on,
@@ -320,6 +321,53 @@ fn the_grid_ticks_and_clears_events(backend: &Backend) {
         .is_empty());
 }
 
+fn a_batch_reads_the_resource_events_and_filters_of_enabled_hooks(backend: &Backend) {
+    let store = &backend.store;
+    let mut filtered = hook(
+        "https://f.example/",
+        Scope::Everything,
+        &["NewOpportunity", "Deal.create"],
+    );
+    filtered.filter = Some("event.amount > 10".into());
+    let filtered = store.create_hook(filtered).unwrap();
+    store
+        .create_hook(hook(
+            "https://plain.example/",
+            Scope::Company(1),
+            &["Contact.delete", "DealWon"],
+        ))
+        .unwrap();
+    let mut off = hook(
+        "https://off.example/",
+        Scope::Everything,
+        &["Company.update"],
+    );
+    off.filter = Some("false".into());
+    off.enabled = false;
+    store.create_hook(off).unwrap();
+
+    let rules = store.hooks_for_batch().unwrap();
+    assert_eq!(
+        rules.resource_events,
+        BTreeSet::from(["Contact.delete".to_string(), "Deal.create".to_string()]),
+        "the resource events of enabled hooks only"
+    );
+    assert_eq!(
+        rules.filter_rules,
+        [FilterRule {
+            hook_id: filtered.id.clone(),
+            filter: "event.amount > 10".into(),
+            events: vec!["Deal.create".into(), "NewOpportunity".into()],
+        }],
+        "the filters of enabled hooks, each with every event its hook selects"
+    );
+    assert_eq!(
+        rules.resource_events,
+        store.subscribed_resource_events().unwrap()
+    );
+    assert_eq!(rules.filter_rules, store.filter_rules().unwrap());
+}
+
 fn a_subscription_is_removed_only_by_the_token_that_made_it(backend: &Backend) {
     let store = &backend.store;
     let mut mine = hook("https://z.example/", Scope::Everything, &["NewOpportunity"]);
@@ -396,6 +444,35 @@ fn events_fan_out_to_the_hooks_of_their_trigger_and_scope_only(backend: &Backend
         store.insert_events(&[event("Nobody", None, None)]).unwrap(),
         0
     );
+
+    // One batch of events for many audiences: each reaches its own hooks only.
+    let batch = [
+        event("NewOpportunity", Some(3), Some(11)),
+        event("Nobody", Some(2), Some(10)),
+        event("DealWon", Some(2), None),
+        event("NewOpportunity", None, None),
+        event("NewOpportunity", Some(3), Some(11)),
+    ];
+    assert_eq!(store.insert_events(&batch).unwrap(), 3 + 1 + 1 + 3);
+    let ids = |picked: &[usize]| -> Vec<String> {
+        let mut ids: Vec<String> = picked.iter().map(|&i| batch[i].id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    for (hook_id, picked) in [
+        (&everything, vec![0, 3, 4]),
+        (&company_2, vec![]),
+        (&project_10, vec![]),
+        (&company_3, vec![0, 4]),
+        (&project_11, vec![0, 4]),
+        (&other_trigger, vec![2]),
+        (&disabled, vec![]),
+    ] {
+        let mut got = events_of(store, hook_id);
+        got.retain(|id| *id != in_project.id);
+        got.sort();
+        assert_eq!(got, ids(&picked), "{hook_id}");
+    }
 }
 
 /// How far the database's clock may be from the tests' (the same machine's; a millisecond is cut

@@ -12,8 +12,8 @@ use crate::clock::now_ms;
 use crate::store::history::page;
 use crate::store::hooks::unseal;
 use crate::store::{
-    FilterRule, Hook, HookFilter, HookOrigin, HookPatch, HookState, Hooks, NewHook, Page, Scope,
-    Secrets,
+    FilterRule, Hook, HookFilter, HookOrigin, HookPatch, HookState, Hooks, HooksForBatch, NewHook,
+    Page, Scope, Secrets,
 };
 
 /// The filter of the hooks lists, parameters $1 to $5 (company, project, search, event, state).
@@ -426,6 +426,33 @@ impl Hooks for Postgres {
             .iter()
             .map(|r| r.get(0))
             .collect())
+    }
+
+    /// One statement for both: every (hook, filter, event) of enabled hooks that a batch needs,
+    /// the events with a dot being resource events and the rows with a filter the rules.
+    fn hooks_for_batch(&self) -> Result<HooksForBatch> {
+        let rows = self.client()?.query(
+            "SELECT h.id, h.filter, e.event_name
+             FROM herald_hooks h JOIN herald_hook_events e ON e.hook_id = h.id
+             WHERE h.enabled AND (h.filter IS NOT NULL OR strpos(e.event_name, '.') > 0)
+             ORDER BY h.id, e.event_name",
+            &[],
+        )?;
+        let mut resource_events = BTreeSet::new();
+        let mut filtered = Vec::new();
+        for row in &rows {
+            let event: String = row.get(2);
+            if event.contains('.') {
+                resource_events.insert(event.clone());
+            }
+            if let Some(filter) = row.get::<_, Option<String>>(1) {
+                filtered.push((row.get(0), filter, event));
+            }
+        }
+        Ok(HooksForBatch {
+            resource_events,
+            filter_rules: crate::store::hooks::filter_rules(filtered),
+        })
     }
 
     fn enabled_hooks_among(&self, ids: &[String]) -> Result<BTreeSet<String>> {

@@ -52,10 +52,12 @@ struct ReceivingHook {
 /// Stores events with one delivery per enabled hook that selects each and whose scope it is in
 /// (an event nobody receives is not stored), as on SQLite. With `lease`, the deliveries the worker
 /// has room for are stored leased to this process and returned. Two statements store a whole
-/// batch: one for the events, one for the deliveries.
+/// batch: one for the events, one for the deliveries. `now` is the database's clock, read by the
+/// caller in a statement of its own transaction.
 pub(super) fn fan_out(
     store: &Postgres,
     tx: &mut Tx<'_>,
+    now: i64,
     events: &[NewEvent],
     mut lease: Option<(&mut Taken<'_>, i64)>,
 ) -> Result<Stored> {
@@ -63,39 +65,59 @@ pub(super) fn fan_out(
     if events.is_empty() {
         return Ok(stored);
     }
-    let now = db_now(tx)?;
+    // Every audience's hooks in one statement: a batch whose events belong to a hundred
+    // projects would otherwise cost a hundred round trips.
+    type Audience<'e> = (&'e str, Option<i64>, Option<i64>);
+    let mut audiences: Vec<Audience<'_>> = Vec::new();
+    let mut receiving: HashMap<Audience<'_>, Vec<ReceivingHook>> = HashMap::new();
+    for event in events {
+        let key = (event.trigger.as_str(), event.company_id, event.project_id);
+        if let Entry::Vacant(new) = receiving.entry(key) {
+            new.insert(Vec::new());
+            audiences.push(key);
+        }
+    }
     let receivers = format!(
-        "SELECT h.id, h.target_url, {}
-         FROM herald_hook_events e JOIN herald_hooks h ON h.id = e.hook_id
-         WHERE e.event_name = $1 AND h.enabled
+        "SELECT a.n, h.id, h.target_url, {}
+         FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY
+              AS a(trigger_name, company_id, project_id, n)
+         JOIN herald_hook_events e ON e.event_name = a.trigger_name
+         JOIN herald_hooks h ON h.id = e.hook_id
+         WHERE h.enabled
            AND ((h.company_id IS NULL AND h.project_id IS NULL)
-                OR (h.project_id IS NOT NULL AND h.project_id = $3)
-                OR (h.project_id IS NULL AND h.company_id = $2))
-         ORDER BY h.id",
+                OR (h.project_id IS NOT NULL AND h.project_id = a.project_id)
+                OR (h.project_id IS NULL AND h.company_id = a.company_id))
+         ORDER BY a.n, h.id",
         secret_columns("$4")
     );
-    type Audience<'e> = (&'e str, Option<i64>, Option<i64>);
-    let mut receiving: HashMap<Audience<'_>, Vec<ReceivingHook>> = HashMap::new();
+    let audience_triggers: Vec<&str> = audiences.iter().map(|a| a.0).collect();
+    let audience_companies: Vec<Option<i64>> = audiences.iter().map(|a| a.1).collect();
+    let audience_projects: Vec<Option<i64>> = audiences.iter().map(|a| a.2).collect();
+    for row in tx.query(
+        &receivers,
+        &[
+            &audience_triggers,
+            &audience_companies,
+            &audience_projects,
+            &now,
+        ],
+    )? {
+        let n: i64 = row.get(0);
+        let audience = audiences[(n - 1) as usize];
+        receiving
+            .get_mut(&audience)
+            .expect("every audience has its entry")
+            .push(ReceivingHook {
+                id: row.get(1),
+                target_url: row.get(2),
+                sealed: sealed_secrets(&row, 3),
+                opened: None,
+            });
+    }
     let mut kept: Vec<&NewEvent> = Vec::new();
     let mut filtered_out: HashMap<String, i64> = HashMap::new();
     for event in events {
         let key = (event.trigger.as_str(), event.company_id, event.project_id);
-        if let Entry::Vacant(new) = receiving.entry(key) {
-            let hooks = tx
-                .query(
-                    &receivers,
-                    &[&event.trigger, &event.company_id, &event.project_id, &now],
-                )?
-                .iter()
-                .map(|r| ReceivingHook {
-                    id: r.get(0),
-                    target_url: r.get(1),
-                    sealed: sealed_secrets(r, 2),
-                    opened: None,
-                })
-                .collect();
-            new.insert(hooks);
-        }
         let mut receives = false;
         for hook in &receiving[&key] {
             match event.judgement_of(&hook.id) {
@@ -566,7 +588,10 @@ pub(super) fn hand_back_in<'c>(
 
 impl Outbox for Postgres {
     fn insert_events(&self, events: &[NewEvent]) -> Result<usize> {
-        let stored = self.write(|tx| fan_out(self, tx, events, None))?;
+        let stored = self.write(|tx| {
+            let now = db_now(tx)?;
+            fan_out(self, tx, now, events, None)
+        })?;
         Ok(stored.deliveries)
     }
 
