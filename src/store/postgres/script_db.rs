@@ -75,6 +75,15 @@ impl ScriptConnection {
         }))
     }
 
+    /// Drops the connection; the next query makes a new one, in a fresh snapshot if the batch
+    /// reads one.
+    fn forget_connection(&self) {
+        self.client.borrow_mut().take();
+        if self.in_snapshot.replace(false) {
+            self.snapshot_wanted.set(true);
+        }
+    }
+
     /// After a failed query PostgreSQL refuses everything until the transaction ends: end it, so
     /// that the batch's next scripts read on (in a fresh snapshot).
     fn recover(&self, client: &mut Client) {
@@ -156,9 +165,15 @@ impl ScriptConnection {
             .connected()
             .map_err(|e| Fetch::Failed(QueryError::Unavailable(e.to_string())))?;
         if self.snapshot_wanted.get() && !self.in_snapshot.get() {
-            client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .map_err(|e| closed_or(&client, &e, QueryError::Database(describe(&e))))?;
+            if let Err(e) = client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            {
+                // A connection that cannot begin is in a state of its own (a transaction left
+                // failed): the next query gets a new one.
+                let failed = closed_or(&client, &e, QueryError::Database(describe(&e)));
+                drop(client);
+                self.forget_connection();
+                return Err(failed);
+            }
             self.in_snapshot.set(true);
         }
         self.watchdog.watch(client.cancel_token());
@@ -179,13 +194,19 @@ impl ScriptConnection {
             result = self.prepared_query(&mut client, sql, params);
         }
         let cancelled = self.watchdog.unwatch();
+        if cancelled {
+            // The cancel reaches the server on a connection of its own, maybe after the query
+            // ended (the server's statement_timeout stops it at the same budget): it would stop
+            // whatever this connection ran next, another change's query. A connection a cancel
+            // was sent for is not used again. The run is past its deadline either way.
+            drop(client);
+            self.forget_connection();
+            return Err(Fetch::Failed(QueryError::Database(
+                "query interrupted: the script ran out of its time budget".to_owned(),
+            )));
+        }
         result.map_err(|e| {
-            let message = if cancelled {
-                "query interrupted: the script ran out of its time budget".to_owned()
-            } else {
-                describe_for_scripts(&e)
-            };
-            let failed = closed_or(&client, &e, QueryError::Database(message));
+            let failed = closed_or(&client, &e, QueryError::Database(describe_for_scripts(&e)));
             if matches!(failed, Fetch::Failed(_)) {
                 self.recover(&mut client);
             }
