@@ -68,6 +68,17 @@ impl PgConn {
         }
     }
 
+    /// Asks the server for an empty answer, unless it answered on this connection within
+    /// `window`.
+    pub(crate) fn check_alive(&mut self, window: Duration) -> Result<(), postgres::Error> {
+        if self.answered_at.elapsed() < window {
+            return Ok(());
+        }
+        Client::simple_query(self, "")?;
+        self.answered_at = Instant::now();
+        Ok(())
+    }
+
     /// A transaction whose statements are the connection's prepared ones.
     pub(crate) fn transaction(&mut self) -> Result<Tx<'_>, postgres::Error> {
         let PgConn {
@@ -292,12 +303,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn is_valid(&self, client: &mut PgConn) -> Result<(), postgres::Error> {
-        if client.answered_at.elapsed() < TRUSTED_FOR {
-            return Ok(());
-        }
-        Client::simple_query(client, "")?;
-        client.answered_at = Instant::now();
-        Ok(())
+        client.check_alive(TRUSTED_FOR)
     }
 
     /// Asked as a connection comes back: open still means the server answered its last use

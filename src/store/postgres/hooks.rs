@@ -399,33 +399,11 @@ impl Hooks for Postgres {
     }
 
     fn filter_rules(&self) -> Result<Vec<FilterRule>> {
-        let rows = self
-            .client()?
-            .query(
-                "SELECT h.id, h.filter, e.event_name
-                 FROM herald_hooks h JOIN herald_hook_events e ON e.hook_id = h.id
-                 WHERE h.enabled AND h.filter IS NOT NULL
-                 ORDER BY h.id, e.event_name",
-                &[],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        Ok(crate::store::hooks::filter_rules(rows))
+        Ok(self.hooks_for_batch()?.filter_rules)
     }
 
     fn subscribed_resource_events(&self) -> Result<BTreeSet<String>> {
-        Ok(self
-            .client()?
-            .query(
-                "SELECT DISTINCT e.event_name FROM herald_hook_events e
-                 JOIN herald_hooks h ON h.id = e.hook_id
-                 WHERE h.enabled AND strpos(e.event_name, '.') > 0",
-                &[],
-            )?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        Ok(self.hooks_for_batch()?.resource_events)
     }
 
     /// One statement for both: every (hook, filter, event) of enabled hooks that a batch needs,

@@ -243,7 +243,6 @@ impl Nodes for Postgres {
             client: None,
             held: false,
             tried_at: None,
-            answered_at: None,
         }))
     }
 }
@@ -255,15 +254,13 @@ struct AdvisoryLock {
     client: Option<PgConn>,
     held: bool,
     tried_at: Option<Instant>,
-    /// When the lock's connection last answered.
-    answered_at: Option<Instant>,
 }
 
 /// A held lock whose connection answered this recently is not asked again: the tracker asks
 /// before every batch, and at a thousand changes a second that is a round trip every few
-/// milliseconds on the consumer's critical path. Losing the role is noticed this much later at most; consuming after it
-/// was lost stores nothing twice (a change is deleted by the transaction that stores its events,
-/// so a second consumer's transaction finds it gone and stores nothing).
+/// milliseconds on the consumer's critical path. Losing the role is noticed this much later at
+/// most; consuming after it was lost stores nothing twice (a change is deleted by the transaction
+/// that stores its events, so a second consumer's transaction finds it gone and stores nothing).
 const LOCK_TRUSTED_FOR: Duration = Duration::from_millis(200);
 
 impl AdvisoryLock {
@@ -280,7 +277,6 @@ impl AdvisoryLock {
         }
         self.held = false;
         self.client = None;
-        self.answered_at = None;
         Err(error)
     }
 }
@@ -288,19 +284,10 @@ impl AdvisoryLock {
 impl ConsumerRole for AdvisoryLock {
     fn holds(&mut self) -> Result<bool> {
         if self.held {
-            if self
-                .answered_at
-                .is_some_and(|at| at.elapsed() < LOCK_TRUSTED_FOR)
-            {
-                return Ok(true);
-            }
             // Still ours while its connection answers.
             let client = self.client.as_mut().expect("held on a connection");
-            return match Client::simple_query(client, "") {
-                Ok(_) => {
-                    self.answered_at = Some(Instant::now());
-                    Ok(true)
-                }
+            return match client.check_alive(LOCK_TRUSTED_FOR) {
+                Ok(()) => Ok(true),
                 Err(e) => self.lost(StoreError::Connect(format!(
                     "the consumer lock's connection: {}",
                     describe(&e)
@@ -325,7 +312,6 @@ impl ConsumerRole for AdvisoryLock {
         match taken {
             Ok(row) => {
                 self.held = row.get(0);
-                self.answered_at = Some(Instant::now());
                 if self.held {
                     tracing::info!("this node now consumes the change log");
                 }

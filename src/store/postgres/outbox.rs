@@ -49,6 +49,13 @@ struct ReceivingHook {
     opened: Option<HookSecrets>,
 }
 
+/// Who an event goes to: hooks selecting its trigger, in its company's or project's scope.
+type Audience<'e> = (&'e str, Option<i64>, Option<i64>);
+
+fn audience(event: &NewEvent) -> Audience<'_> {
+    (event.trigger.as_str(), event.company_id, event.project_id)
+}
+
 /// Stores events with one delivery per enabled hook that selects each and whose scope it is in
 /// (an event nobody receives is not stored), as on SQLite. With `lease`, the deliveries the worker
 /// has room for are stored leased to this process and returned. Two statements store a whole
@@ -67,11 +74,10 @@ pub(super) fn fan_out(
     }
     // Every audience's hooks in one statement: a batch whose events belong to a hundred
     // projects would otherwise cost a hundred round trips.
-    type Audience<'e> = (&'e str, Option<i64>, Option<i64>);
     let mut audiences: Vec<Audience<'_>> = Vec::new();
     let mut receiving: HashMap<Audience<'_>, Vec<ReceivingHook>> = HashMap::new();
     for event in events {
-        let key = (event.trigger.as_str(), event.company_id, event.project_id);
+        let key = audience(event);
         if let Entry::Vacant(new) = receiving.entry(key) {
             new.insert(Vec::new());
             audiences.push(key);
@@ -117,7 +123,7 @@ pub(super) fn fan_out(
     let mut kept: Vec<&NewEvent> = Vec::new();
     let mut filtered_out: HashMap<String, i64> = HashMap::new();
     for event in events {
-        let key = (event.trigger.as_str(), event.company_id, event.project_id);
+        let key = audience(event);
         let mut receives = false;
         for hook in &receiving[&key] {
             match event.judgement_of(&hook.id) {
@@ -198,7 +204,7 @@ pub(super) fn fan_out(
     }
     let mut planned = Vec::new();
     for &event in &kept {
-        let key = (event.trigger.as_str(), event.company_id, event.project_id);
+        let key = audience(event);
         for (index, hook) in receiving[&key].iter().enumerate() {
             let held = match event.judgement_of(&hook.id) {
                 Some(Judgement::Rejected) => continue,
