@@ -228,8 +228,15 @@ impl Renderer {
             scope_db: &**scope_db,
         };
         let mut outcome = ChangeOutcome::default();
+        self.sandbox.expect_rows(
+            changes
+                .iter()
+                .map(|change| (change.table.clone(), change.row_id))
+                .collect(),
+        );
         for change in changes {
             process_change(&context, change, &mut outcome);
+            self.sandbox.next_row();
             self.pulse.beat();
         }
         outcome

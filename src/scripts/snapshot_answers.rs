@@ -6,6 +6,11 @@
 //! is a round trip to the server, and those round trips are most of what rendering costs. The
 //! answers are forgotten when the snapshot ends; a query that reads the clock or a random number
 //! (or anything else that differs between two calls in one transaction) is always asked again.
+//!
+//! Scripts also ask the same query once for each change, with the change's row id: the deal of
+//! each of 500 deal changes. A renderer says which rows its changes are about (`rows_ahead`);
+//! a query asked with the current row's id is then asked, in one go, for the next rows of the same
+//! table too (`ScriptDb::query_ahead`), and their scripts find the answers here.
 
 use std::collections::HashMap;
 
@@ -24,10 +29,17 @@ const VOLATILE: [&str; 6] = [
     "gen_random_uuid",
 ];
 
+/// The most rows one query is asked ahead for.
+const MAX_AHEAD: usize = 128;
+
 #[derive(Default)]
 pub(super) struct SnapshotAnswers {
     answers: HashMap<String, Rows>,
     rows: usize,
+    /// The table and row id of each change the scripts run for, in order.
+    rows_ahead: Vec<(String, i64)>,
+    /// Which of them the scripts run for now.
+    current: usize,
 }
 
 impl SnapshotAnswers {
@@ -52,6 +64,47 @@ impl SnapshotAnswers {
         }
         self.rows += counted;
         self.answers.insert(key, rows.clone());
+    }
+
+    /// The changes the next runs are for, in order; the first is the current one.
+    pub(super) fn expect_rows(&mut self, rows: Vec<(String, i64)>) {
+        self.rows_ahead = rows;
+        self.current = 0;
+    }
+
+    /// The scripts of the current change are done: the next one is current.
+    pub(super) fn next_row(&mut self) {
+        self.current += 1;
+    }
+
+    /// For a query about to be asked with the current change's row id as its one parameter: that
+    /// id, then the ids of the next changes of the same table it has no answer for yet (at most
+    /// `MAX_AHEAD` in all). `None` for any other query, or when no row is ahead.
+    pub(super) fn ids_ahead(
+        &self,
+        sql: &str,
+        params: &[Cell],
+        limit: RowLimit,
+    ) -> Option<Vec<i64>> {
+        let (table, id) = self.rows_ahead.get(self.current)?;
+        if params != [Cell::Integer(*id)] {
+            return None;
+        }
+        let mut ids = vec![*id];
+        for (_, next) in self.rows_ahead[self.current + 1..]
+            .iter()
+            .filter(|(t, _)| t == table)
+        {
+            if ids.len() == MAX_AHEAD {
+                break;
+            }
+            let answered = Self::key(sql, &[Cell::Integer(*next)], limit)
+                .is_some_and(|key| self.answers.contains_key(&key));
+            if !answered && !ids.contains(next) {
+                ids.push(*next);
+            }
+        }
+        (ids.len() > 1).then_some(ids)
     }
 }
 
@@ -96,5 +149,44 @@ mod tests {
         answers.remember("one more".into(), &rows(1));
         assert!(answers.get("big").is_some());
         assert_eq!(answers.get("one more"), None, "past the bound, asked again");
+    }
+
+    #[test]
+    fn a_query_asked_with_the_current_row_id_is_asked_ahead_for_the_tables_next_rows() {
+        let sql = "SELECT * FROM \"Deal\" WHERE id = ?";
+        let mut answers = SnapshotAnswers::default();
+        let deal = |id| ("Deal".to_owned(), id);
+        answers.expect_rows(vec![
+            deal(1),
+            ("Contact".to_owned(), 2),
+            deal(3),
+            deal(1),
+            deal(4),
+        ]);
+        let first = RowLimit::First;
+        assert_eq!(
+            answers.ids_ahead(sql, &[Cell::Integer(1)], first),
+            Some(vec![1, 3, 4])
+        );
+        // Another id than the current row's, or more than one parameter: asked alone.
+        assert_eq!(answers.ids_ahead(sql, &[Cell::Integer(3)], first), None);
+        assert_eq!(
+            answers.ids_ahead(sql, &[Cell::Integer(1), Cell::Integer(2)], first),
+            None
+        );
+        // What is answered already is not asked again.
+        let key = SnapshotAnswers::key(sql, &[Cell::Integer(3)], first).unwrap();
+        answers.remember(key, &rows(1));
+        assert_eq!(
+            answers.ids_ahead(sql, &[Cell::Integer(1)], first),
+            Some(vec![1, 4])
+        );
+        for _ in 0..4 {
+            answers.next_row();
+        }
+        // The last row has none ahead; past the rows, nothing is current.
+        assert_eq!(answers.ids_ahead(sql, &[Cell::Integer(4)], first), None);
+        answers.next_row();
+        assert_eq!(answers.ids_ahead(sql, &[Cell::Integer(4)], first), None);
     }
 }

@@ -61,6 +61,44 @@ fn has_dollar_parameters(sql: &str) -> bool {
     found
 }
 
+/// `sql` (its parameters numbered) with each use of its one parameter, `$1`, replaced by
+/// `expression`; `None` when it has none or another one.
+pub fn with_parameter_as(sql: &str, expression: &str) -> Option<String> {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut replaced = false;
+    let mut other = false;
+    scan(sql, |piece| match piece {
+        Piece::Code(text) => {
+            let bytes = text.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                let parameter = bytes[i] == b'$'
+                    && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+                    && (i == 0 || !is_identifier_byte(bytes[i - 1]));
+                if !parameter {
+                    let c = text[i..].chars().next().expect("inside the text");
+                    out.push(c);
+                    i += c.len_utf8();
+                    continue;
+                }
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                if &text[i + 1..i + 1 + digits] == "1" {
+                    out.push_str(expression);
+                    replaced = true;
+                } else {
+                    other = true;
+                }
+                i += 1 + digits;
+            }
+        }
+        Piece::Other(text) => out.push_str(text),
+    });
+    (replaced && !other).then_some(out)
+}
+
 fn is_identifier_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
@@ -176,6 +214,7 @@ fn dollar_quote_end(sql: &str, start: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::numbered_placeholders as n;
+    use super::with_parameter_as;
 
     #[test]
     fn question_marks_become_numbered_parameters() {
@@ -204,6 +243,21 @@ mod tests {
         assert_eq!(
             n("SELECT a$1 FROM t WHERE x = ?"),
             "SELECT a$1 FROM t WHERE x = $1"
+        );
+    }
+
+    #[test]
+    fn the_one_parameter_is_replaced_where_it_is_code() {
+        assert_eq!(
+            with_parameter_as("SELECT '$1', a$1, $1 FROM t WHERE id = $1 -- $1\n", "x.id"),
+            Some("SELECT '$1', a$1, x.id FROM t WHERE id = x.id -- $1\n".to_owned())
+        );
+        assert_eq!(with_parameter_as("SELECT $1, $2", "x.id"), None);
+        assert_eq!(with_parameter_as("SELECT $12", "x.id"), None);
+        assert_eq!(with_parameter_as("SELECT 1", "x.id"), None);
+        assert_eq!(
+            with_parameter_as("SELECT 'é', $1", "x.id"),
+            Some("SELECT 'é', x.id".to_owned())
         );
     }
 }

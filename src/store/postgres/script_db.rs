@@ -12,14 +12,14 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use postgres::{CancelToken, Client, NoTls, Statement};
 
 use super::connection::PgConn;
-use super::placeholders::numbered_placeholders;
+use super::placeholders::{numbered_placeholders, with_parameter_as};
 use super::values::ScriptValue;
 use super::{describe, Result, StoreError};
 use crate::store::{Cell, QueryError, RowLimit, Rows, ScriptDb};
@@ -30,6 +30,11 @@ pub(super) struct ScriptConnection {
     client: RefCell<Option<PgConn>>,
     /// Scripts run the same few queries for every change: each is prepared once per connection.
     prepared: RefCell<HashMap<String, Statement>>,
+    /// How long each statement took when last asked alone: what asking it ahead for many rows
+    /// may cost, kept within the time budget.
+    alone_took: RefCell<HashMap<String, Duration>>,
+    /// Queries that failed when asked ahead (`query_ahead`): each is asked alone from then on.
+    not_ahead: RefCell<HashSet<String>>,
     /// A snapshot was asked for: the next query begins it.
     snapshot_wanted: std::cell::Cell<bool>,
     /// A snapshot transaction is open.
@@ -44,6 +49,8 @@ impl ScriptConnection {
             budget,
             client: RefCell::new(None),
             prepared: RefCell::default(),
+            alone_took: RefCell::default(),
+            not_ahead: RefCell::default(),
             snapshot_wanted: std::cell::Cell::new(false),
             in_snapshot: std::cell::Cell::new(false),
             watchdog: Watchdog::new(),
@@ -100,14 +107,27 @@ impl ScriptConnection {
         let sql = numbered_placeholders(sql);
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
             params.iter().map(|p| p as _).collect();
-        let fetched = match self.fetch(&sql, &params) {
+        let started = Instant::now();
+        let fetched = match self.fetch(&sql, &params, false) {
             // The server restarted, or cut the connection: once more, on a new one.
             Err(Fetch::Closed(_)) => {
                 self.client.borrow_mut().take();
-                self.fetch(&sql, &params)
+                self.fetch(&sql, &params, false)
             }
             other => other,
         };
+        if fetched.is_ok() {
+            let mut alone_took = self.alone_took.borrow_mut();
+            if alone_took.len() >= MAX_PREPARED {
+                alone_took.clear();
+            }
+            match alone_took.get_mut(sql.as_ref()) {
+                Some(took) => *took = started.elapsed(),
+                None => {
+                    alone_took.insert(sql.into_owned(), started.elapsed());
+                }
+            }
+        }
         let rows = fetched.map_err(|failed| match failed {
             Fetch::Closed(message) => QueryError::Unavailable(message),
             Fetch::Failed(error) => error,
@@ -123,20 +143,114 @@ impl ScriptConnection {
                     return Err(QueryError::TooManyRows(max_rows));
                 }
             }
-            let mut cells = Vec::with_capacity(columns.len());
-            for (i, name) in columns.iter().enumerate() {
-                let value: ScriptValue = row.try_get(i).map_err(|e| {
-                    QueryError::Database(format!("column {name}: {}", source_of(&e)))
-                })?;
-                cells.push(value.0);
-            }
-            values.push(cells);
+            values.push(cells_of(row, &columns, 0)?);
             if limit == RowLimit::First {
                 break;
             }
         }
         Ok(Rows { columns, values })
     }
+
+    /// `query_ahead`: the statement as a lateral join over the ids, each id's rows numbered in
+    /// the order the statement gives them and cut past `limit`, so that one round trip answers
+    /// what the scripts would have asked one by one, in the same snapshot.
+    fn ahead(&self, sql: &str, ids: &[i64], limit: RowLimit) -> Option<Vec<Option<Rows>>> {
+        let numbered = numbered_placeholders(sql);
+        // Asked alone once on this connection first: its one parameter's type is known then (the
+        // ids are cast to it, so that each id means what it means asked alone), and a statement
+        // that cannot run fails there, with its own message.
+        let parameter = match self.prepared.borrow().get(numbered.as_ref())?.params() {
+            [parameter] => format!(
+                "herald_ahead.id::{}.{}",
+                super::quote_ident(parameter.schema()),
+                super::quote_ident(parameter.name())
+            ),
+            _ => return None,
+        };
+        let inner = with_parameter_as(&numbered, &parameter)?;
+        // The rows asked ahead take, at worst, as long each as the one asked alone: together they
+        // stay within a quarter of the budget of the script that asks.
+        let took = *self.alone_took.borrow().get(numbered.as_ref())?;
+        let affordable = self.budget.as_micros() / 4 / took.as_micros().max(1);
+        let ids = &ids[..ids
+            .len()
+            .min(usize::try_from(affordable).unwrap_or(usize::MAX))];
+        if ids.len() < 2 {
+            return None;
+        }
+        let per_id = match limit {
+            RowLimit::First => 1,
+            RowLimit::AtMost(max) => max + 1,
+        };
+        // The newline ends a `--` comment the statement may end with.
+        let batched = format!(
+            "SELECT herald_ahead.n, herald_rows.* \
+             FROM unnest($1::int8[]) WITH ORDINALITY AS herald_ahead(id, n) \
+             CROSS JOIN LATERAL (SELECT herald_row.*, row_number() OVER () AS herald_row_n \
+             FROM ({inner}\n) AS herald_row LIMIT {per_id}) AS herald_rows \
+             ORDER BY herald_ahead.n, herald_rows.herald_row_n"
+        );
+        // The first time on this connection, a statement that cannot be asked this way (a
+        // parameter that is not a number, say) must not cost the snapshot the batch reads.
+        let untried = !self.prepared.borrow().contains_key(&batched);
+        let rows = match self.fetch(&batched, &[&ids], untried) {
+            Ok(rows) => rows,
+            Err(Fetch::Closed(_)) => return None,
+            Err(Fetch::Failed(_)) => {
+                let mut not_ahead = self.not_ahead.borrow_mut();
+                if not_ahead.len() >= MAX_PREPARED {
+                    not_ahead.clear();
+                }
+                not_ahead.insert(sql.to_owned());
+                return None;
+            }
+        };
+        let mut answers: Vec<Rows> = vec![Rows::default(); ids.len()];
+        let Some(first) = rows.first() else {
+            return Some(answers.into_iter().map(Some).collect());
+        };
+        // Between the id's number and the rows' own.
+        let width = first.columns().len() - 2;
+        let columns: Vec<String> = first.columns()[1..=width]
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        for row in &rows {
+            let n: i64 = row.try_get(0).ok()?;
+            let cells = cells_of(row, &columns, 1).ok()?;
+            let answer = answers.get_mut(usize::try_from(n).ok()?.checked_sub(1)?)?;
+            // As asked alone: an answer without rows names no columns.
+            if answer.values.is_empty() {
+                answer.columns = columns.clone();
+            }
+            answer.values.push(cells);
+        }
+        Some(
+            answers
+                .into_iter()
+                .map(|answer| match limit {
+                    RowLimit::AtMost(max) if answer.values.len() > max => None,
+                    _ => Some(answer),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The script values of `row`'s columns named `columns`, from column `offset` on.
+fn cells_of(
+    row: &postgres::Row,
+    columns: &[String],
+    offset: usize,
+) -> Result<Vec<Cell>, QueryError> {
+    let mut cells = Vec::with_capacity(columns.len());
+    for (i, name) in columns.iter().enumerate() {
+        let value: ScriptValue = row
+            .try_get(offset + i)
+            .map_err(|e| QueryError::Database(format!("column {name}: {}", source_of(&e))))?;
+        cells.push(value.0);
+    }
+    Ok(cells)
 }
 
 /// Why a query brought no rows.
@@ -148,11 +262,14 @@ enum Fetch {
 
 impl ScriptConnection {
     /// The rows of one query, in the snapshot if one is wanted; a statement the application's
-    /// schema change made stale is prepared again.
+    /// schema change made stale is prepared again. A `guarded` query that fails leaves the
+    /// snapshot as it was (a savepoint); any other failure ends it, and the next query reads a
+    /// new one.
     fn fetch(
         &self,
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
+        guarded: bool,
     ) -> Result<Vec<postgres::Row>, Fetch> {
         let closed_or = |client: &Client, e: &postgres::Error, failed: QueryError| {
             if e.is_closed() || client.is_closed() {
@@ -175,6 +292,12 @@ impl ScriptConnection {
                 return Err(failed);
             }
             self.in_snapshot.set(true);
+        }
+        let guarded = guarded && self.in_snapshot.get();
+        if guarded {
+            client
+                .batch_execute("SAVEPOINT herald_guard")
+                .map_err(|e| closed_or(&client, &e, QueryError::Database(describe(&e))))?;
         }
         self.watchdog.watch(client.cancel_token());
         let mut result = self.prepared_query(&mut client, sql, params);
@@ -207,7 +330,12 @@ impl ScriptConnection {
         }
         result.map_err(|e| {
             let failed = closed_or(&client, &e, QueryError::Database(describe_for_scripts(&e)));
-            if matches!(failed, Fetch::Failed(_)) {
+            if matches!(failed, Fetch::Failed(_))
+                && !(guarded
+                    && client
+                        .batch_execute("ROLLBACK TO SAVEPOINT herald_guard")
+                        .is_ok())
+            {
                 self.recover(&mut client);
             }
             failed
@@ -292,6 +420,19 @@ impl ScriptDb for ScriptConnection {
 
     fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>) {
         self.watchdog.set_check(interrupted);
+    }
+
+    /// Only in a snapshot: outside one, the answers asked ahead could differ from the ones the
+    /// scripts would read when they ask.
+    fn query_ahead(&self, sql: &str, ids: &[i64], limit: RowLimit) -> Option<Vec<Option<Rows>>> {
+        if !self.snapshot_wanted.get()
+            || ids.len() < 2
+            || !is_a_read(sql)
+            || self.not_ahead.borrow().contains(sql)
+        {
+            return None;
+        }
+        self.ahead(sql, ids, limit)
     }
 
     fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
