@@ -43,6 +43,12 @@ impl Deadline {
     fn passed(&self) -> bool {
         self.epoch.elapsed().as_nanos() as u64 > self.until.load(Ordering::Relaxed)
     }
+
+    /// What is left of the current run's budget.
+    fn left(&self) -> Duration {
+        let until = Duration::from_nanos(self.until.load(Ordering::Relaxed));
+        until.saturating_sub(self.epoch.elapsed())
+    }
 }
 
 /// What host functions need during one run.
@@ -643,7 +649,7 @@ fn ask_ahead(state: &RunState, sql: &str, params: &[Cell], limit: RowLimit) -> O
     let ids = lock(&state.answers)
         .as_ref()?
         .ids_ahead(sql, params, limit)?;
-    let found = lock(&state.db).query_ahead(sql, &ids, limit)?;
+    let found = lock(&state.db).query_ahead(sql, &ids, limit, state.deadline.left())?;
     let mut answers = lock(&state.answers);
     let answers = answers.as_mut()?;
     for (id, rows) in ids.iter().zip(&found) {
@@ -849,6 +855,7 @@ mod tests {
             sql: &str,
             ids: &[i64],
             limit: RowLimit,
+            _time: std::time::Duration,
         ) -> Option<Vec<Option<Rows>>> {
             self.queries.fetch_add(1000, Ordering::SeqCst);
             ids.iter()

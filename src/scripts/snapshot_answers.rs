@@ -8,9 +8,11 @@
 //! (or anything else that differs between two calls in one transaction) is always asked again.
 //!
 //! Scripts also ask the same query once for each change, with the change's row id: the deal of
-//! each of 500 deal changes. A renderer says which rows its changes are about (`rows_ahead`);
+//! each of 500 deal changes. A renderer says which rows its changes are about (`expect_rows`);
 //! a query asked with the current row's id is then asked, in one go, for the next rows of the same
-//! table too (`ScriptDb::query_ahead`), and their scripts find the answers here.
+//! table too (`ScriptDb::query_ahead`), and their scripts find the answers here. A query that
+//! sets something for the rest of the transaction (`set_config`) or takes a lock is only ever
+//! asked for the row that asks it.
 
 use std::collections::HashMap;
 
@@ -31,6 +33,10 @@ const VOLATILE: [&str; 6] = [
 
 /// The most rows one query is asked ahead for.
 const MAX_AHEAD: usize = 128;
+
+/// Functions whose effect outlasts the query: asked for rows ahead, they would act for the wrong
+/// row (a setting left at the last row's value) or take locks no script asked for.
+const NOT_AHEAD: [&str; 2] = ["set_config", "advisory"];
 
 #[derive(Default)]
 pub(super) struct SnapshotAnswers {
@@ -87,7 +93,11 @@ impl SnapshotAnswers {
         limit: RowLimit,
     ) -> Option<Vec<i64>> {
         let (table, id) = self.rows_ahead.get(self.current)?;
-        if params != [Cell::Integer(*id)] {
+        if params != [Cell::Integer(*id)] || self.rows + MAX_AHEAD > MAX_ROWS {
+            return None;
+        }
+        let lower = sql.to_ascii_lowercase();
+        if NOT_AHEAD.iter().any(|function| lower.contains(function)) {
             return None;
         }
         let mut ids = vec![*id];
@@ -170,6 +180,8 @@ mod tests {
         );
         // Another id than the current row's, or more than one parameter: asked alone.
         assert_eq!(answers.ids_ahead(sql, &[Cell::Integer(3)], first), None);
+        let setting = "SELECT set_config('app.deal', ?::text, true)";
+        assert_eq!(answers.ids_ahead(setting, &[Cell::Integer(1)], first), None);
         assert_eq!(
             answers.ids_ahead(sql, &[Cell::Integer(1), Cell::Integer(2)], first),
             None
@@ -188,5 +200,10 @@ mod tests {
         assert_eq!(answers.ids_ahead(sql, &[Cell::Integer(4)], first), None);
         answers.next_row();
         assert_eq!(answers.ids_ahead(sql, &[Cell::Integer(4)], first), None);
+        // Memory nearly full: asked alone.
+        answers.expect_rows(vec![deal(1), deal(5)]);
+        assert!(answers.ids_ahead(sql, &[Cell::Integer(1)], first).is_some());
+        answers.remember("big".into(), &rows(MAX_ROWS - MAX_AHEAD));
+        assert_eq!(answers.ids_ahead(sql, &[Cell::Integer(1)], first), None);
     }
 }

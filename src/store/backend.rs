@@ -360,12 +360,19 @@ pub trait ScriptDb: Send {
     fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>);
     fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError>;
     /// In a snapshot, the answers of `sql`, whose one parameter is a row id, for the first of
-    /// `ids` and as many of the next as it can afford, asked in one go (`None` for an id whose
-    /// rows are past `limit`), for the next changes of a batch that are about to ask it one by
-    /// one. `None` where each query is no round trip (SQLite), or where this statement cannot be
-    /// asked that way: then each is asked by `query`, which reports what is wrong with it.
-    fn query_ahead(&self, sql: &str, ids: &[i64], limit: RowLimit) -> Option<Vec<Option<Rows>>> {
-        let _ = (sql, ids, limit);
+    /// `ids` and as many of the next as it can afford in a part of `time` (what is left of the
+    /// asking script's budget), asked in one go (`None` for an id whose rows are past `limit`),
+    /// for the next changes of a batch that are about to ask it one by one. `None` where each
+    /// query is no round trip (SQLite), or where this statement cannot be asked that way: then
+    /// each is asked by `query`, which reports what is wrong with it.
+    fn query_ahead(
+        &self,
+        sql: &str,
+        ids: &[i64],
+        limit: RowLimit,
+        time: Duration,
+    ) -> Option<Vec<Option<Rows>>> {
+        let _ = (sql, ids, limit, time);
         None
     }
     /// The application's companies and projects, for the scope pickers.

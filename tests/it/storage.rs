@@ -890,6 +890,8 @@ fn sessions_end_when_idle_or_crowded_out_and_failed_sign_ins_block(b: &Backend) 
     );
 }
 
+const TWO_SECONDS: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A batch's scripts ask the same query with each change's row id; on a server herald asks it for
 /// the next rows at once (`query_ahead`). Each answer is what the query asked alone answers: the
 /// same columns (twice the same name, too), rows in the statement's order, none for a missing row,
@@ -929,7 +931,7 @@ fn queries_asked_ahead_answer_as_each_asked_alone(backend: &Backend) {
             .iter()
             .map(|id| db.query(sql, &[Cell::Integer(*id)], limit))
             .collect();
-        let ahead = db.query_ahead(sql, &ids, limit);
+        let ahead = db.query_ahead(sql, &ids, limit, TWO_SECONDS);
         if !backend.server {
             assert!(ahead.is_none(), "without round trips each is asked alone");
             continue;
@@ -949,20 +951,33 @@ fn queries_asked_ahead_answer_as_each_asked_alone(backend: &Backend) {
     let alone = db.query(sql, &[Cell::Integer(1)], RowLimit::First).unwrap();
     assert_eq!(alone.values, [[Cell::Text("nut".into())]]);
     if backend.server {
-        let ahead = db.query_ahead(sql, &[1, 2], RowLimit::First).unwrap();
+        let ahead = db
+            .query_ahead(sql, &[1, 2], RowLimit::First, TWO_SECONDS)
+            .unwrap();
         assert_eq!(ahead[0].as_ref(), Some(&alone));
     }
-    // Rows asked ahead stay within a quarter of the scripts' budget (2 s here): a query that took
-    // 0.2 s alone is asked ahead for two rows at most.
-    let slow = "SELECT id, pg_sleep(0.2) IS NULL AS slept FROM \"Item\" WHERE id = ?";
+    // Rows asked ahead take a quarter at most of what is left of the script's budget, reckoned
+    // from the statement's time alone: 0.1 s alone, 2 s left, five rows at most.
+    let slow = "SELECT id, pg_sleep(0.1) IS NULL AS slept FROM \"Item\" WHERE id = ?";
     if backend.server {
         db.query(slow, &[Cell::Integer(1)], RowLimit::First)
             .unwrap();
-        let ahead = db.query_ahead(slow, &[1, 2, 3, 4], RowLimit::First);
-        assert!(ahead.as_ref().map_or(0, Vec::len) <= 2, "{ahead:?}");
+        let ahead = db.query_ahead(
+            slow,
+            &[1, 2, 3, 1, 2, 3, 1, 2],
+            RowLimit::First,
+            TWO_SECONDS,
+        );
+        let asked = ahead.as_ref().map_or(0, Vec::len);
+        assert!((2..=5).contains(&asked), "{ahead:?}");
+        let late = db.query_ahead(slow, &[1, 2, 3], RowLimit::First, TWO_SECONDS / 10);
+        assert!(
+            late.is_none(),
+            "with 0.2 s left, not one row more: {late:?}"
+        );
     }
-    // A query that cannot be asked ahead is asked alone, and the snapshot stays: a row written
-    // since it began stays unseen.
+    // A query that fails asked ahead is asked alone, and the snapshot stays, whether it failed
+    // the first time or a later one: a row written since it began stays unseen.
     (backend.app)(&format!(
         "INSERT INTO {schema}\"Item\" (id, name) VALUES (9, 'later')"
     ));
@@ -972,7 +987,20 @@ fn queries_asked_ahead_answer_as_each_asked_alone(backend: &Backend) {
     let fails = "SELECT id FROM \"Item\" WHERE id = ? AND 1 / (id - 2) > 0";
     db.query(fails, &[Cell::Integer(1)], RowLimit::First)
         .unwrap();
-    assert!(db.query_ahead(fails, &[1, 2], RowLimit::First).is_none());
+    assert!(db
+        .query_ahead(fails, &[1, 2], RowLimit::First, TWO_SECONDS)
+        .is_none());
+    assert_eq!(db.query(count, &[], RowLimit::First).unwrap(), before);
+    let fails_later = "SELECT 1 / (id - 2) AS x FROM \"Item\" WHERE id = ?";
+    db.query(fails_later, &[Cell::Integer(1)], RowLimit::First)
+        .unwrap();
+    if backend.server {
+        let first = db.query_ahead(fails_later, &[1, 3], RowLimit::First, TWO_SECONDS);
+        assert_eq!(first.map(|answers| answers.len()), Some(2));
+    }
+    assert!(db
+        .query_ahead(fails_later, &[1, 2], RowLimit::First, TWO_SECONDS)
+        .is_none());
     assert_eq!(db.query(count, &[], RowLimit::First).unwrap(), before);
     db.end_snapshot().unwrap();
 }

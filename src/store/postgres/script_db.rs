@@ -153,25 +153,33 @@ impl ScriptConnection {
 
     /// `query_ahead`: the statement as a lateral join over the ids, each id's rows numbered in
     /// the order the statement gives them and cut past `limit`, so that one round trip answers
-    /// what the scripts would have asked one by one, in the same snapshot.
-    fn ahead(&self, sql: &str, ids: &[i64], limit: RowLimit) -> Option<Vec<Option<Rows>>> {
+    /// what the scripts would have asked one by one, in the same snapshot. Rows a statement
+    /// without `ORDER BY` gives in no set order may come in another order than asked alone.
+    fn ahead(
+        &self,
+        sql: &str,
+        ids: &[i64],
+        limit: RowLimit,
+        time: Duration,
+    ) -> Option<Vec<Option<Rows>>> {
         let numbered = numbered_placeholders(sql);
         // Asked alone once on this connection first: its one parameter's type is known then (the
         // ids are cast to it, so that each id means what it means asked alone), and a statement
         // that cannot run fails there, with its own message.
         let parameter = match self.prepared.borrow().get(numbered.as_ref())?.params() {
             [parameter] => format!(
-                "herald_ahead.id::{}.{}",
+                "(\"herald ahead\".id::{}.{})",
                 super::quote_ident(parameter.schema()),
                 super::quote_ident(parameter.name())
             ),
             _ => return None,
         };
         let inner = with_parameter_as(&numbered, &parameter)?;
-        // The rows asked ahead take, at worst, as long each as the one asked alone: together they
-        // stay within a quarter of the budget of the script that asks.
+        // Reckoned from how long the statement took alone (an estimate: another row may cost
+        // more), the rows asked ahead take a quarter of what is left of the asking script's
+        // budget at most.
         let took = *self.alone_took.borrow().get(numbered.as_ref())?;
-        let affordable = self.budget.as_micros() / 4 / took.as_micros().max(1);
+        let affordable = self.budget.min(time).as_micros() / 4 / took.as_micros().max(1);
         let ids = &ids[..ids
             .len()
             .min(usize::try_from(affordable).unwrap_or(usize::MAX))];
@@ -184,26 +192,21 @@ impl ScriptConnection {
         };
         // The newline ends a `--` comment the statement may end with.
         let batched = format!(
-            "SELECT herald_ahead.n, herald_rows.* \
-             FROM unnest($1::int8[]) WITH ORDINALITY AS herald_ahead(id, n) \
-             CROSS JOIN LATERAL (SELECT herald_row.*, row_number() OVER () AS herald_row_n \
-             FROM ({inner}\n) AS herald_row LIMIT {per_id}) AS herald_rows \
-             ORDER BY herald_ahead.n, herald_rows.herald_row_n"
+            "SELECT \"herald ahead\".n, \"herald rows\".* \
+             FROM unnest($1::int8[]) WITH ORDINALITY AS \"herald ahead\"(id, n) \
+             CROSS JOIN LATERAL (SELECT \"herald row\".*, \
+             row_number() OVER () AS \"herald row number\" \
+             FROM ({inner}\n) AS \"herald row\" LIMIT {per_id}) AS \"herald rows\" \
+             ORDER BY \"herald ahead\".n, \"herald rows\".\"herald row number\" \
+             LIMIT {}",
+            MAX_ROWS_AHEAD + 1
         );
-        // The first time on this connection, a statement that cannot be asked this way (a
-        // parameter that is not a number, say) must not cost the snapshot the batch reads.
-        let untried = !self.prepared.borrow().contains_key(&batched);
-        let rows = match self.fetch(&batched, &[&ids], untried) {
-            Ok(rows) => rows,
-            Err(Fetch::Closed(_)) => return None,
-            Err(Fetch::Failed(_)) => {
-                let mut not_ahead = self.not_ahead.borrow_mut();
-                if not_ahead.len() >= MAX_PREPARED {
-                    not_ahead.clear();
-                }
-                not_ahead.insert(sql.to_owned());
-                return None;
-            }
+        // Under a savepoint: a statement that fails for a row ahead (a parameter that is not a
+        // number, a division by zero in another row) must not cost the snapshot the batch reads.
+        let rows = match self.fetch(&batched, &[&ids], true) {
+            Ok(rows) if rows.len() <= MAX_ROWS_AHEAD => rows,
+            Err(Fetch::Closed(_) | Fetch::Failed(QueryError::Unavailable(_))) => return None,
+            _ => return self.never_ahead(sql),
         };
         let mut answers: Vec<Rows> = vec![Rows::default(); ids.len()];
         let Some(first) = rows.first() else {
@@ -216,8 +219,9 @@ impl ScriptConnection {
             .map(|c| c.name().to_owned())
             .collect();
         for row in &rows {
-            let n: i64 = row.try_get(0).ok()?;
-            let cells = cells_of(row, &columns, 1).ok()?;
+            let (Ok(n), Ok(cells)) = (row.try_get::<_, i64>(0), cells_of(row, &columns, 1)) else {
+                return self.never_ahead(sql);
+            };
             let answer = answers.get_mut(usize::try_from(n).ok()?.checked_sub(1)?)?;
             // As asked alone: an answer without rows names no columns.
             if answer.values.is_empty() {
@@ -234,6 +238,16 @@ impl ScriptConnection {
                 })
                 .collect(),
         )
+    }
+
+    /// `sql` is asked alone from now on: asked ahead it failed, or would hold too many rows.
+    fn never_ahead(&self, sql: &str) -> Option<Vec<Option<Rows>>> {
+        let mut not_ahead = self.not_ahead.borrow_mut();
+        if not_ahead.len() >= MAX_PREPARED {
+            not_ahead.clear();
+        }
+        not_ahead.insert(sql.to_owned());
+        None
     }
 }
 
@@ -263,7 +277,7 @@ enum Fetch {
 impl ScriptConnection {
     /// The rows of one query, in the snapshot if one is wanted; a statement the application's
     /// schema change made stale is prepared again. A `guarded` query that fails leaves the
-    /// snapshot as it was (a savepoint); any other failure ends it, and the next query reads a
+    /// snapshot as it was (`BEGIN_SNAPSHOT`'s savepoint); any other failure ends it, and the next query reads a
     /// new one.
     fn fetch(
         &self,
@@ -282,8 +296,7 @@ impl ScriptConnection {
             .connected()
             .map_err(|e| Fetch::Failed(QueryError::Unavailable(e.to_string())))?;
         if self.snapshot_wanted.get() && !self.in_snapshot.get() {
-            if let Err(e) = client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            {
+            if let Err(e) = client.batch_execute(BEGIN_SNAPSHOT) {
                 // A connection that cannot begin is in a state of its own (a transaction left
                 // failed): the next query gets a new one.
                 let failed = closed_or(&client, &e, QueryError::Database(describe(&e)));
@@ -294,11 +307,6 @@ impl ScriptConnection {
             self.in_snapshot.set(true);
         }
         let guarded = guarded && self.in_snapshot.get();
-        if guarded {
-            client
-                .batch_execute("SAVEPOINT herald_guard")
-                .map_err(|e| closed_or(&client, &e, QueryError::Database(describe(&e))))?;
-        }
         self.watchdog.watch(client.cancel_token());
         let mut result = self.prepared_query(&mut client, sql, params);
         if result.as_ref().is_err_and(is_stale_plan) {
@@ -308,9 +316,7 @@ impl ScriptConnection {
             self.recover(&mut client);
             if self.snapshot_wanted.get()
                 && !self.in_snapshot.get()
-                && client
-                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .is_ok()
+                && client.batch_execute(BEGIN_SNAPSHOT).is_ok()
             {
                 self.in_snapshot.set(true);
             }
@@ -365,8 +371,16 @@ impl ScriptConnection {
     }
 }
 
-/// Statements kept prepared per connection.
-const MAX_PREPARED: usize = 64;
+/// Begins a snapshot, and the savepoint a `guarded` query that fails rolls back to: the
+/// transaction goes on in the same snapshot, at no round trip of its own.
+const BEGIN_SNAPSHOT: &str =
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SAVEPOINT herald_guard";
+
+/// Statements kept prepared per connection (each asked ahead is a second one).
+const MAX_PREPARED: usize = 128;
+
+/// The most rows one query asked ahead may bring, for all its rows together.
+const MAX_ROWS_AHEAD: usize = 20_000;
 
 /// A prepared statement whose tables changed shape since: PostgreSQL asks for it again.
 fn is_stale_plan(error: &postgres::Error) -> bool {
@@ -384,12 +398,19 @@ impl ScriptDb for ScriptConnection {
     /// Begins the snapshot now (the other handles must find it there) and exports it.
     fn share_snapshot(&self) -> Result<Option<String>> {
         let mut client = self.connected()?;
-        if !self.in_snapshot.get() {
-            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-            self.in_snapshot.set(true);
+        if self.in_snapshot.replace(false) {
+            client.batch_execute("ROLLBACK")?;
         }
-        let id: String = client.query_one("SELECT pg_export_snapshot()", &[])?.get(0);
-        Ok(Some(id))
+        // A snapshot is exported before the savepoint: not from a subtransaction.
+        client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        self.in_snapshot.set(true);
+        let exported =
+            client.simple_query("SELECT pg_export_snapshot(); SAVEPOINT herald_guard")?;
+        let id = exported.iter().find_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        });
+        Ok(id)
     }
 
     fn join_snapshot(&self, shared: &str) -> Result<()> {
@@ -400,7 +421,8 @@ impl ScriptDb for ScriptConnection {
             self.in_snapshot.set(false);
         }
         client.batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; \
+             SAVEPOINT herald_guard",
             super::quote_literal(shared)
         ))?;
         self.in_snapshot.set(true);
@@ -424,7 +446,13 @@ impl ScriptDb for ScriptConnection {
 
     /// Only in a snapshot: outside one, the answers asked ahead could differ from the ones the
     /// scripts would read when they ask.
-    fn query_ahead(&self, sql: &str, ids: &[i64], limit: RowLimit) -> Option<Vec<Option<Rows>>> {
+    fn query_ahead(
+        &self,
+        sql: &str,
+        ids: &[i64],
+        limit: RowLimit,
+        time: Duration,
+    ) -> Option<Vec<Option<Rows>>> {
         if !self.snapshot_wanted.get()
             || ids.len() < 2
             || !is_a_read(sql)
@@ -432,7 +460,7 @@ impl ScriptDb for ScriptConnection {
         {
             return None;
         }
-        self.ahead(sql, ids, limit)
+        self.ahead(sql, ids, limit, time)
     }
 
     fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
