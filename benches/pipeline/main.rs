@@ -476,6 +476,7 @@ async fn fanout(
     let writer = tokio::task::spawn_blocking(move || App::open(&db).insert_deals(n));
     let done = receiver.wait_for(expected, Duration::from_secs(1800)).await;
     writer.await.unwrap();
+    backend.print_statements("fan-out");
     let rate = expected as f64 / (done - start).as_secs_f64();
     rows.push(Row {
         scenario: "fan-out",
