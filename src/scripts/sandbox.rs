@@ -864,23 +864,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_query_asked_again_in_one_snapshot_is_answered_from_memory() {
+    /// A sandbox on a fresh SQLite file whose queries are counted, and the body script of
+    /// `trigger` made of `source`.
+    fn counting_sandbox(
+        trigger: &str,
+        source: &str,
+    ) -> (
+        tempfile::TempDir,
+        Sandbox,
+        rhai::Shared<super::super::Script>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
         let scripts = dir.path().join("scripts");
         std::fs::create_dir(&scripts).unwrap();
         std::fs::write(
-            scripts.join("GetWebhookResponseBody_Twice.rhai"),
-            "let a = db_query_one(\"SELECT ? + 1 AS n\", [row_id]);\n\
-             let b = db_query_one(\"SELECT ? + 1 AS n\", [row_id]);\n\
-             let r = db_query_one(\"SELECT random() AS r\", []);\n\
-             #{ a: a.n, b: b.n }",
+            scripts.join(format!("GetWebhookResponseBody_{trigger}.rhai")),
+            source,
         )
         .unwrap();
         let limits = SandboxLimits::default();
         let set = super::super::ScriptSet::load(&scripts, &limits).unwrap();
-        let script = set.body("Twice").expect("compiles").clone();
+        let script = set.body(trigger).expect("compiles").clone();
         let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let sandbox = Sandbox::new(
             &limits,
@@ -888,6 +894,18 @@ mod tests {
                 inner: store.script_db().unwrap(),
                 queries: queries.clone(),
             }),
+        );
+        (dir, sandbox, script, queries)
+    }
+
+    #[test]
+    fn a_query_asked_again_in_one_snapshot_is_answered_from_memory() {
+        let (_dir, sandbox, script, queries) = counting_sandbox(
+            "Twice",
+            "let a = db_query_one(\"SELECT ? + 1 AS n\", [row_id]);\n\
+             let b = db_query_one(\"SELECT ? + 1 AS n\", [row_id]);\n\
+             let r = db_query_one(\"SELECT random() AS r\", []);\n\
+             #{ a: a.n, b: b.n }",
         );
         let payloads = sandbox.in_one_snapshot(|| {
             [1, 1, 2].map(|row| sandbox.render(&script, Some(row), None).unwrap())
@@ -904,25 +922,9 @@ mod tests {
 
     #[test]
     fn the_next_changes_of_a_table_are_asked_for_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
-        let scripts = dir.path().join("scripts");
-        std::fs::create_dir(&scripts).unwrap();
-        std::fs::write(
-            scripts.join("GetWebhookResponseBody_Next.rhai"),
+        let (_dir, sandbox, script, queries) = counting_sandbox(
+            "Next",
             "#{ n: db_query_one(\"SELECT ? + 1 AS n\", [row_id]).n }",
-        )
-        .unwrap();
-        let limits = SandboxLimits::default();
-        let set = super::super::ScriptSet::load(&scripts, &limits).unwrap();
-        let script = set.body("Next").expect("compiles").clone();
-        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let sandbox = Sandbox::new(
-            &limits,
-            Box::new(Counting {
-                inner: store.script_db().unwrap(),
-                queries: queries.clone(),
-            }),
         );
         let rows = [("Deal", 5), ("Contact", 8), ("Deal", 6), ("Deal", 7)];
         let payloads = sandbox.in_one_snapshot(|| {

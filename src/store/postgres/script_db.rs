@@ -151,95 +151,6 @@ impl ScriptConnection {
         Ok(Rows { columns, values })
     }
 
-    /// `query_ahead`: the statement as a lateral join over the ids, each id's rows numbered in
-    /// the order the statement gives them and cut past `limit`, so that one round trip answers
-    /// what the scripts would have asked one by one, in the same snapshot. Rows a statement
-    /// without `ORDER BY` gives in no set order may come in another order than asked alone.
-    fn ahead(
-        &self,
-        sql: &str,
-        ids: &[i64],
-        limit: RowLimit,
-        time: Duration,
-    ) -> Option<Vec<Option<Rows>>> {
-        let numbered = numbered_placeholders(sql);
-        // Asked alone once on this connection first: its one parameter's type is known then (the
-        // ids are cast to it, so that each id means what it means asked alone), and a statement
-        // that cannot run fails there, with its own message.
-        let parameter = match self.prepared.borrow().get(numbered.as_ref())?.params() {
-            [parameter] => format!(
-                "(\"herald ahead\".id::{}.{})",
-                super::quote_ident(parameter.schema()),
-                super::quote_ident(parameter.name())
-            ),
-            _ => return None,
-        };
-        let inner = with_parameter_as(&numbered, &parameter)?;
-        // Reckoned from how long the statement took alone (an estimate: another row may cost
-        // more), the rows asked ahead take a quarter of what is left of the asking script's
-        // budget at most.
-        let took = *self.alone_took.borrow().get(numbered.as_ref())?;
-        let affordable = self.budget.min(time).as_micros() / 4 / took.as_micros().max(1);
-        let ids = &ids[..ids
-            .len()
-            .min(usize::try_from(affordable).unwrap_or(usize::MAX))];
-        if ids.len() < 2 {
-            return None;
-        }
-        let per_id = match limit {
-            RowLimit::First => 1,
-            RowLimit::AtMost(max) => max + 1,
-        };
-        // The newline ends a `--` comment the statement may end with.
-        let batched = format!(
-            "SELECT \"herald ahead\".n, \"herald rows\".* \
-             FROM unnest($1::int8[]) WITH ORDINALITY AS \"herald ahead\"(id, n) \
-             CROSS JOIN LATERAL (SELECT \"herald row\".*, \
-             row_number() OVER () AS \"herald row number\" \
-             FROM ({inner}\n) AS \"herald row\" LIMIT {per_id}) AS \"herald rows\" \
-             ORDER BY \"herald ahead\".n, \"herald rows\".\"herald row number\" \
-             LIMIT {}",
-            MAX_ROWS_AHEAD + 1
-        );
-        // Under a savepoint: a statement that fails for a row ahead (a parameter that is not a
-        // number, a division by zero in another row) must not cost the snapshot the batch reads.
-        let rows = match self.fetch(&batched, &[&ids], true) {
-            Ok(rows) if rows.len() <= MAX_ROWS_AHEAD => rows,
-            Err(Fetch::Closed(_) | Fetch::Failed(QueryError::Unavailable(_))) => return None,
-            _ => return self.never_ahead(sql),
-        };
-        let mut answers: Vec<Rows> = vec![Rows::default(); ids.len()];
-        let Some(first) = rows.first() else {
-            return Some(answers.into_iter().map(Some).collect());
-        };
-        // Between the id's number and the rows' own.
-        let width = first.columns().len() - 2;
-        let columns: Vec<String> = first.columns()[1..=width]
-            .iter()
-            .map(|c| c.name().to_owned())
-            .collect();
-        for row in &rows {
-            let (Ok(n), Ok(cells)) = (row.try_get::<_, i64>(0), cells_of(row, &columns, 1)) else {
-                return self.never_ahead(sql);
-            };
-            let answer = answers.get_mut(usize::try_from(n).ok()?.checked_sub(1)?)?;
-            // As asked alone: an answer without rows names no columns.
-            if answer.values.is_empty() {
-                answer.columns = columns.clone();
-            }
-            answer.values.push(cells);
-        }
-        Some(
-            answers
-                .into_iter()
-                .map(|answer| match limit {
-                    RowLimit::AtMost(max) if answer.values.len() > max => None,
-                    _ => Some(answer),
-                })
-                .collect(),
-        )
-    }
-
     /// `sql` is asked alone from now on: asked ahead it failed, or would hold too many rows.
     fn never_ahead(&self, sql: &str) -> Option<Vec<Option<Rows>>> {
         let mut not_ahead = self.not_ahead.borrow_mut();
@@ -444,6 +355,10 @@ impl ScriptDb for ScriptConnection {
         self.watchdog.set_check(interrupted);
     }
 
+    /// The statement as a lateral join over the ids, each id's rows numbered in
+    /// the order the statement gives them and cut past `limit`, so that one round trip answers
+    /// what the scripts would have asked one by one, in the same snapshot. Rows a statement
+    /// without `ORDER BY` gives in no set order may come in another order than asked alone.
     /// Only in a snapshot: outside one, the answers asked ahead could differ from the ones the
     /// scripts would read when they ask.
     fn query_ahead(
@@ -460,7 +375,82 @@ impl ScriptDb for ScriptConnection {
         {
             return None;
         }
-        self.ahead(sql, ids, limit, time)
+        let numbered = numbered_placeholders(sql);
+        // Asked alone once on this connection first: its one parameter's type is known then (the
+        // ids are cast to it, so that each id means what it means asked alone), and a statement
+        // that cannot run fails there, with its own message.
+        let parameter = match self.prepared.borrow().get(numbered.as_ref())?.params() {
+            [parameter] => format!(
+                "(\"herald ahead\".id::{}.{})",
+                super::quote_ident(parameter.schema()),
+                super::quote_ident(parameter.name())
+            ),
+            _ => return None,
+        };
+        let inner = with_parameter_as(&numbered, &parameter)?;
+        // Reckoned from how long the statement took alone (an estimate: another row may cost
+        // more), the rows asked ahead take a quarter of what is left of the asking script's
+        // budget at most.
+        let took = *self.alone_took.borrow().get(numbered.as_ref())?;
+        let affordable = self.budget.min(time).as_micros() / 4 / took.as_micros().max(1);
+        let ids = &ids[..ids
+            .len()
+            .min(usize::try_from(affordable).unwrap_or(usize::MAX))];
+        if ids.len() < 2 {
+            return None;
+        }
+        let per_id = match limit {
+            RowLimit::First => 1,
+            RowLimit::AtMost(max) => max + 1,
+        };
+        // The newline ends a `--` comment the statement may end with.
+        let batched = format!(
+            "SELECT \"herald ahead\".n, \"herald rows\".* \
+             FROM unnest($1::int8[]) WITH ORDINALITY AS \"herald ahead\"(id, n) \
+             CROSS JOIN LATERAL (SELECT \"herald row\".*, \
+             row_number() OVER () AS \"herald row number\" \
+             FROM ({inner}\n) AS \"herald row\" LIMIT {per_id}) AS \"herald rows\" \
+             ORDER BY \"herald ahead\".n, \"herald rows\".\"herald row number\" \
+             LIMIT {}",
+            MAX_ROWS_AHEAD + 1
+        );
+        // Under a savepoint: a statement that fails for a row ahead (a parameter that is not a
+        // number, a division by zero in another row) must not cost the snapshot the batch reads.
+        let rows = match self.fetch(&batched, &[&ids], true) {
+            Ok(rows) if rows.len() <= MAX_ROWS_AHEAD => rows,
+            Err(Fetch::Closed(_) | Fetch::Failed(QueryError::Unavailable(_))) => return None,
+            _ => return self.never_ahead(sql),
+        };
+        let mut answers: Vec<Rows> = vec![Rows::default(); ids.len()];
+        let Some(first) = rows.first() else {
+            return Some(answers.into_iter().map(Some).collect());
+        };
+        // Between the id's number and the rows' own.
+        let width = first.columns().len() - 2;
+        let columns: Vec<String> = first.columns()[1..=width]
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        for row in &rows {
+            let (Ok(n), Ok(cells)) = (row.try_get::<_, i64>(0), cells_of(row, &columns, 1)) else {
+                return self.never_ahead(sql);
+            };
+            let answer = answers.get_mut(usize::try_from(n).ok()?.checked_sub(1)?)?;
+            // As asked alone: an answer without rows names no columns.
+            if answer.values.is_empty() {
+                answer.columns = columns.clone();
+            }
+            answer.values.push(cells);
+        }
+        Some(
+            answers
+                .into_iter()
+                .map(|answer| match limit {
+                    RowLimit::AtMost(max) if answer.values.len() > max => None,
+                    _ => Some(answer),
+                })
+                .collect(),
+        )
     }
 
     fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError> {
