@@ -29,10 +29,7 @@ pub(super) struct ScriptConnection {
     budget: Duration,
     client: RefCell<Option<PgConn>>,
     /// Scripts run the same few queries for every change: each is prepared once per connection.
-    prepared: RefCell<HashMap<String, Statement>>,
-    /// How long each statement took when last asked alone: what asking it ahead for many rows
-    /// may cost, kept within the time budget.
-    alone_took: RefCell<HashMap<String, Duration>>,
+    prepared: RefCell<HashMap<String, Prepared>>,
     /// Queries that failed when asked ahead (`query_ahead`): each is asked alone from then on.
     not_ahead: RefCell<HashSet<String>>,
     /// A snapshot was asked for: the next query begins it.
@@ -49,7 +46,6 @@ impl ScriptConnection {
             budget,
             client: RefCell::new(None),
             prepared: RefCell::default(),
-            alone_took: RefCell::default(),
             not_ahead: RefCell::default(),
             snapshot_wanted: std::cell::Cell::new(false),
             in_snapshot: std::cell::Cell::new(false),
@@ -117,15 +113,8 @@ impl ScriptConnection {
             other => other,
         };
         if fetched.is_ok() {
-            let mut alone_took = self.alone_took.borrow_mut();
-            if alone_took.len() >= MAX_PREPARED {
-                alone_took.clear();
-            }
-            match alone_took.get_mut(sql.as_ref()) {
-                Some(took) => *took = started.elapsed(),
-                None => {
-                    alone_took.insert(sql.into_owned(), started.elapsed());
-                }
+            if let Some(prepared) = self.prepared.borrow_mut().get_mut(sql.as_ref()) {
+                prepared.alone_took = Some(started.elapsed());
             }
         }
         let rows = fetched.map_err(|failed| match failed {
@@ -188,8 +177,8 @@ enum Fetch {
 impl ScriptConnection {
     /// The rows of one query, in the snapshot if one is wanted; a statement the application's
     /// schema change made stale is prepared again. A `guarded` query that fails leaves the
-    /// snapshot as it was (`BEGIN_SNAPSHOT`'s savepoint); any other failure ends it, and the next query reads a
-    /// new one.
+    /// snapshot as it was (`BEGIN_SNAPSHOT`'s savepoint); any other failure ends it, and the next
+    /// query reads a new one.
     fn fetch(
         &self,
         sql: &str,
@@ -265,7 +254,7 @@ impl ScriptConnection {
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
-        let cached = self.prepared.borrow().get(sql).cloned();
+        let cached = self.prepared.borrow().get(sql).map(|p| p.statement.clone());
         let statement = match cached {
             Some(statement) => statement,
             None => {
@@ -274,7 +263,13 @@ impl ScriptConnection {
                 if prepared.len() >= MAX_PREPARED {
                     prepared.clear();
                 }
-                prepared.insert(sql.to_owned(), statement.clone());
+                prepared.insert(
+                    sql.to_owned(),
+                    Prepared {
+                        statement: statement.clone(),
+                        alone_took: None,
+                    },
+                );
                 statement
             }
         };
@@ -286,6 +281,14 @@ impl ScriptConnection {
 /// transaction goes on in the same snapshot, at no round trip of its own.
 const BEGIN_SNAPSHOT: &str =
     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SAVEPOINT herald_guard";
+
+/// A statement prepared on the connection.
+struct Prepared {
+    statement: Statement,
+    /// How long it took when last asked alone (`run`): what asking it ahead for many rows may
+    /// cost. `None` until it was.
+    alone_took: Option<Duration>,
+}
 
 /// Statements kept prepared per connection (each asked ahead is a second one).
 const MAX_PREPARED: usize = 128;
@@ -377,21 +380,28 @@ impl ScriptDb for ScriptConnection {
         }
         let numbered = numbered_placeholders(sql);
         // Asked alone once on this connection first: its one parameter's type is known then (the
-        // ids are cast to it, so that each id means what it means asked alone), and a statement
-        // that cannot run fails there, with its own message.
-        let parameter = match self.prepared.borrow().get(numbered.as_ref())?.params() {
-            [parameter] => format!(
-                "(\"herald ahead\".id::{}.{})",
-                super::quote_ident(parameter.schema()),
-                super::quote_ident(parameter.name())
-            ),
+        // ids are cast to it, so that each id means what it means asked alone), a statement that
+        // cannot run fails there, with its own message, and how long it took is known. Reckoned
+        // from that (an estimate: another row may cost more), the rows asked ahead take a quarter
+        // of what is left of the asking script's budget at most.
+        let (parameter, took) = match self.prepared.borrow().get(numbered.as_ref())? {
+            Prepared {
+                statement,
+                alone_took: Some(took),
+            } => match statement.params() {
+                [parameter] => (
+                    format!(
+                        "(\"herald ahead\".id::{}.{})",
+                        super::quote_ident(parameter.schema()),
+                        super::quote_ident(parameter.name())
+                    ),
+                    *took,
+                ),
+                _ => return None,
+            },
             _ => return None,
         };
         let inner = with_parameter_as(&numbered, &parameter)?;
-        // Reckoned from how long the statement took alone (an estimate: another row may cost
-        // more), the rows asked ahead take a quarter of what is left of the asking script's
-        // budget at most.
-        let took = *self.alone_took.borrow().get(numbered.as_ref())?;
         let affordable = self.budget.min(time).as_micros() / 4 / took.as_micros().max(1);
         let ids = &ids[..ids
             .len()
