@@ -231,8 +231,7 @@ impl Renderer {
         self.sandbox.expect_rows(
             changes
                 .iter()
-                .map(|change| (change.table.clone(), change.row_id))
-                .collect(),
+                .map(|change| (change.table.as_str(), change.row_id)),
         );
         for change in changes {
             process_change(&context, change, &mut outcome);

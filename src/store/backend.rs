@@ -359,6 +359,11 @@ pub trait ScriptDb: Send {
     /// `interrupted` is asked during long queries; true stops the query (the time budget).
     fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>);
     fn query(&self, sql: &str, params: &[Cell], limit: RowLimit) -> Result<Rows, QueryError>;
+    /// Whether `query_ahead` can answer at all: where it cannot, a batch's renderers do not keep
+    /// track of the rows ahead.
+    fn asks_ahead(&self) -> bool {
+        false
+    }
     /// In a snapshot, the answers of `sql`, whose one parameter is a row id, for the first of
     /// `ids` and as many of the next as it can afford in a part of `time` (what is left of the
     /// asking script's budget), asked in one go (`None` for an id whose rows are past `limit`),

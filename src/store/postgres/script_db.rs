@@ -358,6 +358,11 @@ impl ScriptDb for ScriptConnection {
         self.watchdog.set_check(interrupted);
     }
 
+    /// Each query is a round trip: asking many in one saves all but one.
+    fn asks_ahead(&self) -> bool {
+        true
+    }
+
     /// The statement as a lateral join over the ids, each id's rows numbered in
     /// the order the statement gives them and cut past `limit`, so that one round trip answers
     /// what the scripts would have asked one by one, in the same snapshot. Rows a statement
