@@ -120,7 +120,13 @@ impl SnapshotAnswers {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::scripts::sandbox::Sandbox;
+    use crate::scripts::SandboxLimits;
+    use crate::store::{ScriptDb, Store};
 
     fn rows(n: usize) -> Rows {
         Rows {
@@ -205,5 +211,129 @@ mod tests {
         assert!(answers.ids_ahead(sql, &[Cell::Integer(1)], first).is_some());
         answers.remember("big".into(), &rows(MAX_ROWS - MAX_AHEAD));
         assert_eq!(answers.ids_ahead(sql, &[Cell::Integer(1)], first), None);
+    }
+
+    // The sandbox asking: what reaches the database, within one snapshot.
+
+    /// A script database that counts the queries that reach it.
+    struct Counting {
+        inner: Box<dyn ScriptDb>,
+        queries: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl ScriptDb for Counting {
+        fn begin_snapshot(&self) -> crate::store::Result<()> {
+            self.inner.begin_snapshot()
+        }
+        fn end_snapshot(&self) -> crate::store::Result<()> {
+            self.inner.end_snapshot()
+        }
+        fn set_interrupt_check(&self, interrupted: Box<dyn FnMut() -> bool + Send>) {
+            self.inner.set_interrupt_check(interrupted)
+        }
+        fn query(
+            &self,
+            sql: &str,
+            params: &[Cell],
+            limit: RowLimit,
+        ) -> Result<Rows, crate::store::QueryError> {
+            self.queries.fetch_add(1, Ordering::SeqCst);
+            self.inner.query(sql, params, limit)
+        }
+        fn asks_ahead(&self) -> bool {
+            true
+        }
+        /// Asked ahead as a server would, in one call, counted apart (in the thousands).
+        fn query_ahead(
+            &self,
+            sql: &str,
+            ids: &[i64],
+            limit: RowLimit,
+            _time: std::time::Duration,
+        ) -> Option<Vec<Option<Rows>>> {
+            self.queries.fetch_add(1000, Ordering::SeqCst);
+            ids.iter()
+                .map(|id| Some(self.inner.query(sql, &[Cell::Integer(*id)], limit).ok()))
+                .collect()
+        }
+    }
+
+    /// A sandbox on a fresh SQLite file whose queries are counted, and the body script of
+    /// `trigger` made of `source`.
+    fn counting_sandbox(
+        trigger: &str,
+        source: &str,
+    ) -> (
+        tempfile::TempDir,
+        Sandbox,
+        rhai::Shared<crate::scripts::Script>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let scripts = dir.path().join("scripts");
+        std::fs::create_dir(&scripts).unwrap();
+        std::fs::write(
+            scripts.join(format!("GetWebhookResponseBody_{trigger}.rhai")),
+            source,
+        )
+        .unwrap();
+        let limits = SandboxLimits::default();
+        let set = crate::scripts::ScriptSet::load(&scripts, &limits).unwrap();
+        let script = set.body(trigger).expect("compiles").clone();
+        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sandbox = Sandbox::new(
+            &limits,
+            Box::new(Counting {
+                inner: store.script_db().unwrap(),
+                queries: queries.clone(),
+            }),
+        );
+        (dir, sandbox, script, queries)
+    }
+
+    #[test]
+    fn a_query_asked_again_in_one_snapshot_is_answered_from_memory() {
+        let (_dir, sandbox, script, queries) = counting_sandbox(
+            "Twice",
+            "let a = db_query_one(\"SELECT ? + 1 AS n\", [row_id]);\n\
+             let b = db_query_one(\"SELECT ? + 1 AS n\", [row_id]);\n\
+             let r = db_query_one(\"SELECT random() AS r\", []);\n\
+             #{ a: a.n, b: b.n }",
+        );
+        let payloads = sandbox.in_one_snapshot(|| {
+            [1, 1, 2].map(|row| sandbox.render(&script, Some(row), None).unwrap())
+        });
+        assert_eq!(payloads[0], r#"{"a":2,"b":2}"#);
+        assert_eq!(payloads[2], r#"{"a":3,"b":3}"#);
+        // `? + 1` for row 1 once, for row 2 once; random() every time.
+        assert_eq!(queries.load(Ordering::SeqCst), 2 + 3);
+        // Outside a snapshot every query is asked.
+        queries.store(0, Ordering::SeqCst);
+        sandbox.render(&script, Some(1), None).unwrap();
+        assert_eq!(queries.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn the_next_changes_of_a_table_are_asked_for_at_once() {
+        let (_dir, sandbox, script, queries) = counting_sandbox(
+            "Next",
+            "#{ n: db_query_one(\"SELECT ? + 1 AS n\", [row_id]).n }",
+        );
+        let rows = [("Deal", 5), ("Contact", 8), ("Deal", 6), ("Deal", 7)];
+        let payloads = sandbox.in_one_snapshot(|| {
+            sandbox.expect_rows(rows);
+            rows.map(|(_, id)| {
+                let payload = sandbox.render(&script, Some(id), None).unwrap();
+                sandbox.next_row();
+                payload
+            })
+        });
+        assert_eq!(
+            payloads,
+            [r#"{"n":6}"#, r#"{"n":9}"#, r#"{"n":7}"#, r#"{"n":8}"#]
+        );
+        // The deals 5, 6 and 7 in one go; the contact (another table) alone.
+        assert_eq!(queries.load(Ordering::SeqCst), 1000 + 1);
     }
 }
