@@ -268,6 +268,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE {schema}.herald_deliveries DROP CONSTRAINT IF EXISTS herald_deliveries_event_seq_fkey;
     ALTER TABLE {schema}.herald_attempts DROP CONSTRAINT IF EXISTS herald_attempts_delivery_seq_fkey;
     "#,
+    // 11: a hook's waiting deliveries indexed in the order claims take them, `seq` breaking ties.
+    // On `(hook_id, next_attempt_at)` alone the claim's `ORDER BY next_attempt_at, seq` needed a
+    // sort, so the planner fetched every due delivery of the hook (a bitmap scan) to sort them and
+    // lease the first few: a claim's cost grew with the hook's backlog, 9 ms for a hundred
+    // deliveries out of 200,000. In this order it reads the few it leases. (SQLite's index ends
+    // with the rowid, which is `seq`, so it always had this order.)
+    r#"
+    CREATE INDEX herald_deliveries_due ON {schema}.herald_deliveries(hook_id, next_attempt_at, seq)
+        WHERE next_attempt_at IS NOT NULL;
+    DROP INDEX {schema}.herald_deliveries_waiting;
+    "#,
 ];
 
 pub(super) fn migrate(client: &mut Client, schema: &str) -> Result<()> {
