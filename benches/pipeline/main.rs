@@ -571,6 +571,7 @@ async fn backlog_run(backend: &Backend, receiver: &Receiver, deliveries: usize) 
     .await
     .unwrap();
     let expected = (hooks * events) as u64;
+    backend.print_statements(&format!("filling a backlog of {deliveries}"));
     receiver.reset(false);
     let start = Instant::now();
     let herald = Herald::start(dir.path(), &db).await;
@@ -596,6 +597,7 @@ async fn backlog_run(backend: &Backend, receiver: &Receiver, deliveries: usize) 
     let rate = (expected - 1).max(1) as f64 / first_receipt.elapsed().as_secs_f64();
     peak = peak.max(herald.peak_rss_mib());
     herald.stop();
+    backend.print_statements(&format!("draining a backlog of {deliveries}"));
     (rate, peak)
 }
 
