@@ -81,6 +81,7 @@ macro_rules! every_backend {
                 a_subscription_is_removed_only_by_the_token_that_made_it,
                 events_fan_out_to_the_hooks_of_their_trigger_and_scope_only,
                 claims_lease_within_the_room_and_records_move_deliveries_on,
+                hooks_with_room_are_reached_past_many_without,
                 the_deliveries_log_pages_newest_first_without_gaps,
                 events_are_retried_and_discarded_by_status,
                 retention_purges_old_final_events_only,
@@ -562,6 +563,65 @@ fn claims_lease_within_the_room_and_records_move_deliveries_on(backend: &Backend
     let count = |status| counts.iter().find(|(s, _)| *s == status).map(|(_, n)| *n);
     assert_eq!(count(DeliveryStatus::Delivered), Some(1));
     assert_eq!(count(DeliveryStatus::Delivering), Some(4));
+}
+
+/// A claim need not look at every waiting hook (PostgreSQL looks at about twice as many as it
+/// has room for), but hooks with room are reached however many due hooks before them have none.
+fn hooks_with_room_are_reached_past_many_without(backend: &Backend) {
+    let store = &backend.store;
+    let mut hooks: Vec<String> = (0..80)
+        .map(|i| {
+            store
+                .create_hook(hook(
+                    &format!("https://r.example/{i}"),
+                    Scope::Everything,
+                    &["NewOpportunity"],
+                ))
+                .unwrap()
+                .id
+        })
+        .collect();
+    hooks.sort();
+    store
+        .insert_events(&[event("NewOpportunity", None, None)])
+        .unwrap();
+    // The first half, in the order claims take turns, have their delivery due and no room.
+    let capacity = herald::delivery::Capacity::new(1, usize::MAX);
+    capacity.open();
+    let (full, open) = hooks.split_at(40);
+    for hook in full {
+        capacity.set_room(hook, 0);
+    }
+    let mut reached = BTreeSet::new();
+    for _ in 0..30 {
+        let claim = herald::store::Claim {
+            now: now_ms(),
+            lease_ms: 60_000,
+            limit: 5,
+            capacity: &capacity,
+        };
+        let (outcome, _) = store
+            .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
+            .unwrap();
+        assert!(outcome.deliveries.len() <= 5);
+        for d in &outcome.deliveries {
+            assert!(open.contains(&d.hook_id), "{} has no room", d.hook_id);
+            assert!(
+                reached.insert(d.hook_id.clone()),
+                "{} claimed twice",
+                d.hook_id
+            );
+        }
+        if outcome.deliveries.is_empty() && reached.len() < open.len() {
+            // It looked only at hooks without room, while others with room wait.
+            assert_eq!(outcome.next_due, Some(claim.now), "look again at once");
+        }
+    }
+    assert_eq!(
+        reached.len(),
+        40,
+        "every hook with room had its delivery claimed"
+    );
 }
 
 fn the_deliveries_log_pages_newest_first_without_gaps(backend: &Backend) {
