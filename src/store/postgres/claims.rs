@@ -143,11 +143,14 @@ pub(super) fn claim_in(
         }
     }
     if let Some(end) = cut_short_at {
-        // Hooks past the ones looked at may be due: look again as soon as there is room. A claim
-        // that took from none of the hooks it looked at (none had room, another process holds
-        // them) moves the turns past them, so that those further on are looked at next.
-        outcome.next_due = Some(now);
-        if wanted.is_empty() && capacity.free() > 0 {
+        if !wanted.is_empty() {
+            // Hooks past the ones looked at may be due too: look again as soon as there is room.
+            outcome.next_due = Some(now);
+        } else if capacity.free() > 0 {
+            // None of the hooks looked at could give anything (no room, a rate limit, another
+            // process holds them): the turns move past them, so that the next claim looks further
+            // on. Not at once: while nothing can be taken that would only spin. It comes when an
+            // attempt ends, a rate limit allows, or within the worker's idle second.
             capacity.claimed_from(&end);
         }
     }
