@@ -253,52 +253,61 @@ fn waiting_hooks(
     due_wanted: usize,
 ) -> Result<(Vec<Waiting>, Option<String>)> {
     let due_wanted = due_wanted as i64;
-    let mut waiting = Vec::new();
-    let mut due_seen = 0;
-    let mut cut_short_at = None;
-    // From the hook after `after` to the last, then from the first up to `after` itself.
-    let passes: [(&str, Option<&str>); 2] = [(after, None), ("", Some(after))];
-    for (index, (from, through)) in passes.into_iter().enumerate() {
-        if index == 1 && (after.is_empty() || cut_short_at.is_some()) {
-            break;
-        }
-        let rows = tx.query(
-            "WITH RECURSIVE waiting AS (
-                 (SELECT hook_id, next_attempt_at, (next_attempt_at <= $2)::int::int8 AS due
-                  FROM herald_deliveries
-                  WHERE next_attempt_at IS NOT NULL AND hook_id > $1
-                    AND ($4::text IS NULL OR hook_id <= $4)
-                  ORDER BY hook_id, next_attempt_at LIMIT 1)
-                 UNION ALL
-                 SELECT next.hook_id, next.next_attempt_at,
-                        w.due + (next.next_attempt_at <= $2)::int::int8
-                 FROM waiting w CROSS JOIN LATERAL (
-                     SELECT hook_id, next_attempt_at FROM herald_deliveries
-                     WHERE next_attempt_at IS NOT NULL AND hook_id > w.hook_id
-                       AND ($4::text IS NULL OR hook_id <= $4)
-                     ORDER BY hook_id, next_attempt_at LIMIT 1) next
-                 WHERE w.due < $3
-             )
-             SELECT w.hook_id, w.next_attempt_at, coalesce(h.enabled, false), w.due
-             FROM waiting w LEFT JOIN herald_hooks h ON h.id = w.hook_id",
-            &[&from, &now, &(due_wanted - due_seen), &through],
-        )?;
-        let mut due_here = 0;
-        for r in &rows {
-            waiting.push(Waiting {
-                hook_id: r.get(0),
-                oldest: r.get(1),
-                enabled: r.get(2),
-            });
-            due_here = due_here.max(r.get::<_, i64>(3));
-        }
-        due_seen += due_here;
-        if due_seen >= due_wanted {
-            cut_short_at = waiting.last().map(|w| w.hook_id.clone());
-        }
+    let (mut waiting, mut due_seen) = waiting_between(tx, after, None, now, due_wanted)?;
+    if due_seen < due_wanted && !after.is_empty() {
+        let (more, more_due) = waiting_between(tx, "", Some(after), now, due_wanted - due_seen)?;
+        waiting.extend(more);
+        due_seen += more_due;
     }
+    let cut_short_at = (due_seen >= due_wanted)
+        .then(|| waiting.last().map(|w| w.hook_id.clone()))
+        .flatten();
     waiting.sort_by(|a, b| a.hook_id.cmp(&b.hook_id));
     Ok((waiting, cut_short_at))
+}
+
+/// The hooks with deliveries waiting whose ids are past `from` (and at most `through`), in id
+/// order, stopping at the one that makes `due_wanted` with a delivery due; and how many of
+/// those it found.
+fn waiting_between(
+    tx: &mut Tx<'_>,
+    from: &str,
+    through: Option<&str>,
+    now: i64,
+    due_wanted: i64,
+) -> Result<(Vec<Waiting>, i64)> {
+    let rows = tx.query(
+        "WITH RECURSIVE waiting AS (
+             (SELECT hook_id, next_attempt_at, (next_attempt_at <= $2)::int::int8 AS due
+              FROM herald_deliveries
+              WHERE next_attempt_at IS NOT NULL AND hook_id > $1
+                AND ($4::text IS NULL OR hook_id <= $4)
+              ORDER BY hook_id, next_attempt_at LIMIT 1)
+             UNION ALL
+             SELECT next.hook_id, next.next_attempt_at,
+                    w.due + (next.next_attempt_at <= $2)::int::int8
+             FROM waiting w CROSS JOIN LATERAL (
+                 SELECT hook_id, next_attempt_at FROM herald_deliveries
+                 WHERE next_attempt_at IS NOT NULL AND hook_id > w.hook_id
+                   AND ($4::text IS NULL OR hook_id <= $4)
+                 ORDER BY hook_id, next_attempt_at LIMIT 1) next
+             WHERE w.due < $3
+         )
+         SELECT w.hook_id, w.next_attempt_at, coalesce(h.enabled, false), w.due
+         FROM waiting w LEFT JOIN herald_hooks h ON h.id = w.hook_id",
+        &[&from, &now, &due_wanted, &through],
+    )?;
+    // The count runs along the scan: the last row's is the whole.
+    let due = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(0);
+    let waiting = rows
+        .iter()
+        .map(|r| Waiting {
+            hook_id: r.get(0),
+            oldest: r.get(1),
+            enabled: r.get(2),
+        })
+        .collect();
+    Ok((waiting, due))
 }
 
 /// Which of `hooks` another process holds leases of (live ones: an ended lease holds nothing).
