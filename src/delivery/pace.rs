@@ -7,13 +7,15 @@ use std::time::Duration;
 /// slots full from one trip to the next. A fast receiver empties a round in well under a
 /// millisecond, so the ready queue has to cover a whole trip (its wait for the writer included) and
 /// the spacing: with two rounds ahead a single loopback hook's slots sat empty for 29 % of its
-/// attempts (waiting for the next claim), with eight for 5 %, and throughput rose by a fifth. With
-/// 32, a hook's room (16 in flight, 528 in all) takes a whole batch of the change log's consumer
-/// (500), so fresh deliveries are leased as they are stored and handed over, not claimed: on
-/// PostgreSQL 77 % of them were claimed with eight (a second write of each row, and the claims'
-/// scans), under 5 % with 32, and throughput rose from 5,371 to 7,725 events/s. A slow hook gets
-/// fewer (see `HookPace`); the depth costs no lease time (see `READY_WAIT_TIMEOUTS`).
-pub(super) const ROUNDS_AHEAD: usize = 32;
+/// attempts (waiting for the next claim), with eight for 5 %, and throughput rose by a fifth. The
+/// room must also take what the change log's consumer stores while the last batch is still in
+/// flight or unrecorded, so that fresh deliveries are leased as they are stored and handed over,
+/// not claimed (a second write of each row, and the claims' scans): on PostgreSQL, with eight 77 %
+/// of them were claimed; with 32 (528 a hook) 43 to 50 % once the consumer had got faster; with 128
+/// (2,064 a hook) 2 to 15 %, and throughput rose from 7,300 to 8,800 events/s to 10,300 to
+/// 10,700. A slow hook gets fewer (see `HookPace`); the depth costs no lease time (see
+/// `READY_WAIT_TIMEOUTS`), and at most `max_in_flight` times this many are held in all.
+pub(super) const ROUNDS_AHEAD: usize = 128;
 /// Rounds ahead for a hook whose attempts this worker has not timed yet: with one, a ready
 /// delivery waits for at most one round of attempts, so at most one time-out.
 pub(super) const FIRST_ROUNDS_AHEAD: usize = 1;
@@ -94,7 +96,7 @@ mod tests {
     fn a_hooks_rounds_ahead_follow_how_long_its_attempts_take() {
         let timeout = Duration::from_secs(15);
         assert_eq!(rounds_ahead_at(0.0, timeout), ROUNDS_AHEAD);
-        assert_eq!(rounds_ahead_at(200.0, timeout), ROUNDS_AHEAD);
+        assert_eq!(rounds_ahead_at(50.0, timeout), ROUNDS_AHEAD);
         assert_eq!(rounds_ahead_at(900.0, timeout), 8);
         assert_eq!(rounds_ahead_at(1_500.0, timeout), 5);
         assert_eq!(rounds_ahead_at(15_000.0, timeout), 1, "at least one");
