@@ -747,3 +747,109 @@ async fn nodes_cut_off_from_the_database_go_not_ready_give_the_role_up_and_come_
          {duplicates} duplicate deliveries"
     );
 }
+
+/// A process's leases go back to the outbox at the next look once it is gone, on every hook it
+/// held, while those of a process still there stay, even on hooks between its in the leases'
+/// order.
+#[test]
+fn the_leases_of_a_process_that_is_gone_go_back_and_a_live_ones_stay() {
+    use herald::store::{Claim, FailurePolicy, NewEvent, NewHook, Scope, Store};
+
+    let db = Database::parse(&pg_server::fresh_database()).unwrap();
+    let open = || {
+        Store::open_database(
+            &db,
+            &herald::config::PostgresSettings::default(),
+            herald::store::Secrets::none(),
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    };
+    let (looker, gone, live) = (open(), open(), open());
+    let mut hooks: Vec<String> = (0..6)
+        .map(|i| {
+            looker
+                .create_hook(NewHook {
+                    target_url: format!("https://r.example/{i}"),
+                    secret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=".into(),
+                    authorization: None,
+                    description: String::new(),
+                    origin: herald::store::HookOrigin::Admin,
+                    scope: Scope::Everything,
+                    enabled: true,
+                    events: vec!["NewOpportunity".into()],
+                    made_by: None,
+                    filter: None,
+                    rate_limit_per_second: None,
+                })
+                .unwrap()
+                .id
+        })
+        .collect();
+    hooks.sort();
+    looker
+        .insert_events(&[NewEvent {
+            id: herald::ids::event_id(),
+            trigger: "NewOpportunity".into(),
+            row_id: Some(1),
+            payload: "{\"id\":1}".into(),
+            change_id: None,
+            script_hash: None,
+            resource_name: Some("Deal".into()),
+            event_type: Some("create".into()),
+            company_id: None,
+            project_id: None,
+            judgements: Vec::new(),
+        }])
+        .unwrap();
+    // In hook order the holders take turns: gone, live, gone, live...
+    let claim_every_other = |store: &Store, first: usize| -> Vec<String> {
+        store.hold_presence().unwrap();
+        let capacity = herald::delivery::Capacity::new(1, usize::MAX);
+        capacity.open();
+        for hook in hooks.iter().skip(1 - first).step_by(2) {
+            capacity.set_room(hook, 0);
+        }
+        let claim = Claim {
+            now: herald::clock::now_ms(),
+            lease_ms: 600_000,
+            limit: 100,
+            capacity: &capacity,
+        };
+        let (outcome, _) = store
+            .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
+            .unwrap();
+        let mut taken: Vec<String> = outcome.deliveries.into_iter().map(|d| d.hook_id).collect();
+        taken.sort();
+        taken
+    };
+    let held_by_gone: Vec<String> = hooks.iter().step_by(2).cloned().collect();
+    let held_by_live: Vec<String> = hooks.iter().skip(1).step_by(2).cloned().collect();
+    assert_eq!(claim_every_other(&gone, 0), held_by_gone);
+    assert_eq!(claim_every_other(&live, 1), held_by_live);
+    looker.hold_presence().unwrap();
+    assert_eq!(
+        looker.release_leases_of_departed().unwrap(),
+        0,
+        "both holders are there"
+    );
+
+    drop(gone);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut released = 0;
+    while released == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        released = looker.release_leases_of_departed().unwrap();
+    }
+    assert_eq!(released, 3, "the gone process's lease on each of its hooks");
+    let mut due_again: Vec<String> = looker
+        .claim_due(herald::clock::now_ms(), 60_000, 100, &HashMap::new(), 1)
+        .unwrap()
+        .deliveries
+        .into_iter()
+        .map(|d| d.hook_id)
+        .collect();
+    due_again.sort();
+    assert_eq!(due_again, held_by_gone, "the live process's leases stay");
+    assert_eq!(looker.release_leases_of_departed().unwrap(), 0);
+}
