@@ -82,6 +82,7 @@ macro_rules! every_backend {
                 events_fan_out_to_the_hooks_of_their_trigger_and_scope_only,
                 claims_lease_within_the_room_and_records_move_deliveries_on,
                 hooks_with_room_are_reached_past_many_without,
+                one_claim_takes_a_delivery_from_each_of_many_hooks,
                 the_deliveries_log_pages_newest_first_without_gaps,
                 events_are_retried_and_discarded_by_status,
                 retention_purges_old_final_events_only,
@@ -623,6 +624,43 @@ fn hooks_with_room_are_reached_past_many_without(backend: &Backend) {
         40,
         "every hook with room had its delivery claimed"
     );
+}
+
+/// A claim's turns give each hook a round of its slots before any gets more, but a hook with one
+/// delivery due takes one: a claim with room for 200 takes the due delivery of each of 100
+/// hooks, not a turn's worth of room for each of the first few.
+fn one_claim_takes_a_delivery_from_each_of_many_hooks(backend: &Backend) {
+    let store = &backend.store;
+    let mut hooks: BTreeSet<String> = (0..100)
+        .map(|i| {
+            store
+                .create_hook(hook(
+                    &format!("https://r.example/{i}"),
+                    Scope::Everything,
+                    &["NewOpportunity"],
+                ))
+                .unwrap()
+                .id
+        })
+        .collect();
+    store
+        .insert_events(&[event("NewOpportunity", None, None)])
+        .unwrap();
+    let capacity = herald::delivery::Capacity::new(16, usize::MAX);
+    capacity.open();
+    let claim = herald::store::Claim {
+        now: now_ms(),
+        lease_ms: 60_000,
+        limit: 200,
+        capacity: &capacity,
+    };
+    let (outcome, _) = store
+        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
+        .unwrap();
+    for d in &outcome.deliveries {
+        assert!(hooks.remove(&d.hook_id), "{} claimed twice", d.hook_id);
+    }
+    assert!(hooks.is_empty(), "{} hooks not reached", hooks.len());
 }
 
 fn the_deliveries_log_pages_newest_first_without_gaps(backend: &Backend) {

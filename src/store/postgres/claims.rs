@@ -4,8 +4,9 @@
 //! each other.
 //!
 //! A claim is three statements: which hooks have deliveries waiting (an index seek per hook: a
-//! loose scan of `(hook_id, next_attempt_at)`, in the turns' order, stopping once it has seen
-//! about twice as many due hooks as the claim can take from), then, once it is decided here how
+//! loose scan of `(hook_id, next_attempt_at)`, in the turns' order, each hook's due deliveries
+//! counted up to a turn and one, stopping once they come to about twice what the claim has room
+//! for), then, once it is decided here how
 //! many of each hook to take (the same turns as on SQLite: one round of each waiting hook before
 //! any gets more), one statement that leases them all and returns what sending them takes, and
 //! one for the hooks' URLs and secrets.
@@ -18,11 +19,13 @@ use crate::delivery::Taken;
 use crate::store::outbox::{HookSecrets, Leased};
 use crate::store::{Claim, ClaimOutcome};
 
-/// A hook with deliveries waiting, and when the earliest of them is due (a lease's end counts).
+/// A hook with deliveries waiting, when the earliest of them is due (a lease's end counts), and
+/// how many are due now, counted up to a turn and one.
 struct Waiting {
     hook_id: String,
     oldest: i64,
     enabled: bool,
+    due: usize,
 }
 
 pub(super) fn claim_in(
@@ -43,12 +46,12 @@ pub(super) fn claim_in(
         return Ok(outcome);
     }
     let last = capacity.last_claimed_hook();
-    // Each hook with room reserves a turn before any gets more, so a claim takes from at most
-    // `limit / turn` of them (13 for the worker's 200 and 16): it looks at twice as many due
-    // hooks, at least 32, for those without room. Looking for one per delivery wanted, draining
-    // 1,000,000 waiting over 1,000 hooks read 286 hooks a claim to take from 12.
-    let hooks_to_see = (2 * limit.div_ceil(capacity.turn())).max(32);
-    let (waiting, cut_short_at) = waiting_hooks(tx, &last, now, hooks_to_see)?;
+    let turn = capacity.turn();
+    // The scan stops once the hooks it saw have twice as many deliveries due as the claim has
+    // room for (at least 32), each hook's counted up to a turn and one: enough for those without
+    // room. Counting hooks instead, one per delivery wanted, a drain of 1,000,000 waiting over
+    // 1,000 hooks read 286 hooks a claim to take from 12.
+    let (waiting, cut_short_at) = waiting_hooks(tx, &last, now, (2 * limit).max(32), turn + 1)?;
     // What waits for a hook that is gone or disabled is discarded on the way.
     let gone: Vec<&str> = waiting
         .iter()
@@ -97,7 +100,6 @@ pub(super) fn claim_in(
     let mut wanted: Vec<(&str, i64)> = Vec::new();
     let mut reserved = 0usize;
     let mut cut_short: Vec<&str> = Vec::new();
-    let turn = capacity.turn();
     for w in order.filter(|w| w.enabled) {
         if reserved == limit || capacity.free() == 0 {
             outcome.next_due = Some(now);
@@ -123,9 +125,11 @@ pub(super) fn claim_in(
             // Another process holds it: it delivers them; look again within the second.
             continue;
         }
+        // What the hook can give, so that a hook with one delivery due does not take a turn's
+        // worth of the claim's room from the hooks after it.
         let room = free.min(limit - reserved);
-        let n = reserve(taken, &w.hook_id, room.min(turn));
-        if room > turn {
+        let n = reserve(taken, &w.hook_id, room.min(turn).min(w.due));
+        if room > turn && w.due > turn {
             cut_short.push(&w.hook_id);
         }
         if n > 0 {
@@ -247,20 +251,23 @@ pub(super) fn claim_in(
 }
 
 /// The hooks with deliveries waiting, in id order, as the claim's turns go: from the first after
-/// `after` round to `after`, stopping once `due_wanted` of them have a delivery due. A claim takes
-/// from only a few hooks; looking at every hook each time (an index seek
-/// each) was most of the server's time draining a backlog spread over 1,000 hooks. When it stopped
-/// short of a full round, also the last hook it looked at, in the turns' order.
+/// `after` round to `after`, stopping once they have `due_wanted` deliveries due, each hook's
+/// counted up to `count_cap`. A claim takes from a few hooks; looking at every hook each time (an
+/// index seek each) was most of the server's time draining a backlog spread over 1,000 hooks.
+/// When it stopped short of a full round, also the last hook it looked at, in the turns' order.
 fn waiting_hooks(
     tx: &mut Tx<'_>,
     after: &str,
     now: i64,
     due_wanted: usize,
+    count_cap: usize,
 ) -> Result<(Vec<Waiting>, Option<String>)> {
     let due_wanted = due_wanted as i64;
-    let (mut waiting, mut due_seen) = waiting_between(tx, after, None, now, due_wanted)?;
+    let count_cap = count_cap as i64;
+    let (mut waiting, mut due_seen) = waiting_between(tx, after, None, now, due_wanted, count_cap)?;
     if due_seen < due_wanted && !after.is_empty() {
-        let (more, more_due) = waiting_between(tx, "", Some(after), now, due_wanted - due_seen)?;
+        let (more, more_due) =
+            waiting_between(tx, "", Some(after), now, due_wanted - due_seen, count_cap)?;
         waiting.extend(more);
         due_seen += more_due;
     }
@@ -272,47 +279,58 @@ fn waiting_hooks(
 }
 
 /// The hooks with deliveries waiting whose ids are past `from` (and at most `through`), in id
-/// order, stopping at the one that makes `due_wanted` with a delivery due; and how many of
-/// those it found.
+/// order, each with its deliveries due counted up to `count_cap`, stopping at the one that makes
+/// `due_wanted` of those; and how many it counted.
 fn waiting_between(
     tx: &mut Tx<'_>,
     from: &str,
     through: Option<&str>,
     now: i64,
     due_wanted: i64,
+    count_cap: i64,
 ) -> Result<(Vec<Waiting>, i64)> {
     let rows = tx.query(
         "WITH RECURSIVE waiting AS (
-             (SELECT hook_id, next_attempt_at, (next_attempt_at <= $2)::int::int8 AS due
-              FROM herald_deliveries
-              WHERE next_attempt_at IS NOT NULL AND hook_id > $1
-                AND ($4::text IS NULL OR hook_id <= $4)
-              ORDER BY hook_id, next_attempt_at LIMIT 1)
+             (SELECT first.hook_id, first.next_attempt_at, due.n AS due, due.n AS seen
+              FROM (SELECT hook_id, next_attempt_at FROM herald_deliveries
+                    WHERE next_attempt_at IS NOT NULL AND hook_id > $1
+                      AND ($4::text IS NULL OR hook_id <= $4)
+                    ORDER BY hook_id, next_attempt_at LIMIT 1) first
+              CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
+                  SELECT 1 FROM herald_deliveries d
+                  WHERE d.hook_id = first.hook_id AND d.next_attempt_at IS NOT NULL
+                    AND d.next_attempt_at <= $2
+                  LIMIT $5) d) due)
              UNION ALL
-             SELECT next.hook_id, next.next_attempt_at,
-                    w.due + (next.next_attempt_at <= $2)::int::int8
+             SELECT next.hook_id, next.next_attempt_at, due.n, w.seen + due.n
              FROM waiting w CROSS JOIN LATERAL (
                  SELECT hook_id, next_attempt_at FROM herald_deliveries
                  WHERE next_attempt_at IS NOT NULL AND hook_id > w.hook_id
                    AND ($4::text IS NULL OR hook_id <= $4)
                  ORDER BY hook_id, next_attempt_at LIMIT 1) next
-             WHERE w.due < $3
+             CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
+                 SELECT 1 FROM herald_deliveries d
+                 WHERE d.hook_id = next.hook_id AND d.next_attempt_at IS NOT NULL
+                   AND d.next_attempt_at <= $2
+                 LIMIT $5) d) due
+             WHERE w.seen < $3
          )
-         SELECT w.hook_id, w.next_attempt_at, coalesce(h.enabled, false), w.due
+         SELECT w.hook_id, w.next_attempt_at, coalesce(h.enabled, false), w.due, w.seen
          FROM waiting w LEFT JOIN herald_hooks h ON h.id = w.hook_id",
-        &[&from, &now, &due_wanted, &through],
+        &[&from, &now, &due_wanted, &through, &count_cap],
     )?;
     // The count runs along the scan: the last row's is the whole.
-    let due = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(0);
+    let seen = rows.iter().map(|r| r.get::<_, i64>(4)).max().unwrap_or(0);
     let waiting = rows
         .iter()
         .map(|r| Waiting {
             hook_id: r.get(0),
             oldest: r.get(1),
             enabled: r.get(2),
+            due: r.get::<_, i64>(3) as usize,
         })
         .collect();
-    Ok((waiting, due))
+    Ok((waiting, seen))
 }
 
 /// Which of `hooks` another process holds leases of (live ones: an ended lease holds nothing).
