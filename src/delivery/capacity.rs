@@ -272,6 +272,29 @@ impl Capacity {
         }
     }
 
+    /// The hooks with no room now: all their room held, or their rate limit reached. A claim
+    /// takes nothing from them, so their backlogs must not fill what it looks for.
+    pub(crate) fn hooks_without_room(&self) -> Vec<String> {
+        let state = self.state();
+        let now = self.now();
+        let held = |hook: &str| state.held.get(hook).copied().unwrap_or(0);
+        let mut full: std::collections::BTreeSet<&str> = state
+            .held
+            .keys()
+            .chain(state.room.keys())
+            .filter(|hook| held(hook) >= self.room_in(&state, hook))
+            .map(String::as_str)
+            .collect();
+        full.extend(
+            state
+                .rates
+                .iter()
+                .filter(|(_, limit)| limit.room(now) == 0)
+                .map(|(hook, _)| hook.as_str()),
+        );
+        full.into_iter().map(str::to_owned).collect()
+    }
+
     pub(crate) fn last_claimed_hook(&self) -> String {
         self.state().last_claimed_hook.clone()
     }

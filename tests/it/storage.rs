@@ -83,6 +83,7 @@ macro_rules! every_backend {
                 claims_lease_within_the_room_and_records_move_deliveries_on,
                 hooks_with_room_are_reached_past_many_without,
                 one_claim_takes_a_delivery_from_each_of_many_hooks,
+                hooks_with_room_are_reached_past_deep_ones_without,
                 the_deliveries_log_pages_newest_first_without_gaps,
                 events_are_retried_and_discarded_by_status,
                 retention_purges_old_final_events_only,
@@ -566,9 +567,9 @@ fn claims_lease_within_the_room_and_records_move_deliveries_on(backend: &Backend
     assert_eq!(count(DeliveryStatus::Delivering), Some(4));
 }
 
-/// A claim need not look at every waiting hook (PostgreSQL looks at about twice as many as it
-/// has room for), but hooks with room are reached however many due hooks before them have none,
-/// in successive claims.
+/// A claim need not look at every waiting hook (PostgreSQL looks until the hooks seen have about
+/// twice as many deliveries due as it has room for), but hooks with room are reached however many
+/// due hooks before them have none, in successive claims.
 fn hooks_with_room_are_reached_past_many_without(backend: &Backend) {
     let store = &backend.store;
     let mut hooks: Vec<String> = (0..80)
@@ -661,6 +662,51 @@ fn one_claim_takes_a_delivery_from_each_of_many_hooks(backend: &Backend) {
         assert!(hooks.remove(&d.hook_id), "{} claimed twice", d.hook_id);
     }
     assert!(hooks.is_empty(), "{} hooks not reached", hooks.len());
+}
+
+/// Hooks without room do not use up what a claim looks for however much they have due: 64 of
+/// them with more than a turn due each, ahead of 10 with room, and the first claim reaches the 10.
+fn hooks_with_room_are_reached_past_deep_ones_without(backend: &Backend) {
+    let store = &backend.store;
+    let mut hooks: Vec<String> = (0..74)
+        .map(|i| {
+            store
+                .create_hook(hook(
+                    &format!("https://r.example/{i}"),
+                    Scope::Everything,
+                    &["NewOpportunity"],
+                ))
+                .unwrap()
+                .id
+        })
+        .collect();
+    hooks.sort();
+    let events: Vec<NewEvent> = (0..17)
+        .map(|_| event("NewOpportunity", None, None))
+        .collect();
+    store.insert_events(&events).unwrap();
+    let capacity = herald::delivery::Capacity::new(16, usize::MAX);
+    capacity.open();
+    let (full, open) = hooks.split_at(64);
+    for hook in full {
+        capacity.set_room(hook, 0);
+    }
+    let claim = herald::store::Claim {
+        now: now_ms(),
+        lease_ms: 60_000,
+        limit: 200,
+        capacity: &capacity,
+    };
+    let (outcome, _) = store
+        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
+        .unwrap();
+    let reached: BTreeSet<&str> = outcome
+        .deliveries
+        .iter()
+        .map(|d| d.hook_id.as_str())
+        .collect();
+    assert!(reached.iter().all(|h| open.iter().any(|o| o == h)));
+    assert_eq!(reached.len(), open.len(), "every hook with room reached");
 }
 
 fn the_deliveries_log_pages_newest_first_without_gaps(backend: &Backend) {

@@ -48,10 +48,21 @@ pub(super) fn claim_in(
     let last = capacity.last_claimed_hook();
     let turn = capacity.turn();
     // The scan stops once the hooks it saw have twice as many deliveries due as the claim has
-    // room for (at least 32), each hook's counted up to a turn and one: enough for those without
-    // room. Counting hooks instead, one per delivery wanted, a drain of 1,000,000 waiting over
-    // 1,000 hooks read 286 hooks a claim to take from 12.
-    let (waiting, cut_short_at) = waiting_hooks(tx, &last, now, (2 * limit).max(32), turn + 1)?;
+    // room for (at least 32), each hook's counted up to a turn and one, and a hook without room
+    // as one whatever it has due (as many of those as before, when hooks were counted: one per
+    // delivery wanted; but a drain of 1,000,000 waiting over 1,000 hooks then read 286 hooks a
+    // claim to take from 12).
+    let without_room = capacity.hooks_without_room();
+    let (waiting, cut_short_at) = waiting_hooks(
+        tx,
+        &last,
+        now,
+        Counting {
+            due_wanted: (2 * limit).max(32) as i64,
+            cap: turn as i64 + 1,
+            without_room: &without_room,
+        },
+    )?;
     // What waits for a hook that is gone or disabled is discarded on the way.
     let gone: Vec<&str> = waiting
         .iter()
@@ -250,24 +261,36 @@ pub(super) fn claim_in(
     Ok(outcome)
 }
 
+/// How the waiting hooks' scan counts what it has seen, and when it has seen enough.
+#[derive(Clone, Copy)]
+struct Counting<'a> {
+    /// Stop once the hooks seen have this many deliveries due...
+    due_wanted: i64,
+    /// ...each hook's counted up to this many...
+    cap: i64,
+    /// ...and these hooks' as one at most.
+    without_room: &'a [String],
+}
+
 /// The hooks with deliveries waiting, in id order, as the claim's turns go: from the first after
-/// `after` round to `after`, stopping once they have `due_wanted` deliveries due, each hook's
-/// counted up to `count_cap`. A claim takes from a few hooks; looking at every hook each time (an
-/// index seek each) was most of the server's time draining a backlog spread over 1,000 hooks.
-/// When it stopped short of a full round, also the last hook it looked at, in the turns' order.
+/// `after` round to `after`, stopping once they have enough deliveries due (see `Counting`). A
+/// claim takes from a few hooks; looking at every hook each time (an index seek each) was most of
+/// the server's time draining a backlog spread over 1,000 hooks. When it stopped short of a full
+/// round, also the last hook it looked at, in the turns' order.
 fn waiting_hooks(
     tx: &mut Tx<'_>,
     after: &str,
     now: i64,
-    due_wanted: usize,
-    count_cap: usize,
+    counting: Counting<'_>,
 ) -> Result<(Vec<Waiting>, Option<String>)> {
-    let due_wanted = due_wanted as i64;
-    let count_cap = count_cap as i64;
-    let (mut waiting, mut due_seen) = waiting_between(tx, after, None, now, due_wanted, count_cap)?;
+    let due_wanted = counting.due_wanted;
+    let (mut waiting, mut due_seen) = waiting_between(tx, after, None, now, counting)?;
     if due_seen < due_wanted && !after.is_empty() {
-        let (more, more_due) =
-            waiting_between(tx, "", Some(after), now, due_wanted - due_seen, count_cap)?;
+        let rest = Counting {
+            due_wanted: due_wanted - due_seen,
+            ..counting
+        };
+        let (more, more_due) = waiting_between(tx, "", Some(after), now, rest)?;
         waiting.extend(more);
         due_seen += more_due;
     }
@@ -279,16 +302,16 @@ fn waiting_hooks(
 }
 
 /// The hooks with deliveries waiting whose ids are past `from` (and at most `through`), in id
-/// order, each with its deliveries due counted up to `count_cap`, stopping at the one that makes
-/// `due_wanted` of those; and how many it counted.
+/// order, each with its deliveries due counted as `counting` says, stopping at the one that makes
+/// `counting.due_wanted` of those; and how many it counted.
 fn waiting_between(
     tx: &mut Tx<'_>,
     from: &str,
     through: Option<&str>,
     now: i64,
-    due_wanted: i64,
-    count_cap: i64,
+    counting: Counting<'_>,
 ) -> Result<(Vec<Waiting>, i64)> {
+    // A hook's count is read only when it is due and has room: one more short index range.
     let rows = tx.query(
         "WITH RECURSIVE waiting AS (
              (SELECT first.hook_id, first.next_attempt_at, due.n AS due, due.n AS seen
@@ -296,11 +319,15 @@ fn waiting_between(
                     WHERE next_attempt_at IS NOT NULL AND hook_id > $1
                       AND ($4::text IS NULL OR hook_id <= $4)
                     ORDER BY hook_id, next_attempt_at LIMIT 1) first
-              CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
-                  SELECT 1 FROM herald_deliveries d
-                  WHERE d.hook_id = first.hook_id AND d.next_attempt_at IS NOT NULL
-                    AND d.next_attempt_at <= $2
-                  LIMIT $5) d) due)
+              CROSS JOIN LATERAL (SELECT CASE
+                  WHEN first.next_attempt_at > $2 THEN 0
+                  WHEN first.hook_id = ANY($6) THEN 1
+                  ELSE (SELECT count(*) FROM (
+                      SELECT 1 FROM herald_deliveries d
+                      WHERE d.hook_id = first.hook_id AND d.next_attempt_at IS NOT NULL
+                        AND d.next_attempt_at <= $2
+                      LIMIT $5) d)
+                  END AS n) due)
              UNION ALL
              SELECT next.hook_id, next.next_attempt_at, due.n, w.seen + due.n
              FROM waiting w CROSS JOIN LATERAL (
@@ -308,16 +335,27 @@ fn waiting_between(
                  WHERE next_attempt_at IS NOT NULL AND hook_id > w.hook_id
                    AND ($4::text IS NULL OR hook_id <= $4)
                  ORDER BY hook_id, next_attempt_at LIMIT 1) next
-             CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
-                 SELECT 1 FROM herald_deliveries d
-                 WHERE d.hook_id = next.hook_id AND d.next_attempt_at IS NOT NULL
-                   AND d.next_attempt_at <= $2
-                 LIMIT $5) d) due
+             CROSS JOIN LATERAL (SELECT CASE
+                 WHEN next.next_attempt_at > $2 THEN 0
+                 WHEN next.hook_id = ANY($6) THEN 1
+                 ELSE (SELECT count(*) FROM (
+                     SELECT 1 FROM herald_deliveries d
+                     WHERE d.hook_id = next.hook_id AND d.next_attempt_at IS NOT NULL
+                       AND d.next_attempt_at <= $2
+                     LIMIT $5) d)
+                 END AS n) due
              WHERE w.seen < $3
          )
          SELECT w.hook_id, w.next_attempt_at, coalesce(h.enabled, false), w.due, w.seen
          FROM waiting w LEFT JOIN herald_hooks h ON h.id = w.hook_id",
-        &[&from, &now, &due_wanted, &through, &count_cap],
+        &[
+            &from,
+            &now,
+            &counting.due_wanted,
+            &through,
+            &counting.cap,
+            &counting.without_room,
+        ],
     )?;
     // The count runs along the scan: the last row's is the whole.
     let seen = rows.iter().map(|r| r.get::<_, i64>(4)).max().unwrap_or(0);
