@@ -14,8 +14,13 @@ use std::time::Duration;
 /// of them were claimed; with 32 (528 a hook) 43 to 50 % once the consumer had got faster; with 128
 /// (2,064 a hook) 2 to 15 %, and throughput rose from 7,300 to 8,800 events/s to 10,300 to
 /// 10,700. A slow hook gets fewer (see `HookPace`); the depth costs no lease time (see
-/// `READY_WAIT_TIMEOUTS`), and at most `max_in_flight` times this many are held in all.
+/// `READY_WAIT_TIMEOUTS`).
 pub(super) const ROUNDS_AHEAD: usize = 128;
+/// Rounds ahead of the worker's `max_in_flight` slots as a whole: it holds at most
+/// `max_in_flight` times one more than this many deliveries in all (2,112 by default), payloads
+/// included, however deep one hook's queue may go, so that its memory does not grow with
+/// `ROUNDS_AHEAD` (near `sandbox.max_payload_bytes` each, 2,112 are about 1 GiB).
+pub(super) const ROUNDS_AHEAD_IN_ALL: usize = 32;
 /// Rounds ahead for a hook whose attempts this worker has not timed yet: with one, a ready
 /// delivery waits for at most one round of attempts, so at most one time-out.
 pub(super) const FIRST_ROUNDS_AHEAD: usize = 1;

@@ -5,9 +5,10 @@
 //! work goes in trips, one at a time and beside the attempts: a trip records what finished and
 //! claims the next deliveries in one transaction. A hook has at most `max_in_flight_per_hook`
 //! attempts in flight, so a slow or dead target holds only its own slots and never the healthy
-//! targets' ones, and `ROUNDS_AHEAD` times as many more claimed and ready, which start as soon as
-//! a slot frees. Under load trips are spaced (`TRIP_SPACING`) so that each carries more. How many
-//! rounds a hook gets ahead follows how long its attempts take (`HookPace`), and a ready delivery
+//! targets' ones, and up to `ROUNDS_AHEAD` times as many more claimed and ready, which start as
+//! soon as a slot frees (the worker as a whole `ROUNDS_AHEAD_IN_ALL` times its `max_in_flight`).
+//! Under load trips are spaced (`TRIP_SPACING`) so that each carries more. How many rounds a
+//! hook gets ahead follows how long its attempts take (`HookPace`), and a ready delivery
 //! that has waited a whole time-out goes back to the outbox instead of starting
 //! (`READY_WAIT_TIMEOUTS`), so leases stay short however deep the ready queue is.
 
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::held::Held;
-use super::pace::{HookPace, FIRST_ROUNDS_AHEAD, ROUNDS_AHEAD};
+use super::pace::{HookPace, FIRST_ROUNDS_AHEAD, ROUNDS_AHEAD_IN_ALL};
 use super::pacer::{in_flight_limit, Load, Pacer, Step, MAX_IDLE};
 use super::{Capacity, DirectLease, Dispatcher};
 use crate::clock::now_ms;
@@ -113,7 +114,7 @@ impl Worker {
         let capacity = Arc::new(
             Capacity::new(
                 settings.max_in_flight_per_hook * (1 + FIRST_ROUNDS_AHEAD),
-                settings.max_in_flight * (1 + ROUNDS_AHEAD),
+                settings.max_in_flight * (1 + ROUNDS_AHEAD_IN_ALL),
             )
             .taking_turns_of(settings.max_in_flight_per_hook),
         );
