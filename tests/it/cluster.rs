@@ -712,7 +712,10 @@ async fn nodes_cut_off_from_the_database_go_not_ready_give_the_role_up_and_come_
     for node in [&a, &b] {
         let ready =
             readiness_becomes(&node.client, &node.url(""), 200, Duration::from_secs(20)).await;
-        assert!(ready.is_some(), "{} is ready again", node.url(""));
+        if ready.is_none() {
+            let now = readiness(&node.client, &node.url("")).await;
+            panic!("{} is ready again; it says {now:?}", node.url(""));
+        }
     }
     let next = the_consumer(&a.client, &bases, Duration::from_secs(10)).await;
     let mut app = a.app();
