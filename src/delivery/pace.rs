@@ -12,15 +12,25 @@ use std::time::Duration;
 /// flight or unrecorded, so that fresh deliveries are leased as they are stored and handed over,
 /// not claimed (a second write of each row, and the claims' scans): on PostgreSQL, with eight 77 %
 /// of them were claimed; with 32 (528 a hook) 43 to 50 % once the consumer had got faster; with 128
-/// (2,064 a hook) 2 to 15 %, and throughput rose from 7,300 to 8,800 events/s to 10,300 to
+/// (2,064 a hook) 2 to 24 %, and throughput rose from 7,300 to 8,800 events/s to 10,300 to
 /// 10,700. A slow hook gets fewer (see `HookPace`); the depth costs no lease time (see
 /// `READY_WAIT_TIMEOUTS`).
 pub(super) const ROUNDS_AHEAD: usize = 128;
 /// Rounds ahead of the worker's `max_in_flight` slots as a whole: it holds at most
-/// `max_in_flight` times one more than this many deliveries in all (2,112 by default), payloads
-/// included, however deep one hook's queue may go, so that its memory does not grow with
-/// `ROUNDS_AHEAD` (near `sandbox.max_payload_bytes` each, 2,112 are about 1 GiB).
-pub(super) const ROUNDS_AHEAD_IN_ALL: usize = 32;
+/// `max_in_flight` times one more than this many deliveries in all (4,160 by default), payloads
+/// included, and one hook at most half of that (`hook_room`), so that one fast hook's deep queue
+/// leaves the others 2,096 (its 528 left them 1,584 of 2,112 with 32 rounds ahead a hook). Two
+/// fast hooks may fill it, but a queue is deep only for a hook that empties it fast, so room comes
+/// back within a fraction of a time-out. Its memory is bounded by this: near
+/// `sandbox.max_payload_bytes` each, 4,160 deliveries are about 2 GiB; at a kilobyte, 4 MiB.
+pub(super) const ROUNDS_AHEAD_IN_ALL: usize = 64;
+
+/// How many deliveries of one hook the worker may hold with `rounds` rounds ahead: at most half
+/// of what it holds in all (see `ROUNDS_AHEAD_IN_ALL`), never less than one round in flight.
+pub(super) fn hook_room(per_hook: usize, max_in_flight: usize, rounds: usize) -> usize {
+    let half_of_all = max_in_flight * (1 + ROUNDS_AHEAD_IN_ALL) / 2;
+    (per_hook * (1 + rounds)).min(half_of_all.max(per_hook))
+}
 /// Rounds ahead for a hook whose attempts this worker has not timed yet: with one, a ready
 /// delivery waits for at most one round of attempts, so at most one time-out.
 pub(super) const FIRST_ROUNDS_AHEAD: usize = 1;
@@ -96,6 +106,23 @@ fn rounds_ahead_at(average_ms: f64, timeout: Duration) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hook_holds_at_most_half_of_the_workers_room() {
+        assert_eq!(
+            hook_room(16, 64, ROUNDS_AHEAD),
+            16 * 129,
+            "the defaults: under half"
+        );
+        assert_eq!(hook_room(16, 64, 1), 32);
+        assert_eq!(hook_room(32, 64, ROUNDS_AHEAD), 64 * 65 / 2, "half of all");
+        assert_eq!(hook_room(64, 64, ROUNDS_AHEAD), 64 * 65 / 2);
+        assert_eq!(
+            hook_room(64, 1, ROUNDS_AHEAD),
+            64,
+            "one round in flight at least"
+        );
+    }
 
     #[test]
     fn a_hooks_rounds_ahead_follow_how_long_its_attempts_take() {

@@ -6,7 +6,7 @@
 //! claims the next deliveries in one transaction. A hook has at most `max_in_flight_per_hook`
 //! attempts in flight, so a slow or dead target holds only its own slots and never the healthy
 //! targets' ones, and up to `ROUNDS_AHEAD` times as many more claimed and ready, which start as
-//! soon as a slot frees (the worker as a whole `ROUNDS_AHEAD_IN_ALL` times its `max_in_flight`).
+//! soon as a slot frees (a hook at most half of what the worker holds, `ROUNDS_AHEAD_IN_ALL`).
 //! Under load trips are spaced (`TRIP_SPACING`) so that each carries more. How many rounds a
 //! hook gets ahead follows how long its attempts take (`HookPace`), and a ready delivery
 //! that has waited a whole time-out goes back to the outbox instead of starting
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::held::Held;
-use super::pace::{HookPace, FIRST_ROUNDS_AHEAD, ROUNDS_AHEAD_IN_ALL};
+use super::pace::{hook_room, HookPace, FIRST_ROUNDS_AHEAD, ROUNDS_AHEAD_IN_ALL};
 use super::pacer::{in_flight_limit, Load, Pacer, Step, MAX_IDLE};
 use super::{Capacity, DirectLease, Dispatcher};
 use crate::clock::now_ms;
@@ -113,7 +113,11 @@ impl Worker {
         // takes more rounds of any.
         let capacity = Arc::new(
             Capacity::new(
-                settings.max_in_flight_per_hook * (1 + FIRST_ROUNDS_AHEAD),
+                hook_room(
+                    settings.max_in_flight_per_hook,
+                    settings.max_in_flight,
+                    FIRST_ROUNDS_AHEAD,
+                ),
                 settings.max_in_flight * (1 + ROUNDS_AHEAD_IN_ALL),
             )
             .taking_turns_of(settings.max_in_flight_per_hook),
@@ -257,7 +261,7 @@ impl Worker {
                         held.attempt_ended(record);
                         self.capacity.give_back(&record.hook_id);
                         if let Some(rounds) = pace.attempt_took(&record.hook_id, record.duration_ms, self.settings.timeout) {
-                            self.capacity.set_room(&record.hook_id, per_hook_limit * (1 + rounds));
+                            self.capacity.set_room(&record.hook_id, hook_room(per_hook_limit, max_in_flight, rounds));
                         }
                     }
                     let finished_hooks: Vec<String> = finished.iter().map(|r| r.hook_id.clone()).collect();

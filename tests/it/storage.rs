@@ -84,6 +84,7 @@ macro_rules! every_backend {
                 hooks_with_room_are_reached_past_many_without,
                 one_claim_takes_a_delivery_from_each_of_many_hooks,
                 hooks_with_room_are_reached_past_deep_ones_without,
+                a_full_claim_says_more_is_due,
                 the_deliveries_log_pages_newest_first_without_gaps,
                 events_are_retried_and_discarded_by_status,
                 retention_purges_old_final_events_only,
@@ -707,6 +708,35 @@ fn hooks_with_room_are_reached_past_deep_ones_without(backend: &Backend) {
         .collect();
     assert!(reached.iter().all(|h| open.iter().any(|o| o == h)));
     assert_eq!(reached.len(), open.len(), "every hook with room reached");
+}
+
+/// A claim filled by one hook's backlog says that more is due, so that the worker claims again as
+/// soon as it has room rather than at its idle look.
+fn a_full_claim_says_more_is_due(backend: &Backend) {
+    let store = &backend.store;
+    opportunity_hook(store);
+    let events: Vec<NewEvent> = (0..300)
+        .map(|_| event("NewOpportunity", None, None))
+        .collect();
+    store.insert_events(&events).unwrap();
+    let capacity = herald::delivery::Capacity::new(1_000, usize::MAX).taking_turns_of(16);
+    capacity.open();
+    let now = now_ms();
+    let claim = herald::store::Claim {
+        now,
+        lease_ms: 60_000,
+        limit: 200,
+        capacity: &capacity,
+    };
+    let (outcome, _) = store
+        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
+        .unwrap();
+    assert_eq!(outcome.deliveries.len(), 200);
+    assert!(
+        outcome.next_due.is_some_and(|at| at <= now_ms()),
+        "{:?}",
+        outcome.next_due
+    );
 }
 
 fn the_deliveries_log_pages_newest_first_without_gaps(backend: &Backend) {

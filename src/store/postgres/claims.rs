@@ -5,8 +5,8 @@
 //!
 //! A claim is three statements: which hooks have deliveries waiting (an index seek per hook: a
 //! loose scan of `(hook_id, next_attempt_at)`, in the turns' order, each hook's due deliveries
-//! counted up to a turn and one, stopping once they come to about twice what the claim has room
-//! for), then, once it is decided here how
+//! counted up to a turn and one (as one for a hook without room), stopping once they come to
+//! about twice what the claim has room for), then, once it is decided here how
 //! many of each hook to take (the same turns as on SQLite: one round of each waiting hook before
 //! any gets more), one statement that leases them all and returns what sending them takes, and
 //! one for the hooks' URLs and secrets.
@@ -137,10 +137,16 @@ pub(super) fn claim_in(
             continue;
         }
         // What the hook can give, so that a hook with one delivery due does not take a turn's
-        // worth of the claim's room from the hooks after it.
+        // worth of the claim's room from the hooks after it. One the scan counted as without
+        // room (it has room now: an attempt ended meanwhile) may have more than a turn due.
+        let due = if without_room.binary_search(&w.hook_id).is_ok() {
+            turn + 1
+        } else {
+            w.due
+        };
         let room = free.min(limit - reserved);
-        let n = reserve(taken, &w.hook_id, room.min(turn).min(w.due));
-        if room > turn && w.due > turn {
+        let n = reserve(taken, &w.hook_id, room.min(turn).min(due));
+        if room > turn && due > turn {
             cut_short.push(&w.hook_id);
         }
         if n > 0 {
@@ -161,6 +167,12 @@ pub(super) fn claim_in(
             }
             reserved += n;
         }
+    }
+    if reserved == limit {
+        // Full: more may be due (a hook's count stops at a turn and one, and those cut short
+        // last got what was left), so look again as soon as there is room, as SQLite does when
+        // the row after its last is due.
+        outcome.next_due = Some(now);
     }
     if let Some(end) = cut_short_at {
         if !wanted.is_empty() {
