@@ -28,8 +28,10 @@ pub(super) const ROUNDS_AHEAD_IN_ALL: usize = 64;
 /// How many deliveries of one hook the worker may hold with `rounds` rounds ahead: at most half
 /// of what it holds in all (see `ROUNDS_AHEAD_IN_ALL`), never less than one round in flight.
 pub(super) fn hook_room(per_hook: usize, max_in_flight: usize, rounds: usize) -> usize {
-    let half_of_all = max_in_flight * (1 + ROUNDS_AHEAD_IN_ALL) / 2;
-    (per_hook * (1 + rounds)).min(half_of_all.max(per_hook))
+    let half_of_all = max_in_flight.saturating_mul(1 + ROUNDS_AHEAD_IN_ALL) / 2;
+    per_hook
+        .saturating_mul(1 + rounds)
+        .min(half_of_all.max(per_hook))
 }
 /// Rounds ahead for a hook whose attempts this worker has not timed yet: with one, a ready
 /// delivery waits for at most one round of attempts, so at most one time-out.
@@ -117,6 +119,11 @@ mod tests {
         assert_eq!(hook_room(16, 64, 1), 32);
         assert_eq!(hook_room(32, 64, ROUNDS_AHEAD), 64 * 65 / 2, "half of all");
         assert_eq!(hook_room(64, 64, ROUNDS_AHEAD), 64 * 65 / 2);
+        assert_eq!(
+            hook_room(usize::MAX / 2, usize::MAX / 2, ROUNDS_AHEAD),
+            usize::MAX / 2,
+            "no wrapping round for settings out of all reason"
+        );
         assert_eq!(
             hook_room(64, 1, ROUNDS_AHEAD),
             64,

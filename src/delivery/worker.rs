@@ -118,7 +118,9 @@ impl Worker {
                     settings.max_in_flight,
                     FIRST_ROUNDS_AHEAD,
                 ),
-                settings.max_in_flight * (1 + ROUNDS_AHEAD_IN_ALL),
+                settings
+                    .max_in_flight
+                    .saturating_mul(1 + ROUNDS_AHEAD_IN_ALL),
             )
             .taking_turns_of(settings.max_in_flight_per_hook),
         );

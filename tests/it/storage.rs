@@ -85,6 +85,7 @@ macro_rules! every_backend {
                 one_claim_takes_a_delivery_from_each_of_many_hooks,
                 hooks_with_room_are_reached_past_deep_ones_without,
                 a_full_claim_says_more_is_due,
+                a_claim_that_takes_all_that_is_due_says_nothing_more_is,
                 the_deliveries_log_pages_newest_first_without_gaps,
                 events_are_retried_and_discarded_by_status,
                 retention_purges_old_final_events_only,
@@ -734,6 +735,35 @@ fn a_full_claim_says_more_is_due(backend: &Backend) {
     assert_eq!(outcome.deliveries.len(), 200);
     assert!(
         outcome.next_due.is_some_and(|at| at <= now_ms()),
+        "{:?}",
+        outcome.next_due
+    );
+}
+
+/// A claim with room for more than a hook has due takes it all and does not ask to look again at
+/// once: the worker would claim again for nothing.
+fn a_claim_that_takes_all_that_is_due_says_nothing_more_is(backend: &Backend) {
+    let store = &backend.store;
+    opportunity_hook(store);
+    let events: Vec<NewEvent> = (0..20)
+        .map(|_| event("NewOpportunity", None, None))
+        .collect();
+    store.insert_events(&events).unwrap();
+    let capacity = herald::delivery::Capacity::new(1_000, usize::MAX).taking_turns_of(16);
+    capacity.open();
+    let now = now_ms();
+    let claim = herald::store::Claim {
+        now,
+        lease_ms: 60_000,
+        limit: 200,
+        capacity: &capacity,
+    };
+    let (outcome, _) = store
+        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
+        .unwrap();
+    assert_eq!(outcome.deliveries.len(), 20);
+    assert!(
+        outcome.next_due.is_none_or(|at| at > now_ms()),
         "{:?}",
         outcome.next_due
     );

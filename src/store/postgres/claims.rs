@@ -111,6 +111,7 @@ pub(super) fn claim_in(
     let mut wanted: Vec<(&str, i64)> = Vec::new();
     let mut reserved = 0usize;
     let mut cut_short: Vec<&str> = Vec::new();
+    let mut uncounted: Vec<&str> = Vec::new();
     for w in order.filter(|w| w.enabled) {
         if reserved == limit || capacity.free() == 0 {
             outcome.next_due = Some(now);
@@ -136,17 +137,22 @@ pub(super) fn claim_in(
             // Another process holds it: it delivers them; look again within the second.
             continue;
         }
-        // What the hook can give, so that a hook with one delivery due does not take a turn's
-        // worth of the claim's room from the hooks after it. One the scan counted as without
-        // room (it has room now: an attempt ended meanwhile) may have more than a turn due.
-        let due = if without_room.binary_search(&w.hook_id).is_ok() {
-            turn + 1
-        } else {
-            w.due
-        };
         let room = free.min(limit - reserved);
-        let n = reserve(taken, &w.hook_id, room.min(turn).min(due));
-        if room > turn && due > turn {
+        if without_room.binary_search(&w.hook_id).is_ok() {
+            // The scan counted it as one, having no room for it then; an attempt has ended
+            // since. It gets a turn, no more: what it has due is not known.
+            let n = reserve(taken, &w.hook_id, room.min(turn));
+            if n > 0 {
+                wanted.push((&w.hook_id, n as i64));
+                uncounted.push(&w.hook_id);
+                reserved += n;
+            }
+            continue;
+        }
+        // What the hook can give, so that a hook with one delivery due does not take a turn's
+        // worth of the claim's room from the hooks after it.
+        let n = reserve(taken, &w.hook_id, room.min(turn).min(w.due));
+        if room > turn && w.due > turn {
             cut_short.push(&w.hook_id);
         }
         if n > 0 {
@@ -154,9 +160,12 @@ pub(super) fn claim_in(
             reserved += n;
         }
     }
-    // Every waiting hook had its turn; the room left goes to those cut short.
+    // Every waiting hook had its turn; the room left goes to those cut short. A hook has more
+    // than a turn due, but how many more is not known: the first may take it all and have fewer.
+    let mut left_out = false;
     for hook in cut_short {
         if reserved == limit {
+            left_out = capacity.free_for(hook) > 0;
             break;
         }
         let n = reserve(taken, hook, capacity.free_for(hook).min(limit - reserved));
@@ -167,12 +176,6 @@ pub(super) fn claim_in(
             }
             reserved += n;
         }
-    }
-    if reserved == limit {
-        // Full: more may be due (a hook's count stops at a turn and one, and those cut short
-        // last got what was left), so look again as soon as there is room, as SQLite does when
-        // the row after its last is due.
-        outcome.next_due = Some(now);
     }
     if let Some(end) = cut_short_at {
         if !wanted.is_empty() {
@@ -210,7 +213,9 @@ pub(super) fn claim_in(
                    d.next_attempt_at",
         &[&hooks, &counts, &now, &leased_until, &store.node()],
     )?;
-    // Room reserved for rows another process leased first goes back.
+    // Room reserved for rows another process leased first, or that a hook did not have, goes
+    // back.
+    let mut more_due = rows.len() == limit || left_out;
     for (hook, n) in &wanted {
         let got = rows.iter().filter(|r| r.get::<_, &str>(3) == *hook).count() as i64;
         for _ in got..*n {
@@ -219,6 +224,13 @@ pub(super) fn claim_in(
         if got > 0 {
             capacity.claimed_from(hook);
         }
+        more_due |= got == *n && uncounted.contains(hook);
+    }
+    if more_due {
+        // A full claim, a hook cut short that got nothing of what was left, or one not counted
+        // that gave all it was asked: more may be due. Look again as soon as there is room, as
+        // SQLite does when the row after its last is due.
+        outcome.next_due = Some(now);
     }
     if rows.is_empty() {
         return Ok(outcome);
