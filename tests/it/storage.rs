@@ -714,27 +714,10 @@ fn hooks_with_room_are_reached_past_deep_ones_without(backend: &Backend) {
 /// A claim filled by one hook's backlog says that more is due, so that the worker claims again as
 /// soon as it has room rather than at its idle look.
 fn a_full_claim_says_more_is_due(backend: &Backend) {
-    let store = &backend.store;
-    opportunity_hook(store);
-    let events: Vec<NewEvent> = (0..300)
-        .map(|_| event("NewOpportunity", None, None))
-        .collect();
-    store.insert_events(&events).unwrap();
-    let capacity = herald::delivery::Capacity::new(1_000, usize::MAX).taking_turns_of(16);
-    capacity.open();
-    let now = now_ms();
-    let claim = herald::store::Claim {
-        now,
-        lease_ms: 60_000,
-        limit: 200,
-        capacity: &capacity,
-    };
-    let (outcome, _) = store
-        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
-        .unwrap();
+    let (outcome, claimed_at) = one_hooks_claim_of_200(backend, 300);
     assert_eq!(outcome.deliveries.len(), 200);
     assert!(
-        outcome.next_due.is_some_and(|at| at <= now_ms()),
+        outcome.next_due.is_some_and(|at| at <= claimed_at),
         "{:?}",
         outcome.next_due
     );
@@ -743,17 +726,28 @@ fn a_full_claim_says_more_is_due(backend: &Backend) {
 /// A claim with room for more than a hook has due takes it all and does not ask to look again at
 /// once: the worker would claim again for nothing.
 fn a_claim_that_takes_all_that_is_due_says_nothing_more_is(backend: &Backend) {
+    let (outcome, claimed_at) = one_hooks_claim_of_200(backend, 20);
+    assert_eq!(outcome.deliveries.len(), 20);
+    assert!(
+        outcome.next_due.is_none_or(|at| at > claimed_at),
+        "{:?}",
+        outcome.next_due
+    );
+}
+
+/// One hook with `due` deliveries due, and a claim of 200 with room for 1,000 of it in turns of
+/// 16; what it says, and when (after it) on the claim's clock.
+fn one_hooks_claim_of_200(backend: &Backend, due: usize) -> (herald::store::ClaimOutcome, i64) {
     let store = &backend.store;
     opportunity_hook(store);
-    let events: Vec<NewEvent> = (0..20)
+    let events: Vec<NewEvent> = (0..due)
         .map(|_| event("NewOpportunity", None, None))
         .collect();
     store.insert_events(&events).unwrap();
     let capacity = herald::delivery::Capacity::new(1_000, usize::MAX).taking_turns_of(16);
     capacity.open();
-    let now = now_ms();
     let claim = herald::store::Claim {
-        now,
+        now: now_ms(),
         lease_ms: 60_000,
         limit: 200,
         capacity: &capacity,
@@ -761,12 +755,7 @@ fn a_claim_that_takes_all_that_is_due_says_nothing_more_is(backend: &Backend) {
     let (outcome, _) = store
         .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
         .unwrap();
-    assert_eq!(outcome.deliveries.len(), 20);
-    assert!(
-        outcome.next_due.is_none_or(|at| at > now_ms()),
-        "{:?}",
-        outcome.next_due
-    );
+    (outcome, now_ms())
 }
 
 fn the_deliveries_log_pages_newest_first_without_gaps(backend: &Backend) {
