@@ -599,15 +599,7 @@ fn hooks_with_room_are_reached_past_many_without(backend: &Backend) {
     }
     let mut reached = BTreeSet::new();
     for _ in 0..30 {
-        let claim = herald::store::Claim {
-            now: now_ms(),
-            lease_ms: 60_000,
-            limit: 5,
-            capacity: &capacity,
-        };
-        let (outcome, _) = store
-            .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
-            .unwrap();
+        let outcome = claim_once(store, &capacity, 5);
         assert!(outcome.deliveries.len() <= 5);
         for d in &outcome.deliveries {
             assert!(open.contains(&d.hook_id), "{} has no room", d.hook_id);
@@ -651,15 +643,7 @@ fn one_claim_takes_a_delivery_from_each_of_many_hooks(backend: &Backend) {
         .unwrap();
     let capacity = herald::delivery::Capacity::new(16, usize::MAX);
     capacity.open();
-    let claim = herald::store::Claim {
-        now: now_ms(),
-        lease_ms: 60_000,
-        limit: 200,
-        capacity: &capacity,
-    };
-    let (outcome, _) = store
-        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
-        .unwrap();
+    let outcome = claim_once(store, &capacity, 200);
     for d in &outcome.deliveries {
         assert!(hooks.remove(&d.hook_id), "{} claimed twice", d.hook_id);
     }
@@ -693,15 +677,7 @@ fn hooks_with_room_are_reached_past_deep_ones_without(backend: &Backend) {
     for hook in full {
         capacity.set_room(hook, 0);
     }
-    let claim = herald::store::Claim {
-        now: now_ms(),
-        lease_ms: 60_000,
-        limit: 200,
-        capacity: &capacity,
-    };
-    let (outcome, _) = store
-        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
-        .unwrap();
+    let outcome = claim_once(store, &capacity, 200);
     let reached: BTreeSet<&str> = outcome
         .deliveries
         .iter()
@@ -735,6 +711,24 @@ fn a_claim_that_takes_all_that_is_due_says_nothing_more_is(backend: &Backend) {
     );
 }
 
+/// One claim of up to `limit` due deliveries, leased for a minute, against `capacity`.
+fn claim_once(
+    store: &Store,
+    capacity: &herald::delivery::Capacity,
+    limit: usize,
+) -> herald::store::ClaimOutcome {
+    let claim = herald::store::Claim {
+        now: now_ms(),
+        lease_ms: 60_000,
+        limit,
+        capacity,
+    };
+    store
+        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
+        .unwrap()
+        .0
+}
+
 /// One hook with `due` deliveries due, and a claim of 200 with room for 1,000 of it in turns of
 /// 16; what it says, and when (after it) on the claim's clock.
 fn one_hooks_claim_of_200(backend: &Backend, due: usize) -> (herald::store::ClaimOutcome, i64) {
@@ -746,15 +740,7 @@ fn one_hooks_claim_of_200(backend: &Backend, due: usize) -> (herald::store::Clai
     store.insert_events(&events).unwrap();
     let capacity = herald::delivery::Capacity::new(1_000, usize::MAX).taking_turns_of(16);
     capacity.open();
-    let claim = herald::store::Claim {
-        now: now_ms(),
-        lease_ms: 60_000,
-        limit: 200,
-        capacity: &capacity,
-    };
-    let (outcome, _) = store
-        .record_and_claim(&[], &[], &FailurePolicy::default(), &claim)
-        .unwrap();
+    let outcome = claim_once(store, &capacity, 200);
     (outcome, now_ms())
 }
 
