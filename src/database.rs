@@ -113,16 +113,92 @@ impl fmt::Debug for Database {
     }
 }
 
+/// How much of the server's certificate herald checks, as libpq's `sslmode` says: `disable`,
+/// `prefer` (the default) and `require` check nothing (encryption only, against eavesdroppers,
+/// not against a server in the middle), `verify-ca` that a trusted authority signed it,
+/// `verify-full` that too and that it names the host herald connected to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CertificateCheck {
+    #[default]
+    Nothing,
+    Authority,
+    AuthorityAndHost,
+}
+
+/// The URL's TLS settings that the PostgreSQL client does not read itself: `sslmode=verify-ca`
+/// or `verify-full` (the client knows `disable`, `prefer` and `require`) and `sslrootcert`, the
+/// PEM file of the authorities to trust (else the Mozilla set, or `system`: the same).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub check: CertificateCheck,
+    pub root_cert: Option<PathBuf>,
+}
+
 impl PostgresUrl {
     pub fn parse(text: &str) -> Result<PostgresUrl, String> {
         let url = PostgresUrl {
             url: text.trim().to_owned(),
         };
+        // libpq's `allow` (TLS only if the server insists) is not offered: the client has no such
+        // mode, and its own parser would only say "invalid connection string".
+        if let Some(mode) = url.query_value("sslmode") {
+            if !["disable", "prefer", "require", "verify-ca", "verify-full"].contains(&mode) {
+                return Err(format!(
+                    "the PostgreSQL URL {url} is not valid: sslmode={mode}: expected disable, \
+                     prefer, require, verify-ca or verify-full"
+                ));
+            }
+        }
         // The client's own parser is the judge; its message names the part that is wrong and
         // never repeats the URL, so the password stays out of it.
         url.config()
             .map_err(|e| format!("the PostgreSQL URL {url} is not valid: {e}"))?;
         Ok(url)
+    }
+
+    /// The value of `key` in the query string, as written.
+    fn query_value(&self, key: &str) -> Option<&str> {
+        let (_, query) = self.url.split_once('?')?;
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, value)| value)
+    }
+
+    /// The URL for the client, and the TLS settings taken out of it (see `TlsSettings`).
+    fn split_tls(&self) -> (String, TlsSettings) {
+        let Some((base, query)) = self.url.split_once('?') else {
+            return (self.url.clone(), TlsSettings::default());
+        };
+        let mut tls = TlsSettings::default();
+        let mut kept: Vec<&str> = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match (key, value) {
+                ("sslmode", "verify-ca") => tls.check = CertificateCheck::Authority,
+                ("sslmode", "verify-full") => tls.check = CertificateCheck::AuthorityAndHost,
+                ("sslrootcert", "system") => tls.root_cert = None,
+                ("sslrootcert", path) => {
+                    let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+                    tls.root_cert = Some(PathBuf::from(path.into_owned()));
+                }
+                _ => kept.push(pair),
+            }
+        }
+        if tls.check != CertificateCheck::Nothing {
+            kept.push("sslmode=require");
+        }
+        if kept.is_empty() {
+            (base.to_owned(), tls)
+        } else {
+            (format!("{base}?{}", kept.join("&")), tls)
+        }
+    }
+
+    /// The TLS settings the client does not read itself (see `TlsSettings`).
+    pub fn tls(&self) -> TlsSettings {
+        self.split_tls().1
     }
 
     /// The URL as given, password included: only to hand to a client or a child process.
@@ -132,12 +208,14 @@ impl PostgresUrl {
 
     /// The connection settings, password included: only for connecting.
     pub fn config(&self) -> Result<postgres::Config, postgres::Error> {
-        self.url.parse()
+        self.split_tls().0.parse()
     }
 
     /// `postgres://user@host:port/database`, without the password or the query string.
     pub fn redacted(&self) -> String {
-        let Ok(config) = self.config() else {
+        // A URL whose query string is what is wrong still names its server.
+        let without_query = || self.url.split_once('?')?.0.parse::<postgres::Config>().ok();
+        let Some(config) = self.config().ok().or_else(without_query) else {
             return "postgres://(unparsable URL)".into();
         };
         let user = config.get_user().unwrap_or("");
@@ -188,6 +266,46 @@ mod tests {
             assert_eq!(db.to_string(), "postgres://app@db.example:5433/crm");
             assert!(!format!("{db:?}").contains("s3cret"));
         }
+    }
+
+    #[test]
+    fn libpqs_certificate_checks_are_read_and_the_rest_goes_to_the_client() {
+        let url = PostgresUrl::parse(
+            "postgres://app:s3cret@db.example/crm?sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20x.pem\
+             &application_name=crm",
+        )
+        .unwrap();
+        assert_eq!(
+            url.tls(),
+            TlsSettings {
+                check: CertificateCheck::AuthorityAndHost,
+                root_cert: Some(PathBuf::from("/etc/ca x.pem")),
+            }
+        );
+        let config = url.config().unwrap();
+        assert_eq!(config.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(config.get_application_name(), Some("crm"));
+        assert_eq!(
+            PostgresUrl::parse("postgres://a@h/d?sslmode=verify-ca&sslrootcert=system")
+                .unwrap()
+                .tls(),
+            TlsSettings {
+                check: CertificateCheck::Authority,
+                root_cert: None,
+            }
+        );
+        let plain = PostgresUrl::parse("postgres://a@h/d?sslmode=require").unwrap();
+        assert_eq!(plain.tls(), TlsSettings::default());
+        assert_eq!(
+            plain.config().unwrap().get_ssl_mode(),
+            postgres::config::SslMode::Require
+        );
+        let err = Database::parse("postgres://app:s3cret@h/d?sslmode=allow").unwrap_err();
+        assert!(
+            err.contains("sslmode=allow") && !err.contains("s3cret"),
+            "{err}"
+        );
+        assert!(err.contains("postgres://app@h:5432/d"), "{err}");
     }
 
     #[test]

@@ -68,6 +68,128 @@ impl Drop for PrivateServer {
     }
 }
 
+/// A certificate authority and a server certificate it signed for `localhost`, made with the
+/// `openssl` command (`.ci/install` installs it), readable by the server: for TLS tests.
+pub struct TestCertificates {
+    pub dir: PathBuf,
+    pub authority: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TestCertificates {
+    pub fn make() -> TestCertificates {
+        // Beside the servers' data, so that a run that dies leaves nothing (`remove_stale`).
+        let dir = std::env::temp_dir()
+            .join("herald-test-postgres")
+            .join(format!(
+                "{}-{}-certificates",
+                std::process::id(),
+                SERVERS.fetch_add(1, Ordering::SeqCst)
+            ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap_or_else(|e| panic!("openssl: {e}: run .ci/install"));
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.crt"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-days", "2", "-subj", "/CN=herald test authority"])
+            .collect::<Vec<_>>(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-subj", "/CN=localhost"])
+            .collect::<Vec<_>>(),
+        );
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        let server_key = dir.join("server.key");
+        // The server refuses a key others may read.
+        std::fs::set_permissions(
+            &server_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            let (uid, gid) = user_ids("postgres").expect("a postgres user: run .ci/install");
+            for file in ["server.crt", "server.key"] {
+                std::os::unix::fs::chown(dir.join(file), Some(uid), Some(gid)).unwrap();
+            }
+        }
+        TestCertificates {
+            authority: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key,
+            dir,
+        }
+    }
+
+    /// The settings that make a server take TLS connections with these.
+    pub fn server_settings(&self) -> Vec<String> {
+        vec![
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", self.server_cert.display()),
+            format!("ssl_key_file={}", self.server_key.display()),
+        ]
+    }
+}
+
+impl Drop for TestCertificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A URL of a new, empty database on the test server.
 pub fn fresh_database() -> String {
     let server = server();

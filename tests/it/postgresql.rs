@@ -419,31 +419,34 @@ async fn herald_comes_back_after_its_connections_are_cut() {
     herald.stop().await;
 }
 
+/// `herald serve --db url`, which must stop at once with exit code 1 and one line that says why
+/// (and never a password of the tests', `hunter2`, nor a panic): that line.
+fn serve_refused(url: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    demo_scripts(dir.path());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--db", url, "--listen", "127.0.0.1:0"])
+        .env_remove("HERALD_CONFIG")
+        .env("HERALD_API_TOKEN", TOKEN)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("herald: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one line: {stderr}");
+    errors[0].to_owned()
+}
+
 #[test]
 fn a_database_that_cannot_be_reached_is_one_line_without_the_password() {
     let server = pg_server::server();
-    let run = |url: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        demo_scripts(dir.path());
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["serve", "--db", url, "--listen", "127.0.0.1:0"])
-            .env_remove("HERALD_CONFIG")
-            .env("HERALD_API_TOKEN", TOKEN)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
-        assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("herald: "))
-            .collect();
-        assert_eq!(errors.len(), 1, "one line: {stderr}");
-        errors[0].to_owned()
-    };
-    let refused = run("postgres://app:hunter2@127.0.0.1:1/crm");
+    let refused = serve_refused("postgres://app:hunter2@127.0.0.1:1/crm");
     assert!(
         refused.contains("postgres://app@127.0.0.1:1/crm"),
         "{refused}"
@@ -457,13 +460,13 @@ fn a_database_that_cannot_be_reached_is_one_line_without_the_password() {
             "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'right-one'"
         ))
         .unwrap();
-    let wrong = run(&format!(
+    let wrong = serve_refused(&format!(
         "postgres://{role}:hunter2@127.0.0.1:{}/postgres",
         server.port
     ));
     assert!(wrong.contains("password authentication failed"), "{wrong}");
 
-    let missing = run(&format!(
+    let missing = serve_refused(&format!(
         "postgres://postgres:hunter2@127.0.0.1:{}/no_such_database",
         server.port
     ));
@@ -475,19 +478,126 @@ fn a_database_that_cannot_be_reached_is_one_line_without_the_password() {
     admin
         .batch_execute(&format!("REVOKE CREATE ON DATABASE {db_name} FROM PUBLIC"))
         .unwrap();
-    let unprivileged = run(&format!(
+    let unprivileged = serve_refused(&format!(
         "postgres://{role}:right-one@127.0.0.1:{}/{db_name}",
         server.port
     ));
     assert!(unprivileged.contains("herald's schema"), "{unprivileged}");
     assert!(unprivileged.contains("README"), "{unprivileged}");
 
-    let garbled = run("postgres://app:hunter2@127.0.0.1:notaport/crm");
+    let garbled = serve_refused("postgres://app:hunter2@127.0.0.1:notaport/crm");
     assert!(garbled.contains("not valid"), "{garbled}");
 }
 
 /// The README's SQL for a DBA, run as it is written, then herald on the roles it makes: herald
 /// starts, tracks, delivers, and its scripts read through the DBA's role.
+/// herald reads `sslmode` as `psql` does: with `verify-full` and the authority that signed the
+/// server's certificate every connection it opens (its pool, the change feed's, the scripts'
+/// read-only role's) is encrypted and events flow; `verify-ca` does not check the host name;
+/// a certificate for another name, or one no trusted authority signed, is one clear line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
+    let certificates = pg_server::TestCertificates::make();
+    let settings = certificates.server_settings();
+    let server = off_the_runtime(|| {
+        pg_server::private_server_with(&settings.iter().map(String::as_str).collect::<Vec<_>>())
+    });
+    let port = server.0.port;
+    // A blocking client is made and dropped off the runtime each time it is needed.
+    let admin = || server.0.connect("postgres");
+    off_the_runtime(|| {
+        let mut admin = admin();
+        for database in ["crm", "crm2"] {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {database}"))
+                .unwrap();
+        }
+    });
+    let authority = certificates.authority.display().to_string();
+    let url = |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/crm?{query}");
+
+    let herald = on_database(
+        url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={authority}"),
+        ),
+        |_| {},
+    )
+    .await;
+    let receiver = TestReceiver::start().await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    off_the_runtime(|| {
+        let plain = Database::parse(&url("127.0.0.1", "sslmode=disable")).unwrap();
+        insert_deal_with(
+            &mut crate::app_db::AppDb::open(&plain),
+            Deal {
+                is_project: true,
+                ..Deal::titled("over TLS")
+            },
+        )
+    });
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(titles(&receiver), ["over TLS"]);
+    let heralds: Vec<(String, bool)> = off_the_runtime(|| {
+        admin()
+            .query(
+                "SELECT a.usename::text, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                 WHERE a.datname = 'crm' AND a.application_name LIKE 'herald%'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    });
+    assert!(heralds.iter().all(|(_, ssl)| *ssl), "{heralds:?}");
+    let roles: std::collections::BTreeSet<&str> = heralds.iter().map(|(u, _)| u.as_str()).collect();
+    assert!(
+        roles.len() >= 2,
+        "herald's own connections and the scripts' role's: {heralds:?}"
+    );
+    herald.stop().await;
+
+    // The chain alone: the certificate names localhost, not 127.0.0.1. (Another database: this
+    // herald has a secret key of its own.)
+    let herald = on_database(
+        url(
+            "127.0.0.1",
+            &format!("sslmode=verify-ca&sslrootcert={authority}"),
+        )
+        .replace("/crm?", "/crm2?"),
+        |_| {},
+    )
+    .await;
+    herald.stop().await;
+
+    let wrong_name = off_the_runtime(|| {
+        serve_refused(&url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={authority}"),
+        ))
+    });
+    assert!(
+        wrong_name.contains("certificate") && wrong_name.contains("127.0.0.1"),
+        "{wrong_name}"
+    );
+    let unknown_authority =
+        off_the_runtime(|| serve_refused(&url("localhost", "sslmode=verify-full")));
+    assert!(
+        unknown_authority.contains("certificate"),
+        "{unknown_authority}"
+    );
+    let no_file = off_the_runtime(|| {
+        serve_refused(&url(
+            "localhost",
+            "sslmode=verify-full&sslrootcert=/no/such/ca.pem",
+        ))
+    });
+    assert!(no_file.contains("/no/such/ca.pem"), "{no_file}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_runs_on_a_role_a_dba_prepared_with_the_readmes_sql() {
     let url = off_the_runtime(pg_server::fresh_database);

@@ -145,7 +145,7 @@ impl<'a> Deal<'a> {
     }
 }
 
-fn insert_deal_with(app: &mut AppDb, deal: Deal<'_>) -> i64 {
+pub fn insert_deal_with(app: &mut AppDb, deal: Deal<'_>) -> i64 {
     app.insert(
         "INSERT INTO \"Deal\" (title, amount, is_project, company_id, project_id)
          VALUES (?1, ?2, ?3, ?4, ?5)",

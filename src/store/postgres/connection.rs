@@ -13,9 +13,10 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement, Transaction};
+use postgres::{Client, Row, Statement, Transaction};
 
 use super::quote_ident;
+use super::tls::Login;
 
 /// A client that can be dropped anywhere, with the statements prepared on it.
 pub(crate) struct PgConn {
@@ -272,16 +273,16 @@ impl Drop for PgConn {
 /// application's, so that herald's SQL names its tables as on SQLite (`herald_hooks`; no
 /// application table may be named `herald_*`), finds the application's where the application
 /// does, and creates what the application's schema script creates where the application would.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(super) struct Manager {
-    pub(super) config: postgres::Config,
+    pub(super) login: Login,
     pub(super) schema: String,
 }
 
 impl Manager {
     /// A connection as the pool makes them, for uses of its own (the change feed's, which listens).
     pub(super) fn open(&self) -> Result<PgConn, postgres::Error> {
-        let mut client = PgConn::new(self.config.connect(NoTls)?);
+        let mut client = PgConn::new(self.login.connect()?);
         let current: String = Client::query_one(&mut client, "SHOW search_path", &[])?.get(0);
         // Each execution is planned for the tables as they are: a generic plan made while herald's
         // tables were empty (a sequential scan is cheapest then) would be kept while they grow to

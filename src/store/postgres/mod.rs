@@ -26,6 +26,7 @@ mod placeholders;
 mod script_db;
 mod sign_ins;
 mod signals;
+mod tls;
 mod values;
 
 use std::borrow::Cow;
@@ -33,12 +34,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postgres::NoTls;
-
 use super::{Operations, Result, ScriptDb, Secrets, StoreError};
 use crate::config::PostgresSettings;
 use crate::database::PostgresUrl;
 use connection::{Manager, PgConn, Queries, Tx};
+use tls::Login;
 
 pub use placeholders::numbered_placeholders;
 
@@ -85,7 +85,7 @@ struct Inner {
     /// The connection holding this process's presence lock (see `nodes.rs`), once taken.
     presence: Mutex<Option<PgConn>>,
     /// How scripts' connections log in: as the read-only role.
-    script_login: postgres::Config,
+    script_login: Login,
     script_time_budget: Duration,
     takeover: nodes::Takeover,
     /// herald's writes that last failed, by what they were doing; cleared when one succeeds.
@@ -110,21 +110,30 @@ impl Postgres {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("herald");
+        let login = Login::new(config, &url.tls())?;
         // One connection first, for the clearest error: the pool would only say it timed out.
-        let mut first = PgConn::new(config.connect(NoTls).map_err(|e| {
+        let mut first = PgConn::new(login.connect().map_err(|e| {
             StoreError::Connect(format!("cannot connect to {url}: {}", describe(&e)))
         })?);
         migrations::migrate(&mut first, &settings.schema)?;
         migrations::check_key(&mut first, &settings.schema, &secrets)?;
         let script_login = match &settings.script_url {
-            Some(script_url) => script_url.config().map_err(|e| {
-                StoreError::Connect(format!("postgres.script_url: {}", describe(&e)))
-            })?,
-            None => migrations::script_role(&mut first, &config, &settings.schema, &secrets)?,
+            Some(script_url) => Login::new(
+                script_url.config().map_err(|e| {
+                    StoreError::Connect(format!("postgres.script_url: {}", describe(&e)))
+                })?,
+                &script_url.tls(),
+            )?,
+            None => login.with_config(migrations::script_role(
+                &mut first,
+                &login.config,
+                &settings.schema,
+                &secrets,
+            )?),
         };
         drop(first);
         let manager = Manager {
-            config,
+            login,
             schema: settings.schema.clone(),
         };
         let pool = r2d2::Pool::builder()
@@ -241,6 +250,7 @@ impl Postgres {
         let role = self
             .inner
             .script_login
+            .config
             .get_user()
             .unwrap_or_default()
             .to_owned();
@@ -429,8 +439,8 @@ pub fn known_tables(
         .config()
         .map_err(|e| StoreError::Connect(format!("{url}: {}", describe(&e))))?;
     config.connect_timeout(CONNECT_TIMEOUT);
-    let mut client = config
-        .connect(NoTls)
+    let mut client = Login::new(config, &url.tls())?
+        .connect()
         .map_err(|e| StoreError::Connect(format!("cannot connect to {url}: {}", describe(&e))))?;
     let mut tx = client.transaction()?;
     if let Some(sql) = schema_sql {

@@ -16,16 +16,18 @@ use std::time::{Duration, Instant};
 
 use std::collections::{HashMap, HashSet};
 
-use postgres::{CancelToken, Client, NoTls, Statement};
+use postgres::{CancelToken, Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::connection::PgConn;
 use super::placeholders::{numbered_placeholders, with_parameter_as};
+use super::tls::Login;
 use super::values::ScriptValue;
 use super::{describe, Result, StoreError};
 use crate::store::{Cell, QueryError, RowLimit, Rows, ScriptDb};
 
 pub(super) struct ScriptConnection {
-    login: postgres::Config,
+    login: Login,
     budget: Duration,
     client: RefCell<Option<PgConn>>,
     /// Scripts run the same few queries for every change: each is prepared once per connection.
@@ -40,7 +42,7 @@ pub(super) struct ScriptConnection {
 }
 
 impl ScriptConnection {
-    pub(super) fn new(login: postgres::Config, budget: Duration) -> Self {
+    pub(super) fn new(login: Login, budget: Duration) -> Self {
         ScriptConnection {
             login,
             budget,
@@ -58,10 +60,10 @@ impl ScriptConnection {
     fn connected(&self) -> Result<std::cell::RefMut<'_, Client>> {
         let mut slot = self.client.borrow_mut();
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
-            let mut client = PgConn::new(self.login.connect(NoTls).map_err(|e| {
+            let mut client = PgConn::new(self.login.connect().map_err(|e| {
                 StoreError::Connect(format!(
                     "cannot connect as the scripts' role {}: {}",
-                    self.login.get_user().unwrap_or("?"),
+                    self.login.config.get_user().unwrap_or("?"),
                     describe(&e)
                 ))
             })?);
@@ -207,7 +209,7 @@ impl ScriptConnection {
             self.in_snapshot.set(true);
         }
         let guarded = guarded && self.in_snapshot.get();
-        self.watchdog.watch(client.cancel_token());
+        self.watchdog.watch(client.cancel_token(), self.login.tls());
         let mut result = self.prepared_query(&mut client, sql, params);
         if result.as_ref().is_err_and(is_stale_plan) {
             // The application changed a table the statement reads (a column added): prepare it
@@ -540,7 +542,7 @@ struct Watchdog {
 struct Watch {
     check: Option<Box<dyn FnMut() -> bool + Send>>,
     /// The query in flight, to cancel.
-    running: Option<CancelToken>,
+    running: Option<(CancelToken, MakeRustlsConnect)>,
     cancelled: bool,
     closed: bool,
 }
@@ -574,9 +576,9 @@ impl Watchdog {
                 }
                 if watch.check.as_mut().is_some_and(|check| check()) {
                     // Under the lock, so that no next query starts before the cancel is sent.
-                    if let Some(token) = watch.running.take() {
+                    if let Some((token, tls)) = watch.running.take() {
                         watch.cancelled = true;
-                        let _ = token.cancel_query(NoTls);
+                        let _ = token.cancel_query(tls);
                     }
                 }
             });
@@ -593,10 +595,10 @@ impl Watchdog {
         self.lock().check = Some(check);
     }
 
-    fn watch(&self, token: CancelToken) {
+    fn watch(&self, token: CancelToken, tls: MakeRustlsConnect) {
         self.start();
         let mut watch = self.lock();
-        watch.running = Some(token);
+        watch.running = Some((token, tls));
         watch.cancelled = false;
     }
 
