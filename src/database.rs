@@ -139,15 +139,8 @@ impl PostgresUrl {
         let url = PostgresUrl {
             url: text.trim().to_owned(),
         };
-        // libpq's `allow` (TLS only if the server insists) is not offered: the client has no such
-        // mode, and its own parser would only say "invalid connection string".
-        if let Some(mode) = url.query_value("sslmode") {
-            if !["disable", "prefer", "require", "verify-ca", "verify-full"].contains(&mode) {
-                return Err(format!(
-                    "the PostgreSQL URL {url} is not valid: sslmode={mode}: expected disable, \
-                     prefer, require, verify-ca or verify-full"
-                ));
-            }
+        if let Some(problem) = url.tls_problem() {
+            return Err(format!("the PostgreSQL URL {url} is not valid: {problem}"));
         }
         // The client's own parser is the judge; its message names the part that is wrong and
         // never repeats the URL, so the password stays out of it.
@@ -156,44 +149,109 @@ impl PostgresUrl {
         Ok(url)
     }
 
-    /// The value of `key` in the query string, as written.
-    fn query_value(&self, key: &str) -> Option<&str> {
-        let (_, query) = self.url.split_once('?')?;
-        query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == key)
-            .map(|(_, value)| value)
+    /// The URL before its query string, and the query string: from the first `?` after the
+    /// credentials (the client reads those up to the first `@`, so a password may hold a `?`).
+    fn base_and_query(&self) -> (&str, Option<&str>) {
+        let url = self.url.as_str();
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let after_credentials = url[after_scheme..]
+            .find('@')
+            .map_or(after_scheme, |i| after_scheme + i + 1);
+        match url[after_credentials..].find('?') {
+            Some(i) => {
+                let at = after_credentials + i;
+                (&url[..at], Some(&url[at + 1..]))
+            }
+            None => (url, None),
+        }
     }
 
-    /// The URL for the client, and the TLS settings taken out of it (see `TlsSettings`).
-    fn split_tls(&self) -> (String, TlsSettings) {
-        let Some((base, query)) = self.url.split_once('?') else {
-            return (self.url.clone(), TlsSettings::default());
-        };
-        let mut tls = TlsSettings::default();
-        let mut kept: Vec<&str> = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match (key, value) {
-                ("sslmode", "verify-ca") => tls.check = CertificateCheck::Authority,
-                ("sslmode", "verify-full") => tls.check = CertificateCheck::AuthorityAndHost,
-                ("sslrootcert", "system") => tls.root_cert = None,
-                ("sslrootcert", path) => {
-                    let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-                    tls.root_cert = Some(PathBuf::from(path.into_owned()));
+    /// The query string's `key=value` pairs as written.
+    fn query_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.base_and_query()
+            .1
+            .into_iter()
+            .flat_map(|query| query.split('&'))
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+    }
+
+    /// What is wrong with the URL's TLS settings, if anything.
+    fn tls_problem(&self) -> Option<String> {
+        let mut mode = None;
+        let mut system = false;
+        for (key, value) in self.query_pairs() {
+            match key {
+                // libpq's `allow` (TLS only if the server insists) is not offered: the client has
+                // no such mode, and its own parser would only say "invalid connection string".
+                "sslmode" => {
+                    if !["disable", "prefer", "require", "verify-ca", "verify-full"]
+                        .contains(&value)
+                    {
+                        return Some(format!(
+                            "sslmode={value}: expected disable, prefer, require, verify-ca or \
+                             verify-full"
+                        ));
+                    }
+                    mode = Some(value);
                 }
-                _ => kept.push(pair),
+                "sslrootcert" => system = value == "system",
+                _ => {}
             }
         }
-        if tls.check != CertificateCheck::Nothing {
-            kept.push("sslmode=require");
+        // As libpq: the system's authorities are worth something only with the host name checked.
+        (system && mode.is_some_and(|m| m != "verify-full"))
+            .then(|| "sslrootcert=system takes sslmode=verify-full (or no sslmode)".to_owned())
+    }
+
+    /// The URL for the client, and the TLS settings taken out of it (see `TlsSettings`). As in
+    /// libpq, a root certificate file makes any mode that encrypts check the chain, and
+    /// `sslrootcert=system` means `verify-full`.
+    fn split_tls(&self) -> (String, TlsSettings) {
+        let (base, _) = self.base_and_query();
+        let mut mode: Option<&str> = None;
+        let mut root: Option<Option<PathBuf>> = None;
+        let mut kept: Vec<String> = Vec::new();
+        for (key, value) in self.query_pairs() {
+            match key {
+                "sslmode" => mode = Some(value),
+                "sslrootcert" if value == "system" => root = Some(None),
+                "sslrootcert" => {
+                    let path = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+                    root = Some(Some(PathBuf::from(path.into_owned())));
+                }
+                _ => kept.push(format!("{key}={value}")),
+            }
         }
+        let check = match (mode, &root) {
+            (Some("disable"), _) => CertificateCheck::Nothing,
+            (Some("verify-full"), _) | (None, Some(None)) => CertificateCheck::AuthorityAndHost,
+            (Some("verify-ca"), _) | (_, Some(Some(_))) => CertificateCheck::Authority,
+            _ => CertificateCheck::Nothing,
+        };
+        // The client knows disable, prefer and require; a check of the certificate insists on TLS
+        // unless the URL said prefer.
+        let client_mode = match (mode, check) {
+            (Some(m @ ("disable" | "prefer" | "require")), _) => Some(m),
+            (_, CertificateCheck::Nothing) => mode,
+            _ => Some("require"),
+        };
+        kept.extend(client_mode.map(|m| format!("sslmode={m}")));
+        let tls = TlsSettings {
+            check,
+            root_cert: root.flatten(),
+        };
         if kept.is_empty() {
             (base.to_owned(), tls)
         } else {
             (format!("{base}?{}", kept.join("&")), tls)
         }
+    }
+
+    /// Whether the URL says anything of TLS (`sslmode`, `sslrootcert`).
+    pub fn names_tls(&self) -> bool {
+        self.query_pairs()
+            .any(|(key, _)| key == "sslmode" || key == "sslrootcert")
     }
 
     /// The TLS settings the client does not read itself (see `TlsSettings`).
@@ -214,7 +272,7 @@ impl PostgresUrl {
     /// `postgres://user@host:port/database`, without the password or the query string.
     pub fn redacted(&self) -> String {
         // A URL whose query string is what is wrong still names its server.
-        let without_query = || self.url.split_once('?')?.0.parse::<postgres::Config>().ok();
+        let without_query = || self.base_and_query().0.parse::<postgres::Config>().ok();
         let Some(config) = self.config().ok().or_else(without_query) else {
             return "postgres://(unparsable URL)".into();
         };
@@ -285,15 +343,50 @@ mod tests {
         let config = url.config().unwrap();
         assert_eq!(config.get_ssl_mode(), postgres::config::SslMode::Require);
         assert_eq!(config.get_application_name(), Some("crm"));
+        let checked = |text: &str| {
+            let url = PostgresUrl::parse(text).unwrap();
+            (url.tls(), url.config().unwrap().get_ssl_mode())
+        };
+        use postgres::config::SslMode;
+        let authority = |root: &str| TlsSettings {
+            check: CertificateCheck::Authority,
+            root_cert: Some(PathBuf::from(root)),
+        };
+        // As libpq: a root certificate file makes the modes that encrypt check the chain...
         assert_eq!(
-            PostgresUrl::parse("postgres://a@h/d?sslmode=verify-ca&sslrootcert=system")
-                .unwrap()
-                .tls(),
-            TlsSettings {
-                check: CertificateCheck::Authority,
-                root_cert: None,
-            }
+            checked("postgres://a@h/d?sslmode=require&sslrootcert=/ca.pem"),
+            (authority("/ca.pem"), SslMode::Require)
         );
+        assert_eq!(
+            checked("postgres://a@h/d?sslrootcert=/ca.pem&sslmode=prefer"),
+            (authority("/ca.pem"), SslMode::Prefer)
+        );
+        let (disabled, mode) = checked("postgres://a@h/d?sslmode=disable&sslrootcert=/ca.pem");
+        assert_eq!(
+            (disabled.check, mode),
+            (CertificateCheck::Nothing, SslMode::Disable)
+        );
+        // ...and the system's authorities mean verify-full.
+        assert_eq!(
+            checked("postgres://a@h/d?sslrootcert=system"),
+            (
+                TlsSettings {
+                    check: CertificateCheck::AuthorityAndHost,
+                    root_cert: None
+                },
+                SslMode::Require
+            )
+        );
+        let weak = Database::parse("postgres://a@h/d?sslmode=verify-ca&sslrootcert=system");
+        assert!(weak.unwrap_err().contains("verify-full"));
+        // The client reads the credentials up to the first `@`: a `?` in a password is not the
+        // query's.
+        let odd = PostgresUrl::parse("postgres://app:20?24@h/d?sslmode=verify-full").unwrap();
+        assert_eq!(odd.tls().check, CertificateCheck::AuthorityAndHost);
+        assert_eq!(odd.config().unwrap().get_password(), Some(&b"20?24"[..]));
+        let err = Database::parse("postgres://app:20?24@h/d?sslmode=bogus").unwrap_err();
+        assert!(!err.contains("20"), "{err}");
+        assert!(err.contains("postgres://app@h:5432/d"), "{err}");
         let plain = PostgresUrl::parse("postgres://a@h/d?sslmode=require").unwrap();
         assert_eq!(plain.tls(), TlsSettings::default());
         assert_eq!(

@@ -424,13 +424,25 @@ async fn herald_comes_back_after_its_connections_are_cut() {
 fn serve_refused(url: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     demo_scripts(dir.path());
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["serve", "--db", url, "--listen", "127.0.0.1:0"])
         .env_remove("HERALD_CONFIG")
         .env("HERALD_API_TOKEN", TOKEN)
         .current_dir(dir.path())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A herald that starts after all would serve for ever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("herald serve --db {url} did not stop within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
@@ -489,8 +501,6 @@ fn a_database_that_cannot_be_reached_is_one_line_without_the_password() {
     assert!(garbled.contains("not valid"), "{garbled}");
 }
 
-/// The README's SQL for a DBA, run as it is written, then herald on the roles it makes: herald
-/// starts, tracks, delivers, and its scripts read through the DBA's role.
 /// herald reads `sslmode` as `psql` does: with `verify-full` and the authority that signed the
 /// server's certificate every connection it opens (its pool, the change feed's, the scripts'
 /// read-only role's) is encrypted and events flow; `verify-ca` does not check the host name;
@@ -598,6 +608,8 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
     assert!(no_file.contains("/no/such/ca.pem"), "{no_file}");
 }
 
+/// The README's SQL for a DBA, run as it is written, then herald on the roles it makes: herald
+/// starts, tracks, delivers, and its scripts read through the DBA's role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_runs_on_a_role_a_dba_prepared_with_the_readmes_sql() {
     let url = off_the_runtime(pg_server::fresh_database);

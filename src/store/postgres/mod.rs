@@ -118,12 +118,19 @@ impl Postgres {
         migrations::migrate(&mut first, &settings.schema)?;
         migrations::check_key(&mut first, &settings.schema, &secrets)?;
         let script_login = match &settings.script_url {
-            Some(script_url) => Login::new(
-                script_url.config().map_err(|e| {
+            Some(script_url) => {
+                let mut script_config = script_url.config().map_err(|e| {
                     StoreError::Connect(format!("postgres.script_url: {}", describe(&e)))
-                })?,
-                &script_url.tls(),
-            )?,
+                })?;
+                // A script URL that says nothing of TLS is encrypted and checked as herald's own.
+                let tls = if script_url.names_tls() {
+                    script_url.tls()
+                } else {
+                    script_config.ssl_mode(login.config.get_ssl_mode());
+                    url.tls()
+                };
+                Login::new(script_config, &tls)?
+            }
             None => login.with_config(migrations::script_role(
                 &mut first,
                 &login.config,

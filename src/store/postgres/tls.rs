@@ -2,7 +2,8 @@
 //! works with herald: `prefer` (the default) encrypts when the server offers it, `require`
 //! insists, and neither checks the certificate (a managed server's authority is rarely in any
 //! trust store); `verify-ca` checks that an authority of `sslrootcert` (else the Mozilla set)
-//! signed it, `verify-full` also that it names the host. Every connection herald opens (its pool,
+//! signed it, `verify-full` also that it names the host (how `sslrootcert` raises a mode, as in
+//! libpq, is read in `database.rs`). Every connection herald opens (its pool,
 //! the change feed's, the consumer's lock, the scripts' read-only ones) goes through a `Login`.
 
 use std::sync::Arc;
@@ -29,7 +30,15 @@ pub(super) struct Login {
 }
 
 impl Login {
-    pub(super) fn new(config: postgres::Config, tls: &TlsSettings) -> Result<Login> {
+    pub(super) fn new(mut config: postgres::Config, tls: &TlsSettings) -> Result<Login> {
+        // TLS needs a host name to send; a URL with only `hostaddr` gets its addresses as names
+        // (what they are connected to anyway), so that `prefer` against a server that offers TLS
+        // does not fail with "no hostname provided for TLS handshake".
+        if config.get_hosts().is_empty() {
+            for address in config.get_hostaddrs().to_vec() {
+                config.host(&address.to_string());
+            }
+        }
         Ok(Login {
             config,
             tls: connector(tls)?,
