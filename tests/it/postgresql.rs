@@ -503,8 +503,9 @@ fn a_database_that_cannot_be_reached_is_one_line_without_the_password() {
 
 /// herald reads `sslmode` as `psql` does: with `verify-full` and the authority that signed the
 /// server's certificate every connection it opens (its pool, the change feed's, the scripts'
-/// read-only role's) is encrypted and events flow; `verify-ca` does not check the host name;
-/// a certificate for another name, or one no trusted authority signed, is one clear line.
+/// read-only role's) is encrypted and events flow; `verify-ca` does not check the host name; a
+/// scripts' URL without TLS settings follows herald's; a certificate for another name, or one no
+/// trusted authority signed, is one clear line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
     let certificates = pg_server::TestCertificates::make();
@@ -517,7 +518,10 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
     let admin = || server.0.connect("postgres");
     off_the_runtime(|| {
         let mut admin = admin();
-        for database in ["crm", "crm2"] {
+        admin
+            .batch_execute("CREATE ROLE tls_scripts LOGIN PASSWORD 'scripts-pw'")
+            .unwrap();
+        for database in ["crm", "crm2", "crm3"] {
             admin
                 .batch_execute(&format!("CREATE DATABASE {database}"))
                 .unwrap();
@@ -581,6 +585,54 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
         |_| {},
     )
     .await;
+    herald.stop().await;
+
+    // A scripts' URL that says nothing of TLS connects as herald's own URL says: here not at all,
+    // where on its own it would have encrypted (`prefer`, and the server offers TLS).
+    let herald = on_database(
+        url("127.0.0.1", "sslmode=disable").replace("/crm?", "/crm3?"),
+        |config| {
+            config.postgres.script_url = Some(
+                herald::database::PostgresUrl::parse(&format!(
+                    "postgres://tls_scripts:scripts-pw@127.0.0.1:{port}/crm3"
+                ))
+                .unwrap(),
+            )
+        },
+    )
+    .await;
+    herald
+        .subscribe("NewOpportunity", &receiver.url("/hook"))
+        .await;
+    off_the_runtime(|| {
+        let plain =
+            Database::parse(&url("127.0.0.1", "sslmode=disable").replace("/crm?", "/crm3?"))
+                .unwrap();
+        insert_deal_with(
+            &mut crate::app_db::AppDb::open(&plain),
+            Deal {
+                is_project: true,
+                ..Deal::titled("scripts in clear")
+            },
+        )
+    });
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    let scripts: Vec<bool> = off_the_runtime(|| {
+        admin()
+            .query(
+                "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                 WHERE a.datname = 'crm3' AND a.usename = 'tls_scripts'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    });
+    assert!(
+        !scripts.is_empty() && scripts.iter().all(|ssl| !ssl),
+        "{scripts:?}"
+    );
     herald.stop().await;
 
     let wrong_name = off_the_runtime(|| {
