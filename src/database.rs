@@ -113,10 +113,11 @@ impl fmt::Debug for Database {
     }
 }
 
-/// How much of the server's certificate herald checks, as libpq's `sslmode` says: `disable`,
-/// `prefer` (the default) and `require` check nothing (encryption only, against eavesdroppers,
-/// not against a server in the middle), `verify-ca` that a trusted authority signed it,
-/// `verify-full` that too and that it names the host herald connected to.
+/// How much of the server's certificate herald checks, as libpq reads `sslmode` and
+/// `sslrootcert`: nothing with `disable`, `prefer` (the default) and `require` (encryption only,
+/// against eavesdroppers, not against a server in the middle) unless an `sslrootcert` file is
+/// given; that a trusted authority signed it with `verify-ca` or such a file; that it also names
+/// the host herald connected to with `verify-full` or `sslrootcert=system`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CertificateCheck {
     #[default]
@@ -125,9 +126,9 @@ pub enum CertificateCheck {
     AuthorityAndHost,
 }
 
-/// The URL's TLS settings that the PostgreSQL client does not read itself: `sslmode=verify-ca`
-/// or `verify-full` (the client knows `disable`, `prefer` and `require`) and `sslrootcert`, the
-/// PEM file of the authorities to trust (else the Mozilla set, or `system`: the same).
+/// The URL's TLS settings that the PostgreSQL client does not read itself (it knows `sslmode`
+/// `disable`, `prefer` and `require` only): the check, and the PEM file of the authorities to
+/// trust (`None`: the Mozilla set herald carries, also what `sslrootcert=system` names).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsSettings {
     pub check: CertificateCheck,
@@ -139,7 +140,7 @@ impl PostgresUrl {
         let url = PostgresUrl {
             url: text.trim().to_owned(),
         };
-        if let Some(problem) = url.tls_problem() {
+        if let Err(problem) = url.split_tls() {
             return Err(format!("the PostgreSQL URL {url} is not valid: {problem}"));
         }
         // The client's own parser is the judge; its message names the part that is wrong and
@@ -166,62 +167,53 @@ impl PostgresUrl {
         }
     }
 
-    /// The query string's `key=value` pairs as written.
-    fn query_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The query string's `key=value` pairs, as written and split.
+    fn query_pairs(&self) -> impl Iterator<Item = (&str, &str, &str)> {
         self.base_and_query()
             .1
             .into_iter()
             .flat_map(|query| query.split('&'))
             .filter(|pair| !pair.is_empty())
-            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (pair, key, value)
+            })
     }
 
-    /// What is wrong with the URL's TLS settings, if anything.
-    fn tls_problem(&self) -> Option<String> {
-        let mut mode = None;
-        let mut system = false;
-        for (key, value) in self.query_pairs() {
+    /// The URL for the client, and the TLS settings taken out of it (see `TlsSettings`), or what
+    /// is wrong with them. As in libpq, a root certificate file makes any mode that encrypts check
+    /// the chain, and `sslrootcert=system` means `verify-full` (a weaker mode with it is refused:
+    /// the system's authorities are worth something only with the host name checked). libpq's
+    /// `allow` (TLS only if the server insists) is refused: the client has no such mode, and its
+    /// own parser would only say "invalid connection string".
+    fn split_tls(&self) -> Result<(String, TlsSettings), String> {
+        let (base, _) = self.base_and_query();
+        let mut mode: Option<&str> = None;
+        let mut root: Option<Option<PathBuf>> = None;
+        let mut kept: Vec<&str> = Vec::new();
+        for (pair, key, value) in self.query_pairs() {
             match key {
-                // libpq's `allow` (TLS only if the server insists) is not offered: the client has
-                // no such mode, and its own parser would only say "invalid connection string".
                 "sslmode" => {
                     if !["disable", "prefer", "require", "verify-ca", "verify-full"]
                         .contains(&value)
                     {
-                        return Some(format!(
+                        return Err(format!(
                             "sslmode={value}: expected disable, prefer, require, verify-ca or \
                              verify-full"
                         ));
                     }
                     mode = Some(value);
                 }
-                "sslrootcert" => system = value == "system",
-                _ => {}
-            }
-        }
-        // As libpq: the system's authorities are worth something only with the host name checked.
-        (system && mode.is_some_and(|m| m != "verify-full"))
-            .then(|| "sslrootcert=system takes sslmode=verify-full (or no sslmode)".to_owned())
-    }
-
-    /// The URL for the client, and the TLS settings taken out of it (see `TlsSettings`). As in
-    /// libpq, a root certificate file makes any mode that encrypts check the chain, and
-    /// `sslrootcert=system` means `verify-full`.
-    fn split_tls(&self) -> (String, TlsSettings) {
-        let (base, _) = self.base_and_query();
-        let mut mode: Option<&str> = None;
-        let mut root: Option<Option<PathBuf>> = None;
-        let mut kept: Vec<String> = Vec::new();
-        for (key, value) in self.query_pairs() {
-            match key {
-                "sslmode" => mode = Some(value),
                 "sslrootcert" if value == "system" => root = Some(None),
                 "sslrootcert" => {
                     let path = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
                     root = Some(Some(PathBuf::from(path.into_owned())));
                 }
-                _ => kept.push(format!("{key}={value}")),
+                _ => kept.push(pair),
             }
+        }
+        if root == Some(None) && mode.is_some_and(|m| m != "verify-full") {
+            return Err("sslrootcert=system takes sslmode=verify-full (or no sslmode)".into());
         }
         let check = match (mode, &root) {
             (Some("disable"), _) => CertificateCheck::Nothing,
@@ -236,27 +228,29 @@ impl PostgresUrl {
             (_, CertificateCheck::Nothing) => mode,
             _ => Some("require"),
         };
-        kept.extend(client_mode.map(|m| format!("sslmode={m}")));
+        let client_mode = client_mode.map(|m| format!("sslmode={m}"));
+        kept.extend(client_mode.as_deref());
         let tls = TlsSettings {
             check,
             root_cert: root.flatten(),
         };
-        if kept.is_empty() {
-            (base.to_owned(), tls)
+        let url = if kept.is_empty() {
+            base.to_owned()
         } else {
-            (format!("{base}?{}", kept.join("&")), tls)
-        }
+            format!("{base}?{}", kept.join("&"))
+        };
+        Ok((url, tls))
     }
 
     /// Whether the URL says anything of TLS (`sslmode`, `sslrootcert`).
     pub fn names_tls(&self) -> bool {
         self.query_pairs()
-            .any(|(key, _)| key == "sslmode" || key == "sslrootcert")
+            .any(|(_, key, _)| key == "sslmode" || key == "sslrootcert")
     }
 
     /// The TLS settings the client does not read itself (see `TlsSettings`).
     pub fn tls(&self) -> TlsSettings {
-        self.split_tls().1
+        self.split_tls().map(|(_, tls)| tls).unwrap_or_default()
     }
 
     /// The URL as given, password included: only to hand to a client or a child process.
@@ -266,7 +260,11 @@ impl PostgresUrl {
 
     /// The connection settings, password included: only for connecting.
     pub fn config(&self) -> Result<postgres::Config, postgres::Error> {
-        self.split_tls().0.parse()
+        // A URL `parse` refused for its TLS settings goes as it is: the client refuses it too.
+        match self.split_tls() {
+            Ok((url, _)) => url.parse(),
+            Err(_) => self.url.parse(),
+        }
     }
 
     /// `postgres://user@host:port/database`, without the password or the query string.

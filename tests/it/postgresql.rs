@@ -528,11 +528,27 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
         }
     });
     let authority = certificates.authority.display().to_string();
-    let url = |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/crm?{query}");
+    let url = |host: &str, database: &str, query: &str| {
+        format!("postgres://postgres@{host}:{port}/{database}?{query}")
+    };
+    // The application's insert, over a connection of its own without TLS.
+    let new_opportunity = |database: &str, title: &str| {
+        let plain = Database::parse(&url("127.0.0.1", database, "sslmode=disable")).unwrap();
+        off_the_runtime(|| {
+            insert_deal_with(
+                &mut crate::app_db::AppDb::open(&plain),
+                Deal {
+                    is_project: true,
+                    ..Deal::titled(title)
+                },
+            )
+        })
+    };
 
     let herald = on_database(
         url(
             "localhost",
+            "crm",
             &format!("sslmode=verify-full&sslrootcert={authority}"),
         ),
         |_| {},
@@ -542,16 +558,7 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
     herald
         .subscribe("NewOpportunity", &receiver.url("/hook"))
         .await;
-    off_the_runtime(|| {
-        let plain = Database::parse(&url("127.0.0.1", "sslmode=disable")).unwrap();
-        insert_deal_with(
-            &mut crate::app_db::AppDb::open(&plain),
-            Deal {
-                is_project: true,
-                ..Deal::titled("over TLS")
-            },
-        )
-    });
+    new_opportunity("crm", "over TLS");
     receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(titles(&receiver), ["over TLS"]);
     let heralds: Vec<(String, bool)> = off_the_runtime(|| {
@@ -579,9 +586,9 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
     let herald = on_database(
         url(
             "127.0.0.1",
+            "crm2",
             &format!("sslmode=verify-ca&sslrootcert={authority}"),
-        )
-        .replace("/crm?", "/crm2?"),
+        ),
         |_| {},
     )
     .await;
@@ -589,33 +596,19 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
 
     // A scripts' URL that says nothing of TLS connects as herald's own URL says: here not at all,
     // where on its own it would have encrypted (`prefer`, and the server offers TLS).
-    let herald = on_database(
-        url("127.0.0.1", "sslmode=disable").replace("/crm?", "/crm3?"),
-        |config| {
-            config.postgres.script_url = Some(
-                herald::database::PostgresUrl::parse(&format!(
-                    "postgres://tls_scripts:scripts-pw@127.0.0.1:{port}/crm3"
-                ))
-                .unwrap(),
-            )
-        },
-    )
+    let herald = on_database(url("127.0.0.1", "crm3", "sslmode=disable"), |config| {
+        config.postgres.script_url = Some(
+            herald::database::PostgresUrl::parse(&format!(
+                "postgres://tls_scripts:scripts-pw@127.0.0.1:{port}/crm3"
+            ))
+            .unwrap(),
+        )
+    })
     .await;
     herald
         .subscribe("NewOpportunity", &receiver.url("/hook"))
         .await;
-    off_the_runtime(|| {
-        let plain =
-            Database::parse(&url("127.0.0.1", "sslmode=disable").replace("/crm?", "/crm3?"))
-                .unwrap();
-        insert_deal_with(
-            &mut crate::app_db::AppDb::open(&plain),
-            Deal {
-                is_project: true,
-                ..Deal::titled("scripts in clear")
-            },
-        )
-    });
+    new_opportunity("crm3", "scripts in clear");
     receiver.wait_for(2, Duration::from_secs(10)).await;
     let scripts: Vec<bool> = off_the_runtime(|| {
         admin()
@@ -638,6 +631,7 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
     let wrong_name = off_the_runtime(|| {
         serve_refused(&url(
             "127.0.0.1",
+            "crm",
             &format!("sslmode=verify-full&sslrootcert={authority}"),
         ))
     });
@@ -646,7 +640,7 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
         "{wrong_name}"
     );
     let unknown_authority =
-        off_the_runtime(|| serve_refused(&url("localhost", "sslmode=verify-full")));
+        off_the_runtime(|| serve_refused(&url("localhost", "crm", "sslmode=verify-full")));
     assert!(
         unknown_authority.contains("certificate"),
         "{unknown_authority}"
@@ -654,6 +648,7 @@ async fn herald_connects_over_tls_and_checks_the_certificate_as_sslmode_says() {
     let no_file = off_the_runtime(|| {
         serve_refused(&url(
             "localhost",
+            "crm",
             "sslmode=verify-full&sslrootcert=/no/such/ca.pem",
         ))
     });

@@ -44,6 +44,7 @@ pub(super) struct ScriptConnection {
 impl ScriptConnection {
     pub(super) fn new(login: Login, budget: Duration) -> Self {
         ScriptConnection {
+            watchdog: Watchdog::new(login.tls()),
             login,
             budget,
             client: RefCell::new(None),
@@ -51,7 +52,6 @@ impl ScriptConnection {
             not_ahead: RefCell::default(),
             snapshot_wanted: std::cell::Cell::new(false),
             in_snapshot: std::cell::Cell::new(false),
-            watchdog: Watchdog::new(),
         }
     }
 
@@ -209,7 +209,7 @@ impl ScriptConnection {
             self.in_snapshot.set(true);
         }
         let guarded = guarded && self.in_snapshot.get();
-        self.watchdog.watch(client.cancel_token(), self.login.tls());
+        self.watchdog.watch(client.cancel_token());
         let mut result = self.prepared_query(&mut client, sql, params);
         if result.as_ref().is_err_and(is_stale_plan) {
             // The application changed a table the statement reads (a column added): prepare it
@@ -535,6 +535,8 @@ fn source_of(error: &postgres::Error) -> String {
 /// `statement_timeout` cuts any one query at the whole budget whatever happens.
 struct Watchdog {
     shared: Arc<Mutex<Watch>>,
+    /// How a cancel connects: as the scripts' connections do.
+    tls: MakeRustlsConnect,
     started: std::cell::Cell<bool>,
 }
 
@@ -542,7 +544,7 @@ struct Watchdog {
 struct Watch {
     check: Option<Box<dyn FnMut() -> bool + Send>>,
     /// The query in flight, to cancel.
-    running: Option<(CancelToken, MakeRustlsConnect)>,
+    running: Option<CancelToken>,
     cancelled: bool,
     closed: bool,
 }
@@ -551,9 +553,10 @@ struct Watch {
 const WATCH_EVERY: Duration = Duration::from_millis(20);
 
 impl Watchdog {
-    fn new() -> Watchdog {
+    fn new(tls: MakeRustlsConnect) -> Watchdog {
         Watchdog {
             shared: Arc::default(),
+            tls,
             started: std::cell::Cell::new(false),
         }
     }
@@ -563,6 +566,7 @@ impl Watchdog {
             return;
         }
         let theirs = self.shared.clone();
+        let tls = self.tls.clone();
         let spawned = std::thread::Builder::new()
             .name("herald-script-watchdog".into())
             .spawn(move || loop {
@@ -576,9 +580,9 @@ impl Watchdog {
                 }
                 if watch.check.as_mut().is_some_and(|check| check()) {
                     // Under the lock, so that no next query starts before the cancel is sent.
-                    if let Some((token, tls)) = watch.running.take() {
+                    if let Some(token) = watch.running.take() {
                         watch.cancelled = true;
-                        let _ = token.cancel_query(tls);
+                        let _ = token.cancel_query(tls.clone());
                     }
                 }
             });
@@ -595,10 +599,10 @@ impl Watchdog {
         self.lock().check = Some(check);
     }
 
-    fn watch(&self, token: CancelToken, tls: MakeRustlsConnect) {
+    fn watch(&self, token: CancelToken) {
         self.start();
         let mut watch = self.lock();
-        watch.running = Some((token, tls));
+        watch.running = Some(token);
         watch.cancelled = false;
     }
 
